@@ -1,0 +1,1 @@
+//! Set reconciliation (to be written).

@@ -1,0 +1,2 @@
+//! QUIC transport (filled in by the QUIC work).
+#![deny(missing_docs)]
