@@ -36,6 +36,8 @@ pub(crate) struct Net {
     seq: u64,
     /// Payload frames (Push) sent, for redundancy checks.
     pub(crate) payloads: u64,
+    /// Drop every payload frame addressed to this node (a lossy eager link).
+    pub(crate) drop_payloads_to: Option<usize>,
 }
 
 fn topics() -> Interests {
@@ -95,6 +97,7 @@ impl Net {
             by_addr,
             seq: 0,
             payloads: 0,
+            drop_payloads_to: None,
         }
     }
 
@@ -140,6 +143,9 @@ impl Net {
                         continue;
                     };
                     if self.nodes[i].down || self.nodes[to].down {
+                        continue;
+                    }
+                    if kind.is_payload() && self.drop_payloads_to == Some(to) {
                         continue;
                     }
                     self.seq += 1;
