@@ -1,15 +1,15 @@
 //! The TOML configuration, parsed once into validated types.
 //!
-//! The file is read into plain serde structs ([`raw`], `#[serde(default, deny_unknown_fields)]`,
-//! one per section, every default in one place), then checked and converted ([`build`]) into
+//! The file is read into plain serde structs (`raw`, `#[serde(default, deny_unknown_fields)]`,
+//! one per section, every default in one place), then checked and converted (`build`) into
 //! the public types below: listen addresses are [`SocketAddr`]s, paths are absolute, ids are
 //! [`PublicId`]s, addresses [`PeerAddr`]s, topics [`Topic`]s and passwords [`Secret`]s. Code
 //! that holds a [`Config`] never re-checks anything.
 //!
 //! Every error names the file, the line and the full key:
 //! `config.toml:12: limits.max_body: must be between 1 and 4096, found 5000`. Serde errors carry
-//! a byte span that [`locate`] maps to a key path; validation errors know their key path and
-//! [`locate`] finds its line, so the serde structs need no `Spanned` wrappers.
+//! a byte span that `locate` maps to a key path; validation errors know their key path and
+//! `locate` finds its line, so the serde structs need no `Spanned` wrappers.
 //!
 //! `config.example.toml` at the repository root documents every key.
 
@@ -96,7 +96,8 @@ pub enum TlsMode {
 }
 
 impl TlsMode {
-    /// Another name for [`TlsMode::Direct`], as mail configuration calls it.
+    /// Another name for [`TlsMode::Direct`], as mail configuration calls it. In a `match`,
+    /// write `TlsMode::Direct`: a constant does not count towards exhaustiveness.
     #[allow(non_upper_case_globals)]
     pub const Tls: TlsMode = TlsMode::Direct;
 }
@@ -484,6 +485,14 @@ mod tests {
         );
         let (line, key, _) = invalid("[xmpp]\ntls = \"ssl\"\n");
         assert_eq!((line, key.as_str()), (2, "xmpp.tls"));
+    }
+
+    #[test]
+    fn inline_tables_and_crlf_lines_are_located() {
+        let (line, key, _) = invalid("\r\n\r\npeers = [{ id = \"nope\" }]\r\n");
+        assert_eq!((line, key.as_str()), (3, "peers[0].id"));
+        let (line, key, _) = invalid("node = { name = \"x\", colour = 1 }\n");
+        assert_eq!((line, key.as_str()), (1, "node.colour"));
     }
 
     #[test]
