@@ -336,17 +336,14 @@ impl Config {
     /// The embedded defaults with `data_dir` as the data directory: QUIC on 127.0.0.1:7070, the
     /// API on 127.0.0.1:7171, no peers, no accounts.
     pub fn defaults(data_dir: &Path) -> Config {
-        let mut raw = raw::RawConfig::default();
-        raw.node.data_dir = Some(data_dir.to_path_buf());
         let cx = build::Ctx {
             file: "(defaults)",
             doc: locate::Doc::new("", None),
         };
-        match build::build(raw, &build::absolute(data_dir), &cx) {
+        // `data_dir` goes in as the base directory, where no check applies, so nothing from
+        // the caller can fail validation; `empty_file_gives_the_defaults` pins the rest.
+        match build::build(raw::RawConfig::default(), &dir_anchor(data_dir), &cx) {
             Ok(config) => config,
-            // Only the data directory comes from outside, and every path is accepted there
-            // except an empty one, which `absolute` never returns for a non-empty input;
-            // `defaults_are_valid` pins the rest.
             Err(e) => unreachable!("the embedded defaults are valid: {e}"),
         }
     }
@@ -363,12 +360,18 @@ impl Config {
     }
 }
 
+/// `dir` made absolute; an empty path means the current directory.
+fn dir_anchor(dir: &Path) -> PathBuf {
+    if dir.as_os_str().is_empty() {
+        build::absolute(Path::new("."))
+    } else {
+        build::absolute(dir)
+    }
+}
+
 /// The absolute directory of the config file, against which relative paths resolve.
 fn config_dir(origin: &Path) -> PathBuf {
-    match origin.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => build::absolute(dir),
-        _ => build::absolute(Path::new(".")),
-    }
+    dir_anchor(origin.parent().unwrap_or(Path::new("")))
 }
 
 /// Serde speaks Rust (`invalid type: string "x", expected u64`); users write TOML, so say
@@ -443,6 +446,14 @@ mod tests {
         let text = Config::starter_text(dir);
         let c = Config::parse(&text, Path::new("/somewhere/else/config.toml")).unwrap();
         assert_eq!(c, Config::defaults(dir));
+        // An empty data directory means the current one, in both.
+        let here = Config::defaults(Path::new(""));
+        assert!(here.node.data_dir.is_absolute());
+        let text = Config::starter_text(Path::new(""));
+        assert_eq!(
+            Config::parse(&text, Path::new("/x/config.toml")).unwrap(),
+            here
+        );
     }
 
     #[test]

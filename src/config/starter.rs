@@ -6,8 +6,7 @@ use std::path::Path;
 /// The starter text with `data_dir` written out (made absolute, so the file can move).
 pub(crate) fn text(data_dir: &Path) -> String {
     // `toml::Value`'s Display quotes and escapes the path as a TOML string.
-    let dir =
-        toml::Value::String(super::build::absolute(data_dir).display().to_string()).to_string();
+    let dir = toml::Value::String(super::dir_anchor(data_dir).display().to_string()).to_string();
     format!(
         r#"# Lakitu configuration, written by `lakitu init`.
 # Every key and its default are described in config.example.toml.
