@@ -23,7 +23,7 @@ use crate::id::PublicId;
 use crate::post::{Post, PostId};
 
 use super::reputation::Merit;
-use super::wire::{Message, Relay};
+use super::wire::{MAX_IDS, Message, Relay};
 use super::{Action, Engine, Offence, PostStore};
 
 /// An announced post we do not have yet.
@@ -316,7 +316,7 @@ impl Engine {
                 self.diss.pulls.remove(&id);
             }
         }
-        let max = self.config.max_ids_per_frame.max(1);
+        let max = self.config.max_ids_per_frame.clamp(1, MAX_IDS);
         for (peer, ids) in grafts {
             for chunk in ids.chunks(max) {
                 self.counters.pulls += chunk.len() as u64;
@@ -336,7 +336,7 @@ impl Engine {
 
     /// Ask for posts by id (from a pull or from reconciliation).
     pub(crate) fn want(&mut self, from: PublicId, ids: Vec<PostId>) {
-        let max = self.config.max_ids_per_frame.max(1);
+        let max = self.config.max_ids_per_frame.clamp(1, MAX_IDS);
         for id in &ids {
             self.diss
                 .mark_requested(*id, self.config.max_pending_pulls.max(1));
@@ -348,7 +348,10 @@ impl Engine {
 
     /// Send stored posts to a peer that lacks them (answers to IWant/Graft, reconciliation).
     pub(crate) fn give(&mut self, to: PublicId, ids: &[PostId], store: &mut dyn PostStore) {
-        for id in ids.iter().take(self.config.max_ids_per_frame.max(1)) {
+        for id in ids
+            .iter()
+            .take(self.config.max_ids_per_frame.clamp(1, MAX_IDS))
+        {
             if let Some(post) = store.get(id) {
                 let hops = self.diss.recent.get(id).copied().unwrap_or(0);
                 let msg = Message::Push {

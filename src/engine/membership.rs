@@ -115,7 +115,7 @@ impl Engine {
         if id == self.me {
             return;
         }
-        if !self.members.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.members.entry(id) {
             // Incarnation 0 loses against any record the seed publishes about itself.
             let rec = MemberRecord {
                 id,
@@ -124,7 +124,7 @@ impl Engine {
                 addrs: addrs.into_iter().take(MAX_ADDRS).collect(),
                 interests: Interests::default(),
             };
-            self.members.insert(id, Member::from_record(rec));
+            slot.insert(Member::from_record(rec));
             self.merkle.touch(&id);
         }
         let join = Message::Join(self.own_record());

@@ -28,10 +28,13 @@ pub(crate) struct Node {
     pub(crate) delivered: Vec<(PostId, u8)>,
 }
 
+/// A frame in flight: (arrival, sequence, to, from, bytes).
+type Queued = (u64, u64, usize, usize, Bytes);
+
 pub(crate) struct Net {
     pub(crate) nodes: Vec<Node>,
     pub(crate) now: u64,
-    queue: BinaryHeap<Reverse<(u64, u64, usize, usize, Bytes)>>,
+    queue: BinaryHeap<Reverse<Queued>>,
     by_addr: HashMap<PeerAddr, usize>,
     seq: u64,
     /// Payload frames (Push) sent, for redundancy checks.
