@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-use rand::seq::{IndexedRandom, IteratorRandom};
+use rand::seq::IndexedRandom;
 
 use crate::id::PublicId;
 use crate::post::{Post, PostId};
@@ -188,11 +188,14 @@ impl Engine {
         if n == 0 {
             return;
         }
-        let picks: Vec<PublicId> = self
-            .interested(post, None)
-            .into_iter()
-            .filter(|id| !except.contains(id))
-            .choose_multiple(&mut self.rng, n);
+        let threshold = self.config.reputation_threshold;
+        let picks = self.sample_members(n, |m| {
+            m.reachable()
+                && m.view.reputation >= threshold
+                && m.view.id != post.author()
+                && !except.contains(&m.view.id)
+                && m.view.interests.wants(post)
+        });
         for id in picks {
             self.queue_ihave(id, post.id(), hops);
         }
