@@ -128,6 +128,9 @@ impl Engine {
             slot.insert(Member::from_record(rec));
             self.member_ids.push(id);
             self.merkle.touch(&id);
+        } else if let Some(m) = self.members.get_mut(&id) {
+            // The operator names this peer: whatever it did before (or a RemovePeer), talk again.
+            m.view.reputation = m.view.reputation.max(0);
         }
         let join = Message::Join(self.own_record());
         self.send(id, &join);
