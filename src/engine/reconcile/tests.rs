@@ -1,0 +1,354 @@
+//! Behaviour tests of set reconciliation: exact differences, limits, hostile bytes.
+
+use super::*;
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use std::collections::BTreeSet;
+
+/// Where the differences sit in history.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    Spread,
+    Newest,
+}
+
+/// Two sets of `n` items each whose symmetric difference has `d` items, half on each side.
+fn sets(n: usize, d: usize, layout: Layout, seed: u64) -> (Vec<Item>, Vec<Item>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let total = n + d.div_ceil(2);
+    let mut all: Vec<Item> = (0..total)
+        .map(|k| {
+            let mut id = [0u8; 32];
+            rng.fill_bytes(&mut id);
+            // About one post a minute, with jitter, so timestamps are mostly distinct.
+            Item {
+                timestamp: 1_700_000_000_000 + k as u64 * 60_000 + rng.random_range(0..1000),
+                id,
+            }
+        })
+        .collect();
+    all.sort();
+    let mut diff: Vec<usize> = match layout {
+        Layout::Newest => (total - d..total).collect(),
+        Layout::Spread => {
+            let mut picked = BTreeSet::new();
+            while picked.len() < d {
+                picked.insert(rng.random_range(0..total));
+            }
+            picked.into_iter().collect()
+        }
+    };
+    // Alternate the different items between the sides (shuffled for the spread layout).
+    if matches!(layout, Layout::Spread) {
+        for i in (1..diff.len()).rev() {
+            let j = rng.random_range(0..=i);
+            diff.swap(i, j);
+        }
+    }
+    let only_a: BTreeSet<usize> = diff.iter().step_by(2).copied().collect();
+    let only_b: BTreeSet<usize> = diff.iter().skip(1).step_by(2).copied().collect();
+    let a = (0..total)
+        .filter(|k| !only_b.contains(k))
+        .map(|k| all[k])
+        .collect();
+    let b = (0..total)
+        .filter(|k| !only_a.contains(k))
+        .map(|k| all[k])
+        .collect();
+    (a, b)
+}
+
+/// What a full session produced.
+struct Outcome {
+    a_lacks: BTreeSet<[u8; 32]>,
+    b_lacks: BTreeSet<[u8; 32]>,
+    b_knows_a_lacks: BTreeSet<[u8; 32]>,
+    b_knows_b_lacks: BTreeSet<[u8; 32]>,
+    messages: usize,
+    largest: usize,
+}
+
+/// Runs a session between initiator `a` and responder `b` to the end (bounded).
+fn run(a: &[Item], b: &[Item], limits: Limits, salt: u64) -> Outcome {
+    let (mut sa, first) = Session::initiate(a, limits, salt);
+    let mut sb = Session::responder(limits);
+    let mut out = Outcome {
+        a_lacks: BTreeSet::new(),
+        b_lacks: BTreeSet::new(),
+        b_knows_a_lacks: BTreeSet::new(),
+        b_knows_b_lacks: BTreeSet::new(),
+        messages: 1,
+        largest: first.len(),
+    };
+    let mut to_b = Some(first);
+    for _ in 0..200 {
+        let Some(msg) = to_b.take() else { break };
+        let step = sb.step(b, &msg).expect("responder step");
+        out.b_knows_b_lacks.extend(step.we_lack);
+        out.b_knows_a_lacks.extend(step.they_lack);
+        let Some(reply) = step.reply else { break };
+        out.messages += 1;
+        out.largest = out.largest.max(reply.len());
+        let step = sa.step(a, &reply).expect("initiator step");
+        out.a_lacks.extend(step.we_lack);
+        out.b_lacks.extend(step.they_lack);
+        if let Some(r) = step.reply {
+            out.messages += 1;
+            out.largest = out.largest.max(r.len());
+            to_b = Some(r);
+        }
+    }
+    assert!(sa.is_finished(), "initiator did not finish");
+    out
+}
+
+fn truth(a: &[Item], b: &[Item]) -> (BTreeSet<[u8; 32]>, BTreeSet<[u8; 32]>) {
+    let sa: BTreeSet<[u8; 32]> = a.iter().map(|i| i.id).collect();
+    let sb: BTreeSet<[u8; 32]> = b.iter().map(|i| i.id).collect();
+    (
+        sb.difference(&sa).copied().collect(),
+        sa.difference(&sb).copied().collect(),
+    )
+}
+
+fn check(n: usize, d: usize, layout: Layout, limits: Limits, seed: u64) -> Outcome {
+    let (a, b) = sets(n, d, layout, seed);
+    let (a_lacks, b_lacks) = truth(&a, &b);
+    assert_eq!(a_lacks.len() + b_lacks.len(), d);
+    let out = run(&a, &b, limits, seed ^ 0x5eed);
+    assert_eq!(
+        out.a_lacks, a_lacks,
+        "initiator's we_lack, {layout:?} n={n} d={d}"
+    );
+    assert_eq!(
+        out.b_lacks, b_lacks,
+        "initiator's they_lack, {layout:?} n={n} d={d}"
+    );
+    assert_eq!(
+        out.b_knows_b_lacks, b_lacks,
+        "responder's we_lack, {layout:?} n={n} d={d}"
+    );
+    assert_eq!(
+        out.b_knows_a_lacks, a_lacks,
+        "responder's they_lack, {layout:?} n={n} d={d}"
+    );
+    assert!(
+        out.largest <= limits.max(),
+        "message of {} bytes",
+        out.largest
+    );
+    out
+}
+
+#[test]
+fn equal_sets_finish_in_one_round_trip() {
+    for n in [0, 1, 100, 100_000] {
+        let out = check(n, 0, Layout::Spread, Limits::default(), 1);
+        assert_eq!(out.messages, 2, "n={n}");
+    }
+}
+
+#[test]
+fn small_sets_reconcile_exactly_in_both_layouts() {
+    for layout in [Layout::Spread, Layout::Newest] {
+        for d in [1, 2, 10, 100, 1000] {
+            for seed in 0..4 {
+                check(1000, d, layout, Limits::default(), seed);
+            }
+        }
+    }
+}
+
+#[test]
+fn one_side_empty_reconciles() {
+    let (a, _) = sets(500, 0, Layout::Spread, 3);
+    let out = run(&a, &[], Limits::default(), 9);
+    assert_eq!(out.b_lacks.len(), 500);
+    let out = run(&[], &a, Limits::default(), 9);
+    assert_eq!(out.a_lacks.len(), 500);
+    assert_eq!(out.b_knows_a_lacks.len(), 500);
+}
+
+#[test]
+fn large_sets_reconcile_exactly_in_both_layouts() {
+    for layout in [Layout::Spread, Layout::Newest] {
+        for d in [1, 10, 1000] {
+            check(100_000, d, layout, Limits::default(), 7);
+        }
+    }
+}
+
+#[test]
+fn spread_differences_cost_far_less_than_ids_of_the_set() {
+    let out = check(100_000, 100, Layout::Spread, Limits::default(), 11);
+    assert!(out.messages <= 4, "{} messages", out.messages);
+}
+
+#[test]
+fn small_message_limit_is_respected_and_still_converges() {
+    let limits = Limits {
+        max_message_bytes: Limits::MIN_MESSAGE_BYTES,
+    };
+    for layout in [Layout::Spread, Layout::Newest] {
+        let out = check(20_000, 300, layout, limits, 5);
+        assert!(out.messages > 4);
+    }
+}
+
+#[test]
+fn tiny_limit_is_raised_to_the_minimum() {
+    let limits = Limits {
+        max_message_bytes: 10,
+    };
+    check(2000, 50, Layout::Spread, limits, 6);
+}
+
+#[test]
+fn truncated_messages_are_rejected() {
+    let (a, b) = sets(2000, 40, Layout::Spread, 8);
+    let (_, first) = Session::initiate(&a, Limits::default(), 1);
+    let mut responder = Session::responder(Limits::default());
+    for len in 0..first.len() {
+        let err = responder
+            .step(&b, &first[..len])
+            .expect_err("truncated summary");
+        assert!(
+            matches!(
+                err,
+                ReconcileError::Truncated | ReconcileError::Malformed(_)
+            ),
+            "{len}: {err:?}"
+        );
+    }
+    let reply = responder
+        .step(&b, &first)
+        .expect("summary")
+        .reply
+        .expect("reply");
+    for len in 0..reply.len() {
+        let (mut s, _) = Session::initiate(&a, Limits::default(), 1);
+        assert!(s.step(&a, &reply[..len]).is_err(), "{len}");
+    }
+}
+
+#[test]
+fn malformed_messages_get_distinct_errors() {
+    let b: Vec<Item> = Vec::new();
+    let mut r = Session::responder(Limits::default());
+    assert_eq!(r.step(&b, &[9, 1]), Err(ReconcileError::Version(9)));
+    assert_eq!(r.step(&b, &[1, 99]), Err(ReconcileError::UnknownKind(99)));
+    let done = Message::Done { salt: 5 }.encode();
+    assert_eq!(r.step(&b, &done), Err(ReconcileError::Unexpected("done")));
+    let mut long = done.clone();
+    long.push(0);
+    assert_eq!(r.step(&b, &long), Err(ReconcileError::TrailingBytes));
+    let huge = vec![1u8; 70_000];
+    assert!(matches!(
+        r.step(&b, &huge),
+        Err(ReconcileError::TooLarge { .. })
+    ));
+    // A summary whose bucket bounds do not increase.
+    let bad = Message::Summary(Summary {
+        salt: 1,
+        bounds: vec![5, 5],
+        buckets: vec![Fingerprint::default(); 3],
+        strata: Vec::new(),
+    })
+    .encode();
+    assert!(matches!(
+        r.step(&b, &bad),
+        Err(ReconcileError::Malformed(_))
+    ));
+    // A message of another session is refused without ending this one.
+    let (mut s, _) = Session::initiate(&b, Limits::default(), 1);
+    assert_eq!(s.step(&b, &done), Err(ReconcileError::WrongSession));
+    let ok = Message::Done { salt: 1 }.encode();
+    assert!(s.step(&b, &ok).expect("done").done);
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let (a, b) = sets(300, 20, Layout::Spread, 2);
+    let mut rng = StdRng::seed_from_u64(42);
+    let (_, first) = Session::initiate(&a, Limits::default(), 3);
+    let reply = Session::responder(Limits::default())
+        .step(&b, &first)
+        .expect("summary")
+        .reply
+        .expect("reply");
+    for round in 0..20_000 {
+        let mut msg = match round % 3 {
+            0 => {
+                let len = rng.random_range(0..200);
+                let mut m = vec![0u8; len];
+                rng.fill_bytes(&mut m);
+                if len > 1 {
+                    m[0] = 1;
+                    m[1] = rng.random_range(0..9);
+                }
+                m
+            }
+            1 => first.clone(),
+            _ => reply.clone(),
+        };
+        // Flip a few bytes of a valid message.
+        if round % 3 != 0 && !msg.is_empty() {
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..msg.len());
+                msg[i] = rng.random();
+            }
+        }
+        let _ = Session::responder(Limits::default()).step(&b, &msg);
+        let (mut s, _) = Session::initiate(&a, Limits::default(), 3);
+        let _ = s.step(&a, &msg);
+    }
+}
+
+#[test]
+fn messages_round_trip_through_the_codec() {
+    let (a, b) = sets(3000, 100, Layout::Spread, 4);
+    let limits = Limits::default();
+    let (mut sa, first) = Session::initiate(&a, limits, 77);
+    let mut sb = Session::responder(limits);
+    let mut msg = first;
+    for _ in 0..20 {
+        let decoded = Message::decode(&msg, limits.max()).expect("decode");
+        assert_eq!(decoded.encode(), msg);
+        let step = if matches!(
+            decoded,
+            Message::Summary(_) | Message::More { .. } | Message::Result { .. }
+        ) {
+            sb.step(&b, &msg)
+        } else {
+            sa.step(&a, &msg)
+        }
+        .expect("step");
+        match step.reply {
+            Some(r) => msg = r,
+            None => break,
+        }
+    }
+}
+
+#[test]
+fn strata_estimate_is_within_a_factor_of_two() {
+    for d in [10u64, 100, 1000, 10_000] {
+        let (a, b) = sets(50_000, d as usize, Layout::Spread, d);
+        let keys = Keys::new(d);
+        let levels = hash::strata_levels(a.len());
+        let sa = hash::strata(a.iter().map(|i| &i.id), keys.est, levels);
+        let sb = hash::strata(b.iter().map(|i| &i.id), keys.est, levels);
+        let est = hash::estimate(&sa, &sb, 100_000);
+        assert!(est * 2 >= d && est <= d * 2, "d={d} est={est}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_decode_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+        let _ = Message::decode(&bytes, 60_000);
+        let mut b = bytes.clone();
+        if b.len() >= 2 { b[0] = 1; b[1] = b[1] % 8; }
+        let _ = Message::decode(&b, 60_000);
+    }
+}
