@@ -6,17 +6,46 @@
 //! cryptographic MAC: a few nanoseconds per id keeps a 100,000-item summary in milliseconds.
 
 /// Number of cells per stratum in the estimator.
-pub(crate) const EST_BUCKETS: usize = 8;
+pub(crate) const EST_CELLS: usize = 16;
+
+/// Bits of each estimator cell (a cell is the XOR of that many hash bits per id).
+const EST_BITS: usize = 4;
+
+/// Bytes of one stratum on the wire.
+pub(crate) const EST_BUCKETS: usize = EST_CELLS * EST_BITS / 8;
+
+/// Cells of a bucket sketch (4 bits each).
+const SUB_CELLS: usize = 8;
+
+/// Bytes of a bucket sketch on the wire.
+pub(crate) const SUB_BYTES: usize = SUB_CELLS * 4 / 8;
 
 /// Most strata an estimator may carry (enough for sets of 2^60 items).
 pub(crate) const MAX_STRATA: usize = 62;
 
-/// Reads the `k`-th little-endian 64-bit word of an id.
+/// An id as four little-endian 64-bit words (cheaper to XOR and hash than bytes).
+pub(crate) type Words = [u64; 4];
+
+/// The words of an id.
 #[inline]
-fn word(id: &[u8; 32], k: usize) -> u64 {
-    let mut b = [0u8; 8];
-    b.copy_from_slice(&id[k * 8..k * 8 + 8]);
-    u64::from_le_bytes(b)
+pub(crate) fn words(id: &[u8; 32]) -> Words {
+    let mut w = [0u64; 4];
+    for (k, out) in w.iter_mut().enumerate() {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&id[k * 8..k * 8 + 8]);
+        *out = u64::from_le_bytes(b);
+    }
+    w
+}
+
+/// The id of some words (inverse of [`words`]).
+#[inline]
+pub(crate) fn id_of(w: &Words) -> [u8; 32] {
+    let mut id = [0u8; 32];
+    for (k, word) in w.iter().enumerate() {
+        id[k * 8..k * 8 + 8].copy_from_slice(&word.to_le_bytes());
+    }
+    id
 }
 
 /// The splitmix64 finaliser: a bijective avalanche of one word.
@@ -31,9 +60,15 @@ pub(crate) fn splitmix(mut x: u64) -> u64 {
 /// Keyed 64-bit hash of an id.
 #[inline]
 pub(crate) fn mix(id: &[u8; 32], key: u64) -> u64 {
+    mix_words(&words(id), key)
+}
+
+/// Keyed 64-bit hash of an id given as words.
+#[inline]
+pub(crate) fn mix_words(w: &Words, key: u64) -> u64 {
     let mut h = key;
-    for k in 0..4 {
-        h = (h ^ word(id, k)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for &x in w {
+        h = (h ^ x).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         h ^= h >> 29;
     }
     h ^= h >> 32;
@@ -98,8 +133,9 @@ pub(crate) fn strata_levels(n: usize) -> usize {
 }
 
 /// Builds a strata estimator: stratum `j` holds the ids whose hash has `j` leading zeros
-/// (the last stratum also holds the deeper ones), spread over [`EST_BUCKETS`] cells, each the
-/// XOR of one hash byte per id.
+/// (the last stratum also holds the deeper ones), spread over [`EST_CELLS`] cells, each the
+/// XOR of [`EST_BITS`] hash bits per id, packed into [`EST_BUCKETS`] bytes.
+#[cfg(test)]
 pub(crate) fn strata<'a>(
     ids: impl Iterator<Item = &'a [u8; 32]>,
     key: u64,
@@ -110,12 +146,23 @@ pub(crate) fn strata<'a>(
         return out;
     }
     for id in ids {
-        let h = mix(id, key);
-        let level = (h.leading_zeros() as usize).min(levels - 1);
-        let bucket = (h & (EST_BUCKETS as u64 - 1)) as usize;
-        out[level][bucket] ^= (h >> 8) as u8;
+        strata_add(&mut out, mix(id, key));
     }
     out
+}
+
+/// Adds an id (given by its estimator hash `h`) to a strata estimator.
+#[inline]
+pub(crate) fn strata_add(out: &mut [[u8; EST_BUCKETS]], h: u64) {
+    let levels = out.len();
+    if levels == 0 {
+        return;
+    }
+    let level = (h.leading_zeros() as usize).min(levels - 1);
+    let cell = (h % EST_CELLS as u64) as usize;
+    let value = ((h >> 8) & ((1 << EST_BITS) - 1)) as u8;
+    let bit = cell * EST_BITS;
+    out[level][bit / 8] ^= value << (bit % 8);
 }
 
 /// Maximum-likelihood estimate of the difference size from two estimators built with the
@@ -127,8 +174,10 @@ pub(crate) fn estimate(ours: &[[u8; EST_BUCKETS]], theirs: &[[u8; EST_BUCKETS]],
     }
     let mut differ = vec![0u32; levels];
     for j in 0..levels {
-        for b in 0..EST_BUCKETS {
-            if ours[j][b] != theirs[j][b] {
+        for c in 0..EST_CELLS {
+            let bit = c * EST_BITS;
+            let mask = (((1u16 << EST_BITS) - 1) << (bit % 8)) as u8;
+            if (ours[j][bit / 8] ^ theirs[j][bit / 8]) & mask != 0 {
                 differ[j] += 1;
             }
         }
@@ -136,8 +185,8 @@ pub(crate) fn estimate(ours: &[[u8; EST_BUCKETS]], theirs: &[[u8; EST_BUCKETS]],
     if differ.iter().all(|&x| x == 0) {
         return 0;
     }
-    // A cell with a non-empty difference still looks equal with probability 1/256.
-    let seen = 255.0 / 256.0;
+    // A cell with a non-empty difference still looks equal with probability 2^-bits.
+    let seen = 1.0 - 0.5f64.powi(EST_BITS as i32);
     let mut best = (f64::NEG_INFINITY, 1.0f64);
     let max = (max.max(1)) as f64;
     let mut d = 1.0f64;
@@ -149,10 +198,10 @@ pub(crate) fn estimate(ours: &[[u8; EST_BUCKETS]], theirs: &[[u8; EST_BUCKETS]],
                 0.5f64.powi(j as i32)
             } else {
                 0.5f64.powi(j as i32 + 1)
-            } / EST_BUCKETS as f64;
+            } / EST_CELLS as f64;
             let p = ((1.0 - (-d * share).exp()) * seen).clamp(1e-12, 1.0 - 1e-12);
             let k = f64::from(k);
-            ll += k * p.ln() + (EST_BUCKETS as f64 - k) * (1.0 - p).ln();
+            ll += k * p.ln() + (EST_CELLS as f64 - k) * (1.0 - p).ln();
         }
         if ll > best.0 {
             best = (ll, d);
@@ -160,4 +209,33 @@ pub(crate) fn estimate(ours: &[[u8; EST_BUCKETS]], theirs: &[[u8; EST_BUCKETS]],
         d = (d * 1.03).max(d + 1.0);
     }
     best.1.round() as u64
+}
+
+/// Adds an id (given by its estimator hash `h`) to a bucket sketch: 8 cells of 4 bits, each
+/// the XOR of 4 hash bits of the ids that fall in it.
+#[inline]
+pub(crate) fn sketch_add(sketch: &mut [u8; SUB_BYTES], h: u64) {
+    let cell = ((h >> 32) % SUB_CELLS as u64) as usize;
+    let value = ((h >> 36) & 0xf) as u8;
+    let bit = cell * 4;
+    sketch[bit / 8] ^= value << (bit % 8);
+}
+
+/// Estimated number of differences between two bucket sketches; `None` when too many
+/// cells differ to tell (about 10 differences or more: with 4-bit cells, a cell of a heavy
+/// bucket still looks equal one time in 16, so 6 or 7 differing cells of 8 are ambiguous).
+pub(crate) fn sketch_estimate(a: &[u8; SUB_BYTES], b: &[u8; SUB_BYTES]) -> Option<f64> {
+    let mut differ = 0u32;
+    for c in 0..SUB_CELLS {
+        let bit = c * 4;
+        if ((a[bit / 8] ^ b[bit / 8]) >> (bit % 8)) & 0xf != 0 {
+            differ += 1;
+        }
+    }
+    if differ as usize > SUB_CELLS * 5 / 8 {
+        return None;
+    }
+    // A cell differs with probability (1 - e^(-x/8)) * 15/16 for x differences.
+    let frac = f64::from(differ) / (SUB_CELLS as f64 * 15.0 / 16.0);
+    Some(-(SUB_CELLS as f64) * (1.0 - frac).ln())
 }

@@ -6,12 +6,13 @@
 //! stream of length about 1.35–2 × d decodes a difference of d ids, whatever d is. The receiver
 //! XORs its own symbols in, which cancels the common ids, and peels pure cells.
 //!
-//! Cells carry no count: a cell is pure when its checksum matches its sum, its index is one
-//! of the sum's mapped indices, and (for ids we hold) the id is in our set. The final range
-//! fingerprint check in the protocol catches the vanishing case of a false peel.
+//! Cells carry no count: a cell is pure when its checksum matches its sum and its index is one
+//! of the sum's mapped indices; whether the id is ours or theirs is a lookup in our set. The
+//! protocol's final range-fingerprint check catches the vanishing case of a false peel.
 
-use super::hash::{Keys, mix};
+use super::hash::{Keys, Words, mix_words};
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// Bytes of one coded symbol on the wire: 32 bytes of XOR-ed ids and a 4-byte checksum.
 pub(crate) const SYMBOL_BYTES: usize = 36;
@@ -20,7 +21,7 @@ pub(crate) const SYMBOL_BYTES: usize = 36;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct Cell {
     /// XOR of the ids mapped here.
-    pub sum: [u8; 32],
+    pub sum: Words,
     /// XOR of their checksums.
     pub check: u32,
 }
@@ -28,31 +29,46 @@ pub(crate) struct Cell {
 impl Cell {
     /// XORs one id (with its checksum) into the cell.
     #[inline]
-    pub(crate) fn toggle(&mut self, id: &[u8; 32], check: u32) {
+    pub(crate) fn toggle(&mut self, id: &Words, check: u32) {
         for (a, b) in self.sum.iter_mut().zip(id) {
             *a ^= b;
         }
         self.check ^= check;
     }
 
-    /// XORs another cell into this one.
-    #[inline]
-    pub(crate) fn merge(&mut self, other: &Cell) {
-        self.toggle(&other.sum, other.check);
-    }
-
     /// Whether the cell is empty.
     #[inline]
     pub(crate) fn is_zero(&self) -> bool {
-        self.check == 0 && self.sum.iter().all(|&b| b == 0)
+        self.check == 0 && self.sum == [0; 4]
     }
 }
 
 /// Checksum of an id.
 #[inline]
-pub(crate) fn checksum(id: &[u8; 32], keys: &Keys) -> u32 {
-    mix(id, keys.check) as u32
+pub(crate) fn checksum(id: &Words, keys: &Keys) -> u32 {
+    mix_words(id, keys.check) as u32
 }
+
+/// A hasher for keys that are already keyed 64-bit hashes: it passes them through.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
+/// A set of ids, each stored as its keyed hash (`mix_words(id, keys.fp)`).
+pub(crate) type IdSet = HashSet<u64, BuildHasherDefault<PassThrough>>;
 
 /// The pseudo-random index sequence of one id: 0, then increasing indices.
 #[derive(Clone, Copy, Debug)]
@@ -65,9 +81,9 @@ pub(crate) struct Mapping {
 impl Mapping {
     /// The sequence of an id; its current index is 0.
     #[inline]
-    pub(crate) fn new(id: &[u8; 32], keys: &Keys) -> Mapping {
+    pub(crate) fn new(id: &Words, keys: &Keys) -> Mapping {
         Mapping {
-            prng: mix(id, keys.map),
+            prng: mix_words(id, keys.map),
             index: 0,
         }
     }
@@ -79,10 +95,16 @@ impl Mapping {
         let r = self.prng.wrapping_mul(0xda94_2042_e4dd_58b5);
         self.prng = r;
         let scale = (1u64 << 32) as f64 / ((r as f64) + 1.0).sqrt() - 1.0;
-        let gap = ((self.index as f64 + 1.5) * scale).ceil();
-        // `as` saturates; a gap of at least 1 keeps the sequence strictly increasing.
-        let gap = (gap as u64).max(1);
-        self.index = self.index.saturating_add(gap);
+        let gap = (self.index as f64 + 1.5) * scale;
+        // Ceiling without a libm call; `as` saturates, and a gap of at least 1 keeps the
+        // sequence strictly increasing.
+        let whole = gap as u64;
+        let gap = if (whole as f64) < gap {
+            whole.saturating_add(1)
+        } else {
+            whole
+        };
+        self.index = self.index.saturating_add(gap.max(1));
         self.index
     }
 }
@@ -97,11 +119,12 @@ pub(crate) fn encode<'a>(
     let mut cells = vec![Cell::default(); count];
     let end = start.saturating_add(count as u64);
     for id in ids {
-        let check = checksum(id, keys);
-        let mut m = Mapping::new(id, keys);
+        let w = super::hash::words(id);
+        let check = checksum(&w, keys);
+        let mut m = Mapping::new(&w, keys);
         while m.index < end {
             if m.index >= start {
-                cells[(m.index - start) as usize].toggle(id, check);
+                cells[(m.index - start) as usize].toggle(&w, check);
             }
             m.advance();
         }
@@ -115,7 +138,7 @@ pub(crate) struct Decoder {
     /// Residual cells: remote XOR local XOR the ids decoded so far.
     cells: Vec<Cell>,
     /// Decoded ids with their mappings, parked at their first index beyond `cells`.
-    decoded: Vec<([u8; 32], u32, Mapping)>,
+    decoded: Vec<(Words, u32, Mapping)>,
     /// Decoded ids that we hold and the sender lacks.
     pub ours: Vec<[u8; 32]>,
     /// Decoded ids that the sender holds and we lack.
@@ -139,18 +162,12 @@ impl Decoder {
     }
 
     /// Adds the next remote symbols; `local` are our own symbols for the same indices and
-    /// `our_ids` the ids of our set in the reconciled range.
-    pub(crate) fn extend(
-        &mut self,
-        remote: &[Cell],
-        local: &[Cell],
-        our_ids: &HashSet<[u8; 32]>,
-        keys: &Keys,
-    ) {
+    /// `our_ids` the keyed hashes of our ids in the reconciled range.
+    pub(crate) fn extend(&mut self, remote: &[Cell], local: &[Cell], our_ids: &IdSet, keys: &Keys) {
         let start = self.cells.len();
         for (r, l) in remote.iter().zip(local) {
             let mut c = *r;
-            c.merge(l);
+            c.toggle(&l.sum, l.check);
             self.cells.push(c);
         }
         let end = self.cells.len() as u64;
@@ -160,22 +177,16 @@ impl Decoder {
                 m.advance();
             }
         }
+        // Only new cells can be newly pure: older ones changed only through peeled ids,
+        // whose cells were queued when they were peeled.
         let mut queue: Vec<usize> = (start..self.cells.len()).rev().collect();
-        // Older cells can have become pure only through the ids decoded above, which the
-        // queue of those ids already covers; new cells are all candidates.
         while let Some(i) = queue.pop() {
             self.try_peel(i, our_ids, keys, &mut queue);
         }
     }
 
     /// Peels cell `i` if it holds exactly one id, queueing the cells that id touched.
-    fn try_peel(
-        &mut self,
-        i: usize,
-        our_ids: &HashSet<[u8; 32]>,
-        keys: &Keys,
-        queue: &mut Vec<usize>,
-    ) {
+    fn try_peel(&mut self, i: usize, our_ids: &IdSet, keys: &Keys, queue: &mut Vec<usize>) {
         let cell = self.cells[i];
         if cell.is_zero() || checksum(&cell.sum, keys) != cell.check {
             return;
@@ -198,10 +209,11 @@ impl Decoder {
             m.advance();
         }
         self.decoded.push((id, check, m));
-        if our_ids.contains(&id) {
-            self.ours.push(id);
+        let bytes = super::hash::id_of(&id);
+        if our_ids.contains(&mix_words(&id, keys.fp)) {
+            self.ours.push(bytes);
         } else {
-            self.theirs.push(id);
+            self.theirs.push(bytes);
         }
     }
 }

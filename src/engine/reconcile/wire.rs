@@ -7,7 +7,7 @@
 //! keeps no state between messages.
 
 use super::ReconcileError;
-use super::hash::{EST_BUCKETS, Fingerprint, MAX_STRATA};
+use super::hash::{EST_BUCKETS, Fingerprint, MAX_STRATA, SUB_BYTES};
 use super::riblt::{Cell, SYMBOL_BYTES};
 
 /// The protocol version this module speaks.
@@ -24,7 +24,6 @@ pub(crate) const PREFIX_BYTES: usize = 8;
 
 const KIND_SUMMARY: u8 = 1;
 const KIND_DONE: u8 = 2;
-const KIND_IDS: u8 = 3;
 const KIND_SYMBOLS: u8 = 4;
 const KIND_MORE: u8 = 5;
 const KIND_RESULT: u8 = 6;
@@ -48,15 +47,22 @@ pub(crate) struct Summary {
     pub bounds: Vec<u64>,
     /// Fingerprint of each bucket (K = `bounds.len() + 1`).
     pub buckets: Vec<Fingerprint>,
+    /// A tiny difference-size sketch of each bucket.
+    pub sketches: Vec<[u8; SUB_BYTES]>,
     /// The strata estimator over the whole set.
     pub strata: Vec<[u8; EST_BUCKETS]>,
 }
 
-/// Coded symbols of the sender's ids in `intervals`, from index `start`.
+/// The responder's answer: all its ids in `id_intervals`, and coded symbols of its ids in
+/// `intervals` from index `start` (either part may be empty).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Symbols {
     /// Session salt.
     pub salt: u64,
+    /// The range sent as plain ids.
+    pub id_intervals: Vec<Interval>,
+    /// The sender's ids in `id_intervals`.
+    pub ids: Vec<[u8; 32]>,
     /// The reconciled range.
     pub intervals: Vec<Interval>,
     /// Fingerprint of the sender's ids in the range (checks the decoded difference).
@@ -77,16 +83,7 @@ pub(crate) enum Message {
         /// Session salt.
         salt: u64,
     },
-    /// Responder → initiator: all the responder's ids in the differing range.
-    Ids {
-        /// Session salt.
-        salt: u64,
-        /// The range.
-        intervals: Vec<Interval>,
-        /// The ids, in the responder's order.
-        ids: Vec<[u8; 32]>,
-    },
-    /// Responder → initiator: a slice of the responder's coded-symbol stream.
+    /// Responder → initiator: ids and a slice of the responder's coded-symbol stream.
     Symbols(Symbols),
     /// Initiator → responder: send `count` more symbols from `start`.
     More {
@@ -124,7 +121,6 @@ impl Message {
             Message::Summary(s) => s.salt,
             Message::Symbols(s) => s.salt,
             Message::Done { salt }
-            | Message::Ids { salt, .. }
             | Message::More { salt, .. }
             | Message::Result { salt, .. }
             | Message::Ack { salt } => *salt,
@@ -136,7 +132,6 @@ impl Message {
         match self {
             Message::Summary(_) => "summary",
             Message::Done { .. } => "done",
-            Message::Ids { .. } => "ids",
             Message::Symbols(_) => "symbols",
             Message::More { .. } => "more",
             Message::Result { .. } => "result",
@@ -158,9 +153,10 @@ impl Message {
                     put_var(&mut w, b - prev);
                     prev = b;
                 }
-                for f in &s.buckets {
+                for (f, sketch) in s.buckets.iter().zip(&s.sketches) {
                     put_var(&mut w, f.count);
                     put_u64(&mut w, f.sum);
+                    w.extend_from_slice(sketch);
                 }
                 put_var(&mut w, s.strata.len() as u64);
                 for level in &s.strata {
@@ -171,29 +167,23 @@ impl Message {
                 w.push(KIND_DONE);
                 put_u64(&mut w, *salt);
             }
-            Message::Ids {
-                salt,
-                intervals,
-                ids,
-            } => {
-                w.push(KIND_IDS);
-                put_u64(&mut w, *salt);
-                put_intervals(&mut w, intervals);
-                put_var(&mut w, ids.len() as u64);
-                for id in ids {
-                    w.extend_from_slice(id);
-                }
-            }
             Message::Symbols(s) => {
                 w.push(KIND_SYMBOLS);
                 put_u64(&mut w, s.salt);
+                put_intervals(&mut w, &s.id_intervals);
+                put_var(&mut w, s.ids.len() as u64);
+                for id in &s.ids {
+                    w.extend_from_slice(id);
+                }
                 put_intervals(&mut w, &s.intervals);
                 put_var(&mut w, s.range.count);
                 put_u64(&mut w, s.range.sum);
                 put_var(&mut w, s.start);
                 put_var(&mut w, s.cells.len() as u64);
                 for c in &s.cells {
-                    w.extend_from_slice(&c.sum);
+                    for word in &c.sum {
+                        w.extend_from_slice(&word.to_le_bytes());
+                    }
                     w.extend_from_slice(&c.check.to_le_bytes());
                 }
             }
@@ -266,10 +256,14 @@ impl Message {
                     bounds.push(prev);
                 }
                 let mut buckets = Vec::with_capacity(nb + 1);
+                let mut sketches = Vec::with_capacity(nb + 1);
                 for _ in 0..=nb {
                     let count = r.var()?;
                     let sum = r.u64()?;
                     buckets.push(Fingerprint { count, sum });
+                    let mut sketch = [0u8; SUB_BYTES];
+                    sketch.copy_from_slice(r.bytes(SUB_BYTES)?);
+                    sketches.push(sketch);
                 }
                 let levels = r.len(MAX_STRATA, EST_BUCKETS)?;
                 let mut strata = Vec::with_capacity(levels);
@@ -282,26 +276,19 @@ impl Message {
                     salt,
                     bounds,
                     buckets,
+                    sketches,
                     strata,
                 })
             }
             KIND_DONE => Message::Done { salt: r.u64()? },
-            KIND_IDS => {
+            KIND_SYMBOLS => {
                 let salt = r.u64()?;
-                let intervals = r.intervals()?;
+                let id_intervals = r.intervals()?;
                 let n = r.len(usize::MAX, 32)?;
                 let mut ids = Vec::with_capacity(n);
                 for _ in 0..n {
                     ids.push(r.id()?);
                 }
-                Message::Ids {
-                    salt,
-                    intervals,
-                    ids,
-                }
-            }
-            KIND_SYMBOLS => {
-                let salt = r.u64()?;
                 let intervals = r.intervals()?;
                 let count = r.var()?;
                 let sum = r.u64()?;
@@ -309,7 +296,7 @@ impl Message {
                 let n = r.len(usize::MAX, SYMBOL_BYTES)?;
                 let mut cells = Vec::with_capacity(n);
                 for _ in 0..n {
-                    let sum = r.id()?;
+                    let sum = [r.u64()?, r.u64()?, r.u64()?, r.u64()?];
                     let mut c = [0u8; 4];
                     c.copy_from_slice(r.bytes(4)?);
                     cells.push(Cell {
@@ -319,6 +306,8 @@ impl Message {
                 }
                 Message::Symbols(Symbols {
                     salt,
+                    id_intervals,
+                    ids,
                     intervals,
                     range: Fingerprint { count, sum },
                     start,
