@@ -88,13 +88,10 @@ fn run(a: &[Item], b: &[Item], limits: Limits, salt: u64, expect: usize) -> Run 
         rts += 1;
         let step = sa.step(a, &reply).expect("initiator");
         learned += step.we_lack.len() + step.they_lack.len();
-        if (learned == expect && step.done) || (learned == expect && expect > 0) {
-            if r.round_trips_until_initiator_knows == 0 {
-                r.round_trips_until_initiator_knows = rts;
-                r.bytes_until_initiator_knows = r.bytes;
-            }
-        }
-        if step.done && expect == 0 && r.round_trips_until_initiator_knows == 0 {
+        // The initiator knows the difference once it has learned all of it (for d = 0: once
+        // the responder said so).
+        let knows = learned == expect && (expect > 0 || step.done);
+        if knows && r.round_trips_until_initiator_knows == 0 {
             r.round_trips_until_initiator_knows = rts;
             r.bytes_until_initiator_knows = r.bytes;
         }
@@ -110,8 +107,13 @@ fn run(a: &[Item], b: &[Item], limits: Limits, salt: u64, expect: usize) -> Run 
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "quick");
-    let seeds: u64 = if quick { 2 } else { 5 };
+    // `quick` runs 2 seeds per row, `seeds=N` runs N; the default is 5.
+    let seeds: u64 = std::env::args()
+        .find_map(|a| match a.as_str() {
+            "quick" => Some(2),
+            _ => a.strip_prefix("seeds=").and_then(|n| n.parse().ok()),
+        })
+        .unwrap_or(5);
     let n = 100_000;
     println!("n = {n} items per side; mean of {seeds} seeds; d = |A Δ B|, half on each side");
     println!();

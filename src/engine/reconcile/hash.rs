@@ -126,10 +126,12 @@ impl Fingerprint {
     }
 }
 
-/// Number of strata for a set of `n` items: up to the level a single item reaches.
+/// Number of strata for a set of `n` items. Stratum `j` tells differences of about
+/// 16 × 2^(j+1) apart, so strata up to `log2(2n / 32)` cover any difference up to the
+/// union of two such sets; deeper ids share the last stratum.
 pub(crate) fn strata_levels(n: usize) -> usize {
-    let bits = usize::BITS - n.leading_zeros();
-    (bits as usize + 2).clamp(4, MAX_STRATA)
+    let bits = (usize::BITS - n.leading_zeros()) as usize;
+    bits.saturating_sub(3).clamp(4, MAX_STRATA)
 }
 
 /// Builds a strata estimator: stratum `j` holds the ids whose hash has `j` leading zeros

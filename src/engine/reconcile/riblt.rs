@@ -89,20 +89,29 @@ impl Mapping {
     }
 
     /// Moves to the next index. The gap is drawn so that index `i` is hit with probability
-    /// about `1 / (1 + i/2)` (the RIBLT paper's distribution).
+    /// about `1 / (1 + i/2)` (the RIBLT paper's distribution): with `u` uniform in (0, 1],
+    /// the gap is `ceil((i + 1.5) * (1/sqrt(u) - 1))`. Only exact IEEE operations are used
+    /// (and integer conversions below 2^53), so both peers compute the same sequence.
     #[inline]
     pub(crate) fn advance(&mut self) -> u64 {
         let r = self.prng.wrapping_mul(0xda94_2042_e4dd_58b5);
         self.prng = r;
-        let scale = (1u64 << 32) as f64 / ((r as f64) + 1.0).sqrt() - 1.0;
-        let gap = (self.index as f64 + 1.5) * scale;
-        // Ceiling without a libm call; `as` saturates, and a gap of at least 1 keeps the
-        // sequence strictly increasing.
-        let whole = gap as u64;
-        let gap = if (whole as f64) < gap {
-            whole.saturating_add(1)
+        if self.index >= 1 << 52 {
+            self.index = u64::MAX;
+            return self.index;
+        }
+        let u = ((r >> 11) as i64 as f64 + 1.0) * (1.0 / (1u64 << 53) as f64);
+        let gap = (self.index as i64 as f64 + 1.5) * (1.0 / u.sqrt() - 1.0);
+        // Ceiling without a libm call; a gap of at least 1 keeps the sequence increasing.
+        let gap = if gap >= (1u64 << 52) as f64 {
+            1u64 << 52
         } else {
-            whole
+            let whole = gap as i64 as u64;
+            if (whole as i64 as f64) < gap {
+                whole + 1
+            } else {
+                whole
+            }
         };
         self.index = self.index.saturating_add(gap.max(1));
         self.index

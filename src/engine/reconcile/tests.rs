@@ -66,6 +66,7 @@ struct Outcome {
     b_knows_b_lacks: BTreeSet<[u8; 32]>,
     messages: usize,
     largest: usize,
+    bytes: usize,
 }
 
 /// Runs a session between initiator `a` and responder `b` to the end (bounded).
@@ -79,6 +80,7 @@ fn run(a: &[Item], b: &[Item], limits: Limits, salt: u64) -> Outcome {
         b_knows_b_lacks: BTreeSet::new(),
         messages: 1,
         largest: first.len(),
+        bytes: first.len(),
     };
     let mut to_b = Some(first);
     for _ in 0..200 {
@@ -89,12 +91,14 @@ fn run(a: &[Item], b: &[Item], limits: Limits, salt: u64) -> Outcome {
         let Some(reply) = step.reply else { break };
         out.messages += 1;
         out.largest = out.largest.max(reply.len());
+        out.bytes += reply.len();
         let step = sa.step(a, &reply).expect("initiator step");
         out.a_lacks.extend(step.we_lack);
         out.b_lacks.extend(step.they_lack);
         if let Some(r) = step.reply {
             out.messages += 1;
             out.largest = out.largest.max(r.len());
+            out.bytes += r.len();
             to_b = Some(r);
         }
     }
@@ -179,9 +183,23 @@ fn large_sets_reconcile_exactly_in_both_layouts() {
 }
 
 #[test]
-fn spread_differences_cost_far_less_than_ids_of_the_set() {
-    let out = check(100_000, 100, Layout::Spread, Limits::default(), 11);
-    assert!(out.messages <= 4, "{} messages", out.messages);
+fn differences_cost_bytes_in_proportion_to_d_and_at_most_two_round_trips() {
+    for layout in [Layout::Spread, Layout::Newest] {
+        for (d, seed) in [(100, 11), (1000, 12)] {
+            let out = check(100_000, d, layout, Limits::default(), seed);
+            // Summary, symbols, (more, symbols,) result.
+            assert!(
+                out.messages <= 5,
+                "{layout:?} d={d}: {} messages",
+                out.messages
+            );
+            assert!(
+                out.bytes <= 120 * d + 1000,
+                "{layout:?} d={d}: {} bytes",
+                out.bytes
+            );
+        }
+    }
 }
 
 #[test]
@@ -349,7 +367,7 @@ proptest::proptest! {
     fn any_bytes_decode_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
         let _ = Message::decode(&bytes, 60_000);
         let mut b = bytes.clone();
-        if b.len() >= 2 { b[0] = 1; b[1] = b[1] % 8; }
+        if b.len() >= 2 { b[0] = 1; b[1] %= 8; }
         let _ = Message::decode(&b, 60_000);
     }
 }
@@ -481,4 +499,36 @@ fn experiment_density() {
         let want: f64 = (lo..hi).map(|i| 1.0 / (1.0 + i as f64 / 2.0)).sum();
         println!("i={lo}..{hi} ratio {:.3}", got / want);
     }
+}
+
+#[test]
+fn duplicated_messages_do_not_break_a_session() {
+    let (a, b) = sets(20_000, 400, Layout::Spread, 21);
+    let limits = Limits {
+        max_message_bytes: 4000,
+    };
+    let (mut sa, first) = Session::initiate(&a, limits, 5);
+    let mut sb = Session::responder(limits);
+    let (mut a_lacks, mut b_lacks) = (BTreeSet::new(), BTreeSet::new());
+    let mut to_b = first;
+    for _ in 0..100 {
+        let reply = sb.step(&b, &to_b).expect("responder").reply.expect("reply");
+        let step = sa.step(&a, &reply).expect("initiator");
+        a_lacks.extend(step.we_lack);
+        b_lacks.extend(step.they_lack);
+        // The same answer again: refused, and the session goes on.
+        if !sa.is_finished() {
+            let again = sa.step(&a, &reply);
+            assert!(
+                matches!(again, Err(ReconcileError::Unexpected(_))),
+                "{again:?}"
+            );
+        }
+        match step.reply {
+            Some(r) if !step.done => to_b = r,
+            _ => break,
+        }
+    }
+    assert!(sa.is_finished());
+    assert_eq!((a_lacks, b_lacks), truth(&a, &b));
 }

@@ -100,6 +100,8 @@ pub(crate) enum Message {
     Result {
         /// Session salt.
         salt: u64,
+        /// Number of this chunk (0, 1, ...).
+        chunk: u64,
         /// Ids the initiator holds and the responder lacks, in full.
         give: Vec<[u8; 32]>,
         /// Prefixes of ids the responder holds and the initiator lacks.
@@ -111,6 +113,8 @@ pub(crate) enum Message {
     Ack {
         /// Session salt.
         salt: u64,
+        /// The chunk wanted next.
+        next: u64,
     },
 }
 
@@ -123,7 +127,7 @@ impl Message {
             Message::Done { salt }
             | Message::More { salt, .. }
             | Message::Result { salt, .. }
-            | Message::Ack { salt } => *salt,
+            | Message::Ack { salt, .. } => *salt,
         }
     }
 
@@ -201,12 +205,14 @@ impl Message {
             }
             Message::Result {
                 salt,
+                chunk,
                 give,
                 take,
                 last,
             } => {
                 w.push(KIND_RESULT);
                 put_u64(&mut w, *salt);
+                put_var(&mut w, *chunk);
                 w.push(u8::from(*last));
                 put_var(&mut w, give.len() as u64);
                 for id in give {
@@ -217,9 +223,10 @@ impl Message {
                     w.extend_from_slice(p);
                 }
             }
-            Message::Ack { salt } => {
+            Message::Ack { salt, next } => {
                 w.push(KIND_ACK);
                 put_u64(&mut w, *salt);
+                put_var(&mut w, *next);
             }
         }
         w
@@ -322,6 +329,7 @@ impl Message {
             },
             KIND_RESULT => {
                 let salt = r.u64()?;
+                let chunk = r.var()?;
                 let last = match r.byte()? {
                     0 => false,
                     1 => true,
@@ -341,12 +349,16 @@ impl Message {
                 }
                 Message::Result {
                     salt,
+                    chunk,
                     give,
                     take,
                     last,
                 }
             }
-            KIND_ACK => Message::Ack { salt: r.u64()? },
+            KIND_ACK => Message::Ack {
+                salt: r.u64()?,
+                next: r.var()?,
+            },
             other => return Err(ReconcileError::UnknownKind(other)),
         };
         if r.pos != buf.len() {
