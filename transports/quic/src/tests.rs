@@ -199,7 +199,13 @@ async fn send_refuses_what_quic_cannot_carry() {
 }
 
 /// A quinn client holding a valid identity that writes raw streams.
-async fn raw_client(seed: u8, server: &PeerAddr) -> (quinn::Endpoint, quinn::Connection) {
+async fn try_raw_client(
+    seed: u8,
+    server: &PeerAddr,
+) -> (
+    quinn::Endpoint,
+    Result<quinn::Connection, quinn::ConnectionError>,
+) {
     let identity = tls::Identity::from_seed(&[seed; 32]).unwrap();
     let crypto =
         quinn::crypto::rustls::QuicClientConfig::try_from(identity.client_config().unwrap())
@@ -207,16 +213,38 @@ async fn raw_client(seed: u8, server: &PeerAddr) -> (quinn::Endpoint, quinn::Con
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
     let (hostport, key) = server.quic_parts().unwrap();
-    let conn = timeout(
-        WAIT,
-        endpoint
-            .connect(hostport.parse().unwrap(), &tls::server_name(&key))
-            .unwrap(),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    let connecting = endpoint
+        .connect(hostport.parse().unwrap(), &tls::server_name(&key))
+        .unwrap();
+    let conn = timeout(WAIT, connecting).await.unwrap();
     (endpoint, conn)
+}
+
+async fn raw_client(seed: u8, server: &PeerAddr) -> (quinn::Endpoint, quinn::Connection) {
+    let (endpoint, conn) = try_raw_client(seed, server).await;
+    (endpoint, conn.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_are_refused() {
+    let mut c = config(14);
+    c.max_connections = 1;
+    let b = node(c).await;
+    let addr = b.transport.local_addr();
+    let (_first_endpoint, _first) = raw_client(15, &addr).await;
+    let registered = timeout(WAIT, async {
+        while lock(&b.transport.shared.conns).is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(registered.is_ok(), "first connection never registered");
+    let (_second_endpoint, second) = try_raw_client(16, &addr).await;
+    assert!(
+        second.is_err(),
+        "second connection accepted beyond the limit"
+    );
+    b.transport.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
