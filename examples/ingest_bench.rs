@@ -86,10 +86,7 @@ fn main() {
     for chunk in posts.chunks(BATCH) {
         store.insert_batch(chunk).unwrap();
     }
-    row(
-        "duplicates refused / s, batched",
-        rate(n, t.elapsed()),
-    );
+    row("duplicates refused / s, batched", rate(n, t.elapsed()));
     store.flush().unwrap();
     let disk = store.size_on_disk().unwrap();
     row(
@@ -170,7 +167,9 @@ fn main() {
 
     println!("# Lakitu ingest benchmark");
     println!("machine: {} CPUs, {}", nproc(), cpu_model());
-    println!("posts: {n}, authors: {AUTHORS}, topics: {TOPICS}, 1-3 topics and 40-200 byte body each");
+    println!(
+        "posts: {n}, authors: {AUTHORS}, topics: {TOPICS}, 1-3 topics and 40-200 byte body each"
+    );
     println!();
     let w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
     println!("| {:w$} | value |", "measure");
