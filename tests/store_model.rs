@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 
 use lakitu::id::{Identity, PublicId};
 use lakitu::post::{Post, PostId, Topic};
-use lakitu::store::{DEFAULT_LIMIT, Query, Store};
+use lakitu::store::{DEFAULT_LIMIT, ItemScope, Query, Store};
 use proptest::prelude::*;
 
 const T0: u64 = 1_800_000_000_000;
@@ -61,6 +61,14 @@ enum Op {
         since: u64,
         until: u64,
     },
+    /// `scope`: 0 all posts, 1 topic `which`, 2 author `which`.
+    ItemsNewest {
+        scope: u8,
+        which: usize,
+        since: u64,
+        until: u64,
+        limit: usize,
+    },
     Push(usize, Vec<u8>),
     Peek(usize, usize),
     /// Ack the n-th queued frame of a peer (modulo its length), or a sequence never issued.
@@ -91,13 +99,22 @@ fn arb_op() -> impl Strategy<Value = Op> {
                 until: until.map(|u| T0 + u),
                 limit,
             }),
-        2 => (prop::option::of(0..TAGS.len()), offset.clone(), offset).prop_map(|(topic, s, u)| {
+        2 => (prop::option::of(0..TAGS.len()), offset.clone(), offset.clone()).prop_map(|(topic, s, u)| {
             Op::Items {
                 topic,
                 since: T0 + s,
                 until: T0 + u,
             }
         }),
+        2 => (0..3u8, 0..4usize, offset.clone(), offset.clone(), 0..8usize).prop_map(
+            |(scope, which, s, u, limit)| Op::ItemsNewest {
+                scope,
+                which,
+                since: T0 + s,
+                until: T0 + u,
+                limit,
+            }
+        ),
         3 => (0..PEERS.len(), prop::collection::vec(any::<u8>(), 0..8))
             .prop_map(|(p, f)| Op::Push(p, f)),
         2 => (0..PEERS.len(), 0..5usize).prop_map(|(p, m)| Op::Peek(p, m)),
@@ -207,6 +224,40 @@ fn run(ops: &[Op], dir: &Path) -> Result<(), TestCaseError> {
                     .collect();
                 want.reverse();
                 prop_assert_eq!(got, want);
+            }
+            Op::ItemsNewest {
+                scope,
+                which,
+                since,
+                until,
+                limit,
+            } => {
+                let t = topic(*which);
+                let (got, want_topic, want_author) = match scope {
+                    0 => (
+                        s.items_newest(ItemScope::All, *since, *until, *limit),
+                        None,
+                        None,
+                    ),
+                    1 => (
+                        s.items_newest(ItemScope::Topic(&t), *since, *until, *limit),
+                        Some(&t),
+                        None,
+                    ),
+                    _ => (
+                        s.items_newest(ItemScope::Author(&authors[*which]), *since, *until, *limit),
+                        None,
+                        Some(authors[*which]),
+                    ),
+                };
+                let mut want: Vec<(u64, PostId)> = model
+                    .matching(want_topic, want_author, *since, *until)
+                    .iter()
+                    .take(*limit)
+                    .map(|p| (p.timestamp(), p.id()))
+                    .collect();
+                want.reverse();
+                prop_assert_eq!(got.unwrap(), want);
             }
             Op::Push(p, frame) => {
                 let seq = s.outbox_push(PEERS[*p], frame).unwrap();

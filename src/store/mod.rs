@@ -18,6 +18,7 @@
 //! posts, then one `flush`. The store does not verify signatures: the caller does.
 
 mod keys;
+mod query;
 mod tables;
 
 use std::collections::HashSet;
@@ -33,8 +34,7 @@ use crate::post::{Post, PostId, Topic};
 
 pub use keys::MAX_PEER_KEY;
 use keys::{
-    BY_AUTHOR, BY_TIME, BY_TOPIC, META, META_POST_COUNT, META_SCHEMA, POSTS, Prepared, TimeKey,
-    corrupt, parse_time_key,
+    BY_AUTHOR, BY_TIME, BY_TOPIC, META, META_POST_COUNT, META_SCHEMA, POSTS, Prepared, corrupt,
 };
 
 /// Query limit used when [`Query::limit`] is 0.
@@ -99,6 +99,17 @@ impl From<TransactionError<StoreError>> for StoreError {
             TransactionError::Storage(e) => e.into(),
         }
     }
+}
+
+/// Which posts [`Store::items_newest`] lists: all, one topic's or one author's.
+#[derive(Debug, Clone, Copy)]
+pub enum ItemScope<'a> {
+    /// Every post.
+    All,
+    /// Posts tagged with this topic.
+    Topic(&'a Topic),
+    /// Posts by this author.
+    Author(&'a PublicId),
 }
 
 /// A query over stored posts. Every filter is optional and they combine (AND). Times are
@@ -276,109 +287,9 @@ impl Store {
         Ok(self.posts.contains_key(id.0)?)
     }
 
-    /// Posts matching `q`, newest first: descending `(timestamp, id)`.
-    pub fn query(&self, q: &Query) -> Result<Vec<Post>, StoreError> {
-        let limit = match q.limit {
-            0 => DEFAULT_LIMIT,
-            n => n.min(MAX_LIMIT),
-        };
-        let (since, until) = (q.since.unwrap_or(0), q.until.unwrap_or(u64::MAX));
-        if since > until {
-            return Ok(Vec::new());
-        }
-        let newest_first = |tree: &sled::Tree, name: &'static str, range, prefix_len| {
-            tree.range::<Vec<u8>, _>(range)
-                .rev()
-                .map(move |kv| parse_time_key(name, &kv?.0, prefix_len))
-        };
-        let hits: Vec<TimeKey> = match (&q.topic, &q.author) {
-            (Some(topic), Some(author)) => {
-                let prefix = 1 + topic.as_str().len();
-                let by_topic = newest_first(
-                    &self.by_topic,
-                    BY_TOPIC,
-                    keys::topic_range(topic, since, until),
-                    prefix,
-                );
-                let by_author = newest_first(
-                    &self.by_author,
-                    BY_AUTHOR,
-                    keys::author_range(author, since, until),
-                    32,
-                );
-                intersect_desc(by_topic, by_author, limit)?
-            }
-            (Some(topic), None) => newest_first(
-                &self.by_topic,
-                BY_TOPIC,
-                keys::topic_range(topic, since, until),
-                1 + topic.as_str().len(),
-            )
-            .take(limit)
-            .collect::<Result<_, _>>()?,
-            (None, Some(author)) => newest_first(
-                &self.by_author,
-                BY_AUTHOR,
-                keys::author_range(author, since, until),
-                32,
-            )
-            .take(limit)
-            .collect::<Result<_, _>>()?,
-            (None, None) => newest_first(
-                &self.by_time,
-                BY_TIME,
-                keys::time_range(&[], since, until),
-                0,
-            )
-            .take(limit)
-            .collect::<Result<_, _>>()?,
-        };
-        hits.into_iter()
-            .map(|(_, id)| {
-                self.get(&id)?.ok_or_else(|| {
-                    corrupt(
-                        POSTS,
-                        &id.0,
-                        "an index entry names a post that is not stored",
-                    )
-                })
-            })
-            .collect()
-    }
-
     /// Number of stored posts (no I/O).
     pub fn post_count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
-    }
-
-    /// `(timestamp, id)` of every post of `topic` (or every post, for `None`) with
-    /// `since <= timestamp <= until`, ascending: the input of reconciliation.
-    pub fn items(
-        &self,
-        topic: Option<&Topic>,
-        since: u64,
-        until: u64,
-    ) -> Result<Vec<(u64, PostId)>, StoreError> {
-        if since > until {
-            return Ok(Vec::new());
-        }
-        let (tree, name, range, prefix_len) = match topic {
-            Some(t) => (
-                &self.by_topic,
-                BY_TOPIC,
-                keys::topic_range(t, since, until),
-                1 + t.as_str().len(),
-            ),
-            None => (
-                &self.by_time,
-                BY_TIME,
-                keys::time_range(&[], since, until),
-                0,
-            ),
-        };
-        tree.range::<Vec<u8>, _>(range)
-            .map(|kv| parse_time_key(name, &kv?.0, prefix_len))
-            .collect()
     }
 
     /// Bytes the database occupies on disk.
@@ -401,33 +312,6 @@ fn read_u64(tree: &'static str, key: &[u8], v: &[u8]) -> Result<u64, StoreError>
         .try_into()
         .map_err(|_| corrupt(tree, key, "expected an 8-byte integer"))?;
     Ok(u64::from_be_bytes(b))
-}
-
-/// Merge-intersect two descending streams of time keys, stopping after `limit` common keys.
-/// Walks index keys only, so a topic+author query fetches no post it does not return.
-fn intersect_desc(
-    mut a: impl Iterator<Item = Result<TimeKey, StoreError>>,
-    mut b: impl Iterator<Item = Result<TimeKey, StoreError>>,
-    limit: usize,
-) -> Result<Vec<TimeKey>, StoreError> {
-    let mut out = Vec::new();
-    let (mut x, mut y) = (a.next().transpose()?, b.next().transpose()?);
-    while let (Some(kx), Some(ky)) = (x, y) {
-        if out.len() >= limit {
-            break;
-        }
-        match kx.cmp(&ky) {
-            std::cmp::Ordering::Equal => {
-                out.push(kx);
-                x = a.next().transpose()?;
-                y = b.next().transpose()?;
-            }
-            // Descending: the larger key cannot appear later in the other stream.
-            std::cmp::Ordering::Greater => x = a.next().transpose()?,
-            std::cmp::Ordering::Less => y = b.next().transpose()?,
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -595,6 +479,17 @@ mod tests {
             vec![t(&c)]
         );
         assert!(s.items(None, T0 + 4, T0 + 3).unwrap().is_empty());
+        // The newest two, still ascending; by author too.
+        assert_eq!(
+            s.items_newest(ItemScope::All, 0, u64::MAX, 2).unwrap(),
+            vec![t(&a), t(&c)]
+        );
+        let alice = a.author();
+        assert_eq!(
+            s.items_newest(ItemScope::Author(&alice), 0, u64::MAX, 5)
+                .unwrap(),
+            vec![t(&b), t(&a)]
+        );
     }
 
     #[test]
