@@ -27,7 +27,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+    TransactionalTree,
+};
 
 use crate::id::PublicId;
 use crate::post::{Post, PostId, Topic};
@@ -41,6 +44,8 @@ use keys::{
 pub const DEFAULT_LIMIT: usize = 50;
 /// Largest number of posts one query returns, whatever it asks for (bounds memory per call).
 pub const MAX_LIMIT: usize = 1000;
+/// Most posts written under one sled transaction (see `insert_batch`).
+const TXN_POSTS: usize = 256;
 /// Layout version of the trees; a store written by another layout is refused, not misread.
 const SCHEMA: u64 = 1;
 /// sled's page cache. A personal relay should not claim sled's default of 1 GiB.
@@ -196,8 +201,8 @@ impl Store {
         Ok(self.insert_batch(std::slice::from_ref(post))?.first() == Some(&true))
     }
 
-    /// Store many posts in one sled transaction: the fast path (follow with one `flush`).
-    /// Returns, per post, whether it was new (a post repeated in `posts` is new only once).
+    /// Store many posts: the fast path (follow with one `flush`). Each post is written
+    /// atomically with its index entries (in sled transactions of up to 256 posts). Returns, per post, whether it was new (a post repeated in `posts` is new only once).
     pub fn insert_batch(&self, posts: &[Post]) -> Result<Vec<bool>, StoreError> {
         // Gossip delivers many duplicates: filter them without taking sled's global write
         // lock. The transaction checks again, so a racing insert of the same post is counted
@@ -214,7 +219,7 @@ impl Store {
         if todo.is_empty() {
             return Ok(fresh);
         }
-        // Atomicity: one transaction over the post, its index entries and the counter. sled
+        // Atomicity: a transaction over the post, its index entries and the counter. sled
         // commits a multi-tree transaction as one sealed batch in its log, so after a crash
         // either all of a post's entries are there or none is: an index never points at a
         // missing post, and queries and `items` need no existence check. (The alternative,
@@ -227,38 +232,56 @@ impl Store {
             &self.by_time,
             &self.meta,
         );
-        let added: Vec<usize> = trees.transaction(|(p, t, a, ti, m)| {
-            let mut added = Vec::new();
-            for (i, pr) in &todo {
-                if p.get(pr.id.0)?.is_some() {
-                    continue;
-                }
-                for k in &pr.topic_keys {
-                    t.insert(k.as_slice(), &[][..])?;
-                }
-                a.insert(pr.author_key.as_slice(), &[][..])?;
-                ti.insert(pr.time_key.as_slice(), &[][..])?;
-                p.insert(&pr.id.0[..], pr.bytes.as_slice())?;
-                added.push(*i);
+        // A sled transaction holds a process-wide lock that also stalls every reader, so a large
+        // batch is committed in slices: each post stays atomic with its index entries, and a
+        // query waits for one slice at most.
+        for slice in todo.chunks(TXN_POSTS) {
+            let added = trees.transaction(|views| Self::write_new(views, slice))?;
+            self.count.fetch_add(added.len() as u64, Ordering::Relaxed);
+            for i in added {
+                fresh[i] = true;
             }
-            if !added.is_empty() {
-                // Read inside the transaction (which holds sled's write lock): two batches
-                // never both add to the same old count.
-                let old = match m.get(META_POST_COUNT)? {
-                    Some(v) => read_u64(META, META_POST_COUNT, &v)
-                        .map_err(ConflictableTransactionError::Abort)?,
-                    None => 0,
-                };
-                let new = old + added.len() as u64;
-                m.insert(META_POST_COUNT, &new.to_be_bytes()[..])?;
-            }
-            Ok(added)
-        })?;
-        self.count.fetch_add(added.len() as u64, Ordering::Relaxed);
-        for i in added {
-            fresh[i] = true;
         }
         Ok(fresh)
+    }
+
+    /// The body of the insert transaction: write the posts of `todo` not yet stored, with
+    /// their index entries and the new count; return their positions in the caller's slice.
+    fn write_new(
+        (p, t, a, ti, m): &(
+            TransactionalTree,
+            TransactionalTree,
+            TransactionalTree,
+            TransactionalTree,
+            TransactionalTree,
+        ),
+        todo: &[(usize, Prepared)],
+    ) -> ConflictableTransactionResult<Vec<usize>, StoreError> {
+        let mut added = Vec::new();
+        for (i, pr) in todo {
+            if p.get(pr.id.0)?.is_some() {
+                continue;
+            }
+            for k in &pr.topic_keys {
+                t.insert(k.as_slice(), &[][..])?;
+            }
+            a.insert(pr.author_key.as_slice(), &[][..])?;
+            ti.insert(pr.time_key.as_slice(), &[][..])?;
+            p.insert(&pr.id.0[..], pr.bytes.as_slice())?;
+            added.push(*i);
+        }
+        if !added.is_empty() {
+            // Read inside the transaction (which holds sled's write lock): two batches
+            // never both add to the same old count.
+            let old = match m.get(META_POST_COUNT)? {
+                Some(v) => read_u64(META, META_POST_COUNT, &v)
+                    .map_err(ConflictableTransactionError::Abort)?,
+                None => 0,
+            };
+            let new = old + added.len() as u64;
+            m.insert(META_POST_COUNT, &new.to_be_bytes()[..])?;
+        }
+        Ok(added)
     }
 
     /// Make everything written before this call durable.
@@ -361,6 +384,33 @@ mod tests {
         assert!(s.contains(&q.id()).unwrap());
         assert!(!s.contains(&PostId([0; 32])).unwrap());
         assert_eq!(s.query(&Query::default()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_batch_larger_than_one_transaction_reports_each_post() {
+        let (_dir, s) = open();
+        let early: Vec<Post> = (0..10).map(|i| post(3, T0 + i, &["t"], "x")).collect();
+        s.insert_batch(&early).unwrap();
+        let mut batch: Vec<Post> = (0..2 * TXN_POSTS as u64 + 7)
+            .map(|i| post(3, T0 + i, &["t"], "x"))
+            .collect();
+        batch.push(batch[TXN_POSTS + 1].clone());
+        let fresh = s.insert_batch(&batch).unwrap();
+        let expected: Vec<bool> = (0..batch.len())
+            .map(|i| (10..=2 * TXN_POSTS + 6).contains(&i))
+            .collect();
+        assert_eq!(fresh, expected);
+        assert_eq!(s.post_count(), 2 * TXN_POSTS as u64 + 7);
+        assert_eq!(
+            s.items(None, 0, u64::MAX).unwrap().len() as u64,
+            s.post_count()
+        );
+    }
+
+    #[test]
+    fn store_handles_can_be_shared_between_threads() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Store>();
     }
 
     #[test]
