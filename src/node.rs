@@ -1,1 +1,0 @@
-//! The node runtime (to be written).
