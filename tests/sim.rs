@@ -1,0 +1,164 @@
+//! Simulator scenarios with 1,000 nodes: delivery under faults, failure detection, and
+//! reproducibility. Seeded and bounded in virtual time; each runs in seconds.
+
+use lakitu::sim::baseline::{FdConfig, GossipConfig, PushGossip};
+use lakitu::sim::scenario::{Partition, Scenario};
+use lakitu::sim::{NodeId, PeerStatus, Report, Sim, SimNode};
+
+const N: usize = 1_000;
+const SEED: u64 = 0x5eed;
+
+/// The protocol the delivery scenarios hold to.
+fn subject(s: &Scenario) -> Report {
+    s.run_gossip(GossipConfig::default()).report()
+}
+
+/// Nodes running a failure detector, for the detection scenarios.
+fn detector_nodes(s: &Scenario) -> Vec<PushGossip> {
+    let config = GossipConfig {
+        failure_detector: Some(FdConfig::default()),
+        ..GossipConfig::default()
+    };
+    PushGossip::network(&s.interests(), config, s.seed)
+}
+
+fn assert_full_delivery(r: &Report) {
+    assert!(r.targets > 0, "no targets: {r:?}");
+    assert_eq!(r.delivered, r.targets, "not every target delivered: {r:?}");
+    assert!(r.time_to_all_ms.is_some(), "{r:?}");
+}
+
+#[test]
+fn every_interested_node_gets_every_post_without_faults() {
+    let r = subject(&Scenario::stable(N, SEED));
+    assert_full_delivery(&r);
+    assert_eq!(r.targets, 10 * (N as u64 - 1));
+}
+
+#[test]
+fn every_interested_live_node_gets_every_post_with_a_fifth_crashed() {
+    let s = Scenario {
+        crashed: 0.2,
+        ..Scenario::stable(N, SEED)
+    };
+    let r = subject(&s);
+    assert_full_delivery(&r);
+    // Only live nodes count: about 800 per post.
+    assert!(r.targets < 10 * 850 && r.targets > 10 * 750, "{r:?}");
+}
+
+#[test]
+fn every_interested_node_gets_every_post_with_five_percent_loss() {
+    let mut s = Scenario::stable(N, SEED);
+    s.net.loss = 0.05;
+    let r = subject(&s);
+    assert_full_delivery(&r);
+    assert!(r.dropped > 0, "loss was not applied: {r:?}");
+}
+
+#[test]
+fn anti_entropy_repairs_a_healed_two_way_partition() {
+    let s = Scenario {
+        partition: Some(Partition {
+            share: 0.3,
+            heal_after: 20_000,
+        }),
+        ..Scenario::stable(N, SEED)
+    };
+    let r = subject(&s);
+    assert_full_delivery(&r);
+    // Some posts could only cross after the heal.
+    assert!(r.time_to_all_ms.is_some_and(|t| t > 10_000), "{r:?}");
+}
+
+#[test]
+fn only_subscribers_count_and_all_of_them_deliver() {
+    let s = Scenario {
+        interested: 0.5,
+        ..Scenario::stable(N, SEED)
+    };
+    let r = subject(&s);
+    assert_full_delivery(&r);
+    assert!(r.targets < 10 * 600, "{r:?}");
+}
+
+fn detector_sim(s: &Scenario) -> Sim<PushGossip> {
+    let mut sim = Sim::new(detector_nodes(s), s.interests(), &s.net, s.seed);
+    sim.start();
+    sim.run_until(5_000);
+    sim
+}
+
+fn live_peers_seeing<N: SimNode>(sim: &Sim<N>, target: NodeId, status: PeerStatus) -> usize {
+    (0..sim.len() as NodeId)
+        .filter(|&i| i != target && sim.is_up(i) && sim.node(i).peer_status(target) == status)
+        .count()
+}
+
+#[test]
+fn a_dead_node_is_detected_by_all_live_peers() {
+    let s = Scenario::stable(N, SEED);
+    let mut sim = detector_sim(&s);
+    let dead: NodeId = 17;
+    sim.crash(dead);
+    let live = N - 1;
+    let mut t = sim.now();
+    let deadline = t + 60_000;
+    while t < deadline && live_peers_seeing(&sim, dead, PeerStatus::Dead) < live {
+        t += 500;
+        sim.run_until(t);
+    }
+    assert_eq!(live_peers_seeing(&sim, dead, PeerStatus::Dead), live);
+    // And nobody else was buried on the way.
+    for other in [0, 1, 500, 999] {
+        assert_eq!(live_peers_seeing(&sim, other, PeerStatus::Dead), 0);
+    }
+}
+
+#[test]
+fn a_refuted_suspicion_never_marks_a_live_node_dead() {
+    let s = Scenario::stable(N, SEED);
+    let mut sim = detector_sim(&s);
+    let victim: NodeId = 42;
+    // Cut the victim off for 2.5 probe periods: long enough to be suspected, shorter than the
+    // suspicion timeout, so it must refute once the link is back.
+    let mut side = vec![false; N];
+    side[victim as usize] = true;
+    sim.partition(side);
+    let cut_until = sim.now() + 2_500;
+    let end = sim.now() + 40_000;
+    let mut suspected = 0;
+    let mut t = sim.now();
+    while t < end {
+        t += 250;
+        if t >= cut_until {
+            sim.heal();
+        }
+        sim.run_until(t);
+        suspected = suspected.max(live_peers_seeing(&sim, victim, PeerStatus::Suspect));
+        assert_eq!(
+            live_peers_seeing(&sim, victim, PeerStatus::Dead),
+            0,
+            "victim marked dead at {t}"
+        );
+    }
+    assert!(
+        suspected > 0,
+        "the victim was never suspected: the test proves nothing"
+    );
+    assert_eq!(live_peers_seeing(&sim, victim, PeerStatus::Alive), N - 1);
+}
+
+#[test]
+fn a_run_is_reproducible_for_a_seed() {
+    let mut s = Scenario::stable(300, 9);
+    s.net.loss = 0.05;
+    s.crashed = 0.1;
+    let a = s.run_gossip(GossipConfig::default());
+    let b = s.run_gossip(GossipConfig::default());
+    assert_eq!(a.trace_hash(), b.trace_hash());
+    assert_eq!(a.report(), b.report());
+    s.seed = 10;
+    let c = s.run_gossip(GossipConfig::default());
+    assert_ne!(a.trace_hash(), c.trace_hash());
+}
