@@ -1,0 +1,661 @@
+//! The store: every sled access of Lakitu, behind a small typed API. No sled type leaves this
+//! module.
+//!
+//! Trees (key layouts in [`keys`](self)):
+//!
+//! | tree        | key                                   | value                         |
+//! |-------------|---------------------------------------|-------------------------------|
+//! | `posts`     | post id `[32]`                        | canonical bytes (`Post::encode`) |
+//! | `by_topic`  | `len u8 ‖ tag ‖ ts BE ‖ id`           | empty                         |
+//! | `by_author` | `author [32] ‖ ts BE ‖ id`            | empty                         |
+//! | `by_time`   | `ts BE ‖ id`                          | empty                         |
+//! | `peers`     | node id `[32]`                        | the node's opaque record      |
+//! | `outbox`    | `len u16 ‖ peer ‖ seq BE`             | frame                         |
+//! | `meta`      | `u/` + caller key, or `s/` + own key  | bytes                         |
+//!
+//! Durability: writes are buffered by sled and become durable at [`Store::flush`] (sled also
+//! flushes on its own every 500 ms). Group commit is the fast path: [`Store::insert_batch`] many
+//! posts, then one `flush`. The store does not verify signatures: the caller does.
+
+mod keys;
+mod tables;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sled::Transactional;
+use sled::transaction::{ConflictableTransactionError, TransactionError};
+
+use crate::id::PublicId;
+use crate::post::{Post, PostId, Topic};
+
+pub use keys::MAX_PEER_KEY;
+use keys::{
+    BY_AUTHOR, BY_TIME, BY_TOPIC, META, META_POST_COUNT, META_SCHEMA, POSTS, Prepared, TimeKey,
+    corrupt, parse_time_key,
+};
+
+/// Query limit used when [`Query::limit`] is 0.
+pub const DEFAULT_LIMIT: usize = 50;
+/// Largest number of posts one query returns, whatever it asks for (bounds memory per call).
+pub const MAX_LIMIT: usize = 1000;
+/// Layout version of the trees; a store written by another layout is refused, not misread.
+const SCHEMA: u64 = 1;
+/// sled's page cache. A personal relay should not claim sled's default of 1 GiB.
+const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// A sled failure, kept opaque so the rest of Lakitu never depends on sled's types.
+#[derive(Debug)]
+pub struct DbError(sled::Error);
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::error::Error for DbError {}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database (I/O, or sled's own corruption checks) failed.
+    #[error("database: {0}")]
+    Sled(#[source] DbError),
+    /// An entry could not be read back: damaged bytes or a broken invariant.
+    #[error("corrupt entry in tree {tree} at key {key}: {why}")]
+    Corrupt {
+        /// The tree holding the entry.
+        tree: &'static str,
+        /// The key, in hex.
+        key: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// The directory holds a store written with another key layout.
+    #[error("store schema {found} is not the supported schema {SCHEMA}")]
+    Schema {
+        /// The version found on disk.
+        found: u64,
+    },
+    /// An outbox peer key longer than [`MAX_PEER_KEY`] bytes.
+    #[error("outbox peer key of {0} bytes is too long")]
+    PeerKeyTooLong(usize),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        StoreError::Sled(DbError(e))
+    }
+}
+
+impl From<TransactionError<StoreError>> for StoreError {
+    fn from(e: TransactionError<StoreError>) -> Self {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(e) => e.into(),
+        }
+    }
+}
+
+/// A query over stored posts. Every filter is optional and they combine (AND). Times are
+/// inclusive milliseconds.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Only posts tagged with this topic.
+    pub topic: Option<Topic>,
+    /// Only posts by this author.
+    pub author: Option<PublicId>,
+    /// Only posts with `timestamp >= since`.
+    pub since: Option<u64>,
+    /// Only posts with `timestamp <= until`.
+    pub until: Option<u64>,
+    /// At most this many posts; 0 means [`DEFAULT_LIMIT`]; capped at [`MAX_LIMIT`].
+    pub limit: usize,
+}
+
+/// The node's database. Cheap to clone (sled handles are reference-counted); all clones share
+/// one database. Blocking: call it from `spawn_blocking` in async code.
+#[derive(Clone)]
+pub struct Store {
+    db: sled::Db,
+    posts: sled::Tree,
+    by_topic: sled::Tree,
+    by_author: sled::Tree,
+    by_time: sled::Tree,
+    peers: sled::Tree,
+    outbox: sled::Tree,
+    meta: sled::Tree,
+    /// Number of posts, mirrored from `meta` so `post_count` needs no I/O.
+    count: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("posts", &self.post_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Open (or create) the store in `dir`. After a crash, sled recovers everything flushed.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .cache_capacity(CACHE_BYTES)
+            .open()?;
+        let store = Store {
+            posts: db.open_tree(POSTS)?,
+            by_topic: db.open_tree(BY_TOPIC)?,
+            by_author: db.open_tree(BY_AUTHOR)?,
+            by_time: db.open_tree(BY_TIME)?,
+            peers: db.open_tree(keys::PEERS)?,
+            outbox: db.open_tree(keys::OUTBOX)?,
+            meta: db.open_tree(META)?,
+            db,
+            count: Arc::new(AtomicU64::new(0)),
+        };
+        match store.meta.get(META_SCHEMA)? {
+            None => {
+                store.meta.insert(META_SCHEMA, &SCHEMA.to_be_bytes())?;
+            }
+            Some(v) => {
+                let found = read_u64(META, META_SCHEMA, &v)?;
+                if found != SCHEMA {
+                    return Err(StoreError::Schema { found });
+                }
+            }
+        }
+        let count = match store.meta.get(META_POST_COUNT)? {
+            Some(v) => read_u64(META, META_POST_COUNT, &v)?,
+            None => 0,
+        };
+        store.count.store(count, Ordering::Relaxed);
+        tracing::debug!(dir = %dir.display(), posts = count, recovered = store.db.was_recovered(), "store opened");
+        Ok(store)
+    }
+
+    /// Store one post. Returns `true` if it was new, `false` if it was already stored.
+    /// Not durable until the next [`Store::flush`].
+    pub fn insert(&self, post: &Post) -> Result<bool, StoreError> {
+        Ok(self.insert_batch(std::slice::from_ref(post))?.first() == Some(&true))
+    }
+
+    /// Store many posts in one sled transaction: the fast path (follow with one `flush`).
+    /// Returns, per post, whether it was new (a post repeated in `posts` is new only once).
+    pub fn insert_batch(&self, posts: &[Post]) -> Result<Vec<bool>, StoreError> {
+        // Gossip delivers many duplicates: filter them without taking sled's global write
+        // lock. The transaction checks again, so a racing insert of the same post is counted
+        // once.
+        let mut fresh = vec![false; posts.len()];
+        let mut todo: Vec<(usize, Prepared)> = Vec::new();
+        let mut seen = HashSet::new();
+        for (i, post) in posts.iter().enumerate() {
+            let id = post.id();
+            if seen.insert(id) && !self.posts.contains_key(id.0)? {
+                todo.push((i, Prepared::new(post)));
+            }
+        }
+        if todo.is_empty() {
+            return Ok(fresh);
+        }
+        // Atomicity: one transaction over the post, its index entries and the counter. sled
+        // commits a multi-tree transaction as one sealed batch in its log, so after a crash
+        // either all of a post's entries are there or none is: an index never points at a
+        // missing post, and queries and `items` need no existence check. (The alternative,
+        // index first and post last, leaves dangling index entries after a crash that every
+        // reader would then have to filter.)
+        let trees = (
+            &self.posts,
+            &self.by_topic,
+            &self.by_author,
+            &self.by_time,
+            &self.meta,
+        );
+        let added: Vec<usize> = trees.transaction(|(p, t, a, ti, m)| {
+            let mut added = Vec::new();
+            for (i, pr) in &todo {
+                if p.get(pr.id.0)?.is_some() {
+                    continue;
+                }
+                for k in &pr.topic_keys {
+                    t.insert(k.as_slice(), &[][..])?;
+                }
+                a.insert(pr.author_key.as_slice(), &[][..])?;
+                ti.insert(pr.time_key.as_slice(), &[][..])?;
+                p.insert(&pr.id.0[..], pr.bytes.as_slice())?;
+                added.push(*i);
+            }
+            if !added.is_empty() {
+                // Read inside the transaction (which holds sled's write lock): two batches
+                // never both add to the same old count.
+                let old = match m.get(META_POST_COUNT)? {
+                    Some(v) => read_u64(META, META_POST_COUNT, &v)
+                        .map_err(ConflictableTransactionError::Abort)?,
+                    None => 0,
+                };
+                let new = old + added.len() as u64;
+                m.insert(META_POST_COUNT, &new.to_be_bytes()[..])?;
+            }
+            Ok(added)
+        })?;
+        self.count.fetch_add(added.len() as u64, Ordering::Relaxed);
+        for i in added {
+            fresh[i] = true;
+        }
+        Ok(fresh)
+    }
+
+    /// Make everything written before this call durable.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush()?;
+        Ok(())
+    }
+
+    /// Insert and flush: use before acknowledging a local post.
+    pub fn insert_durable(&self, post: &Post) -> Result<bool, StoreError> {
+        let new = self.insert(post)?;
+        self.flush()?;
+        Ok(new)
+    }
+
+    /// The post with this id, if stored.
+    pub fn get(&self, id: &PostId) -> Result<Option<Post>, StoreError> {
+        match self.posts.get(id.0)? {
+            None => Ok(None),
+            Some(bytes) => decode_post(id, &bytes).map(Some),
+        }
+    }
+
+    /// Whether a post with this id is stored.
+    pub fn contains(&self, id: &PostId) -> Result<bool, StoreError> {
+        Ok(self.posts.contains_key(id.0)?)
+    }
+
+    /// Posts matching `q`, newest first: descending `(timestamp, id)`.
+    pub fn query(&self, q: &Query) -> Result<Vec<Post>, StoreError> {
+        let limit = match q.limit {
+            0 => DEFAULT_LIMIT,
+            n => n.min(MAX_LIMIT),
+        };
+        let (since, until) = (q.since.unwrap_or(0), q.until.unwrap_or(u64::MAX));
+        if since > until {
+            return Ok(Vec::new());
+        }
+        let newest_first = |tree: &sled::Tree, name: &'static str, range, prefix_len| {
+            tree.range::<Vec<u8>, _>(range)
+                .rev()
+                .map(move |kv| parse_time_key(name, &kv?.0, prefix_len))
+        };
+        let hits: Vec<TimeKey> = match (&q.topic, &q.author) {
+            (Some(topic), Some(author)) => {
+                let prefix = 1 + topic.as_str().len();
+                let by_topic = newest_first(
+                    &self.by_topic,
+                    BY_TOPIC,
+                    keys::topic_range(topic, since, until),
+                    prefix,
+                );
+                let by_author = newest_first(
+                    &self.by_author,
+                    BY_AUTHOR,
+                    keys::author_range(author, since, until),
+                    32,
+                );
+                intersect_desc(by_topic, by_author, limit)?
+            }
+            (Some(topic), None) => newest_first(
+                &self.by_topic,
+                BY_TOPIC,
+                keys::topic_range(topic, since, until),
+                1 + topic.as_str().len(),
+            )
+            .take(limit)
+            .collect::<Result<_, _>>()?,
+            (None, Some(author)) => newest_first(
+                &self.by_author,
+                BY_AUTHOR,
+                keys::author_range(author, since, until),
+                32,
+            )
+            .take(limit)
+            .collect::<Result<_, _>>()?,
+            (None, None) => newest_first(
+                &self.by_time,
+                BY_TIME,
+                keys::time_range(&[], since, until),
+                0,
+            )
+            .take(limit)
+            .collect::<Result<_, _>>()?,
+        };
+        hits.into_iter()
+            .map(|(_, id)| {
+                self.get(&id)?.ok_or_else(|| {
+                    corrupt(
+                        POSTS,
+                        &id.0,
+                        "an index entry names a post that is not stored",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// Number of stored posts (no I/O).
+    pub fn post_count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// `(timestamp, id)` of every post of `topic` (or every post, for `None`) with
+    /// `since <= timestamp <= until`, ascending: the input of reconciliation.
+    pub fn items(
+        &self,
+        topic: Option<&Topic>,
+        since: u64,
+        until: u64,
+    ) -> Result<Vec<(u64, PostId)>, StoreError> {
+        if since > until {
+            return Ok(Vec::new());
+        }
+        let (tree, name, range, prefix_len) = match topic {
+            Some(t) => (
+                &self.by_topic,
+                BY_TOPIC,
+                keys::topic_range(t, since, until),
+                1 + t.as_str().len(),
+            ),
+            None => (
+                &self.by_time,
+                BY_TIME,
+                keys::time_range(&[], since, until),
+                0,
+            ),
+        };
+        tree.range::<Vec<u8>, _>(range)
+            .map(|kv| parse_time_key(name, &kv?.0, prefix_len))
+            .collect()
+    }
+
+    /// Bytes the database occupies on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
+    }
+}
+
+/// Decode stored bytes, checking they are the post the key names.
+fn decode_post(id: &PostId, bytes: &[u8]) -> Result<Post, StoreError> {
+    let post = Post::decode(bytes).map_err(|e| corrupt(POSTS, &id.0, e.to_string()))?;
+    if post.id() != *id {
+        return Err(corrupt(POSTS, &id.0, "stored bytes hash to another id"));
+    }
+    Ok(post)
+}
+
+fn read_u64(tree: &'static str, key: &[u8], v: &[u8]) -> Result<u64, StoreError> {
+    let b: [u8; 8] = v
+        .try_into()
+        .map_err(|_| corrupt(tree, key, "expected an 8-byte integer"))?;
+    Ok(u64::from_be_bytes(b))
+}
+
+/// Merge-intersect two descending streams of time keys, stopping after `limit` common keys.
+/// Walks index keys only, so a topic+author query fetches no post it does not return.
+fn intersect_desc(
+    mut a: impl Iterator<Item = Result<TimeKey, StoreError>>,
+    mut b: impl Iterator<Item = Result<TimeKey, StoreError>>,
+    limit: usize,
+) -> Result<Vec<TimeKey>, StoreError> {
+    let mut out = Vec::new();
+    let (mut x, mut y) = (a.next().transpose()?, b.next().transpose()?);
+    while let (Some(kx), Some(ky)) = (x, y) {
+        if out.len() >= limit {
+            break;
+        }
+        match kx.cmp(&ky) {
+            std::cmp::Ordering::Equal => {
+                out.push(kx);
+                x = a.next().transpose()?;
+                y = b.next().transpose()?;
+            }
+            // Descending: the larger key cannot appear later in the other stream.
+            std::cmp::Ordering::Greater => x = a.next().transpose()?,
+            std::cmp::Ordering::Less => y = b.next().transpose()?,
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::Identity;
+
+    const T0: u64 = 1_800_000_000_000;
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        (dir, store)
+    }
+
+    fn post(author: u8, ts: u64, tags: &[&str], body: &str) -> Post {
+        let key = Identity::from_seed([author; 32]);
+        let tags = tags.iter().map(|t| Topic::new(t).unwrap());
+        Post::sign(key.signing_key(), ts, tags, body).unwrap()
+    }
+
+    fn ids(posts: &[Post]) -> Vec<PostId> {
+        posts.iter().map(Post::id).collect()
+    }
+
+    fn topic(t: &str) -> Option<Topic> {
+        Some(Topic::new(t).unwrap())
+    }
+
+    #[test]
+    fn insert_is_idempotent_and_counts_once() {
+        let (_dir, s) = open();
+        let p = post(1, T0, &["rust"], "hello");
+        assert!(s.insert(&p).unwrap());
+        assert!(!s.insert(&p).unwrap());
+        assert_eq!(
+            s.insert_batch(&[p.clone(), p.clone()]).unwrap(),
+            [false, false]
+        );
+        let q = post(1, T0 + 1, &[], "second");
+        assert_eq!(
+            s.insert_batch(&[q.clone(), q.clone(), p.clone()]).unwrap(),
+            [true, false, false]
+        );
+        assert_eq!(s.post_count(), 2);
+        assert_eq!(s.get(&p.id()).unwrap(), Some(p.clone()));
+        assert!(s.contains(&q.id()).unwrap());
+        assert!(!s.contains(&PostId([0; 32])).unwrap());
+        assert_eq!(s.query(&Query::default()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn queries_filter_by_topic_author_and_time_newest_first() {
+        let (_dir, s) = open();
+        let a1 = post(1, T0 + 10, &["rust", "gossip"], "a1");
+        let a2 = post(1, T0 + 20, &["rust"], "a2");
+        let b1 = post(2, T0 + 15, &["rust"], "b1");
+        let b2 = post(2, T0 + 30, &["gossip"], "b2");
+        let tie = post(2, T0 + 20, &["rust"], "tie");
+        let all = [a1.clone(), a2.clone(), b1.clone(), b2.clone(), tie.clone()];
+        s.insert_batch(&all).unwrap();
+        let (alice, bob) = (a1.author(), b1.author());
+        // Equal timestamps: the larger id comes first (descending (timestamp, id)).
+        let (t20_hi, t20_lo) = if a2.id() > tie.id() {
+            (&a2, &tie)
+        } else {
+            (&tie, &a2)
+        };
+
+        let rust = s
+            .query(&Query {
+                topic: topic("#Rust"),
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(
+            ids(&rust),
+            ids(&[t20_hi.clone(), t20_lo.clone(), b1.clone(), a1.clone()])
+        );
+        let by_alice = s
+            .query(&Query {
+                author: Some(alice),
+                ..Query::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&by_alice), ids(&[a2.clone(), a1.clone()]));
+        let bob_rust = Query {
+            topic: topic("rust"),
+            author: Some(bob),
+            ..Query::default()
+        };
+        assert_eq!(
+            ids(&s.query(&bob_rust).unwrap()),
+            ids(&[tie.clone(), b1.clone()])
+        );
+        let window = Query {
+            since: Some(T0 + 15),
+            until: Some(T0 + 20),
+            ..Query::default()
+        };
+        assert_eq!(
+            ids(&s.query(&window).unwrap()),
+            ids(&[t20_hi.clone(), t20_lo.clone(), b1.clone()])
+        );
+        let limited = Query {
+            limit: 2,
+            ..Query::default()
+        };
+        assert_eq!(
+            ids(&s.query(&limited).unwrap()),
+            ids(&[b2.clone(), t20_hi.clone()])
+        );
+        let gossip_window = Query {
+            topic: topic("gossip"),
+            until: Some(T0 + 29),
+            ..Query::default()
+        };
+        assert_eq!(ids(&s.query(&gossip_window).unwrap()), vec![a1.id()]);
+        let backwards = Query {
+            since: Some(T0 + 5),
+            until: Some(T0),
+            ..Query::default()
+        };
+        assert!(s.query(&backwards).unwrap().is_empty());
+        let nobody = Query {
+            topic: topic("gossip"),
+            author: Some(PublicId([9; 32])),
+            ..Query::default()
+        };
+        assert!(s.query(&nobody).unwrap().is_empty());
+    }
+
+    #[test]
+    fn limit_zero_means_the_default_and_large_limits_are_capped() {
+        let (_dir, s) = open();
+        let many: Vec<Post> = (0..60).map(|i| post(1, T0 + i, &["t"], "x")).collect();
+        s.insert_batch(&many).unwrap();
+        assert_eq!(s.query(&Query::default()).unwrap().len(), DEFAULT_LIMIT);
+        let all = Query {
+            limit: usize::MAX,
+            ..Query::default()
+        };
+        assert_eq!(s.query(&all).unwrap().len(), 60);
+        assert_eq!(s.query(&all).unwrap()[0].timestamp(), T0 + 59);
+    }
+
+    #[test]
+    fn items_are_ascending_and_filtered_by_topic_and_range() {
+        let (_dir, s) = open();
+        let a = post(1, T0 + 2, &["x"], "a");
+        let b = post(1, T0 + 1, &["x", "y"], "b");
+        let c = post(2, T0 + 3, &["y"], "c");
+        s.insert_batch(&[a.clone(), b.clone(), c.clone()]).unwrap();
+        let t = |p: &Post| (p.timestamp(), p.id());
+        assert_eq!(
+            s.items(None, 0, u64::MAX).unwrap(),
+            vec![t(&b), t(&a), t(&c)]
+        );
+        assert_eq!(
+            s.items(topic("x").as_ref(), 0, u64::MAX).unwrap(),
+            vec![t(&b), t(&a)]
+        );
+        assert_eq!(
+            s.items(topic("y").as_ref(), T0 + 2, T0 + 3).unwrap(),
+            vec![t(&c)]
+        );
+        assert!(s.items(None, T0 + 4, T0 + 3).unwrap().is_empty());
+    }
+
+    #[test]
+    fn reopen_keeps_flushed_posts_and_the_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = post(1, T0, &["rust"], "kept");
+        {
+            let s = Store::open(dir.path()).unwrap();
+            assert!(s.insert_durable(&p).unwrap());
+            s.insert_batch(&[post(2, T0, &[], "also")]).unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(s.post_count(), 2);
+        assert_eq!(s.get(&p.id()).unwrap(), Some(p.clone()));
+        let q = Query {
+            topic: topic("rust"),
+            ..Query::default()
+        };
+        assert_eq!(ids(&s.query(&q).unwrap()), vec![p.id()]);
+        assert!(s.size_on_disk().unwrap() > 0);
+    }
+
+    #[test]
+    fn corrupt_post_bytes_give_corrupt_not_a_panic() {
+        let (_dir, s) = open();
+        let p = post(1, T0, &["rust"], "hello");
+        s.insert(&p).unwrap();
+        let mut bytes = p.encode();
+        bytes.truncate(bytes.len() - 3);
+        s.posts.insert(p.id().0, bytes).unwrap();
+        let is_corrupt_post = |r: Result<_, StoreError>| matches!(r, Err(StoreError::Corrupt { tree: "posts", ref key, .. }) if *key == p.id().to_string());
+        assert!(is_corrupt_post(s.get(&p.id()).map(|_| ())));
+        assert!(is_corrupt_post(s.query(&Query::default()).map(|_| ())));
+        // Well-formed bytes of another post under this id are caught too.
+        s.posts
+            .insert(p.id().0, post(2, T0, &[], "other").encode())
+            .unwrap();
+        assert!(is_corrupt_post(s.get(&p.id()).map(|_| ())));
+        // A damaged index key is reported against its own tree.
+        s.by_time.insert([1, 2, 3], &[]).unwrap();
+        assert!(matches!(
+            s.items(None, 0, u64::MAX),
+            Err(StoreError::Corrupt {
+                tree: "by_time",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn a_store_of_another_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.meta.insert(META_SCHEMA, &7u64.to_be_bytes()).unwrap();
+            s.flush().unwrap();
+        }
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Schema { found: 7 })
+        ));
+    }
+}
