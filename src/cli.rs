@@ -1,6 +1,405 @@
-//! The command line (to be written).
+//! The command line: `lakitu init | run | post | feed | status | peers | id`.
+//!
+//! Everything but `init`, `run` and `id` is a client of the running daemon's control API.
+//! This is the binary's edge: errors become `anyhow` with context here and nowhere else.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use crate::api::client::Client;
+use crate::api::{NewPost, PeerInfo, Status};
+use crate::config::Config;
+use crate::id::Identity;
+use crate::post::PostJson;
+
+/// Lakitu: a personal gossip relay for signed posts over QUIC, XMPP and email.
+#[derive(Debug, Parser)]
+#[command(name = "lakitu", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+struct Global {
+    /// Data directory (key, store, config).
+    #[arg(long, global = true, env = "LAKITU_DIR", value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Config file [default: DIR/config.toml].
+    #[arg(long, global = true, env = "LAKITU_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the data directory, a new key (mode 0600) and a starter config.
+    Init,
+    /// Run the relay daemon in the foreground (initialises the data directory if needed).
+    Run,
+    /// Publish a post signed by this node's key.
+    Post {
+        /// Topic tag (repeatable); a leading # is optional.
+        #[arg(short, long = "topic", value_name = "TAG")]
+        topics: Vec<String>,
+        /// The text of the post.
+        #[arg(required = true, num_args = 1.., value_name = "TEXT")]
+        text: Vec<String>,
+        /// Print the stored post as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show posts, newest first.
+    Feed {
+        /// Only posts with this tag.
+        #[arg(short, long)]
+        topic: Option<String>,
+        /// Only posts by this author id.
+        #[arg(short, long)]
+        author: Option<String>,
+        /// How many posts (at most 1000).
+        #[arg(short = 'n', long, default_value_t = 20)]
+        limit: usize,
+        /// After the newest posts, keep printing new ones as they arrive.
+        #[arg(short, long)]
+        follow: bool,
+        /// One JSON document (or one JSON line per post with --follow).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the daemon's state.
+    Status {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List peers with their state, transport, last contact, reputation and round-trip time.
+    Peers {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print this node's id (its public key).
+    Id {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 /// Entry point of the binary.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lakitu: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn default_dir() -> PathBuf {
+    std::env::var_os("HOME").map_or_else(
+        || PathBuf::from(".lakitu"),
+        |h| PathBuf::from(h).join(".lakitu"),
+    )
+}
+
+/// Where the data directory and config file are.
+struct Paths {
+    dir: PathBuf,
+    config: PathBuf,
+}
+
+impl Paths {
+    fn new(g: &Global) -> Self {
+        let dir = g.dir.clone().unwrap_or_else(default_dir);
+        let config = g.config.clone().unwrap_or_else(|| dir.join("config.toml"));
+        Paths { dir, config }
+    }
+
+    /// The config file if there is one, else the embedded defaults for the data directory.
+    fn load(&self) -> Result<Config> {
+        if self.config.exists() {
+            Ok(Config::load(&self.config)?)
+        } else {
+            Ok(Config::defaults(&absolute(&self.dir)?))
+        }
+    }
+}
+
+fn absolute(p: &Path) -> Result<PathBuf> {
+    std::path::absolute(p).with_context(|| format!("cannot resolve {}", p.display()))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn dispatch(cli: Cli) -> Result<()> {
+    let paths = Paths::new(&cli.global);
+    match cli.command {
+        Command::Init => init(&paths, true),
+        Command::Run => run(&paths),
+        Command::Id { json } => {
+            let config = paths.load()?;
+            let id = Identity::load(&config.key_path())
+                .context("no identity yet: run `lakitu init` first")?
+                .public();
+            if json {
+                println!("{}", serde_json::json!({ "id": id.to_string() }));
+            } else {
+                println!("{id}");
+            }
+            Ok(())
+        }
+        cmd => runtime()?.block_on(client_command(&paths, cmd)),
+    }
+}
+
+/// Create what is missing: data directory (0700), key (0600), starter config. With `loud`,
+/// explain what was made.
+fn init(paths: &Paths, loud: bool) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = absolute(&paths.dir)?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
+    if !paths.config.exists() {
+        std::fs::write(&paths.config, Config::starter_text(&dir))
+            .with_context(|| format!("cannot write {}", paths.config.display()))?;
+        if loud {
+            println!("wrote config   {}", paths.config.display());
+        }
+    }
+    let config = Config::load(&paths.config)?;
+    let key = config.key_path();
+    if key.exists() {
+        let id = Identity::load(&key)?.public();
+        if loud {
+            println!("key exists     {}", key.display());
+            println!("node id        {id}");
+        }
+        return Ok(());
+    }
+    let identity = Identity::generate();
+    identity.save_new(&key)?;
+    if loud {
+        println!("wrote key      {} (mode 0600)", key.display());
+        println!("node id        {}", identity.public());
+        println!("next: lakitu --dir {} run", dir.display());
+    }
+    Ok(())
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("LAKITU_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn run(paths: &Paths) -> Result<()> {
+    init_tracing();
+    if !paths.config.exists() {
+        tracing::info!(config = %paths.config.display(), "no config file: initialising with embedded defaults");
+        init(paths, false)?;
+    }
+    let config = paths.load()?;
+    runtime()?.block_on(async {
+        crate::node::run(config, shutdown_signal())
+            .await
+            .context("the node stopped with an error")
+    })
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        // Without signal handlers the daemon can still be stopped by SIGKILL; the store is
+        // crash-safe, so run on rather than refuse to start.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
+    let config = paths.load()?;
+    let client = Client::for_data_dir(&config.node.data_dir, config.api.listen)?;
+    match cmd {
+        Command::Post { topics, text, json } => {
+            let body = text.join(" ");
+            let post: PostJson = client.post("/v1/posts", &NewPost { topics, body }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&post)?);
+            } else {
+                println!("{}", post.id);
+            }
+        }
+        Command::Feed {
+            topic,
+            author,
+            limit,
+            follow,
+            json,
+        } => {
+            let mut query = Vec::new();
+            if let Some(t) = &topic {
+                query.push(format!("topic={}", encode_component(t)));
+            }
+            if let Some(a) = &author {
+                query.push(format!("author={}", encode_component(a)));
+            }
+            let filter = query.join("&");
+            let posts: Vec<PostJson> = client
+                .get(&format!("/v1/posts?limit={limit}&{filter}"))
+                .await?;
+            if json && !follow {
+                println!("{}", serde_json::to_string_pretty(&posts)?);
+            } else {
+                // Oldest first on screen, so the newest ends up next to the prompt.
+                for p in posts.iter().rev() {
+                    print_post(p, json);
+                }
+            }
+            if follow {
+                client
+                    .follow(&format!("/v1/posts/follow?{filter}"), |p| {
+                        print_post(&p, json);
+                        true
+                    })
+                    .await?;
+            }
+        }
+        Command::Status { json } => {
+            let s: Status = client.get("/v1/status").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&s)?);
+            } else {
+                print_status(&s);
+            }
+        }
+        Command::Peers { json } => {
+            let peers: Vec<PeerInfo> = client.get("/v1/peers").await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&peers)?);
+            } else {
+                print_peers(&peers);
+            }
+        }
+        Command::Init | Command::Run | Command::Id { .. } => bail!("not a client command"),
+    }
+    Ok(())
+}
+
+/// Percent-encode a query value (ids and tags are plain, but a user may type anything).
+fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn format_time(ms: u64) -> String {
+    let t = UNIX_EPOCH + Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn print_post(p: &PostJson, json: bool) {
+    if json {
+        println!("{}", serde_json::to_string(p).unwrap_or_default());
+        return;
+    }
+    let tags: Vec<String> = p.topics.iter().map(|t| format!("#{t}")).collect();
+    println!(
+        "{}  {}  {}",
+        format_time(p.timestamp),
+        &p.author[..10.min(p.author.len())],
+        tags.join(" ")
+    );
+    for line in p.body.lines() {
+        println!("    {line}");
+    }
+}
+
+fn print_status(s: &Status) {
+    println!(
+        "node       {}{}",
+        s.id,
+        s.name
+            .as_ref()
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default()
+    );
+    println!("version    {}", s.version);
+    println!("uptime     {}s", s.uptime_secs);
+    println!("posts      {} ({} bytes on disk)", s.posts, s.store_bytes);
+    println!("peers      {} known, {} alive", s.peers, s.peers_alive);
+    for t in &s.transports {
+        println!(
+            "transport  {:<6} {} {}",
+            t.scheme,
+            t.address,
+            if t.up { "up" } else { "down" }
+        );
+    }
+    if !s.world_hash.is_empty() {
+        println!("world      {}", s.world_hash);
+    }
+    println!("data       {}", s.data_dir);
+}
+
+fn print_peers(peers: &[PeerInfo]) {
+    if peers.is_empty() {
+        println!("no peers");
+        return;
+    }
+    println!(
+        "{:<12} {:<8} {:<10} {:>10} {:>6} {:>8}  address",
+        "id", "state", "name", "heard", "rep", "rtt"
+    );
+    for p in peers {
+        let heard = p.last_heard_ms_ago.map_or("never".into(), |ms| {
+            format!("{:.1}s ago", ms as f64 / 1000.0)
+        });
+        let rtt = p.rtt_ms.map_or("-".into(), |r| format!("{r:.1}ms"));
+        println!(
+            "{:<12} {:<8} {:<10} {:>10} {:>6.2} {:>8}  {}",
+            &p.id[..10.min(p.id.len())],
+            p.state,
+            p.name.as_deref().unwrap_or("-"),
+            heard,
+            p.reputation,
+            rtt,
+            p.addresses.first().map_or("", String::as_str)
+        );
+    }
 }

@@ -1,1 +1,273 @@
-//! The node runtime (to be written).
+//! The node runtime: the only place with tokio and the wall clock. It loads the identity, opens
+//! the store, serves the control API and runs one actor loop that owns the mutable state.
+//! Handlers and transports only talk to the actor through bounded channels.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tracing::{info, warn};
+
+use crate::api::{self, PeerInfo, Status};
+use crate::config::Config;
+use crate::id::{Identity, KeyFileError};
+use crate::post::{Post, PostError, Topic};
+use crate::store::{Store, StoreError};
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Why the node could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// The identity could not be loaded.
+    #[error(transparent)]
+    Key(#[from] KeyFileError),
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// A file in the data directory could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The control API could not bind its address.
+    #[error("control API cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// Why a local post was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The post breaks a limit or a tag is malformed.
+    #[error(transparent)]
+    Invalid(#[from] PostError),
+    /// The body exceeds the configured limit (lower than the protocol's).
+    #[error("body of {len} bytes is larger than this node's limit of {max}")]
+    TooLong {
+        /// Body length.
+        len: usize,
+        /// Configured limit.
+        max: usize,
+    },
+    /// The post could not be made durable; it was not acknowledged.
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    /// The node is shutting down.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// Requests from the API (and later the gateway) to the actor.
+pub(crate) enum Command {
+    /// A local post is durable; disseminate it.
+    Published(Post),
+    /// Report status.
+    Status(oneshot::Sender<Status>),
+    /// Report peers.
+    Peers(oneshot::Sender<Vec<PeerInfo>>),
+}
+
+/// What the API handlers share. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    pub identity: Arc<Identity>,
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub token: Arc<str>,
+    /// New posts (local or from peers), for `feed --follow`.
+    pub posts: broadcast::Sender<Post>,
+    pub commands: mpsc::Sender<Command>,
+}
+
+impl Shared {
+    /// Sign, store durably, then hand a local post to the actor. Returns only once the post
+    /// survives a crash: this is the acknowledgement.
+    pub async fn publish(&self, topics: &[String], body: &str) -> Result<Post, PublishError> {
+        let max = self.config.limits.max_body;
+        if body.len() > max {
+            return Err(PublishError::TooLong {
+                len: body.len(),
+                max,
+            });
+        }
+        let topics = topics
+            .iter()
+            .map(|t| Topic::new(t))
+            .collect::<Result<Vec<_>, _>>()?;
+        let post = Post::sign(self.identity.signing_key(), now_ms(), topics, body)?;
+        let store = self.store.clone();
+        let stored = post.clone();
+        tokio::task::spawn_blocking(move || store.insert_durable(&stored))
+            .await
+            .map_err(|_| PublishError::ShuttingDown)??;
+        let _ = self.posts.send(post.clone());
+        self.commands
+            .send(Command::Published(post.clone()))
+            .await
+            .map_err(|_| PublishError::ShuttingDown)?;
+        Ok(post)
+    }
+
+    /// Ask the actor something and wait for the answer.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Command) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Create (once) and read the API token file (mode 0600).
+fn load_or_create_token(data_dir: &Path) -> Result<String, NodeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = api::token_path(data_dir);
+    let io = |source| NodeError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok(t.trim().to_string()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let mut raw = [0u8; 24];
+    getrandom::fill(&mut raw).map_err(|e| io(std::io::Error::other(e.to_string())))?;
+    let token = crate::id::encode_hex(&raw);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(io)?;
+    f.write_all(token.as_bytes()).map_err(io)?;
+    Ok(token)
+}
+
+/// Run the daemon until `shutdown` resolves.
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), NodeError> {
+    let data_dir = config.node.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::Io {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let identity = Arc::new(Identity::load(&config.key_path())?);
+    let store = Store::open(&data_dir.join("store"))?;
+    let token = load_or_create_token(&data_dir)?;
+    let (posts, _) = broadcast::channel(1024);
+    let (commands, command_rx) = mpsc::channel(1024);
+    let config = Arc::new(config);
+    let shared = Shared {
+        identity: identity.clone(),
+        store: store.clone(),
+        config: config.clone(),
+        token: token.into(),
+        posts,
+        commands,
+    };
+
+    let listener = tokio::net::TcpListener::bind(config.api.listen)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: config.api.listen,
+            source,
+        })?;
+    let api_addr = listener.local_addr().map_err(|source| NodeError::Io {
+        path: api::addr_path(&data_dir),
+        source,
+    })?;
+    let addr_file = api::addr_path(&data_dir);
+    std::fs::write(&addr_file, api_addr.to_string()).map_err(|source| NodeError::Io {
+        path: addr_file.clone(),
+        source,
+    })?;
+    info!(id = %identity.public(), api = %api_addr, dir = %data_dir.display(), "lakitu node started");
+
+    let (stop_api, api_stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(api::server::serve(listener, shared.clone(), async {
+        let _ = api_stopped.await;
+    }));
+
+    let actor = Actor {
+        shared,
+        started: Instant::now(),
+    };
+    tokio::select! {
+        () = actor.run(command_rx) => {}
+        () = shutdown => info!("shutting down"),
+    }
+    let _ = stop_api.send(());
+    if let Err(e) = server.await {
+        warn!(error = %e, "control API task failed");
+    }
+    let _ = std::fs::remove_file(&addr_file);
+    tokio::task::spawn_blocking(move || store.flush())
+        .await
+        .map_err(|e| NodeError::Io {
+            path: data_dir,
+            source: std::io::Error::other(e),
+        })??;
+    info!("stopped");
+    Ok(())
+}
+
+/// The one task that owns the node's mutable state.
+struct Actor {
+    shared: Shared,
+    started: Instant,
+}
+
+impl Actor {
+    async fn run(self, mut commands: mpsc::Receiver<Command>) {
+        while let Some(cmd) = commands.recv().await {
+            match cmd {
+                Command::Published(post) => {
+                    info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
+                }
+                Command::Status(reply) => {
+                    let _ = reply.send(self.status());
+                }
+                Command::Peers(reply) => {
+                    let _ = reply.send(Vec::new());
+                }
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let s = &self.shared;
+        Status {
+            id: s.identity.public().to_string(),
+            name: s.config.node.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            posts: s.store.post_count(),
+            store_bytes: s.store.size_on_disk().unwrap_or(0),
+            peers: 0,
+            peers_alive: 0,
+            transports: Vec::new(),
+            world_hash: String::new(),
+            data_dir: s.config.node.data_dir.display().to_string(),
+        }
+    }
+}

@@ -10,6 +10,8 @@
 #![deny(missing_docs)]
 
 mod addr;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod key;
 pub mod memory;
 

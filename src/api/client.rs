@@ -1,0 +1,216 @@
+//! The control API client used by the CLI.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode, header};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{ApiError, addr_path, token_path};
+use crate::post::PostJson;
+
+/// Why a call to the daemon failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Nothing answers: the daemon is not running.
+    #[error(
+        "the lakitu daemon is not running for {dir} (nothing answers at {addr}); start it with `lakitu run`"
+    )]
+    NotRunning {
+        /// The data directory.
+        dir: String,
+        /// Where we looked.
+        addr: String,
+    },
+    /// The daemon refused the request.
+    #[error("{0}")]
+    Refused(String),
+    /// The token file is missing or unreadable.
+    #[error("cannot read the API token {path}: {source}")]
+    Token {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The answer was not what the API promises.
+    #[error("unexpected answer from the daemon: {0}")]
+    Protocol(String),
+}
+
+/// A connection to a running daemon.
+pub struct Client {
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+    base: String,
+    token: String,
+    dir: String,
+}
+
+impl Client {
+    /// Find the daemon of `data_dir` (the address it recorded at start, else `fallback`).
+    pub fn for_data_dir(data_dir: &Path, fallback: SocketAddr) -> Result<Client, ClientError> {
+        let dir = data_dir.display().to_string();
+        let addr = std::fs::read_to_string(addr_path(data_dir))
+            .ok()
+            .and_then(|s| s.trim().parse::<SocketAddr>().ok())
+            .unwrap_or(fallback);
+        let tpath = token_path(data_dir);
+        let token = match std::fs::read_to_string(&tpath) {
+            Ok(t) => t.trim().to_string(),
+            // No token file means no daemon has ever run here.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ClientError::NotRunning {
+                    dir,
+                    addr: addr.to_string(),
+                });
+            }
+            Err(source) => {
+                return Err(ClientError::Token {
+                    path: tpath.display().to_string(),
+                    source,
+                });
+            }
+        };
+        let http = HyperClient::builder(TokioExecutor::new()).build_http();
+        Ok(Client {
+            http,
+            base: format!("http://{addr}"),
+            token,
+            dir,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
+        if body.is_some() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.http.request(req).await.map_err(|e| {
+            if e.is_connect() {
+                ClientError::NotRunning {
+                    dir: self.dir.clone(),
+                    addr: self.base.clone(),
+                }
+            } else {
+                ClientError::Protocol(e.to_string())
+            }
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, ClientError> {
+        let resp = self.call(method, path, body).await?;
+        let status = resp.status();
+        let bytes = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Protocol(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            let msg = serde_json::from_slice::<ApiError>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
+            return Err(ClientError::Refused(msg));
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// GET a JSON document.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(Method::GET, path, None).await
+    }
+
+    /// POST a JSON document and read the JSON answer.
+    pub async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, ClientError> {
+        let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
+        self.json(Method::POST, path, Some(body)).await
+    }
+
+    /// DELETE a resource.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.json(Method::DELETE, path, None).await
+    }
+
+    /// Follow `path` (a server-sent-events stream of posts), calling `each` for every post
+    /// until the stream ends or `each` returns false.
+    pub async fn follow(
+        &self,
+        path: &str,
+        mut each: impl FnMut(PostJson) -> bool,
+    ) -> Result<(), ClientError> {
+        let resp = self.call(Method::GET, path, None).await?;
+        if resp.status() != StatusCode::OK {
+            let status = resp.status();
+            return Err(ClientError::Refused(format!("follow refused: {status}")));
+        }
+        let mut body = resp.into_body();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
+            };
+            buf.extend_from_slice(data);
+            // Events end with a blank line; a line starting with "data:" carries the JSON.
+            while let Some(end) = find_blank_line(&buf) {
+                let event: Vec<u8> = buf.drain(..end).collect();
+                let text = String::from_utf8_lossy(&event);
+                let mut kind = "message";
+                let mut data = String::new();
+                for line in text.lines() {
+                    if let Some(k) = line.strip_prefix("event:") {
+                        kind = k.trim();
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                match kind {
+                    "post" => {
+                        let post: PostJson = serde_json::from_str(&data)
+                            .map_err(|e| ClientError::Protocol(e.to_string()))?;
+                        if !each(post) {
+                            return Ok(());
+                        }
+                    }
+                    "lagged" => {
+                        tracing::warn!(missed = %data, "follow stream lagged; some posts were skipped (use `lakitu feed` to see them)")
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Position just after the first "\n\n" in `buf`.
+fn find_blank_line(buf: &[u8]) -> Option<usize> {
+    buf.windows(2).position(|w| w == b"\n\n").map(|p| p + 2)
+}

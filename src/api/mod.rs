@@ -1,0 +1,127 @@
+//! The local control API: HTTP + JSON on a loopback address, guarded by a token from the data
+//! directory. The daemon serves it ([`server`]); the CLI is its client ([`client`]). The types
+//! here are the contract between the two.
+
+pub mod client;
+pub mod server;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// File in the data directory holding the bearer token the API requires.
+pub const TOKEN_FILE: &str = "api.token";
+/// File in the data directory holding the address the running daemon's API is bound to. It
+/// lets the API listen on port 0 (tests, several nodes on one machine) and lets the CLI find it.
+pub const ADDR_FILE: &str = "api.addr";
+
+/// Path of the token file in `data_dir`.
+pub fn token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(TOKEN_FILE)
+}
+
+/// Path of the bound-address file in `data_dir`.
+pub fn addr_path(data_dir: &Path) -> PathBuf {
+    data_dir.join(ADDR_FILE)
+}
+
+/// `POST /v1/posts`: publish a post signed by the node's key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewPost {
+    /// Topic tags (a leading `#` is allowed).
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// The text.
+    pub body: String,
+}
+
+/// `GET /v1/posts` and `/v1/posts/follow` query parameters.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedQuery {
+    /// Only posts with this tag.
+    pub topic: Option<String>,
+    /// Only posts by this author (node id form).
+    pub author: Option<String>,
+    /// Only posts at or after this time (ms since the epoch).
+    pub since: Option<u64>,
+    /// Only posts at or before this time (ms since the epoch).
+    pub until: Option<u64>,
+    /// At most this many (newest first); default 50, at most 1000.
+    pub limit: Option<usize>,
+}
+
+/// `GET /v1/status`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    /// The node's id.
+    pub id: String,
+    /// The configured label.
+    pub name: Option<String>,
+    /// Software version.
+    pub version: String,
+    /// Seconds since the daemon started.
+    pub uptime_secs: u64,
+    /// Posts in the store.
+    pub posts: u64,
+    /// Bytes the store takes on disk.
+    pub store_bytes: u64,
+    /// Known peers.
+    pub peers: usize,
+    /// Peers currently believed alive.
+    pub peers_alive: usize,
+    /// Running transports and their own addresses.
+    pub transports: Vec<TransportStatus>,
+    /// The membership view's merkle root (hex), equal on nodes whose views agree.
+    pub world_hash: String,
+    /// The data directory.
+    pub data_dir: String,
+}
+
+/// One transport in [`Status`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransportStatus {
+    /// Scheme (`quic`, `xmpp`, `mailto`).
+    pub scheme: String,
+    /// This node's address on it.
+    pub address: String,
+    /// Whether it is currently connected/usable.
+    pub up: bool,
+}
+
+/// One peer in `GET /v1/peers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Node id.
+    pub id: String,
+    /// Configured label, if any.
+    pub name: Option<String>,
+    /// Addresses, best first.
+    pub addresses: Vec<String>,
+    /// alive / suspect / dead / left.
+    pub state: String,
+    /// Milliseconds since the peer was last heard from, if ever.
+    pub last_heard_ms_ago: Option<u64>,
+    /// Reputation score.
+    pub reputation: f64,
+    /// Smoothed round-trip time in milliseconds, if measured.
+    pub rtt_ms: Option<f64>,
+}
+
+/// `POST /v1/peers`: add a peer while running.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddPeer {
+    /// An address; for `quic://host:port#id` the id is taken from it.
+    pub address: String,
+    /// The node id, required for addresses that do not carry one.
+    pub id: Option<String>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong, for a person.
+    pub error: String,
+}

@@ -1,0 +1,224 @@
+//! The control API server (axum), bound to a loopback address by the node.
+
+use std::convert::Infallible;
+use std::future::Future;
+
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::Stream;
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use tracing::warn;
+
+use super::{ApiError, FeedQuery, NewPost};
+use crate::node::{Command, PublishError, Shared};
+use crate::post::{Post, Topic};
+use crate::store::Query as StoreQuery;
+
+/// Most posts one feed request returns.
+pub const MAX_FEED_LIMIT: usize = 1000;
+/// Largest request body accepted: a post body plus JSON overhead.
+const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+fn error(status: StatusCode, msg: impl ToString) -> Response {
+    (
+        status,
+        Json(ApiError {
+            error: msg.to_string(),
+        }),
+    )
+        .into_response()
+}
+
+/// Serve the API on `listener` until `stop` resolves.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    shared: Shared,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    let app = Router::new()
+        .route("/v1/status", get(status))
+        .route("/v1/id", get(id))
+        .route("/v1/posts", post(publish).get(feed))
+        .route("/v1/posts/follow", get(follow))
+        .route("/v1/peers", get(peers))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        warn!(error = %e, "control API stopped with an error");
+    }
+}
+
+/// Every route needs `Authorization: Bearer <token from the data dir>`: only a user who can
+/// read the data directory can drive the node, even though anyone local can reach the port.
+async fn require_token(State(s): State<Shared>, req: Request, next: Next) -> Response {
+    let ok = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| constant_time_eq(t.as_bytes(), s.token.as_bytes()));
+    if !ok {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong API token (see api.token in the data directory)",
+        );
+    }
+    next.run(req).await
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn status(State(s): State<Shared>) -> Response {
+    match s.ask(Command::Status).await {
+        Some(status) => Json(status).into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
+}
+
+async fn id(State(s): State<Shared>) -> Response {
+    Json(serde_json::json!({ "id": s.identity.public().to_string() })).into_response()
+}
+
+async fn peers(State(s): State<Shared>) -> Response {
+    match s.ask(Command::Peers).await {
+        Some(peers) => Json(peers).into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
+}
+
+async fn publish(
+    State(s): State<Shared>,
+    body: Result<Json<NewPost>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(new) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    match s.publish(&new.topics, &new.body).await {
+        Ok(post) => (StatusCode::CREATED, Json(post.to_json())).into_response(),
+        Err(e @ (PublishError::Invalid(_) | PublishError::TooLong { .. })) => {
+            error(StatusCode::BAD_REQUEST, e)
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e),
+    }
+}
+
+/// A validated feed filter.
+struct Filter {
+    query: StoreQuery,
+}
+
+impl Filter {
+    fn parse(q: FeedQuery) -> Result<Self, String> {
+        let topic = q
+            .topic
+            .as_deref()
+            .map(Topic::new)
+            .transpose()
+            .map_err(|e| e.to_string())?;
+        let author = q
+            .author
+            .as_deref()
+            .map(|a| {
+                a.parse()
+                    .map_err(|e: lakitu_transport::KeyError| e.to_string())
+            })
+            .transpose()?;
+        let limit = q.limit.unwrap_or(50).clamp(1, MAX_FEED_LIMIT);
+        Ok(Filter {
+            query: StoreQuery {
+                topic,
+                author,
+                since: q.since,
+                until: q.until,
+                limit,
+            },
+        })
+    }
+
+    fn matches(&self, post: &Post) -> bool {
+        let q = &self.query;
+        q.topic.as_ref().is_none_or(|t| post.topics().contains(t))
+            && q.author.is_none_or(|a| post.author() == a)
+            && q.since.is_none_or(|t| post.timestamp() >= t)
+            && q.until.is_none_or(|t| post.timestamp() <= t)
+    }
+}
+
+async fn feed(
+    State(s): State<Shared>,
+    q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let filter = match q
+        .map_err(|e| e.body_text())
+        .and_then(|Query(q)| Filter::parse(q))
+    {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let store = s.store.clone();
+    match tokio::task::spawn_blocking(move || store.query(&filter.query)).await {
+        Ok(Ok(posts)) => Json(posts.iter().map(Post::to_json).collect::<Vec<_>>()).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// Server-sent events: one `post` event per new matching post, as its JSON form.
+async fn follow(
+    State(s): State<Shared>,
+    q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let filter = match q
+        .map_err(|e| e.body_text())
+        .and_then(|Query(q)| Filter::parse(q))
+    {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let rx = s.posts.subscribe();
+    Sse::new(post_events(rx, filter))
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+fn post_events(
+    rx: broadcast::Receiver<Post>,
+    filter: Filter,
+) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    futures_util::stream::unfold((rx, filter), |(mut rx, filter)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(post) if filter.matches(&post) => {
+                    let data = serde_json::to_string(&post.to_json()).unwrap_or_default();
+                    return Some((
+                        Ok(SseEvent::default().event("post").data(data)),
+                        (rx, filter),
+                    ));
+                }
+                Ok(_) => continue,
+                // A follower too slow to keep up is told so rather than silently missing posts.
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let ev = SseEvent::default().event("lagged").data(n.to_string());
+                    return Some((Ok(ev), (rx, filter)));
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    })
+}

@@ -1,0 +1,382 @@
+//! Dissemination: push, push, pull.
+//!
+//! 1. **Direct push.** The origin sends the post to every interested member (one hop) when
+//!    there are at most `direct_push_limit` of them.
+//! 2. **Delegated eager push.** Beyond that, the interested members, sorted by id, are cut into
+//!    `eager_fanout` contiguous ranges; one delegate per range gets the payload with the range
+//!    (`Relay::Range`) and covers it the same way. Views are complete and nearly identical, so
+//!    every interested member gets exactly one copy in `log_fanout(n)` hops.
+//! 3. **Lazy pull (Plumtree).** Every node that gets a new post announces its id (IHave, batched
+//!    after `lazy_delay`) to `lazy_fanout` random interested members. An announced id not
+//!    received within `pull_timeout` is asked for with Graft (IWant + "push to me eagerly
+//!    again"). An unrequested duplicate payload is answered with Prune, after which the sender
+//!    announces instead of pushing to us until we graft.
+//!
+//! No loops: posts are deduplicated by id (store plus a bounded recent set), never sent back to
+//! the peer they came from, forwarded only below the hop limit, and every queue is bounded.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+
+use rand::seq::{IndexedRandom, IteratorRandom};
+
+use crate::id::PublicId;
+use crate::post::{Post, PostId};
+
+use super::reputation::Merit;
+use super::wire::{Message, Relay};
+use super::{Action, Engine, Offence, PostStore};
+
+/// An announced post we do not have yet.
+#[derive(Debug, Clone)]
+struct Pull {
+    announcers: VecDeque<PublicId>,
+}
+
+/// Dissemination bookkeeping.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct DissState {
+    /// Recently seen ids with the hop count they arrived at.
+    recent: HashMap<PostId, u8>,
+    recent_order: VecDeque<PostId>,
+    pulls: HashMap<PostId, Pull>,
+    pull_deadlines: BTreeSet<(u64, PostId)>,
+    /// Ids we asked for, so their payloads are not taken for duplicates to prune.
+    requested: HashSet<PostId>,
+    requested_order: VecDeque<PostId>,
+    /// Batched IHave entries per peer, flushed at `lazy_at`.
+    lazy: BTreeMap<PublicId, Vec<(PostId, u8)>>,
+    lazy_at: Option<u64>,
+}
+
+impl DissState {
+    /// The earliest pull or lazy-flush deadline.
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        let pull = self.pull_deadlines.first().map(|(t, _)| *t);
+        match (pull, self.lazy_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn remember(&mut self, id: PostId, hops: u8, cap: usize) {
+        if self.recent.insert(id, hops).is_none() {
+            self.recent_order.push_back(id);
+            while self.recent_order.len() > cap {
+                if let Some(old) = self.recent_order.pop_front() {
+                    self.recent.remove(&old);
+                }
+            }
+        }
+    }
+
+    fn mark_requested(&mut self, id: PostId, cap: usize) {
+        if self.requested.insert(id) {
+            self.requested_order.push_back(id);
+            while self.requested_order.len() > cap {
+                if let Some(old) = self.requested_order.pop_front() {
+                    self.requested.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    fn seen(&self, id: &PostId, store: &dyn PostStore) -> bool {
+        self.diss.recent.contains_key(id) || store.contains(id)
+    }
+
+    /// Interested, reachable, non-ignored members (not the author's own node), sorted by id,
+    /// optionally only those within `range`.
+    fn interested(&self, post: &Post, range: Option<([u8; 32], [u8; 32])>) -> Vec<PublicId> {
+        let threshold = self.config.reputation_threshold;
+        let iter: Box<dyn Iterator<Item = _>> = match range {
+            Some((lo, hi)) if lo <= hi => Box::new(self.members.range(PublicId(lo)..=PublicId(hi))),
+            Some(_) => Box::new(std::iter::empty()),
+            None => Box::new(self.members.iter()),
+        };
+        iter.filter(|(id, m)| {
+            m.reachable()
+                && m.view.reputation >= threshold
+                && **id != post.author()
+                && m.view.interests.wants(post)
+        })
+        .map(|(id, _)| *id)
+        .collect()
+    }
+
+    /// A post this node created (already stored): send it on its way.
+    pub(crate) fn on_local_post(&mut self, post: Post, store: &mut dyn PostStore) {
+        if self.left {
+            return;
+        }
+        let _ = store;
+        self.diss
+            .remember(post.id(), 0, self.config.recent_size.max(1));
+        self.counters.originated += 1;
+        self.fan_out(&post, 0, None, &[]);
+        self.announce(&post, 0, &[]);
+    }
+
+    /// Push to the interested members in `range` (everyone when `None`), directly or through
+    /// delegates.
+    fn fan_out(
+        &mut self,
+        post: &Post,
+        hops: u8,
+        range: Option<([u8; 32], [u8; 32])>,
+        except: &[PublicId],
+    ) {
+        let targets: Vec<PublicId> = self
+            .interested(post, range)
+            .into_iter()
+            .filter(|id| !except.contains(id))
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let next = hops.saturating_add(1);
+        if targets.len() <= self.config.direct_push_limit.max(1) {
+            let msg = Message::Push {
+                hops: next,
+                relay: Relay::None,
+                post: post.clone(),
+            };
+            for id in targets {
+                if self.members.get(&id).is_some_and(|m| m.lazy) {
+                    self.queue_ihave(id, post.id(), hops);
+                } else {
+                    self.send(id, &msg);
+                }
+            }
+            return;
+        }
+        let k = self.config.eager_fanout.max(2).min(targets.len());
+        let per = targets.len().div_ceil(k);
+        for chunk in targets.chunks(per) {
+            let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
+                continue;
+            };
+            let eager: Vec<PublicId> = chunk
+                .iter()
+                .copied()
+                .filter(|id| {
+                    self.members
+                        .get(id)
+                        .is_some_and(|m| !m.lazy && m.view.reputation >= 0)
+                })
+                .collect();
+            let pool = if eager.is_empty() { chunk } else { &eager[..] };
+            let Some(delegate) = pool.choose(&mut self.rng).copied() else {
+                continue;
+            };
+            let msg = Message::Push {
+                hops: next,
+                relay: Relay::Range {
+                    lo: first.0,
+                    hi: last.0,
+                },
+                post: post.clone(),
+            };
+            self.send(delegate, &msg);
+        }
+    }
+
+    /// Announce a post lazily to a few random interested members.
+    fn announce(&mut self, post: &Post, hops: u8, except: &[PublicId]) {
+        let n = self.config.lazy_fanout;
+        if n == 0 {
+            return;
+        }
+        let picks: Vec<PublicId> = self
+            .interested(post, None)
+            .into_iter()
+            .filter(|id| !except.contains(id))
+            .choose_multiple(&mut self.rng, n);
+        for id in picks {
+            self.queue_ihave(id, post.id(), hops);
+        }
+    }
+
+    fn queue_ihave(&mut self, to: PublicId, id: PostId, hops: u8) {
+        let q = self.diss.lazy.entry(to).or_default();
+        if q.len() < self.config.max_pending_pulls {
+            q.push((id, hops));
+        }
+        if self.diss.lazy_at.is_none() {
+            let delay = self.config.timings(self.class_of(&to)).lazy_delay_ms;
+            self.diss.lazy_at = Some(self.now + delay);
+        }
+    }
+
+    /// A payload arrived.
+    pub(crate) fn on_push(
+        &mut self,
+        sender: PublicId,
+        hops: u8,
+        relay: Relay,
+        post: Post,
+        store: &mut dyn PostStore,
+    ) {
+        let id = post.id();
+        if self.seen(&id, store) {
+            self.counters.duplicates += 1;
+            let requested = self.diss.requested.contains(&id);
+            let already_lazy = self.members.get(&sender).is_none_or(|m| m.lazy);
+            if !requested && !already_lazy {
+                self.send(sender, &Message::Prune);
+            }
+            return;
+        }
+        if let Err(e) = post.verify(self.now, self.config.max_clock_skew_ms) {
+            tracing::debug!(peer = %sender, error = %e, "invalid post refused");
+            self.counters.invalid_posts += 1;
+            self.penalise(&sender, Offence::InvalidPost);
+            return;
+        }
+        self.diss.remember(id, hops, self.config.recent_size.max(1));
+        if let Some(_pull) = self.diss.pulls.remove(&id) {
+            self.diss.pull_deadlines.retain(|(_, p)| *p != id);
+        }
+        if self.interests.wants(&post) && store.insert(&post) {
+            self.counters.delivered += 1;
+            self.counters.max_hops = self.counters.max_hops.max(hops);
+            self.reward(&sender, Merit::UsefulPost);
+            self.push_action(Action::Deliver {
+                post: post.clone(),
+                hops,
+            });
+        }
+        if let Relay::Range { lo, hi } = relay
+            && hops < self.config.hop_limit
+        {
+            self.fan_out(&post, hops, Some((lo, hi)), &[sender]);
+        }
+        self.announce(&post, hops, &[sender]);
+    }
+
+    pub(crate) fn on_ihave(
+        &mut self,
+        sender: PublicId,
+        entries: Vec<(PostId, u8)>,
+        store: &mut dyn PostStore,
+    ) {
+        let timeout = self.config.timings(self.class_of(&sender)).pull_timeout_ms;
+        for (id, _hops) in entries {
+            if self.seen(&id, store) {
+                continue;
+            }
+            if let Some(p) = self.diss.pulls.get_mut(&id) {
+                if !p.announcers.contains(&sender) && p.announcers.len() < 8 {
+                    p.announcers.push_back(sender);
+                }
+                continue;
+            }
+            if self.diss.pulls.len() >= self.config.max_pending_pulls {
+                continue;
+            }
+            self.diss.pulls.insert(
+                id,
+                Pull {
+                    announcers: VecDeque::from([sender]),
+                },
+            );
+            self.diss.pull_deadlines.insert((self.now + timeout, id));
+        }
+    }
+
+    /// Pull timeouts and lazy flushes.
+    pub(crate) fn diss_tick(&mut self, store: &mut dyn PostStore) {
+        let now = self.now;
+        let mut grafts: BTreeMap<PublicId, Vec<PostId>> = BTreeMap::new();
+        while let Some(&(t, id)) = self.diss.pull_deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.diss.pull_deadlines.pop_first();
+            if store.contains(&id) || self.diss.recent.contains_key(&id) {
+                self.diss.pulls.remove(&id);
+                continue;
+            }
+            let Some(pull) = self.diss.pulls.get_mut(&id) else {
+                continue;
+            };
+            let Some(from) = pull.announcers.pop_front() else {
+                self.diss.pulls.remove(&id);
+                continue;
+            };
+            let more = !pull.announcers.is_empty();
+            grafts.entry(from).or_default().push(id);
+            self.diss
+                .mark_requested(id, self.config.max_pending_pulls.max(1));
+            if more {
+                let timeout = self.config.timings(self.class_of(&from)).pull_timeout_ms;
+                self.diss.pull_deadlines.insert((now + timeout, id));
+            } else {
+                self.diss.pulls.remove(&id);
+            }
+        }
+        let max = self.config.max_ids_per_frame.max(1);
+        for (peer, ids) in grafts {
+            for chunk in ids.chunks(max) {
+                self.counters.pulls += chunk.len() as u64;
+                self.send(peer, &Message::Graft(chunk.to_vec()));
+            }
+        }
+        if self.diss.lazy_at.is_some_and(|t| t <= now) {
+            self.diss.lazy_at = None;
+            let lazy = std::mem::take(&mut self.diss.lazy);
+            for (peer, entries) in lazy {
+                for chunk in entries.chunks(max) {
+                    self.send(peer, &Message::IHave(chunk.to_vec()));
+                }
+            }
+        }
+    }
+
+    /// Ask for posts by id (from a pull or from reconciliation).
+    pub(crate) fn want(&mut self, from: PublicId, ids: Vec<PostId>) {
+        let max = self.config.max_ids_per_frame.max(1);
+        for id in &ids {
+            self.diss
+                .mark_requested(*id, self.config.max_pending_pulls.max(1));
+        }
+        for chunk in ids.chunks(max) {
+            self.send(from, &Message::IWant(chunk.to_vec()));
+        }
+    }
+
+    /// Send stored posts to a peer that lacks them (answers to IWant/Graft, reconciliation).
+    pub(crate) fn give(&mut self, to: PublicId, ids: &[PostId], store: &mut dyn PostStore) {
+        for id in ids.iter().take(self.config.max_ids_per_frame.max(1)) {
+            if let Some(post) = store.get(id) {
+                let hops = self.diss.recent.get(id).copied().unwrap_or(0);
+                let msg = Message::Push {
+                    hops: hops.saturating_add(1),
+                    relay: Relay::None,
+                    post,
+                };
+                self.send(to, &msg);
+            }
+        }
+    }
+
+    pub(crate) fn on_iwant(
+        &mut self,
+        sender: PublicId,
+        ids: Vec<PostId>,
+        graft: bool,
+        store: &mut dyn PostStore,
+    ) {
+        if graft && let Some(m) = self.members.get_mut(&sender) {
+            m.lazy = false;
+        }
+        self.give(sender, &ids, store);
+    }
+
+    pub(crate) fn on_prune(&mut self, sender: PublicId) {
+        if let Some(m) = self.members.get_mut(&sender) {
+            m.lazy = true;
+        }
+    }
+}

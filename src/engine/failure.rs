@@ -1,0 +1,305 @@
+//! Failure detection adapted to each peer's latency class.
+//!
+//! One member is probed per probe period: the one heard from longest ago, skipping any heard
+//! within its class's ping interval (any frame counts, so a pong exempts the pair). A probe
+//! unanswered within `max(class timeout, 4 × RTT)` is missed; two misses in a row make the
+//! member suspect, and the suspicion is sent to the member itself (so it can refute with a
+//! higher incarnation) and to a few others. A suspect not heard from for the class's suspicion
+//! time is declared dead. Hearing from a suspect directly postpones its death and prompts it
+//! again to refute.
+
+use lakitu_transport::PeerAddr;
+
+use crate::id::PublicId;
+
+use super::reputation::Merit;
+use super::wire::{Message, PeerState};
+use super::{Engine, Offence};
+
+/// Misses in a row before suspicion.
+const MISSES_TO_SUSPECT: u32 = 2;
+
+impl Engine {
+    /// Lower the failure detector's next deadline to `t`.
+    pub(crate) fn fd_schedule(&mut self, t: u64) {
+        self.timers.fd = Some(self.timers.fd.map_or(t, |n| n.min(t)));
+    }
+
+    /// The failure detector's next deadline, if any.
+    pub(crate) fn failure_deadline(&self) -> Option<u64> {
+        self.timers.fd
+    }
+
+    fn probe_timeout(&self, id: &PublicId) -> u64 {
+        let class = self.class_of(id);
+        let base = self.config.timings(class).ping_timeout_ms;
+        let rtt = self
+            .members
+            .get(id)
+            .and_then(|m| m.view.rtt_ms)
+            .unwrap_or(0);
+        base.max(rtt.saturating_mul(4))
+    }
+
+    /// Send one probe to the member heard from longest ago, if any is due.
+    pub(crate) fn probe(&mut self) {
+        let now = self.now;
+        let mut best: Option<(u64, PublicId)> = None;
+        for m in self.members.values() {
+            if !m.reachable() || m.probe.is_some() {
+                continue;
+            }
+            let heard = m.view.last_heard.unwrap_or(0);
+            let interval = self
+                .config
+                .timings(self.class_of(&m.view.id))
+                .ping_interval_ms;
+            if m.view.last_heard.is_some() && now < heard + interval {
+                continue;
+            }
+            if best.is_none_or(|(h, _)| heard < h) {
+                best = Some((heard, m.view.id));
+            }
+        }
+        if let Some((_, id)) = best {
+            self.ping(id);
+        }
+    }
+
+    /// Ping a member now.
+    pub(crate) fn ping(&mut self, id: PublicId) {
+        self.seq = self.seq.wrapping_add(1);
+        let seq = self.seq;
+        let now = self.now;
+        let deadline = now + self.probe_timeout(&id);
+        if let Some(m) = self.members.get_mut(&id) {
+            m.probe = Some((seq, now));
+        }
+        self.fd_schedule(deadline);
+        let root = self.merkle_root();
+        self.send(id, &Message::Ping { seq, root });
+    }
+
+    /// Periodic membership comparison with a random member: a ping carries our root.
+    pub(crate) fn world_sync(&mut self) {
+        if let Some(id) = self.random_members(1, &[]).first().copied()
+            && self.members.get(&id).is_some_and(|m| m.probe.is_none())
+        {
+            self.ping(id);
+        }
+    }
+
+    pub(crate) fn on_ping(&mut self, sender: PublicId, from: PeerAddr, seq: u32, root: [u8; 32]) {
+        let msg = Message::Pong {
+            seq,
+            root: self.merkle_root(),
+        };
+        if self.members.contains_key(&sender) {
+            self.send(sender, &msg);
+            self.remind_suspect(sender);
+            self.compare_root(sender, root);
+        } else {
+            // An unknown node: answer where it wrote from and learn who it is.
+            self.send_to(sender, from.clone(), &msg);
+            self.send_to(
+                sender,
+                from,
+                &Message::WorldReq {
+                    from: sender.0,
+                    to_bucket: sender.0[0],
+                },
+            );
+        }
+    }
+
+    pub(crate) fn on_pong(&mut self, sender: PublicId, seq: u32, root: [u8; 32]) {
+        let now = self.now;
+        let Some(m) = self.members.get_mut(&sender) else {
+            return;
+        };
+        if let Some((s, sent)) = m.probe
+            && s == seq
+        {
+            let sample = now.saturating_sub(sent);
+            // Smoothed like TCP's SRTT (1/8 gain).
+            m.view.rtt_ms = Some(m.view.rtt_ms.map_or(sample, |r| (7 * r + sample) / 8));
+            m.probe = None;
+            self.reward(&sender, Merit::Answered);
+        }
+        self.remind_suspect(sender);
+        self.compare_root(sender, root);
+    }
+
+    /// We hear from a member we hold suspect: show it the suspicion so it refutes, and restart
+    /// our own suspicion clock (it is evidently alive).
+    fn remind_suspect(&mut self, id: PublicId) {
+        let now = self.now;
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        if m.view.state != PeerState::Suspect {
+            return;
+        }
+        m.suspect_since = Some(now);
+        let rec = m.record();
+        self.send(
+            id,
+            &Message::World {
+                records: vec![rec],
+                next: None,
+            },
+        );
+    }
+
+    /// Expire probes and suspicions that are due.
+    pub(crate) fn failure_tick(&mut self) {
+        let now = self.now;
+        if self.timers.fd.is_none_or(|t| now < t) {
+            return;
+        }
+        self.timers.fd = None;
+        let mut missed = Vec::new();
+        let mut dead = Vec::new();
+        let mut next: Option<u64> = None;
+        let ids: Vec<PublicId> = self.members.keys().copied().collect();
+        for id in ids {
+            let timeout = self.probe_timeout(&id);
+            let suspicion = self.config.timings(self.class_of(&id)).suspicion_ms;
+            let Some(m) = self.members.get(&id) else {
+                continue;
+            };
+            if let Some((_, sent)) = m.probe {
+                if now >= sent + timeout {
+                    missed.push(id);
+                } else {
+                    next = Some(next.map_or(sent + timeout, |n: u64| n.min(sent + timeout)));
+                }
+            }
+            if m.view.state == PeerState::Suspect {
+                let since = m.suspect_since.unwrap_or(now);
+                let heard_after = m.view.last_heard.is_some_and(|h| h > since);
+                let due = since + suspicion;
+                if now >= due && !heard_after {
+                    dead.push(id);
+                } else {
+                    let d = if heard_after { now + suspicion } else { due };
+                    next = Some(next.map_or(d, |n| n.min(d)));
+                }
+            }
+        }
+        if let Some(n) = next {
+            self.fd_schedule(n);
+        }
+        for id in missed {
+            self.probe_missed(id);
+        }
+        for id in dead {
+            self.declare(id, PeerState::Dead);
+        }
+    }
+
+    fn probe_missed(&mut self, id: PublicId) {
+        let Some(m) = self.members.get_mut(&id) else {
+            return;
+        };
+        m.probe = None;
+        m.missed += 1;
+        let missed = m.missed;
+        let state = m.view.state;
+        self.penalise_quietly(&id);
+        if missed >= MISSES_TO_SUSPECT && state == PeerState::Alive {
+            self.declare(id, PeerState::Suspect);
+        } else if state == PeerState::Alive {
+            // Try again soon rather than waiting for its turn.
+            self.ping(id);
+        }
+    }
+
+    /// Silence costs a little reputation, without an action per missed ping.
+    fn penalise_quietly(&mut self, id: &PublicId) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.view.reputation = (m.view.reputation - 2).max(-100);
+        }
+        let _ = Offence::Unresponsive;
+    }
+
+    /// Our own verdict on a member: record it and tell the member and a few others.
+    pub(crate) fn declare(&mut self, id: PublicId, state: PeerState) {
+        let Some(m) = self.members.get(&id) else {
+            return;
+        };
+        let mut rec = m.record();
+        rec.state = state;
+        if !self.merge_record(rec.clone(), None) {
+            return;
+        }
+        tracing::debug!(peer = %id, ?state, "failure detector verdict");
+        if state == PeerState::Suspect {
+            let suspicion = self.config.timings(self.class_of(&id)).suspicion_ms;
+            self.fd_schedule(self.now + suspicion);
+            self.send(
+                id,
+                &Message::World {
+                    records: vec![rec.clone()],
+                    next: None,
+                },
+            );
+        }
+        self.spread_record(&rec, &[id]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testnet::Net;
+    use super::*;
+
+    #[test]
+    fn a_crashed_node_is_detected_dead() {
+        let mut net = Net::new(5, 11);
+        net.join_all_to(0);
+        net.run_for(20_000);
+        let gone = net.id(4);
+        net.crash(4);
+        net.run_for(120_000);
+        for n in &net.nodes[..4] {
+            assert_eq!(n.engine.peer(&gone).unwrap().state, PeerState::Dead);
+        }
+    }
+
+    #[test]
+    fn a_refuted_suspicion_never_marks_a_live_node_dead() {
+        let mut net = Net::new(4, 12);
+        net.join_all_to(0);
+        net.run_for(20_000);
+        let target = net.id(3);
+        let before = net.nodes[0].engine.peer(&target).unwrap().incarnation;
+        net.nodes[0].engine.declare(target, PeerState::Suspect);
+        net.flush(0);
+        for _ in 0..60 {
+            net.run_for(1_000);
+            for n in &net.nodes[..3] {
+                let p = n.engine.peer(&target).unwrap();
+                assert_ne!(p.state, PeerState::Dead, "live node declared dead");
+            }
+        }
+        for n in &net.nodes[..3] {
+            let p = n.engine.peer(&target).unwrap();
+            assert_eq!(p.state, PeerState::Alive);
+            assert!(
+                p.incarnation > before,
+                "the suspect refuted with a new incarnation"
+            );
+        }
+    }
+
+    #[test]
+    fn slow_class_peers_get_longer_timeouts() {
+        let net = Net::new(1, 13);
+        let e = &net.nodes[0].engine;
+        let c = &e.config;
+        assert!(c.minutes.ping_timeout_ms > c.seconds.ping_timeout_ms);
+        assert!(c.seconds.ping_timeout_ms > c.millis.ping_timeout_ms);
+        assert!(c.minutes.suspicion_ms > c.millis.suspicion_ms);
+    }
+}

@@ -1,0 +1,456 @@
+//! Membership: the complete view. Every node holds a compact record of every member (id,
+//! addresses, state, incarnation, interests) plus local knowledge (last heard, RTT,
+//! reputation). Records merge SWIM-style: a higher incarnation wins; at equal incarnation
+//! Left > Dead > Suspect > Alive. Only a node raises its own incarnation, to refute a suspicion
+//! or to publish a change. News travels by join, world pages, merkle comparison and a small
+//! bounded fan-out of changed records.
+
+use std::collections::BTreeSet;
+
+use lakitu_transport::PeerAddr;
+use rand::seq::IteratorRandom;
+
+use crate::id::PublicId;
+
+use super::wire::{MAX_ADDRS, MemberRecord, Message, PeerState};
+use super::{Action, Engine, Interests, NodeStats, PeerView};
+
+/// One member: the public view plus the engine's private bookkeeping.
+#[derive(Debug, Clone)]
+pub(crate) struct Member {
+    pub(crate) view: PeerView,
+    /// BLAKE3 of the record's encoding, for the merkle tree.
+    pub(crate) digest: [u8; 32],
+    /// Outstanding probe: (seq, sent at).
+    pub(crate) probe: Option<(u32, u64)>,
+    /// Probes missed in a row.
+    pub(crate) missed: u32,
+    /// When we started suspecting it.
+    pub(crate) suspect_since: Option<u64>,
+    /// It pruned us: announce (IHave) instead of pushing payloads to it.
+    pub(crate) lazy: bool,
+    /// Last merkle comparison started with it.
+    pub(crate) last_sync: Option<u64>,
+    /// Addresses whose sends failed recently.
+    pub(crate) failed_addrs: BTreeSet<PeerAddr>,
+    /// Start of the current one-second flood window and frames counted in it.
+    pub(crate) flood_window: u64,
+    pub(crate) flood_count: u32,
+}
+
+impl Member {
+    fn from_record(rec: MemberRecord) -> Self {
+        let digest = digest_of(&rec);
+        Member {
+            view: PeerView {
+                id: rec.id,
+                addrs: rec.addrs,
+                state: rec.state,
+                incarnation: rec.incarnation,
+                interests: rec.interests,
+                last_heard: None,
+                rtt_ms: None,
+                reputation: 0,
+                stats: None,
+            },
+            digest,
+            probe: None,
+            missed: 0,
+            suspect_since: None,
+            lazy: false,
+            last_sync: None,
+            failed_addrs: BTreeSet::new(),
+            flood_window: 0,
+            flood_count: 0,
+        }
+    }
+
+    /// The gossiped record.
+    pub(crate) fn record(&self) -> MemberRecord {
+        MemberRecord {
+            id: self.view.id,
+            incarnation: self.view.incarnation,
+            state: self.view.state,
+            addrs: self.view.addrs.clone(),
+            interests: self.view.interests.clone(),
+        }
+    }
+
+    /// Alive or suspect: worth sending to.
+    pub(crate) fn reachable(&self) -> bool {
+        matches!(self.view.state, PeerState::Alive | PeerState::Suspect)
+    }
+}
+
+/// The merkle digest of a record.
+pub(crate) fn digest_of(rec: &MemberRecord) -> [u8; 32] {
+    let mut b = Vec::with_capacity(128);
+    super::wire::write_record(&mut b, rec);
+    *blake3::hash(&b).as_bytes()
+}
+
+/// True when `new` supersedes `old` (SWIM precedence).
+fn supersedes(new: &MemberRecord, old_inc: u64, old_state: PeerState) -> bool {
+    new.incarnation > old_inc || (new.incarnation == old_inc && new.state.rank() > old_state.rank())
+}
+
+impl Engine {
+    /// This node's own record.
+    pub(crate) fn own_record(&self) -> MemberRecord {
+        MemberRecord {
+            id: self.me,
+            incarnation: self.incarnation,
+            state: if self.left {
+                PeerState::Left
+            } else {
+                PeerState::Alive
+            },
+            addrs: self.own_addrs.iter().take(MAX_ADDRS).cloned().collect(),
+            interests: self.interests.clone(),
+        }
+    }
+
+    /// A seed from the config: remember how to reach it and join through it.
+    pub(crate) fn add_seed(&mut self, id: PublicId, addrs: Vec<PeerAddr>) {
+        if id == self.me {
+            return;
+        }
+        if !self.members.contains_key(&id) {
+            // Incarnation 0 loses against any record the seed publishes about itself.
+            let rec = MemberRecord {
+                id,
+                incarnation: 0,
+                state: PeerState::Alive,
+                addrs: addrs.into_iter().take(MAX_ADDRS).collect(),
+                interests: Interests::default(),
+            };
+            self.members.insert(id, Member::from_record(rec));
+            self.merkle.touch(&id);
+        }
+        let join = Message::Join(self.own_record());
+        self.send(id, &join);
+        self.request_world(id, [0; 32], 255);
+    }
+
+    /// Forget a member locally.
+    pub(crate) fn remove_member(&mut self, id: &PublicId) {
+        if self.members.remove(id).is_some() {
+            self.merkle.touch(id);
+        }
+    }
+
+    /// Publish new interests: a new incarnation of our record.
+    pub(crate) fn set_interests(&mut self, interests: Interests) {
+        self.interests = interests;
+        self.publish_self(None);
+    }
+
+    /// Tell everyone we leave; afterwards the engine stays silent.
+    pub(crate) fn leave(&mut self) {
+        if self.left {
+            return;
+        }
+        let msg = Message::Leave {
+            incarnation: self.incarnation,
+        };
+        let ids: Vec<PublicId> = self
+            .members
+            .values()
+            .filter(|m| m.reachable())
+            .map(|m| m.view.id)
+            .collect();
+        for id in ids {
+            self.send(id, &msg);
+        }
+        self.left = true;
+        self.merkle.touch(&self.me.clone());
+    }
+
+    /// Raise our incarnation and push our record to `also` and a few random members.
+    pub(crate) fn publish_self(&mut self, also: Option<PublicId>) {
+        self.incarnation = self.incarnation.max(self.now).max(self.incarnation + 1);
+        let me = self.me;
+        self.merkle.touch(&me);
+        let rec = self.own_record();
+        if let Some(id) = also {
+            self.send(id, &Message::Join(rec.clone()));
+        }
+        // Our own news goes straight to everyone when the view is small enough (direct push).
+        let targets: Vec<PublicId> = if self.members.len() <= self.config.direct_push_limit {
+            self.members
+                .values()
+                .filter(|m| m.reachable() && Some(m.view.id) != also)
+                .map(|m| m.view.id)
+                .collect()
+        } else {
+            self.random_members(self.config.membership_fanout, &[also.unwrap_or(me)])
+        };
+        for id in targets {
+            self.send(id, &Message::Join(rec.clone()));
+        }
+    }
+
+    /// Up to `n` random reachable members, excluding `except`.
+    pub(crate) fn random_members(&mut self, n: usize, except: &[PublicId]) -> Vec<PublicId> {
+        let threshold = self.config.reputation_threshold;
+        self.members
+            .values()
+            .filter(|m| m.reachable() && m.view.reputation >= threshold)
+            .filter(|m| !except.contains(&m.view.id))
+            .map(|m| m.view.id)
+            .choose_multiple(&mut self.rng, n)
+    }
+
+    /// Any frame from a member counts as hearing from it.
+    pub(crate) fn heard_from(&mut self, id: &PublicId, from: &PeerAddr) {
+        let now = self.now;
+        if let Some(m) = self.members.get_mut(id) {
+            m.view.last_heard = Some(now);
+            m.missed = 0;
+            m.failed_addrs.remove(from);
+        }
+    }
+
+    /// A transport gave up on an address: prefer the member's other addresses for a while.
+    pub(crate) fn on_send_failed(&mut self, to: PublicId, addr: PeerAddr) {
+        if let Some(m) = self.members.get_mut(&to) {
+            m.failed_addrs.insert(addr);
+        }
+    }
+
+    /// Merge a record learned from `via`; returns true when it changed our view.
+    pub(crate) fn merge_record(&mut self, rec: MemberRecord, via: Option<PublicId>) -> bool {
+        if rec.id == self.me {
+            // Someone thinks we are suspect, dead or gone at our incarnation or later: refute.
+            if rec.state != PeerState::Alive && rec.incarnation >= self.incarnation && !self.left {
+                self.incarnation = rec.incarnation;
+                self.publish_self(via);
+            }
+            return false;
+        }
+        let now = self.now;
+        let changed = match self.members.get_mut(&rec.id) {
+            None => {
+                if self.members.len() >= self.config.max_members {
+                    return false;
+                }
+                let state = rec.state;
+                let mut m = Member::from_record(rec);
+                if state == PeerState::Suspect {
+                    m.suspect_since = Some(now);
+                }
+                let id = m.view.id;
+                self.members.insert(id, m);
+                self.merkle.touch(&id);
+                self.push_action(Action::PeerState { id, state });
+                true
+            }
+            Some(m) => {
+                if !supersedes(&rec, m.view.incarnation, m.view.state) {
+                    return false;
+                }
+                let old_state = m.view.state;
+                m.view.incarnation = rec.incarnation;
+                m.view.state = rec.state;
+                m.view.addrs = rec.addrs;
+                m.view.interests = rec.interests;
+                m.digest = digest_of(&m.record());
+                match rec.state {
+                    PeerState::Suspect if old_state != PeerState::Suspect => {
+                        m.suspect_since = Some(now);
+                    }
+                    PeerState::Alive => {
+                        m.suspect_since = None;
+                        m.missed = 0;
+                    }
+                    _ => {}
+                }
+                let id = rec.id;
+                self.merkle.touch(&id);
+                if old_state != rec.state {
+                    self.push_action(Action::PeerState {
+                        id,
+                        state: rec.state,
+                    });
+                }
+                true
+            }
+        };
+        self.fd_schedule(now);
+        changed
+    }
+
+    /// Forward a changed record to a few members (bounded rumour).
+    pub(crate) fn spread_record(&mut self, rec: &MemberRecord, except: &[PublicId]) {
+        let mut skip = except.to_vec();
+        skip.push(rec.id);
+        let n = self.config.membership_fanout;
+        for id in self.random_members(n, &skip) {
+            self.send(
+                id,
+                &Message::World {
+                    records: vec![rec.clone()],
+                    next: None,
+                },
+            );
+        }
+    }
+
+    pub(crate) fn on_join(&mut self, sender: PublicId, from: PeerAddr, rec: MemberRecord) {
+        if rec.id != sender {
+            self.penalise(&sender, super::Offence::Malformed);
+            return;
+        }
+        let known = self.members.contains_key(&sender);
+        let changed = self.merge_record(rec.clone(), Some(sender));
+        self.heard_from(&sender, &from);
+        if !known {
+            // A newcomer: answer with our record so it knows us even before it asks the world.
+            let own = self.own_record();
+            self.send(sender, &Message::Join(own));
+        }
+        if changed {
+            self.spread_record(&rec, &[sender]);
+        }
+    }
+
+    pub(crate) fn on_leave(&mut self, sender: PublicId, incarnation: u64) {
+        let Some(m) = self.members.get(&sender) else {
+            return;
+        };
+        let mut rec = m.record();
+        rec.incarnation = incarnation.max(rec.incarnation);
+        rec.state = PeerState::Left;
+        if self.merge_record(rec.clone(), Some(sender)) {
+            self.spread_record(&rec, &[sender]);
+        }
+    }
+
+    /// Answer a WorldReq with one page of records (own included), in id order.
+    pub(crate) fn on_world_req(
+        &mut self,
+        sender: PublicId,
+        from: PeerAddr,
+        start: [u8; 32],
+        to_bucket: u8,
+    ) {
+        let own = self.own_record();
+        let mut records = Vec::new();
+        let mut size = 0usize;
+        let mut next = None;
+        let start_id = PublicId(start);
+        let mut iter = self
+            .members
+            .range(start_id..)
+            .map(|(_, m)| m.record())
+            .chain((self.me >= start_id).then(|| own.clone()))
+            .collect::<Vec<_>>();
+        iter.sort_by_key(|r| r.id);
+        for rec in iter {
+            if rec.id.0[0] > to_bucket {
+                break;
+            }
+            let mut enc = Vec::new();
+            super::wire::write_record(&mut enc, &rec);
+            if size + enc.len() > self.config.world_page_bytes && !records.is_empty() {
+                next = Some(rec.id.0);
+                break;
+            }
+            size += enc.len();
+            records.push(rec);
+        }
+        let msg = Message::World { records, next };
+        if self.members.contains_key(&sender) {
+            self.send(sender, &msg);
+        } else {
+            self.send_to(sender, from, &msg);
+        }
+    }
+
+    /// Merge a page of records; ask for the next page when there is one.
+    pub(crate) fn on_world(
+        &mut self,
+        sender: PublicId,
+        records: Vec<MemberRecord>,
+        next: Option<[u8; 32]>,
+    ) {
+        let mut last_bucket = 0u8;
+        for rec in records {
+            last_bucket = last_bucket.max(rec.id.0[0]);
+            let forward = rec.id != sender && rec.state != PeerState::Alive;
+            if self.merge_record(rec.clone(), Some(sender)) && forward {
+                // Bad news (suspect, dead, left) spreads actively; good news by comparison.
+                self.spread_record(&rec, &[sender]);
+            }
+        }
+        if let Some(n) = next {
+            self.send(
+                sender,
+                &Message::WorldReq {
+                    from: n,
+                    to_bucket: self.merkle.pending_to_bucket(&sender).unwrap_or(255),
+                },
+            );
+        }
+    }
+
+    /// A member's stats record arrived.
+    pub(crate) fn set_member_stats(&mut self, id: &PublicId, s: NodeStats) {
+        if let Some(m) = self.members.get_mut(id)
+            && m.view.stats.is_none_or(|old| old.at < s.at)
+        {
+            m.view.stats = Some(s);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testnet::Net;
+    use super::*;
+
+    #[test]
+    fn nodes_learn_the_whole_view_from_one_seed() {
+        let mut net = Net::new(10, 3);
+        net.join_all_to(0);
+        net.run_for(30_000);
+        for n in &net.nodes {
+            assert_eq!(n.engine.peers().count(), 9, "node {:?}", n.engine.id());
+            assert!(n.engine.peers().all(|p| p.state == PeerState::Alive));
+        }
+        let root = net.nodes[0].engine.world_hash();
+        assert!(net.nodes.iter().all(|n| n.engine.world_hash() == root));
+    }
+
+    #[test]
+    fn leave_marks_the_member_left_everywhere() {
+        let mut net = Net::new(5, 4);
+        net.join_all_to(0);
+        net.run_for(20_000);
+        let gone = net.id(4);
+        net.event(4, super::super::Event::Leave);
+        net.run_for(5_000);
+        for n in &net.nodes[..4] {
+            assert_eq!(n.engine.peer(&gone).unwrap().state, PeerState::Left);
+        }
+    }
+
+    #[test]
+    fn newer_incarnation_supersedes_and_state_breaks_ties() {
+        let rec = |inc, state| MemberRecord {
+            id: PublicId([1; 32]),
+            incarnation: inc,
+            state,
+            addrs: vec![],
+            interests: Interests::default(),
+        };
+        assert!(supersedes(&rec(2, PeerState::Alive), 1, PeerState::Dead));
+        assert!(supersedes(&rec(1, PeerState::Suspect), 1, PeerState::Alive));
+        assert!(!supersedes(
+            &rec(1, PeerState::Alive),
+            1,
+            PeerState::Suspect
+        ));
+        assert!(!supersedes(&rec(0, PeerState::Dead), 1, PeerState::Alive));
+    }
+}

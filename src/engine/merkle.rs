@@ -1,0 +1,308 @@
+//! The membership merkle tree: two views are compared by their roots and only the differing
+//! branches are fetched.
+//!
+//! The tree has a fixed shape: 256 leaves (one per first byte of the member id), 16 inner nodes
+//! of 16 leaves each, and the root over the 16 inner nodes. A leaf hashes the digests of its
+//! records in id order (the node's own record included, so equal views have equal roots); an
+//! empty leaf hashes to zero. Comparison: Ping/Pong carry the root; on a mismatch one side asks
+//! for the root's children (`WorldHashReq{0,0}`), then for the children of each differing inner
+//! node (`WorldHashReq{1,i}`), then sends its records of each differing leaf and asks for the
+//! other side's (`WorldReq` over that bucket), so one exchange repairs both views.
+
+use std::collections::{BTreeSet, HashMap};
+
+use lakitu_transport::PeerAddr;
+
+use crate::id::PublicId;
+
+use super::Engine;
+use super::membership::digest_of;
+use super::wire::{MERKLE_FANOUT, Message};
+
+/// Cached hashes, recomputed lazily for the leaves that changed.
+#[derive(Debug, Clone)]
+pub(crate) struct MerkleCache {
+    leaves: Vec<[u8; 32]>,
+    inner: Vec<[u8; 32]>,
+    root: [u8; 32],
+    dirty: BTreeSet<u8>,
+    /// The last bucket of our outstanding WorldReq per peer, to continue paged answers.
+    pending: HashMap<PublicId, u8>,
+}
+
+impl Default for MerkleCache {
+    fn default() -> Self {
+        MerkleCache {
+            leaves: vec![[0; 32]; 256],
+            inner: vec![[0; 32]; MERKLE_FANOUT],
+            root: [0; 32],
+            dirty: (0..=255).collect(),
+            pending: HashMap::new(),
+        }
+    }
+}
+
+impl MerkleCache {
+    /// Mark the leaf holding `id` as changed.
+    pub(crate) fn touch(&mut self, id: &PublicId) {
+        self.dirty.insert(id.0[0]);
+    }
+
+    /// The last bucket of the outstanding WorldReq to `peer`.
+    pub(crate) fn pending_to_bucket(&self, peer: &PublicId) -> Option<u8> {
+        self.pending.get(peer).copied()
+    }
+}
+
+fn hash_children(children: &[[u8; 32]]) -> [u8; 32] {
+    if children.iter().all(|c| *c == [0; 32]) {
+        return [0; 32];
+    }
+    let mut h = blake3::Hasher::new();
+    for c in children {
+        h.update(c);
+    }
+    *h.finalize().as_bytes()
+}
+
+impl Engine {
+    /// Recompute the changed leaves and the nodes above them.
+    pub(crate) fn merkle_refresh(&mut self) {
+        if self.merkle.dirty.is_empty() {
+            return;
+        }
+        let own = self.own_record();
+        let own_digest = digest_of(&own);
+        let dirty = std::mem::take(&mut self.merkle.dirty);
+        let mut inner_dirty = BTreeSet::new();
+        for b in dirty {
+            let lo = PublicId({
+                let mut a = [0u8; 32];
+                a[0] = b;
+                a
+            });
+            let hi = PublicId({
+                let mut a = [0xffu8; 32];
+                a[0] = b;
+                a
+            });
+            let mut digests: Vec<(PublicId, [u8; 32])> = self
+                .members
+                .range(lo..=hi)
+                .map(|(id, m)| (*id, m.digest))
+                .collect();
+            if self.me.0[0] == b {
+                digests.push((self.me, own_digest));
+                digests.sort_by_key(|d| d.0);
+            }
+            let leaf = if digests.is_empty() {
+                [0; 32]
+            } else {
+                let mut h = blake3::Hasher::new();
+                for (_, d) in &digests {
+                    h.update(d);
+                }
+                *h.finalize().as_bytes()
+            };
+            self.merkle.leaves[b as usize] = leaf;
+            inner_dirty.insert(b as usize / MERKLE_FANOUT);
+        }
+        for i in inner_dirty {
+            let start = i * MERKLE_FANOUT;
+            self.merkle.inner[i] = hash_children(&self.merkle.leaves[start..start + MERKLE_FANOUT]);
+        }
+        self.merkle.root = hash_children(&self.merkle.inner);
+    }
+
+    /// The current root (call [`Engine::merkle_refresh`] first; `handle` does).
+    pub(crate) fn merkle_root(&self) -> [u8; 32] {
+        self.merkle.root
+    }
+
+    /// Ask `to` for its records from `from` up to bucket `to_bucket`, remembering the range.
+    pub(crate) fn request_world(&mut self, to: PublicId, from: [u8; 32], to_bucket: u8) {
+        self.merkle.pending.insert(to, to_bucket);
+        self.send(to, &Message::WorldReq { from, to_bucket });
+    }
+
+    /// A peer's root differs from ours: start a comparison unless one ran recently.
+    pub(crate) fn compare_root(&mut self, peer: PublicId, root: [u8; 32]) {
+        if root == self.merkle.root {
+            return;
+        }
+        let now = self.now;
+        let period = self.config.world_sync_interval_ms;
+        let Some(m) = self.members.get_mut(&peer) else {
+            return;
+        };
+        if m.last_sync.is_some_and(|t| now < t + period) {
+            return;
+        }
+        m.last_sync = Some(now);
+        self.send(peer, &Message::WorldHashReq { level: 0, index: 0 });
+    }
+
+    pub(crate) fn on_world_hash_req(
+        &mut self,
+        sender: PublicId,
+        from: PeerAddr,
+        level: u8,
+        index: u8,
+    ) {
+        let hashes = match (level, index as usize) {
+            (0, 0) => self.merkle.inner.clone(),
+            (1, i) if i < MERKLE_FANOUT => {
+                let start = i * MERKLE_FANOUT;
+                self.merkle.leaves[start..start + MERKLE_FANOUT].to_vec()
+            }
+            _ => {
+                self.penalise(&sender, super::Offence::Malformed);
+                return;
+            }
+        };
+        let msg = Message::WorldHash {
+            level,
+            index,
+            hashes,
+        };
+        if self.members.contains_key(&sender) {
+            self.send(sender, &msg);
+        } else {
+            self.send_to(sender, from, &msg);
+        }
+    }
+
+    pub(crate) fn on_world_hash(
+        &mut self,
+        sender: PublicId,
+        level: u8,
+        index: u8,
+        hashes: &[[u8; 32]],
+    ) {
+        if !self.members.contains_key(&sender) {
+            return;
+        }
+        match (level, index as usize) {
+            (0, 0) => {
+                let differing: Vec<u8> = (0..MERKLE_FANOUT)
+                    .filter(|&i| hashes[i] != self.merkle.inner[i])
+                    .map(|i| i as u8)
+                    .collect();
+                for i in differing {
+                    self.send(sender, &Message::WorldHashReq { level: 1, index: i });
+                }
+            }
+            (1, i) if i < MERKLE_FANOUT => {
+                let start = i * MERKLE_FANOUT;
+                let differing: Vec<u8> = (0..MERKLE_FANOUT)
+                    .filter(|&j| hashes[j] != self.merkle.leaves[start + j])
+                    .map(|j| (start + j) as u8)
+                    .collect();
+                // Neighbouring differing buckets are fetched as one range.
+                let mut runs: Vec<(u8, u8)> = Vec::new();
+                for b in differing {
+                    match runs.last_mut() {
+                        Some((_, hi)) if *hi + 1 == b => *hi = b,
+                        _ => runs.push((b, b)),
+                    }
+                }
+                for (lo, hi) in runs {
+                    self.offer_buckets(sender, lo, hi);
+                    let mut from = [0u8; 32];
+                    from[0] = lo;
+                    self.request_world(sender, from, hi);
+                }
+            }
+            _ => self.penalise(&sender, super::Offence::Malformed),
+        }
+    }
+
+    /// Send our records of buckets `lo..=hi` to `peer`, paged.
+    fn offer_buckets(&mut self, peer: PublicId, lo: u8, hi: u8) {
+        let mut records = Vec::new();
+        let mut size = 0usize;
+        let own = self.own_record();
+        let mut all: Vec<_> = self
+            .members
+            .values()
+            .filter(|m| (lo..=hi).contains(&m.view.id.0[0]))
+            .map(|m| m.record())
+            .collect();
+        if (lo..=hi).contains(&self.me.0[0]) {
+            all.push(own);
+        }
+        all.sort_by_key(|r| r.id);
+        for rec in all {
+            let enc_len = 32
+                + 8
+                + 4
+                + rec
+                    .addrs
+                    .iter()
+                    .map(|a| 2 + a.as_str().len())
+                    .sum::<usize>();
+            if size + enc_len > self.config.world_page_bytes && !records.is_empty() {
+                let page = std::mem::take(&mut records);
+                self.send(
+                    peer,
+                    &Message::World {
+                        records: page,
+                        next: None,
+                    },
+                );
+                size = 0;
+            }
+            size += enc_len;
+            records.push(rec);
+        }
+        if !records.is_empty() {
+            self.send(
+                peer,
+                &Message::World {
+                    records,
+                    next: None,
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testnet::Net;
+
+    #[test]
+    fn views_that_diverge_converge_through_the_merkle_comparison() {
+        let mut net = Net::new(6, 7);
+        net.join_all_to(0);
+        net.run_for(20_000);
+        // A node learns a member only node 5 knows; comparison must carry it to everyone.
+        let extra = super::super::testnet::extra_record(99);
+        net.nodes[5].engine.merge_record(extra.clone(), None);
+        net.nodes[5].engine.merkle_refresh();
+        net.run_for(120_000);
+        for n in &net.nodes {
+            assert!(
+                n.engine.peer(&extra.id).is_some(),
+                "{:?} lacks it",
+                n.engine.id()
+            );
+        }
+        let root = net.nodes[0].engine.world_hash();
+        assert!(net.nodes.iter().all(|n| n.engine.world_hash() == root));
+    }
+
+    #[test]
+    fn equal_views_have_equal_roots_and_a_change_moves_the_root() {
+        let mut net = Net::new(3, 8);
+        net.join_all_to(0);
+        net.run_for(20_000);
+        let a = net.nodes[0].engine.world_hash();
+        assert_eq!(a, net.nodes[1].engine.world_hash());
+        net.nodes[0]
+            .engine
+            .merge_record(super::super::testnet::extra_record(7), None);
+        net.nodes[0].engine.merkle_refresh();
+        assert_ne!(a, net.nodes[0].engine.world_hash());
+    }
+}

@@ -1,0 +1,132 @@
+//! Reputation: a per-peer score raised by being available and useful, lowered by invalid data,
+//! floods and silence. It orders eager delegates and reconciliation partners; below
+//! [`EngineConfig::reputation_threshold`](super::EngineConfig) the engine ignores the peer.
+
+use crate::id::PublicId;
+
+use super::{Action, Engine};
+
+/// Highest and lowest score.
+const MAX_SCORE: i32 = 100;
+const MIN_SCORE: i32 = -100;
+
+/// Something a peer did wrong.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Offence {
+    /// A frame that does not decode, or claims another sender than the carrier authenticated.
+    Malformed,
+    /// A frame signature that does not verify.
+    BadSignature,
+    /// A post that fails verification (signature, clock skew, form).
+    InvalidPost,
+    /// More frames per second than allowed.
+    Flood,
+    /// A ping went unanswered.
+    Unresponsive,
+}
+
+impl Offence {
+    fn penalty(self) -> i32 {
+        match self {
+            Offence::Malformed => 10,
+            Offence::BadSignature => 25,
+            Offence::InvalidPost => 20,
+            Offence::Flood => 5,
+            Offence::Unresponsive => 2,
+        }
+    }
+}
+
+/// Something a peer did right.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Merit {
+    /// Answered a ping.
+    Answered,
+    /// Delivered a post we did not have.
+    UsefulPost,
+}
+
+impl Engine {
+    /// Lower a peer's score and report it.
+    pub(crate) fn penalise(&mut self, id: &PublicId, offence: Offence) {
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        m.view.reputation = (m.view.reputation - offence.penalty()).max(MIN_SCORE);
+        let score = m.view.reputation;
+        tracing::debug!(peer = %id, ?offence, score, "peer penalised");
+        self.push_action(Action::Reputation {
+            id: *id,
+            offence,
+            score,
+        });
+    }
+
+    /// Raise a peer's score.
+    pub(crate) fn reward(&mut self, id: &PublicId, merit: Merit) {
+        if let Some(m) = self.members.get_mut(id) {
+            let gain = match merit {
+                Merit::Answered => 1,
+                Merit::UsefulPost => 2,
+            };
+            m.view.reputation = (m.view.reputation + gain).min(MAX_SCORE);
+        }
+    }
+
+    /// True when the peer's score is below the threshold: drop its frames, send it nothing.
+    pub(crate) fn is_ignored(&self, id: &PublicId) -> bool {
+        self.members
+            .get(id)
+            .is_some_and(|m| m.view.reputation < self.config.reputation_threshold)
+    }
+
+    /// Count a frame against the sender's per-second budget; true when it must be dropped.
+    pub(crate) fn flood_check(&mut self, id: &PublicId) -> bool {
+        let now = self.now;
+        let max = self.config.max_frames_per_sec;
+        let Some(m) = self.members.get_mut(id) else {
+            return false;
+        };
+        if now >= m.flood_window + 1000 {
+            m.flood_window = now;
+            m.flood_count = 0;
+        }
+        m.flood_count += 1;
+        let count = m.flood_count;
+        if count == max + 1 {
+            self.penalise(id, Offence::Flood);
+        }
+        count > max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testnet::Net;
+    use super::*;
+
+    #[test]
+    fn penalties_below_threshold_make_a_peer_ignored() {
+        let mut net = Net::new(2, 1);
+        net.join_all_to(0);
+        net.run_for(2_000);
+        let b = net.id(1);
+        let a = &mut net.nodes[0].engine;
+        assert!(!a.is_ignored(&b));
+        for _ in 0..3 {
+            a.penalise(&b, Offence::BadSignature);
+        }
+        assert!(a.is_ignored(&b));
+        assert!(a.peer(&b).unwrap().reputation < a.config.reputation_threshold);
+    }
+
+    #[test]
+    fn answering_pings_raises_reputation() {
+        let mut net = Net::new(2, 2);
+        net.join_all_to(0);
+        net.run_for(60_000);
+        let b = net.id(1);
+        assert!(net.nodes[0].engine.peer(&b).unwrap().reputation > 0);
+    }
+}

@@ -1,0 +1,221 @@
+//! A tiny deterministic network of engines for unit tests: virtual time, a frame queue with a
+//! fixed 5 ms latency, crashes and cut-offs. (The full simulator lives in `crate::sim`.)
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+
+use bytes::Bytes;
+use lakitu_transport::PeerAddr;
+
+use crate::id::{Identity, PublicId};
+use crate::post::{Post, PostId, Topic};
+
+use super::wire::{MemberRecord, PeerState};
+use super::{Action, Engine, EngineConfig, Event, Interests, MemStore, PostStore};
+
+/// One-way latency of every link.
+pub(crate) const LATENCY: u64 = 5;
+/// Start of virtual time (a plausible Unix ms, so post timestamps look real).
+pub(crate) const T0: u64 = 1_700_000_000_000;
+
+pub(crate) struct Node {
+    pub(crate) engine: Engine,
+    pub(crate) store: MemStore,
+    pub(crate) addr: PeerAddr,
+    pub(crate) seed: [u8; 32],
+    pub(crate) crashed: bool,
+    pub(crate) down: bool,
+    pub(crate) delivered: Vec<(PostId, u8)>,
+}
+
+pub(crate) struct Net {
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) now: u64,
+    queue: BinaryHeap<Reverse<(u64, u64, usize, usize, Bytes)>>,
+    by_addr: HashMap<PeerAddr, usize>,
+    seq: u64,
+    /// Payload frames (Push) sent, for redundancy checks.
+    pub(crate) payloads: u64,
+}
+
+fn topics() -> Interests {
+    Interests {
+        topics: [Topic::new("rust").unwrap()].into(),
+        ..Interests::default()
+    }
+}
+
+/// A member record for a node that does not exist (for view tests).
+pub(crate) fn extra_record(n: u8) -> MemberRecord {
+    MemberRecord {
+        id: Identity::from_seed([n; 32]).public(),
+        incarnation: 1,
+        state: PeerState::Alive,
+        addrs: vec![PeerAddr::mem(&format!("ghost{n}")).unwrap()],
+        interests: Interests::default(),
+    }
+}
+
+impl Net {
+    pub(crate) fn new(n: usize, seed: u64) -> Self {
+        Self::with_config(n, seed, EngineConfig::default())
+    }
+
+    pub(crate) fn with_config(n: usize, seed: u64, config: EngineConfig) -> Self {
+        let mut nodes = Vec::new();
+        let mut by_addr = HashMap::new();
+        for i in 0..n {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64 + 1).to_be_bytes());
+            key[8..16].copy_from_slice(&seed.to_be_bytes());
+            let addr = PeerAddr::mem(&format!("n{i}")).unwrap();
+            let engine = Engine::new(
+                Identity::from_seed(key),
+                vec![addr.clone()],
+                config.clone(),
+                topics(),
+                seed.wrapping_mul(1000).wrapping_add(i as u64),
+                T0,
+            );
+            by_addr.insert(addr.clone(), i);
+            nodes.push(Node {
+                engine,
+                store: MemStore::new(),
+                addr,
+                seed: key,
+                crashed: false,
+                down: false,
+                delivered: Vec::new(),
+            });
+        }
+        Net {
+            nodes,
+            now: T0,
+            queue: BinaryHeap::new(),
+            by_addr,
+            seq: 0,
+            payloads: 0,
+        }
+    }
+
+    pub(crate) fn id(&self, i: usize) -> PublicId {
+        self.nodes[i].engine.id()
+    }
+
+    /// Every node learns `seed` as a peer.
+    pub(crate) fn join_all_to(&mut self, seed: usize) {
+        let id = self.id(seed);
+        let addrs = vec![self.nodes[seed].addr.clone()];
+        for i in 0..self.nodes.len() {
+            if i != seed {
+                self.event(
+                    i,
+                    Event::AddPeer {
+                        id,
+                        addrs: addrs.clone(),
+                    },
+                );
+            }
+        }
+    }
+
+    pub(crate) fn event(&mut self, i: usize, ev: Event) {
+        let now = self.now;
+        let node = &mut self.nodes[i];
+        node.engine.handle(ev, now, &mut node.store);
+        self.flush(i);
+    }
+
+    /// Move node `i`'s queued actions onto the network.
+    pub(crate) fn flush(&mut self, i: usize) {
+        while let Some(a) = self.nodes[i].engine.poll_action() {
+            match a {
+                Action::Send {
+                    addr, bytes, kind, ..
+                } => {
+                    if kind.is_payload() {
+                        self.payloads += 1;
+                    }
+                    let Some(&to) = self.by_addr.get(&addr) else {
+                        continue;
+                    };
+                    if self.nodes[i].down || self.nodes[to].down {
+                        continue;
+                    }
+                    self.seq += 1;
+                    self.queue
+                        .push(Reverse((self.now + LATENCY, self.seq, to, i, bytes)));
+                }
+                Action::Deliver { post, hops } => self.nodes[i].delivered.push((post.id(), hops)),
+                _ => {}
+            }
+        }
+    }
+
+    pub(crate) fn run_for(&mut self, ms: u64) {
+        let end = self.now + ms;
+        for _ in 0..10_000_000 {
+            let tq = self.queue.peek().map(|Reverse(e)| e.0);
+            let tt = self
+                .nodes
+                .iter()
+                .filter(|n| !n.crashed)
+                .filter_map(|n| n.engine.next_timeout())
+                .min();
+            let t = match (tq, tt) {
+                (Some(a), Some(b)) => a.min(b),
+                (a, b) => a.or(b).unwrap_or(end),
+            }
+            .max(self.now);
+            if t > end {
+                break;
+            }
+            self.now = t;
+            if tq == Some(t) {
+                let Some(Reverse((_, _, to, from, bytes))) = self.queue.pop() else {
+                    break;
+                };
+                if self.nodes[to].crashed || self.nodes[to].down {
+                    continue;
+                }
+                let from = self.nodes[from].addr.clone();
+                self.event(
+                    to,
+                    Event::Frame {
+                        from,
+                        authenticated: None,
+                        bytes,
+                    },
+                );
+            } else {
+                for i in 0..self.nodes.len() {
+                    let due = !self.nodes[i].crashed
+                        && self.nodes[i].engine.next_timeout().is_some_and(|d| d <= t);
+                    if due {
+                        self.event(i, Event::Tick);
+                    }
+                }
+            }
+        }
+        self.now = end;
+    }
+
+    pub(crate) fn crash(&mut self, i: usize) {
+        self.nodes[i].crashed = true;
+    }
+
+    pub(crate) fn set_down(&mut self, i: usize, down: bool) {
+        self.nodes[i].down = down;
+    }
+
+    /// Node `i` signs a post with its own key, stores it and hands it to its engine.
+    pub(crate) fn post_from(&mut self, i: usize, body: &str, tags: &[&str]) -> PostId {
+        let key = Identity::from_seed(self.nodes[i].seed);
+        let topics = tags.iter().map(|t| Topic::new(t).unwrap());
+        let post = Post::sign(key.signing_key(), self.now, topics, body).unwrap();
+        self.nodes[i].store.insert(&post);
+        let id = post.id();
+        self.event(i, Event::LocalPost(post));
+        id
+    }
+}

@@ -1,0 +1,165 @@
+//! Test support: real `lakitu` processes in temporary data directories on loopback.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_lakitu")
+}
+
+/// A node's data directory and, while running, its daemon process.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// A new data directory whose config listens on ephemeral loopback ports, plus `extra` TOML
+    /// appended to the config, and a key made by `lakitu init`.
+    pub fn init(extra: &str) -> Node {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = format!(
+            "[node]\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"127.0.0.1:0\"\n\n{extra}",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.toml"), config).expect("write config");
+        let node = Node { dir, child: None };
+        let out = node.cli(&["init"]);
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        node
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Run a CLI command against this node and wait for it (bounded by the CLI's own timeouts).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(bin())
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(args)
+            .env_remove("LAKITU_CONFIG")
+            .output()
+            .expect("run lakitu")
+    }
+
+    /// Like [`Node::cli`], asserting success and returning stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "lakitu {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// A CLI command that keeps running (e.g. `feed --follow`), with piped stdout.
+    pub fn spawn_cli(&self, args: &[&str]) -> Child {
+        Command::new(bin())
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn lakitu")
+    }
+
+    /// Start the daemon and wait (at most 20 s) until its API answers.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("log file");
+        let child = Command::new(bin())
+            .arg("--dir")
+            .arg(self.dir.path())
+            .arg("run")
+            .env("LAKITU_LOG", "info,lakitu=debug")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if self.cli(&["status", "--json"]).status.success() {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("daemon exited with {status}: {}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "daemon did not answer in 20 s: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL the daemon: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().expect("kill -9");
+            c.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM the daemon and wait (at most 20 s) for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(status) = c.try_wait().expect("wait") {
+                    assert!(
+                        status.success(),
+                        "daemon exited with {status}: {}",
+                        self.log()
+                    );
+                    return;
+                }
+                if Instant::now() > deadline {
+                    let _ = c.kill();
+                    panic!("daemon did not stop in 20 s: {}", self.log());
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+
+    /// Path of a file in the data directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
