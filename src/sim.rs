@@ -17,6 +17,7 @@
 
 pub mod baseline;
 mod fd;
+pub mod lakitu;
 mod metrics;
 mod net;
 pub mod scenario;

@@ -49,6 +49,27 @@ impl Default for NetConfig {
     }
 }
 
+impl NetConfig {
+    /// The link class of each of `n` nodes in a run seeded with `seed` (what [`super::Sim`]
+    /// uses, so adapters can pick matching addresses before the run starts).
+    pub fn links(&self, n: usize, seed: u64) -> Vec<Link> {
+        use rand::SeedableRng;
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x6c69_6e6b);
+        (0..n)
+            .map(|_| {
+                let x: f64 = rng.random();
+                if x < self.xmpp_share {
+                    Link::Xmpp
+                } else if x < self.xmpp_share + self.email_share {
+                    Link::Email
+                } else {
+                    Link::Quic
+                }
+            })
+            .collect()
+    }
+}
+
 /// The live network state: link classes per node, the loss rate and the partition if any.
 #[derive(Debug, Clone)]
 pub(crate) struct Network {
@@ -59,22 +80,10 @@ pub(crate) struct Network {
 }
 
 impl Network {
-    /// Assign link classes to `n` nodes from the config's shares, deterministically from `rng`.
-    pub(crate) fn new(n: usize, config: &NetConfig, rng: &mut StdRng) -> Self {
-        let links = (0..n)
-            .map(|_| {
-                let x: f64 = rng.random();
-                if x < config.xmpp_share {
-                    Link::Xmpp
-                } else if x < config.xmpp_share + config.email_share {
-                    Link::Email
-                } else {
-                    Link::Quic
-                }
-            })
-            .collect();
+    /// Assign link classes to `n` nodes as [`NetConfig::links`] does for `seed`.
+    pub(crate) fn new(n: usize, config: &NetConfig, seed: u64) -> Self {
         Network {
-            links,
+            links: config.links(n, seed),
             loss: config.loss,
             partition: None,
         }

@@ -46,6 +46,9 @@ pub struct Ctx<'a> {
     pub posts: &'a [PostInfo],
     /// Post ids back to indexes (lookups only, never iterated, so runs stay reproducible).
     pub post_index: &'a HashMap<PostId, PostIdx>,
+    /// Posts by their signature (the last 64 bytes of the canonical encoding), so an adapter
+    /// can tell which post a frame carries without decoding it.
+    pub post_by_signature: &'a HashMap<[u8; 64], PostIdx>,
 }
 
 /// What one node thinks of a peer, for failure-detection checks.
@@ -148,6 +151,7 @@ pub struct Sim<N> {
     rng: StdRng,
     posts: Vec<PostInfo>,
     post_index: HashMap<PostId, PostIdx>,
+    post_by_signature: HashMap<[u8; 64], PostIdx>,
     tracker: Tracker,
     counters: Counters,
     out: Outbox,
@@ -159,8 +163,8 @@ impl<N: SimNode> Sim<N> {
     pub fn new(nodes: Vec<N>, interests: Vec<Vec<u16>>, net: &NetConfig, seed: u64) -> Self {
         let n = nodes.len();
         assert_eq!(interests.len(), n, "one interest list per node");
-        let mut rng = StdRng::seed_from_u64(seed);
-        let net = Network::new(n, net, &mut rng);
+        let rng = StdRng::seed_from_u64(seed);
+        let net = Network::new(n, net, seed);
         Sim {
             now: 0,
             seq: 0,
@@ -173,6 +177,7 @@ impl<N: SimNode> Sim<N> {
             rng,
             posts: Vec::new(),
             post_index: HashMap::new(),
+            post_by_signature: HashMap::new(),
             tracker: Tracker::default(),
             counters: Counters::default(),
             out: Outbox::default(),
@@ -250,7 +255,14 @@ impl<N: SimNode> Sim<N> {
     /// Node `id` publishes `post` on `topic` now.
     pub fn publish(&mut self, id: NodeId, topic: u16, post: Post) -> PostIdx {
         let idx = self.posts.len() as PostIdx;
-        let size = post.encode().len();
+        let encoded = post.encode();
+        let size = encoded.len();
+        if let Some(sig) = encoded
+            .get(size.saturating_sub(64)..)
+            .and_then(|s| <[u8; 64]>::try_from(s).ok())
+        {
+            self.post_by_signature.insert(sig, idx);
+        }
         self.post_index.insert(post.id(), idx);
         self.posts.push(PostInfo {
             post,
@@ -385,6 +397,7 @@ impl<N: SimNode> Sim<N> {
             nodes: self.nodes.len(),
             posts: &self.posts,
             post_index: &self.post_index,
+            post_by_signature: &self.post_by_signature,
         };
         let node = &mut self.nodes[id as usize];
         f(node, &ctx, &mut out);
