@@ -85,11 +85,33 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Add or remove a peer while the daemon runs.
+    Peer {
+        #[command(subcommand)]
+        action: PeerAction,
+    },
     /// Print this node's id (its public key).
     Id {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PeerAction {
+    /// Add a peer: `quic://host:port#id`, or `xmpp:jid` / `mailto:addr` with --id.
+    Add {
+        /// The peer's address.
+        address: String,
+        /// The peer's node id (taken from quic:// addresses).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Forget a peer.
+    Remove {
+        /// The peer's node id.
+        id: String,
     },
 }
 
@@ -223,9 +245,13 @@ fn run(paths: &Paths) -> Result<()> {
     }
     let config = paths.load()?;
     runtime()?.block_on(async {
-        crate::node::run(config, shutdown_signal())
-            .await
-            .context("the node stopped with an error")
+        crate::node::run(
+            config,
+            paths.config.exists().then(|| paths.config.clone()),
+            shutdown_signal(),
+        )
+        .await
+        .context("the node stopped with an error")
     })
 }
 
@@ -309,6 +335,22 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             } else {
                 print_peers(&peers);
             }
+        }
+        Command::Peer {
+            action: PeerAction::Add { address, id },
+        } => {
+            let added: serde_json::Value = client
+                .post("/v1/peers", &crate::api::AddPeer { address, id })
+                .await?;
+            println!("added {}", added["id"].as_str().unwrap_or_default());
+        }
+        Command::Peer {
+            action: PeerAction::Remove { id },
+        } => {
+            let _: serde_json::Value = client
+                .delete(&format!("/v1/peers/{}", encode_component(&id)))
+                .await?;
+            println!("removed {id}");
         }
         Command::Init | Command::Run | Command::Id { .. } => bail!("not a client command"),
     }

@@ -15,7 +15,8 @@ use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tracing::warn;
 
-use super::{ApiError, FeedQuery, NewPost};
+use super::{AddPeer, ApiError, FeedQuery, NewPost};
+use crate::id::PublicId;
 use crate::node::{Command, PublishError, Shared};
 use crate::post::{Post, Topic};
 use crate::store::Query as StoreQuery;
@@ -46,7 +47,8 @@ pub(crate) async fn serve(
         .route("/v1/id", get(id))
         .route("/v1/posts", post(publish).get(feed))
         .route("/v1/posts/follow", get(follow))
-        .route("/v1/peers", get(peers))
+        .route("/v1/peers", get(peers).post(add_peer))
+        .route("/v1/peers/{id}", axum::routing::delete(remove_peer))
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
@@ -97,6 +99,70 @@ async fn id(State(s): State<Shared>) -> Response {
 async fn peers(State(s): State<Shared>) -> Response {
     match s.ask(Command::Peers).await {
         Some(peers) => Json(peers).into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
+}
+
+async fn add_peer(
+    State(s): State<Shared>,
+    body: Result<Json<AddPeer>, axum::extract::rejection::JsonRejection>,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let addr: lakitu_transport::PeerAddr = match req.address.parse() {
+        Ok(a) => a,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let from_addr = addr.quic_parts().map(|(_, key)| PublicId(key));
+    let given = match req.id.as_deref().map(str::parse::<PublicId>).transpose() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    let id = match (from_addr, given) {
+        (Some(a), Some(g)) if a != g => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "the id does not match the key in the quic:// address",
+            );
+        }
+        (Some(id), _) | (None, Some(id)) => id,
+        (None, None) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "this address carries no node id: pass --id",
+            );
+        }
+    };
+    if id == s.identity.public() {
+        return error(StatusCode::BAD_REQUEST, "that is this node's own id");
+    }
+    if s.commands
+        .send(Command::AddPeer(id, vec![addr]))
+        .await
+        .is_err()
+    {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+    }
+    (
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id.to_string() })),
+    )
+        .into_response()
+}
+
+async fn remove_peer(
+    State(s): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let id: PublicId = match id.parse() {
+        Ok(id) => id,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+    };
+    match s.ask(|tx| Command::RemovePeer(id, tx)).await {
+        Some(true) => Json(serde_json::json!({ "removed": id.to_string() })).into_response(),
+        Some(false) => error(StatusCode::NOT_FOUND, format!("no peer {id}")),
         None => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
     }
 }

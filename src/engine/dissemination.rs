@@ -17,13 +17,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
-use rand::seq::{IndexedRandom, IteratorRandom};
+use rand::seq::IndexedRandom;
 
 use crate::id::PublicId;
 use crate::post::{Post, PostId};
 
 use super::reputation::Merit;
-use super::wire::{Message, Relay};
+use super::wire::{MAX_IDS, Message, Relay};
 use super::{Action, Engine, Offence, PostStore};
 
 /// An announced post we do not have yet.
@@ -188,11 +188,14 @@ impl Engine {
         if n == 0 {
             return;
         }
-        let picks: Vec<PublicId> = self
-            .interested(post, None)
-            .into_iter()
-            .filter(|id| !except.contains(id))
-            .choose_multiple(&mut self.rng, n);
+        let threshold = self.config.reputation_threshold;
+        let picks = self.sample_members(n, |m| {
+            m.reachable()
+                && m.view.reputation >= threshold
+                && m.view.id != post.author()
+                && !except.contains(&m.view.id)
+                && m.view.interests.wants(post)
+        });
         for id in picks {
             self.queue_ihave(id, post.id(), hops);
         }
@@ -316,7 +319,7 @@ impl Engine {
                 self.diss.pulls.remove(&id);
             }
         }
-        let max = self.config.max_ids_per_frame.max(1);
+        let max = self.config.max_ids_per_frame.clamp(1, MAX_IDS);
         for (peer, ids) in grafts {
             for chunk in ids.chunks(max) {
                 self.counters.pulls += chunk.len() as u64;
@@ -336,7 +339,7 @@ impl Engine {
 
     /// Ask for posts by id (from a pull or from reconciliation).
     pub(crate) fn want(&mut self, from: PublicId, ids: Vec<PostId>) {
-        let max = self.config.max_ids_per_frame.max(1);
+        let max = self.config.max_ids_per_frame.clamp(1, MAX_IDS);
         for id in &ids {
             self.diss
                 .mark_requested(*id, self.config.max_pending_pulls.max(1));
@@ -348,7 +351,10 @@ impl Engine {
 
     /// Send stored posts to a peer that lacks them (answers to IWant/Graft, reconciliation).
     pub(crate) fn give(&mut self, to: PublicId, ids: &[PostId], store: &mut dyn PostStore) {
-        for id in ids.iter().take(self.config.max_ids_per_frame.max(1)) {
+        for id in ids
+            .iter()
+            .take(self.config.max_ids_per_frame.clamp(1, MAX_IDS))
+        {
             if let Some(post) = store.get(id) {
                 let hops = self.diss.recent.get(id).copied().unwrap_or(0);
                 let msg = Message::Push {
@@ -378,5 +384,185 @@ impl Engine {
         if let Some(m) = self.members.get_mut(&sender) {
             m.lazy = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testnet::{Net, T0};
+    use super::super::{EngineConfig, Event, Interests};
+    use super::*;
+    use crate::id::Identity;
+    use crate::post::Topic;
+
+    fn settled(n: usize, seed: u64, config: EngineConfig) -> Net {
+        let mut net = Net::with_config(n, seed, config);
+        net.join_all_to(0);
+        net.run_for(30_000);
+        for node in &net.nodes {
+            assert_eq!(node.engine.peers().count(), n - 1, "view not complete");
+        }
+        net
+    }
+
+    #[test]
+    fn a_small_network_gets_one_direct_copy_each_in_one_hop() {
+        let mut net = settled(10, 41, EngineConfig::default());
+        let before = net.payloads;
+        let id = net.post_from(3, "hello", &["rust"]);
+        net.run_for(2_000);
+        for (i, n) in net.nodes.iter().enumerate() {
+            if i != 3 {
+                assert_eq!(n.delivered, vec![(id, 1)], "node {i}");
+            }
+        }
+        assert_eq!(net.payloads - before, 9, "exactly one payload per receiver");
+    }
+
+    #[test]
+    fn posts_go_only_to_interested_peers() {
+        let mut net = settled(5, 42, EngineConfig::default());
+        let go = Interests {
+            topics: [Topic::new("go").unwrap()].into(),
+            ..Interests::default()
+        };
+        net.event(4, Event::SetInterests(go));
+        net.run_for(5_000);
+        let before = net.payloads;
+        let id = net.post_from(0, "rust only", &["rust"]);
+        net.run_for(2_000);
+        assert!(!net.nodes[4].store.contains(&id));
+        assert_eq!(
+            net.payloads - before,
+            3,
+            "no payload to the uninterested node"
+        );
+        for n in &net.nodes[1..4] {
+            assert!(n.store.contains(&id));
+        }
+    }
+
+    #[test]
+    fn a_large_network_uses_the_delegated_tree_without_redundancy() {
+        let config = EngineConfig {
+            direct_push_limit: 6,
+            eager_fanout: 6,
+            ..EngineConfig::default()
+        };
+        let n = 120;
+        let mut net = settled(n, 43, config);
+        let before = net.payloads;
+        let id = net.post_from(7, "to many", &["rust"]);
+        net.run_for(3_000);
+        let mut max_hops = 0;
+        for (i, node) in net.nodes.iter().enumerate() {
+            if i != 7 {
+                let &(got, hops) = node.delivered.last().expect("delivered");
+                assert_eq!(got, id);
+                max_hops = max_hops.max(hops);
+            }
+        }
+        // 119 receivers, fan-out 6: 6 ranges of 20, then 6 of ≤4, then direct.
+        assert!(max_hops <= 3, "max hops {max_hops}");
+        let copies = net.payloads - before;
+        assert!(
+            copies as f64 <= 1.1 * (n - 1) as f64,
+            "{copies} copies for {} deliveries",
+            n - 1
+        );
+    }
+
+    #[test]
+    fn a_lost_eager_push_is_repaired_by_a_lazy_pull() {
+        let mut net = settled(6, 44, EngineConfig::default());
+        net.drop_payloads_to = Some(5);
+        let id = net.post_from(0, "lossy", &["rust"]);
+        net.run_for(100);
+        assert!(!net.nodes[5].store.contains(&id));
+        net.drop_payloads_to = None;
+        net.run_for(1_000);
+        assert!(net.nodes[5].store.contains(&id), "pulled after an IHave");
+        assert!(net.nodes[5].engine.stats().pulls >= 1);
+    }
+
+    #[test]
+    fn an_invalid_post_is_refused_and_penalised() {
+        let mut net = settled(2, 45, EngineConfig::default());
+        let sender = Identity::from_seed(net.nodes[1].seed);
+        // Signed an hour in the future: beyond the allowed clock skew.
+        let topic = Topic::new("rust").unwrap();
+        let post = Post::sign(sender.signing_key(), net.now + 3_600_000, [topic], "x").unwrap();
+        let msg = Message::Push {
+            hops: 1,
+            relay: Relay::None,
+            post: post.clone(),
+        };
+        let me = net.id(0);
+        let bytes = super::super::wire::encode(
+            &sender.public(),
+            net.now,
+            &msg,
+            Some((sender.signing_key(), &me)),
+        );
+        let from = net.nodes[1].addr.clone();
+        let score = net.nodes[0]
+            .engine
+            .peer(&sender.public())
+            .unwrap()
+            .reputation;
+        net.event(
+            0,
+            Event::Frame {
+                from,
+                authenticated: None,
+                bytes: bytes.into(),
+            },
+        );
+        assert!(!net.nodes[0].store.contains(&post.id()));
+        let after = net.nodes[0]
+            .engine
+            .peer(&sender.public())
+            .unwrap()
+            .reputation;
+        assert!(after < score);
+        assert_eq!(net.nodes[0].engine.stats().invalid_posts, 1);
+        assert!(T0 < net.now);
+    }
+
+    #[test]
+    fn a_duplicate_payload_is_answered_with_prune_and_not_echoed() {
+        let mut net = settled(3, 46, EngineConfig::default());
+        let id = net.post_from(0, "once", &["rust"]);
+        net.run_for(1_000);
+        // Node 1 gets the same post again from node 2, unrequested.
+        let post = net.nodes[1].store.get(&id).unwrap();
+        let sender = Identity::from_seed(net.nodes[2].seed);
+        let msg = Message::Push {
+            hops: 2,
+            relay: Relay::None,
+            post,
+        };
+        let me = net.id(1);
+        let bytes = super::super::wire::encode(
+            &sender.public(),
+            net.now,
+            &msg,
+            Some((sender.signing_key(), &me)),
+        );
+        let from = net.nodes[2].addr.clone();
+        let before = net.payloads;
+        net.event(
+            1,
+            Event::Frame {
+                from,
+                authenticated: None,
+                bytes: bytes.into(),
+            },
+        );
+        net.run_for(100);
+        assert_eq!(net.payloads, before, "a duplicate is never forwarded");
+        assert_eq!(net.nodes[1].engine.stats().duplicates, 1);
+        let b = net.id(1);
+        assert!(net.nodes[2].engine.members.get(&b).unwrap().lazy, "pruned");
     }
 }

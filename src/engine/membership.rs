@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 
 use lakitu_transport::PeerAddr;
-use rand::seq::IteratorRandom;
+use rand::Rng;
+use rand::seq::IndexedRandom;
 
 use crate::id::PublicId;
 
@@ -115,7 +116,7 @@ impl Engine {
         if id == self.me {
             return;
         }
-        if !self.members.contains_key(&id) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = self.members.entry(id) {
             // Incarnation 0 loses against any record the seed publishes about itself.
             let rec = MemberRecord {
                 id,
@@ -124,18 +125,23 @@ impl Engine {
                 addrs: addrs.into_iter().take(MAX_ADDRS).collect(),
                 interests: Interests::default(),
             };
-            self.members.insert(id, Member::from_record(rec));
+            slot.insert(Member::from_record(rec));
+            self.member_ids.push(id);
             self.merkle.touch(&id);
+        } else if let Some(m) = self.members.get_mut(&id) {
+            // The operator names this peer: whatever it did before (or a RemovePeer), talk again.
+            m.view.reputation = m.view.reputation.max(0);
         }
         let join = Message::Join(self.own_record());
         self.send(id, &join);
         self.request_world(id, [0; 32], 255);
     }
 
-    /// Forget a member locally.
+    /// Stop talking to a member: it is ignored from now on. Its record stays in the view (as
+    /// every other node still holds it) so membership comparison keeps converging.
     pub(crate) fn remove_member(&mut self, id: &PublicId) {
-        if self.members.remove(id).is_some() {
-            self.merkle.touch(id);
+        if let Some(m) = self.members.get_mut(id) {
+            m.view.reputation = super::reputation::MIN_SCORE;
         }
     }
 
@@ -190,15 +196,45 @@ impl Engine {
         }
     }
 
-    /// Up to `n` random reachable members, excluding `except`.
+    /// Up to `n` random reachable, non-ignored members, excluding `except`.
     pub(crate) fn random_members(&mut self, n: usize, except: &[PublicId]) -> Vec<PublicId> {
         let threshold = self.config.reputation_threshold;
-        self.members
-            .values()
-            .filter(|m| m.reachable() && m.view.reputation >= threshold)
-            .filter(|m| !except.contains(&m.view.id))
-            .map(|m| m.view.id)
-            .choose_multiple(&mut self.rng, n)
+        self.sample_members(n, |m| {
+            m.reachable() && m.view.reputation >= threshold && !except.contains(&m.view.id)
+        })
+    }
+
+    /// Up to `n` distinct random members satisfying `pred`. Samples by index first so a large
+    /// view is not scanned for every post; scans only when matches are rare.
+    pub(crate) fn sample_members(
+        &mut self,
+        n: usize,
+        mut pred: impl FnMut(&Member) -> bool,
+    ) -> Vec<PublicId> {
+        let len = self.member_ids.len();
+        if len == 0 || n == 0 {
+            return Vec::new();
+        }
+        let mut out = Vec::with_capacity(n);
+        if len > 4 * n + 16 {
+            for _ in 0..(8 * n + 32) {
+                if out.len() == n {
+                    return out;
+                }
+                let id = self.member_ids[self.rng.random_range(0..len)];
+                if !out.contains(&id) && self.members.get(&id).is_some_and(&mut pred) {
+                    out.push(id);
+                }
+            }
+        }
+        out.clear();
+        let all: Vec<PublicId> = self
+            .member_ids
+            .iter()
+            .filter(|id| self.members.get(id).is_some_and(&mut pred))
+            .copied()
+            .collect();
+        all.choose_multiple(&mut self.rng, n).copied().collect()
     }
 
     /// Any frame from a member counts as hearing from it.
@@ -241,6 +277,7 @@ impl Engine {
                 }
                 let id = m.view.id;
                 self.members.insert(id, m);
+                self.member_ids.push(id);
                 self.merkle.touch(&id);
                 self.push_action(Action::PeerState { id, state });
                 true

@@ -152,7 +152,7 @@ pub enum Event {
         /// How to reach it.
         addrs: Vec<PeerAddr>,
     },
-    /// Forget a peer and stop talking to it.
+    /// Stop talking to a peer: its frames are dropped and nothing is sent to it.
     RemovePeer(PublicId),
     /// Change what this node wants; announced to the network.
     SetInterests(Interests),
@@ -255,6 +255,8 @@ pub struct Engine {
     now: u64,
     up: BTreeSet<Scheme>,
     members: BTreeMap<PublicId, Member>,
+    /// The keys of `members`, for sampling without a scan.
+    member_ids: Vec<PublicId>,
     merkle: merkle::MerkleCache,
     diss: dissemination::DissState,
     ae: antientropy::AeState,
@@ -325,14 +327,16 @@ impl Engine {
             config,
             interests,
             // Unix ms as the first incarnation: a restarted node outranks its old records
-            // without having to remember its last incarnation.
-            incarnation: now,
+            // without having to remember its last incarnation. At least 1, so it outranks the
+            // incarnation-0 placeholder others hold for a seed.
+            incarnation: now.max(1),
             left: false,
             rng,
             started: now,
             now,
             up,
             members: BTreeMap::new(),
+            member_ids: Vec::new(),
             merkle: merkle::MerkleCache::default(),
             diss: dissemination::DissState::default(),
             ae: antientropy::AeState::default(),

@@ -8,7 +8,7 @@ use super::{Action, Engine};
 
 /// Highest and lowest score.
 const MAX_SCORE: i32 = 100;
-const MIN_SCORE: i32 = -100;
+pub(crate) const MIN_SCORE: i32 = -100;
 
 /// Something a peer did wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -28,14 +28,19 @@ pub(crate) struct Node {
     pub(crate) delivered: Vec<(PostId, u8)>,
 }
 
+/// A frame in flight: (arrival, sequence, to, from, bytes).
+type Queued = (u64, u64, usize, usize, Bytes);
+
 pub(crate) struct Net {
     pub(crate) nodes: Vec<Node>,
     pub(crate) now: u64,
-    queue: BinaryHeap<Reverse<(u64, u64, usize, usize, Bytes)>>,
+    queue: BinaryHeap<Reverse<Queued>>,
     by_addr: HashMap<PeerAddr, usize>,
     seq: u64,
     /// Payload frames (Push) sent, for redundancy checks.
     pub(crate) payloads: u64,
+    /// Drop every payload frame addressed to this node (a lossy eager link).
+    pub(crate) drop_payloads_to: Option<usize>,
 }
 
 fn topics() -> Interests {
@@ -95,6 +100,7 @@ impl Net {
             by_addr,
             seq: 0,
             payloads: 0,
+            drop_payloads_to: None,
         }
     }
 
@@ -140,6 +146,9 @@ impl Net {
                         continue;
                     };
                     if self.nodes[i].down || self.nodes[to].down {
+                        continue;
+                    }
+                    if kind.is_payload() && self.drop_payloads_to == Some(to) {
                         continue;
                     }
                     self.seq += 1;

@@ -863,3 +863,6 @@ fn read_record(r: &mut Reader<'_>) -> Result<MemberRecord, WireError> {
         interests,
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,6 +39,8 @@ pub struct QuicConfig {
     pub queue_per_peer: usize,
     /// Frames a peer may have in flight to us at once (QUIC uni streams). Default 256.
     pub max_concurrent_frames: u32,
+    /// Authenticated connections kept at once; handshakes beyond are refused. Default 1024.
+    pub max_connections: usize,
     /// On close, how long queued and unacknowledged frames may take to flush. Default 2 s.
     pub close_grace: Duration,
 }
@@ -60,6 +62,7 @@ impl QuicConfig {
             backoff_max: Duration::from_secs(30),
             queue_per_peer: 1024,
             max_concurrent_frames: 256,
+            max_connections: 1024,
             close_grace: Duration::from_secs(2),
         }
     }
@@ -77,6 +80,9 @@ impl QuicConfig {
         }
         if self.connect_attempts == 0 {
             return bad("connect_attempts must be at least 1");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
         }
         if self.max_concurrent_frames == 0 {
             return bad("max_concurrent_frames must be at least 1");
@@ -102,6 +108,7 @@ impl std::fmt::Debug for QuicConfig {
             .field("backoff_max", &self.backoff_max)
             .field("queue_per_peer", &self.queue_per_peer)
             .field("max_concurrent_frames", &self.max_concurrent_frames)
+            .field("max_connections", &self.max_connections)
             .field("close_grace", &self.close_grace)
             .finish()
     }

@@ -113,6 +113,12 @@ pub(crate) fn register(shared: &Arc<Shared>, key: [u8; 32], conn: quinn::Connect
 /// Accept connections until the endpoint closes.
 pub(crate) async fn accept_loop(shared: Arc<Shared>) {
     while let Some(incoming) = shared.endpoint.accept().await {
+        // Refusing before the handshake costs one packet; each live connection holds windows.
+        if lock(&shared.conns).len() >= shared.config.max_connections {
+            tracing::debug!(remote = %incoming.remote_address(), "connection limit reached, refusing");
+            incoming.refuse();
+            continue;
+        }
         let shared = shared.clone();
         let remote = incoming.remote_address();
         let span = tracing::debug_span!("quic_accept", remote = %remote);

@@ -14,6 +14,8 @@
 mod config;
 mod conn;
 mod peer;
+#[cfg(test)]
+mod tests;
 mod tls;
 
 pub use config::{QuicConfig, QuicError};

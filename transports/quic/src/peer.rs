@@ -10,6 +10,7 @@ use bytes::Bytes;
 use lakitu_transport::{PeerAddr, SendId, TransportEvent};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::conn::{self, Link, encode_header};
 use crate::{Counters, Job, Shared, lock, tls};
@@ -154,28 +155,31 @@ impl PeerTask {
     fn await_ack(&self, id: SendId, to: PeerAddr, link: Link, stream: quinn::SendStream) {
         let shared = self.shared.clone();
         shared.in_flight.send_modify(|n| *n += 1);
-        self.shared.runtime.spawn(async move {
-            let event = match stream.stopped().await {
-                Ok(None) => {
-                    link.touch(&shared);
-                    Counters::bump(&shared.counters.frames_sent);
-                    TransportEvent::Sent { id }
-                }
-                Ok(Some(code)) => TransportEvent::Failed {
-                    id,
-                    to,
-                    error: format!("peer refused the frame (code {code})"),
-                },
-                Err(e) => TransportEvent::Failed {
-                    id,
-                    to,
-                    error: format!("not acknowledged: {e}"),
-                },
-            };
-            drop(stream);
-            shared.report(event).await;
-            shared.in_flight.send_modify(|n| *n = n.saturating_sub(1));
-        });
+        self.shared.runtime.spawn(
+            async move {
+                let event = match stream.stopped().await {
+                    Ok(None) => {
+                        link.touch(&shared);
+                        Counters::bump(&shared.counters.frames_sent);
+                        TransportEvent::Sent { id }
+                    }
+                    Ok(Some(code)) => TransportEvent::Failed {
+                        id,
+                        to,
+                        error: format!("peer refused the frame (code {code})"),
+                    },
+                    Err(e) => TransportEvent::Failed {
+                        id,
+                        to,
+                        error: format!("not acknowledged: {e}"),
+                    },
+                };
+                drop(stream);
+                shared.report(event).await;
+                shared.in_flight.send_modify(|n| *n = n.saturating_sub(1));
+            }
+            .instrument(tracing::Span::current()),
+        );
     }
 
     /// A live connection to the peer: ours, one the peer opened to us, or a new one.

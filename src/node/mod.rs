@@ -2,16 +2,21 @@
 //! the store, serves the control API and runs one actor loop that owns the mutable state.
 //! Handlers and transports only talk to the actor through bounded channels.
 
+mod actor;
+mod posts;
+mod transports;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use lakitu_transport::PeerAddr;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tracing::{info, warn};
 
 use crate::api::{self, PeerInfo, Status};
 use crate::config::Config;
-use crate::id::{Identity, KeyFileError};
+use crate::id::{Identity, KeyFileError, PublicId};
 use crate::post::{Post, PostError, Topic};
 use crate::store::{Store, StoreError};
 
@@ -39,6 +44,14 @@ pub enum NodeError {
         path: PathBuf,
         /// The cause.
         source: std::io::Error,
+    },
+    /// A transport could not start.
+    #[error("{scheme} transport: {message}")]
+    Transport {
+        /// Which transport.
+        scheme: &'static str,
+        /// What failed.
+        message: String,
     },
     /// The control API could not bind its address.
     #[error("control API cannot listen on {addr}: {source}")]
@@ -81,6 +94,12 @@ pub(crate) enum Command {
     Status(oneshot::Sender<Status>),
     /// Report peers.
     Peers(oneshot::Sender<Vec<PeerInfo>>),
+    /// Add a peer while running (kept in the store across restarts).
+    AddPeer(PublicId, Vec<PeerAddr>),
+    /// Forget a peer; true when it was known.
+    RemovePeer(PublicId, oneshot::Sender<bool>),
+    /// Apply a reloaded configuration (peers and interests).
+    Reload(Box<Config>),
 }
 
 /// What the API handlers share. Cheap to clone.
@@ -161,9 +180,11 @@ fn load_or_create_token(data_dir: &Path) -> Result<String, NodeError> {
     Ok(token)
 }
 
-/// Run the daemon until `shutdown` resolves.
+/// Run the daemon until `shutdown` resolves. With `config_path`, SIGHUP reloads peers and
+/// interests from that file (a broken file is reported and the running config kept).
 pub async fn run(
     config: Config,
+    config_path: Option<PathBuf>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), NodeError> {
     let data_dir = config.node.data_dir.clone();
@@ -172,11 +193,15 @@ pub async fn run(
         source,
     })?;
     let identity = Arc::new(Identity::load(&config.key_path())?);
+    check_data_dir_permissions(&data_dir);
     let store = Store::open(&data_dir.join("store"))?;
     let token = load_or_create_token(&data_dir)?;
     let (posts, _) = broadcast::channel(1024);
     let (commands, command_rx) = mpsc::channel(1024);
     let config = Arc::new(config);
+    if let Some(path) = config_path {
+        tokio::spawn(reload_on_sighup(path, commands.clone()));
+    }
     let shared = Shared {
         identity: identity.clone(),
         store: store.clone(),
@@ -185,6 +210,9 @@ pub async fn run(
         posts,
         commands,
     };
+
+    let (events_tx, events_rx) = mpsc::channel(4096);
+    let running = transports::start(&config, &identity, events_tx)?;
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await
@@ -208,14 +236,8 @@ pub async fn run(
         let _ = api_stopped.await;
     }));
 
-    let actor = Actor {
-        shared,
-        started: Instant::now(),
-    };
-    tokio::select! {
-        () = actor.run(command_rx) => {}
-        () = shutdown => info!("shutting down"),
-    }
+    let actor = actor::Actor::new(shared, running, identity_seed_engine(&identity));
+    actor.run(command_rx, events_rx, shutdown).await;
     let _ = stop_api.send(());
     if let Err(e) = server.await {
         warn!(error = %e, "control API task failed");
@@ -231,43 +253,42 @@ pub async fn run(
     Ok(())
 }
 
-/// The one task that owns the node's mutable state.
-struct Actor {
-    shared: Shared,
-    started: Instant,
+/// The engine's own copy of the identity (it signs frames for unauthenticated carriers).
+fn identity_seed_engine(identity: &Identity) -> Identity {
+    Identity::from_seed(identity.seed())
 }
 
-impl Actor {
-    async fn run(self, mut commands: mpsc::Receiver<Command>) {
-        while let Some(cmd) = commands.recv().await {
-            match cmd {
-                Command::Published(post) => {
-                    info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
-                }
-                Command::Status(reply) => {
-                    let _ = reply.send(self.status());
-                }
-                Command::Peers(reply) => {
-                    let _ = reply.send(Vec::new());
-                }
-            }
+/// Warn when other users can list the data directory: the key and token are 0600 anyway, but
+/// the store's contents are readable.
+fn check_data_dir_permissions(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o007 != 0 {
+            warn!(dir = %dir.display(), mode = format!("{mode:o}"), "the data directory is accessible to other users; chmod 700 it");
         }
     }
+}
 
-    fn status(&self) -> Status {
-        let s = &self.shared;
-        Status {
-            id: s.identity.public().to_string(),
-            name: s.config.node.name.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            uptime_secs: self.started.elapsed().as_secs(),
-            posts: s.store.post_count(),
-            store_bytes: s.store.size_on_disk().unwrap_or(0),
-            peers: 0,
-            peers_alive: 0,
-            transports: Vec::new(),
-            world_hash: String::new(),
-            data_dir: s.config.node.data_dir.display().to_string(),
+/// Reload the config file on every SIGHUP and hand it to the actor.
+async fn reload_on_sighup(path: PathBuf, commands: mpsc::Sender<Command>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP; config reload disabled");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        match Config::load(&path) {
+            Ok(config) => {
+                if commands
+                    .send(Command::Reload(Box::new(config)))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            Err(e) => warn!(error = %e, "config reload failed; keeping the running config"),
         }
     }
 }

@@ -1,0 +1,534 @@
+//! Behaviour tests of set reconciliation: exact differences, limits, hostile bytes.
+
+use super::*;
+use rand::rngs::StdRng;
+use rand::{Rng, RngCore, SeedableRng};
+use std::collections::BTreeSet;
+
+/// Where the differences sit in history.
+#[derive(Clone, Copy, Debug)]
+enum Layout {
+    Spread,
+    Newest,
+}
+
+/// Two sets of `n` items each whose symmetric difference has `d` items, half on each side.
+fn sets(n: usize, d: usize, layout: Layout, seed: u64) -> (Vec<Item>, Vec<Item>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let total = n + d.div_ceil(2);
+    let mut all: Vec<Item> = (0..total)
+        .map(|k| {
+            let mut id = [0u8; 32];
+            rng.fill_bytes(&mut id);
+            // About one post a minute, with jitter, so timestamps are mostly distinct.
+            Item {
+                timestamp: 1_700_000_000_000 + k as u64 * 60_000 + rng.random_range(0..1000),
+                id,
+            }
+        })
+        .collect();
+    all.sort();
+    let mut diff: Vec<usize> = match layout {
+        Layout::Newest => (total - d..total).collect(),
+        Layout::Spread => {
+            let mut picked = BTreeSet::new();
+            while picked.len() < d {
+                picked.insert(rng.random_range(0..total));
+            }
+            picked.into_iter().collect()
+        }
+    };
+    // Alternate the different items between the sides (shuffled for the spread layout).
+    if matches!(layout, Layout::Spread) {
+        for i in (1..diff.len()).rev() {
+            let j = rng.random_range(0..=i);
+            diff.swap(i, j);
+        }
+    }
+    let only_a: BTreeSet<usize> = diff.iter().step_by(2).copied().collect();
+    let only_b: BTreeSet<usize> = diff.iter().skip(1).step_by(2).copied().collect();
+    let a = (0..total)
+        .filter(|k| !only_b.contains(k))
+        .map(|k| all[k])
+        .collect();
+    let b = (0..total)
+        .filter(|k| !only_a.contains(k))
+        .map(|k| all[k])
+        .collect();
+    (a, b)
+}
+
+/// What a full session produced.
+struct Outcome {
+    a_lacks: BTreeSet<[u8; 32]>,
+    b_lacks: BTreeSet<[u8; 32]>,
+    b_knows_a_lacks: BTreeSet<[u8; 32]>,
+    b_knows_b_lacks: BTreeSet<[u8; 32]>,
+    messages: usize,
+    largest: usize,
+    bytes: usize,
+}
+
+/// Runs a session between initiator `a` and responder `b` to the end (bounded).
+fn run(a: &[Item], b: &[Item], limits: Limits, salt: u64) -> Outcome {
+    let (mut sa, first) = Session::initiate(a, limits, salt);
+    let mut sb = Session::responder(limits);
+    let mut out = Outcome {
+        a_lacks: BTreeSet::new(),
+        b_lacks: BTreeSet::new(),
+        b_knows_a_lacks: BTreeSet::new(),
+        b_knows_b_lacks: BTreeSet::new(),
+        messages: 1,
+        largest: first.len(),
+        bytes: first.len(),
+    };
+    let mut to_b = Some(first);
+    for _ in 0..200 {
+        let Some(msg) = to_b.take() else { break };
+        let step = sb.step(b, &msg).expect("responder step");
+        out.b_knows_b_lacks.extend(step.we_lack);
+        out.b_knows_a_lacks.extend(step.they_lack);
+        let Some(reply) = step.reply else { break };
+        out.messages += 1;
+        out.largest = out.largest.max(reply.len());
+        out.bytes += reply.len();
+        let step = sa.step(a, &reply).expect("initiator step");
+        out.a_lacks.extend(step.we_lack);
+        out.b_lacks.extend(step.they_lack);
+        if let Some(r) = step.reply {
+            out.messages += 1;
+            out.largest = out.largest.max(r.len());
+            out.bytes += r.len();
+            to_b = Some(r);
+        }
+    }
+    assert!(sa.is_finished(), "initiator did not finish");
+    out
+}
+
+fn truth(a: &[Item], b: &[Item]) -> (BTreeSet<[u8; 32]>, BTreeSet<[u8; 32]>) {
+    let sa: BTreeSet<[u8; 32]> = a.iter().map(|i| i.id).collect();
+    let sb: BTreeSet<[u8; 32]> = b.iter().map(|i| i.id).collect();
+    (
+        sb.difference(&sa).copied().collect(),
+        sa.difference(&sb).copied().collect(),
+    )
+}
+
+fn check(n: usize, d: usize, layout: Layout, limits: Limits, seed: u64) -> Outcome {
+    let (a, b) = sets(n, d, layout, seed);
+    let (a_lacks, b_lacks) = truth(&a, &b);
+    assert_eq!(a_lacks.len() + b_lacks.len(), d);
+    let out = run(&a, &b, limits, seed ^ 0x5eed);
+    assert_eq!(
+        out.a_lacks, a_lacks,
+        "initiator's we_lack, {layout:?} n={n} d={d}"
+    );
+    assert_eq!(
+        out.b_lacks, b_lacks,
+        "initiator's they_lack, {layout:?} n={n} d={d}"
+    );
+    assert_eq!(
+        out.b_knows_b_lacks, b_lacks,
+        "responder's we_lack, {layout:?} n={n} d={d}"
+    );
+    assert_eq!(
+        out.b_knows_a_lacks, a_lacks,
+        "responder's they_lack, {layout:?} n={n} d={d}"
+    );
+    assert!(
+        out.largest <= limits.max(),
+        "message of {} bytes",
+        out.largest
+    );
+    out
+}
+
+#[test]
+fn equal_sets_finish_in_one_round_trip() {
+    for n in [0, 1, 100, 100_000] {
+        let out = check(n, 0, Layout::Spread, Limits::default(), 1);
+        assert_eq!(out.messages, 2, "n={n}");
+    }
+}
+
+#[test]
+fn small_sets_reconcile_exactly_in_both_layouts() {
+    for layout in [Layout::Spread, Layout::Newest] {
+        for d in [1, 2, 10, 100, 1000] {
+            for seed in 0..4 {
+                check(1000, d, layout, Limits::default(), seed);
+            }
+        }
+    }
+}
+
+#[test]
+fn one_side_empty_reconciles() {
+    let (a, _) = sets(500, 0, Layout::Spread, 3);
+    let out = run(&a, &[], Limits::default(), 9);
+    assert_eq!(out.b_lacks.len(), 500);
+    let out = run(&[], &a, Limits::default(), 9);
+    assert_eq!(out.a_lacks.len(), 500);
+    assert_eq!(out.b_knows_a_lacks.len(), 500);
+}
+
+#[test]
+fn large_sets_reconcile_exactly_in_both_layouts() {
+    for layout in [Layout::Spread, Layout::Newest] {
+        for d in [1, 10, 1000] {
+            check(100_000, d, layout, Limits::default(), 7);
+        }
+    }
+}
+
+#[test]
+fn differences_cost_bytes_in_proportion_to_d_and_at_most_two_round_trips() {
+    for layout in [Layout::Spread, Layout::Newest] {
+        for (d, seed) in [(100, 11), (1000, 12)] {
+            let out = check(100_000, d, layout, Limits::default(), seed);
+            // Summary, symbols, (more, symbols,) result.
+            assert!(
+                out.messages <= 5,
+                "{layout:?} d={d}: {} messages",
+                out.messages
+            );
+            assert!(
+                out.bytes <= 120 * d + 1000,
+                "{layout:?} d={d}: {} bytes",
+                out.bytes
+            );
+        }
+    }
+}
+
+#[test]
+fn small_message_limit_is_respected_and_still_converges() {
+    let limits = Limits {
+        max_message_bytes: Limits::MIN_MESSAGE_BYTES,
+    };
+    for layout in [Layout::Spread, Layout::Newest] {
+        let out = check(20_000, 300, layout, limits, 5);
+        assert!(out.messages > 4);
+    }
+}
+
+#[test]
+fn tiny_limit_is_raised_to_the_minimum() {
+    let limits = Limits {
+        max_message_bytes: 10,
+    };
+    check(2000, 50, Layout::Spread, limits, 6);
+}
+
+#[test]
+fn truncated_messages_are_rejected() {
+    let (a, b) = sets(2000, 40, Layout::Spread, 8);
+    let (_, first) = Session::initiate(&a, Limits::default(), 1);
+    let mut responder = Session::responder(Limits::default());
+    for len in 0..first.len() {
+        let err = responder
+            .step(&b, &first[..len])
+            .expect_err("truncated summary");
+        assert!(
+            matches!(
+                err,
+                ReconcileError::Truncated | ReconcileError::Malformed(_)
+            ),
+            "{len}: {err:?}"
+        );
+    }
+    let reply = responder
+        .step(&b, &first)
+        .expect("summary")
+        .reply
+        .expect("reply");
+    for len in 0..reply.len() {
+        let (mut s, _) = Session::initiate(&a, Limits::default(), 1);
+        assert!(s.step(&a, &reply[..len]).is_err(), "{len}");
+    }
+}
+
+#[test]
+fn malformed_messages_get_distinct_errors() {
+    let b: Vec<Item> = Vec::new();
+    let mut r = Session::responder(Limits::default());
+    assert_eq!(r.step(&b, &[9, 1]), Err(ReconcileError::Version(9)));
+    assert_eq!(r.step(&b, &[1, 99]), Err(ReconcileError::UnknownKind(99)));
+    let done = Message::Done { salt: 5 }.encode();
+    assert_eq!(r.step(&b, &done), Err(ReconcileError::Unexpected("done")));
+    let mut long = done.clone();
+    long.push(0);
+    assert_eq!(r.step(&b, &long), Err(ReconcileError::TrailingBytes));
+    let huge = vec![1u8; 70_000];
+    assert!(matches!(
+        r.step(&b, &huge),
+        Err(ReconcileError::TooLarge { .. })
+    ));
+    // A summary whose bucket bounds do not increase.
+    let bad = Message::Summary(Summary {
+        salt: 1,
+        bounds: vec![5, 5],
+        buckets: vec![Fingerprint::default(); 3],
+        sketches: vec![[0; SUB_BYTES]; 3],
+        strata: Vec::new(),
+    })
+    .encode();
+    assert!(matches!(
+        r.step(&b, &bad),
+        Err(ReconcileError::Malformed(_))
+    ));
+    // A message of another session is refused without ending this one.
+    let (mut s, _) = Session::initiate(&b, Limits::default(), 1);
+    assert_eq!(s.step(&b, &done), Err(ReconcileError::WrongSession));
+    let ok = Message::Done { salt: 1 }.encode();
+    assert!(s.step(&b, &ok).expect("done").done);
+}
+
+#[test]
+fn random_bytes_never_panic() {
+    let (a, b) = sets(300, 20, Layout::Spread, 2);
+    let mut rng = StdRng::seed_from_u64(42);
+    let (_, first) = Session::initiate(&a, Limits::default(), 3);
+    let reply = Session::responder(Limits::default())
+        .step(&b, &first)
+        .expect("summary")
+        .reply
+        .expect("reply");
+    for round in 0..20_000 {
+        let mut msg = match round % 3 {
+            0 => {
+                let len = rng.random_range(0..200);
+                let mut m = vec![0u8; len];
+                rng.fill_bytes(&mut m);
+                if len > 1 {
+                    m[0] = 1;
+                    m[1] = rng.random_range(0..9);
+                }
+                m
+            }
+            1 => first.clone(),
+            _ => reply.clone(),
+        };
+        // Flip a few bytes of a valid message.
+        if round % 3 != 0 && !msg.is_empty() {
+            for _ in 0..rng.random_range(1..4) {
+                let i = rng.random_range(0..msg.len());
+                msg[i] = rng.random();
+            }
+        }
+        let _ = Session::responder(Limits::default()).step(&b, &msg);
+        let (mut s, _) = Session::initiate(&a, Limits::default(), 3);
+        let _ = s.step(&a, &msg);
+    }
+}
+
+#[test]
+fn messages_round_trip_through_the_codec() {
+    let (a, b) = sets(3000, 100, Layout::Spread, 4);
+    let limits = Limits::default();
+    let (mut sa, first) = Session::initiate(&a, limits, 77);
+    let mut sb = Session::responder(limits);
+    let mut msg = first;
+    for _ in 0..20 {
+        let decoded = Message::decode(&msg, limits.max()).expect("decode");
+        assert_eq!(decoded.encode(), msg);
+        let step = if matches!(
+            decoded,
+            Message::Summary(_) | Message::More { .. } | Message::Result { .. }
+        ) {
+            sb.step(&b, &msg)
+        } else {
+            sa.step(&a, &msg)
+        }
+        .expect("step");
+        match step.reply {
+            Some(r) => msg = r,
+            None => break,
+        }
+    }
+}
+
+#[test]
+fn strata_estimate_is_within_a_factor_of_two() {
+    for d in [10u64, 100, 1000, 10_000] {
+        let (a, b) = sets(50_000, d as usize, Layout::Spread, d);
+        let keys = Keys::new(d);
+        let levels = hash::strata_levels(a.len());
+        let sa = hash::strata(a.iter().map(|i| &i.id), keys.est, levels);
+        let sb = hash::strata(b.iter().map(|i| &i.id), keys.est, levels);
+        let est = hash::estimate(&sa, &sb, 100_000);
+        assert!(est * 2 >= d && est <= d * 2, "d={d} est={est}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_bytes_decode_without_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+        let _ = Message::decode(&bytes, 60_000);
+        let mut b = bytes.clone();
+        if b.len() >= 2 { b[0] = 1; b[1] %= 8; }
+        let _ = Message::decode(&b, 60_000);
+    }
+}
+
+#[test]
+#[ignore]
+fn experiment_needed_symbols() {
+    let mut rng = StdRng::seed_from_u64(1);
+    for d in [1usize, 3, 10, 30, 100, 300, 1000, 3000] {
+        let trials = if d >= 1000 { 40 } else { 300 };
+        let mut needed = Vec::new();
+        for t in 0..trials {
+            let keys = Keys::new(t as u64);
+            let ids: Vec<[u8; 32]> = (0..d)
+                .map(|_| {
+                    let mut id = [0u8; 32];
+                    rng.fill_bytes(&mut id);
+                    id
+                })
+                .collect();
+            let empty = IdSet::default();
+            let cells = riblt::encode(ids.iter(), &keys, 0, 4 * d + 20);
+            let zero = vec![Cell::default(); 4 * d + 20];
+            let mut dec = Decoder::default();
+            let mut m = 0;
+            while !dec.is_complete() || dec.theirs.len() < d {
+                dec.extend(&cells[m..m + 1], &zero[m..m + 1], &empty, &keys);
+                m += 1;
+            }
+            needed.push(m as f64 / d as f64);
+        }
+        needed.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let q = |p: f64| needed[((needed.len() - 1) as f64 * p) as usize];
+        let mean: f64 = needed.iter().sum::<f64>() / needed.len() as f64;
+        println!(
+            "d={d}: mean {mean:.2} p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0)
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn experiment_estimator() {
+    for d in [1usize, 3, 10, 30, 100, 300, 1000, 3000] {
+        let mut ratios = Vec::new();
+        for seed in 0..60u64 {
+            let (a, b) = sets(20_000, d, Layout::Spread, seed * 7 + d as u64);
+            let keys = Keys::new(seed);
+            let levels = hash::strata_levels(a.len());
+            let sa = hash::strata(a.iter().map(|i| &i.id), keys.est, levels);
+            let sb = hash::strata(b.iter().map(|i| &i.id), keys.est, levels);
+            ratios.push(hash::estimate(&sa, &sb, 40_000) as f64 / d as f64);
+        }
+        ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let q = |p: f64| ratios[((ratios.len() - 1) as f64 * p) as usize];
+        println!(
+            "d={d}: est/d p5 {:.2} p25 {:.2} p50 {:.2} p75 {:.2} p95 {:.2}",
+            q(0.05),
+            q(0.25),
+            q(0.5),
+            q(0.75),
+            q(0.95)
+        );
+    }
+}
+
+#[test]
+#[ignore]
+fn experiment_encode_speed() {
+    let (a, _) = sets(100_000, 0, Layout::Spread, 1);
+    let keys = Keys::new(1);
+    for count in [25usize, 150, 1500] {
+        let t = std::time::Instant::now();
+        let cells = riblt::encode(a.iter().map(|i| &i.id), &keys, 0, count);
+        println!("encode {count}: {:?} {}", t.elapsed(), cells.len());
+    }
+    let t = std::time::Instant::now();
+    let s = id_set(a.iter(), &keys);
+    println!("hashset: {:?} {}", t.elapsed(), s.len());
+}
+
+#[test]
+#[ignore]
+fn experiment_debug() {
+    for seed in 0..3 {
+        let (a, b) = sets(100_000, 1000, Layout::Newest, seed * 1000 + 1000);
+        let out = run(
+            &a,
+            &b,
+            Limits {
+                max_message_bytes: 16 << 20,
+            },
+            seed ^ 0xabcdef,
+        );
+        eprintln!("messages {}", out.messages);
+    }
+}
+
+#[test]
+#[ignore]
+fn experiment_density() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let keys = Keys::new(5);
+    let mut hits = vec![0u64; 2000];
+    let n = 20000;
+    for _ in 0..n {
+        let mut id = [0u8; 32];
+        rng.fill_bytes(&mut id);
+        let mut m = riblt::Mapping::new(&hash::words(&id), &keys);
+        while m.index < 2000 {
+            hits[m.index as usize] += 1;
+            m.advance();
+        }
+    }
+    for (lo, hi) in [
+        (1usize, 2usize),
+        (2, 10),
+        (10, 50),
+        (50, 200),
+        (200, 600),
+        (600, 1200),
+        (1200, 2000),
+    ] {
+        let got: f64 = hits[lo..hi].iter().sum::<u64>() as f64 / n as f64;
+        let want: f64 = (lo..hi).map(|i| 1.0 / (1.0 + i as f64 / 2.0)).sum();
+        println!("i={lo}..{hi} ratio {:.3}", got / want);
+    }
+}
+
+#[test]
+fn duplicated_messages_do_not_break_a_session() {
+    let (a, b) = sets(20_000, 400, Layout::Spread, 21);
+    let limits = Limits {
+        max_message_bytes: 4000,
+    };
+    let (mut sa, first) = Session::initiate(&a, limits, 5);
+    let mut sb = Session::responder(limits);
+    let (mut a_lacks, mut b_lacks) = (BTreeSet::new(), BTreeSet::new());
+    let mut to_b = first;
+    for _ in 0..100 {
+        let reply = sb.step(&b, &to_b).expect("responder").reply.expect("reply");
+        let step = sa.step(&a, &reply).expect("initiator");
+        a_lacks.extend(step.we_lack);
+        b_lacks.extend(step.they_lack);
+        // The same answer again: refused, and the session goes on.
+        if !sa.is_finished() {
+            let again = sa.step(&a, &reply);
+            assert!(
+                matches!(again, Err(ReconcileError::Unexpected(_))),
+                "{again:?}"
+            );
+        }
+        match step.reply {
+            Some(r) if !step.done => to_b = r,
+            _ => break,
+        }
+    }
+    assert!(sa.is_finished());
+    assert_eq!((a_lacks, b_lacks), truth(&a, &b));
+}

@@ -1,0 +1,201 @@
+//! Round-trip, fuzz-style and refusal tests of the frame codec.
+use super::*;
+use crate::id::Identity;
+use proptest::prelude::*;
+
+fn key(n: u8) -> Identity {
+    Identity::from_seed([n; 32])
+}
+
+fn post(n: u8, body: &str) -> Post {
+    let t = Topic::new("rust").unwrap();
+    Post::sign(key(n).signing_key(), 1_700_000_000_000, [t], body).unwrap()
+}
+
+fn record(n: u8, inc: u64) -> MemberRecord {
+    MemberRecord {
+        id: key(n).public(),
+        incarnation: inc,
+        state: PeerState::Suspect,
+        addrs: vec![
+            PeerAddr::mem(&format!("n{n}")).unwrap(),
+            "xmpp:relay@example.org".parse().unwrap(),
+        ],
+        interests: Interests {
+            all: n % 2 == 0,
+            topics: [Topic::new("rust").unwrap(), Topic::new("gossip").unwrap()].into(),
+            authors: [key(9).public()].into(),
+        },
+    }
+}
+
+fn arb_message() -> impl Strategy<Value = Message> {
+    let id = any::<[u8; 32]>();
+    prop_oneof![
+        (any::<u8>(), any::<u64>()).prop_map(|(n, i)| Message::Join(record(n, i))),
+        any::<u64>().prop_map(|incarnation| Message::Leave { incarnation }),
+        (any::<u32>(), id).prop_map(|(seq, root)| Message::Ping { seq, root }),
+        (any::<u32>(), id).prop_map(|(seq, root)| Message::Pong { seq, root }),
+        (id, any::<u8>()).prop_map(|(from, to_bucket)| Message::WorldReq { from, to_bucket }),
+        (0..5u8, proptest::option::of(id)).prop_map(|(n, next)| Message::World {
+            records: (0..n).map(|i| record(i, u64::from(i))).collect(),
+            next
+        }),
+        (any::<u8>(), any::<u8>())
+            .prop_map(|(level, index)| Message::WorldHashReq { level, index }),
+        (any::<u8>(), any::<u8>(), id).prop_map(|(level, index, h)| Message::WorldHash {
+            level,
+            index,
+            hashes: vec![h; MERKLE_FANOUT]
+        }),
+        (any::<u8>(), proptest::option::of((id, id)), "[a-z ]{0,40}").prop_map(
+            |(hops, r, body)| Message::Push {
+                hops,
+                relay: r.map_or(Relay::None, |(lo, hi)| Relay::Range { lo, hi }),
+                post: post(hops, &body),
+            }
+        ),
+        proptest::collection::vec((id, any::<u8>()), 0..20)
+            .prop_map(|v| Message::IHave(v.into_iter().map(|(i, h)| (PostId(i), h)).collect())),
+        proptest::collection::vec(id, 0..20)
+            .prop_map(|v| Message::IWant(v.into_iter().map(PostId).collect())),
+        proptest::collection::vec(id, 0..20)
+            .prop_map(|v| Message::Graft(v.into_iter().map(PostId).collect())),
+        Just(Message::Prune),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            proptest::collection::vec(any::<u8>(), 0..100)
+        )
+            .prop_map(|(session, from, to, p)| Message::Reconcile {
+                session,
+                scope: match session % 3 {
+                    0 => Scope::All,
+                    1 => Scope::Topic(Topic::new("rust").unwrap()),
+                    _ => Scope::Author(key(3).public()),
+                },
+                from,
+                to,
+                payload: Bytes::from(p),
+            }),
+        proptest::collection::vec((any::<u8>(), any::<u64>(), any::<u32>()), 0..8).prop_map(|v| {
+            Message::Stats(
+                v.into_iter()
+                    .map(|(n, x, y)| {
+                        (
+                            key(n).public(),
+                            NodeStats {
+                                posts: x,
+                                peers: y,
+                                load: y / 2,
+                                uptime_ms: x / 3,
+                                at: x ^ 7,
+                            },
+                        )
+                    })
+                    .collect(),
+            )
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_message_round_trips_signed_and_unsigned(m in arb_message(), ts in any::<u64>()) {
+        let a = key(1);
+        let b = key(2).public();
+        for signed in [false, true] {
+            let sign = signed.then_some((a.signing_key(), &b));
+            let bytes = encode(&a.public(), ts, &m, sign);
+            prop_assert_eq!(peek_kind(&bytes), Some(m.kind()));
+            let f = decode(&bytes, &b, 1 << 20, signed).unwrap();
+            prop_assert_eq!(&f.message, &m);
+            prop_assert_eq!(f.sender, a.public());
+            prop_assert_eq!(f.timestamp, ts);
+            prop_assert_eq!(f.signed, signed);
+        }
+    }
+
+    #[test]
+    fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = decode(&bytes, &key(2).public(), 1 << 20, false);
+    }
+
+    #[test]
+    fn random_bodies_behind_a_valid_header_never_panic(
+        kind in 1u8..=15,
+        body in proptest::collection::vec(any::<u8>(), 0..400),
+    ) {
+        let mut bytes = vec![b'L', b'K', WIRE_VERSION, kind, 0];
+        bytes.extend_from_slice(&[7; 40]);
+        bytes.extend_from_slice(&body);
+        let _ = decode(&bytes, &key(2).public(), 1 << 20, false);
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_signed_frame_is_refused(bit in any::<prop::sample::Index>()) {
+        let a = key(1);
+        let b = key(2).public();
+        let m = Message::Ping { seq: 5, root: [3; 32] };
+        let mut bytes = encode(&a.public(), 10, &m, Some((a.signing_key(), &b)));
+        let bit = bit.index(bytes.len() * 8);
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        prop_assert!(decode(&bytes, &b, 1 << 20, true).is_err());
+    }
+}
+
+#[test]
+fn a_signature_for_another_recipient_is_refused() {
+    let a = key(1);
+    let m = Message::Prune;
+    let bytes = encode(
+        &a.public(),
+        1,
+        &m,
+        Some((a.signing_key(), &key(2).public())),
+    );
+    assert_eq!(
+        decode(&bytes, &key(3).public(), 1 << 20, true),
+        Err(WireError::BadSignature)
+    );
+}
+
+#[test]
+fn unsigned_frames_are_refused_when_a_signature_is_required() {
+    let a = key(1);
+    let bytes = encode(&a.public(), 1, &Message::Prune, None);
+    assert_eq!(
+        decode(&bytes, &key(2).public(), 1 << 20, true),
+        Err(WireError::Unsigned)
+    );
+}
+
+#[test]
+fn unknown_version_and_oversize_get_distinct_errors() {
+    let a = key(1);
+    let mut bytes = encode(&a.public(), 1, &Message::Prune, None);
+    assert!(matches!(
+        decode(&bytes, &a.public(), 10, false),
+        Err(WireError::TooLarge { .. })
+    ));
+    bytes[2] = 9;
+    assert_eq!(
+        decode(&bytes, &a.public(), 1 << 20, false),
+        Err(WireError::UnknownVersion(9))
+    );
+}
+
+#[test]
+fn a_huge_count_is_refused_before_allocating() {
+    let a = key(1);
+    let mut bytes = encode(&a.public(), 1, &Message::IWant(vec![]), None);
+    let n = bytes.len();
+    bytes[n - 2..].copy_from_slice(&u16::MAX.to_be_bytes());
+    assert_eq!(
+        decode(&bytes, &a.public(), 1 << 20, false),
+        Err(WireError::Bounds("ids"))
+    );
+}

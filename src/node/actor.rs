@@ -1,0 +1,374 @@
+//! The actor: one task owns the engine and drives it. Commands from the API, events from the
+//! transports and the engine's timer come in; the engine's actions go out to transports, the
+//! store and followers. Nothing here decides gossip policy: that is the engine's job.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use lakitu_transport::{Outgoing, PeerAddr, SendError, SendId, TransportEvent};
+use tokio::sync::mpsc;
+use tokio::time::{Instant as TokioInstant, sleep_until};
+use tracing::{debug, info, warn};
+
+use super::posts::EnginePosts;
+use super::transports::Running;
+use super::{Command, Shared, now_ms};
+use crate::api::{PeerInfo, Status, TransportStatus};
+use crate::config::Config;
+use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState};
+use crate::id::{Identity, PublicId, encode_hex};
+
+/// How long a batch of peer posts may wait before it is flushed to disk.
+const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// Most sends awaiting a transport's verdict; beyond it the oldest verdicts are forgotten
+/// (the engine's own timeouts still notice lost frames).
+const MAX_PENDING_SENDS: usize = 65_536;
+/// How long a leaving node waits for its goodbyes to be sent.
+const LEAVE_GRACE: Duration = Duration::from_millis(300);
+
+/// Key under which peers added at run time are kept in the store's peer table.
+fn encode_peer_record(addrs: &[PeerAddr]) -> Vec<u8> {
+    serde_json::to_vec(&addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>()).unwrap_or_default()
+}
+
+fn decode_peer_record(bytes: &[u8]) -> Vec<PeerAddr> {
+    serde_json::from_slice::<Vec<String>>(bytes)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|s| s.parse().ok())
+        .collect()
+}
+
+/// The engine's settings derived from the node's config.
+pub(crate) fn engine_config(config: &Config) -> EngineConfig {
+    EngineConfig {
+        max_frame_size: config.limits.max_frame_bytes,
+        max_clock_skew_ms: config.limits.max_clock_skew_secs * 1000,
+        direct_push_limit: config.gossip.direct_push_limit,
+        eager_fanout: config.gossip.eager_fanout,
+        anti_entropy_interval_ms: config.gossip.anti_entropy_secs * 1000,
+        probe_interval_ms: config.gossip.ping_secs * 1000,
+        max_frames_per_sec: config.limits.peer_frames_per_sec,
+        ..EngineConfig::default()
+    }
+}
+
+/// What the node wants: the configured topics and authors, or everything when none are set
+/// (a fresh personal relay carries all it hears).
+pub(crate) fn interests(config: &Config) -> Interests {
+    let i = &config.interests;
+    if i.topics.is_empty() && i.authors.is_empty() {
+        return Interests::everything();
+    }
+    Interests {
+        all: false,
+        topics: i.topics.iter().cloned().collect(),
+        authors: i.authors.iter().copied().collect(),
+    }
+}
+
+pub(crate) struct Actor {
+    shared: Shared,
+    engine: Engine,
+    transports: Running,
+    started: Instant,
+    next_send: u64,
+    pending: HashMap<SendId, (PublicId, PeerAddr)>,
+    up: HashMap<&'static str, bool>,
+    dirty: bool,
+    flush_at: Option<TokioInstant>,
+}
+
+impl Actor {
+    pub fn new(shared: Shared, transports: Running, identity: Identity) -> Actor {
+        let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
+        let config = &shared.config;
+        let seed =
+            u64::from_le_bytes(identity.seed()[..8].try_into().unwrap_or_default()) ^ now_ms();
+        let engine = Engine::new(
+            identity,
+            own,
+            engine_config(config),
+            interests(config),
+            seed,
+            now_ms(),
+        );
+        let up = transports
+            .all
+            .iter()
+            .map(|(s, _)| (s.as_str(), true))
+            .collect();
+        let mut actor = Actor {
+            shared,
+            engine,
+            transports,
+            started: Instant::now(),
+            next_send: 0,
+            pending: HashMap::new(),
+            up,
+            dirty: false,
+            flush_at: None,
+        };
+        actor.add_known_peers();
+        actor
+    }
+
+    /// Seed the engine with the configured peers and those added at run time.
+    fn add_known_peers(&mut self) {
+        let configured: Vec<_> = self
+            .shared
+            .config
+            .peers
+            .iter()
+            .map(|p| (p.id, p.addresses.clone()))
+            .collect();
+        for (id, addrs) in configured {
+            self.engine_event(Event::AddPeer { id, addrs });
+        }
+        match self.shared.store.peers() {
+            Ok(stored) => {
+                for (id, record) in stored {
+                    let addrs = decode_peer_record(&record);
+                    if !addrs.is_empty() {
+                        self.engine_event(Event::AddPeer { id, addrs });
+                    }
+                }
+            }
+            Err(e) => warn!(error = %e, "cannot read the peer table"),
+        }
+    }
+
+    pub async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut events: mpsc::Receiver<TransportEvent>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        loop {
+            let tick_at = self.tick_deadline();
+            let flush_at = self.flush_at;
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                Some(ev) = events.recv() => {
+                    self.on_transport(ev);
+                    // Drain what else is ready so one flush covers the batch.
+                    for _ in 0..256 {
+                        match events.try_recv() {
+                            Ok(ev) => self.on_transport(ev),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = sleep_until(tick_at) => self.engine_event(Event::Tick),
+                () = async { sleep_until(flush_at.unwrap_or(tick_at)).await }, if flush_at.is_some() => self.flush(),
+                () = &mut shutdown => {
+                    info!("shutting down: leaving the network");
+                    self.engine_event(Event::Leave);
+                    let grace = tokio::time::sleep(LEAVE_GRACE);
+                    tokio::pin!(grace);
+                    loop {
+                        tokio::select! {
+                            Some(ev) = events.recv() => self.on_transport(ev),
+                            () = &mut grace => break,
+                        }
+                    }
+                    break;
+                }
+            }
+            if self.dirty && self.flush_at.is_none() {
+                self.flush_at = Some(TokioInstant::now() + FLUSH_EVERY);
+            }
+        }
+        self.flush();
+        self.transports.shutdown().await;
+    }
+
+    fn tick_deadline(&self) -> TokioInstant {
+        let now = now_ms();
+        let next = self.engine.next_timeout().unwrap_or(now + 1000);
+        TokioInstant::now() + Duration::from_millis(next.saturating_sub(now).min(60_000))
+    }
+
+    fn flush(&mut self) {
+        self.flush_at = None;
+        if std::mem::take(&mut self.dirty)
+            && let Err(e) = self.shared.store.flush()
+        {
+            warn!(error = %e, "store flush failed");
+            self.dirty = true;
+        }
+    }
+
+    /// Feed one event to the engine and carry out everything it asks for.
+    fn engine_event(&mut self, event: Event) {
+        let mut dirty = false;
+        let mut posts = EnginePosts {
+            store: &self.shared.store,
+            dirty: &mut dirty,
+        };
+        self.engine.handle(event, now_ms(), &mut posts);
+        self.dirty |= dirty;
+        while let Some(action) = self.engine.poll_action() {
+            self.act(action);
+        }
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::Send {
+                to, addr, bytes, ..
+            } => {
+                let Some(transport) = self.transports.get(addr.scheme()) else {
+                    debug!(%addr, "no transport for address");
+                    return;
+                };
+                self.next_send += 1;
+                let id = SendId(self.next_send);
+                match transport.send(id, &addr, Outgoing::Frame(bytes)) {
+                    Ok(()) => {
+                        if self.pending.len() >= MAX_PENDING_SENDS {
+                            self.pending.clear();
+                        }
+                        self.pending.insert(id, (to, addr));
+                    }
+                    Err(SendError::QueueFull) => {
+                        debug!(peer = %to.short(), "transport queue full; frame dropped")
+                    }
+                    Err(e) => {
+                        debug!(peer = %to.short(), error = %e, "send refused");
+                        self.engine_event(Event::SendFailed { to, addr });
+                    }
+                }
+            }
+            Action::Deliver { post, hops } => {
+                debug!(id = ?post.id(), hops, "post received");
+                let _ = self.shared.posts.send(post);
+            }
+            Action::PeerState { id, state } => info!(peer = %id.short(), ?state, "peer state"),
+            Action::Reputation { id, offence, score } => {
+                info!(peer = %id.short(), ?offence, score, "peer penalised");
+            }
+        }
+    }
+
+    fn on_transport(&mut self, ev: TransportEvent) {
+        match ev {
+            TransportEvent::Frame {
+                from,
+                authenticated,
+                payload,
+            } => {
+                let authenticated = authenticated.map(PublicId);
+                self.engine_event(Event::Frame {
+                    from,
+                    authenticated,
+                    bytes: payload,
+                });
+            }
+            TransportEvent::Sent { id } => {
+                self.pending.remove(&id);
+            }
+            TransportEvent::Failed { id, to, error } => {
+                debug!(%to, %error, "send failed");
+                if let Some((peer, addr)) = self.pending.remove(&id) {
+                    self.engine_event(Event::SendFailed { to: peer, addr });
+                }
+            }
+            TransportEvent::Human { from, .. } => {
+                debug!(%from, "human message ignored (no gateway on this transport yet)");
+            }
+            TransportEvent::Up | TransportEvent::Down { .. } => {}
+        }
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Published(post) => {
+                info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
+                self.engine_event(Event::LocalPost(post));
+            }
+            Command::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Command::Peers(reply) => {
+                let _ = reply.send(self.peers());
+            }
+            Command::AddPeer(id, addrs) => {
+                if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
+                    warn!(error = %e, "cannot save peer");
+                }
+                self.engine_event(Event::AddPeer { id, addrs });
+            }
+            Command::RemovePeer(id, reply) => {
+                let known = self.engine.peer(&id).is_some();
+                let _ = self.shared.store.remove_peer(&id);
+                self.engine_event(Event::RemovePeer(id));
+                let _ = reply.send(known);
+            }
+            Command::Reload(config) => {
+                for p in &config.peers {
+                    self.engine_event(Event::AddPeer {
+                        id: p.id,
+                        addrs: p.addresses.clone(),
+                    });
+                }
+                self.engine_event(Event::SetInterests(interests(&config)));
+                info!(peers = config.peers.len(), "configuration reloaded");
+            }
+        }
+    }
+
+    fn status(&self) -> Status {
+        let s = &self.shared;
+        let peers: Vec<_> = self.engine.peers().collect();
+        Status {
+            id: s.identity.public().to_string(),
+            name: s.config.node.name.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            posts: s.store.post_count(),
+            store_bytes: s.store.size_on_disk().unwrap_or(0),
+            peers: peers.len(),
+            peers_alive: peers.iter().filter(|p| p.state == PeerState::Alive).count(),
+            transports: self
+                .transports
+                .all
+                .iter()
+                .map(|(scheme, t)| TransportStatus {
+                    scheme: scheme.as_str().to_string(),
+                    address: t.local_addr().to_string(),
+                    up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
+                })
+                .collect(),
+            world_hash: encode_hex(&self.engine.world_hash()),
+            data_dir: s.config.node.data_dir.display().to_string(),
+        }
+    }
+
+    fn peers(&self) -> Vec<PeerInfo> {
+        let now = now_ms();
+        let names: HashMap<PublicId, String> = self
+            .shared
+            .config
+            .peers
+            .iter()
+            .filter_map(|p| p.name.clone().map(|n| (p.id, n)))
+            .collect();
+        self.engine
+            .peers()
+            .map(|p| PeerInfo {
+                id: p.id.to_string(),
+                name: names.get(&p.id).cloned(),
+                addresses: p.addrs.iter().map(ToString::to_string).collect(),
+                state: format!("{:?}", p.state).to_lowercase(),
+                last_heard_ms_ago: p.last_heard.map(|t| now.saturating_sub(t)),
+                reputation: f64::from(p.reputation),
+                rtt_ms: p.rtt_ms.map(|r| r as f64),
+            })
+            .collect()
+    }
+}
