@@ -74,7 +74,7 @@ impl Scenario {
             interested: 1.0,
             posts: 10,
             post_interval: 500,
-            warmup: 5_000,
+            warmup: 20_000,
             crashed: 0.0,
             churn: None,
             partition: None,
