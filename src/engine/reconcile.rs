@@ -522,16 +522,29 @@ fn respond_summary(items: &[Item], s: &Summary, max: usize) -> Step {
     );
     let lower: f64 = diff.iter().map(|b| b.guess).sum();
     let global = (hash::estimate(&ours.strata, &s.strata, total) as f64).max(lower);
-    // Saturated buckets share what the unsaturated ones leave of the global estimate, in
-    // proportion to their size: recent differences fill small buckets, spread ones do not.
+    // Saturated buckets (too many differences for their sketch) share what the unsaturated
+    // ones leave of the global estimate. Differences are most often recent, so a run of
+    // saturated buckets at the new end is filled first, each up to its size; the rest is
+    // shared in proportion to size, as spread differences would be.
     let unsaturated: f64 = diff.iter().filter_map(|b| b.sketch).sum();
-    let saturated_union: f64 = diff
+    let mut left = (global - unsaturated).max(0.0);
+    let mut head = 0;
+    for b in diff.iter_mut().rev() {
+        let size = b.union as f64;
+        if b.sketch.is_some() || left < size {
+            break;
+        }
+        b.guess = b.guess.max(size);
+        left -= size;
+        head += 1;
+    }
+    let rest = diff.len() - head;
+    let saturated_union: f64 = diff[..rest]
         .iter()
         .filter(|b| b.sketch.is_none())
         .map(|b| b.union as f64)
         .sum();
-    let left = (global - unsaturated).max(0.0);
-    for b in diff.iter_mut().filter(|b| b.sketch.is_none()) {
+    for b in diff[..rest].iter_mut().filter(|b| b.sketch.is_none()) {
         let share = left * b.union as f64 / saturated_union.max(1.0);
         b.guess = b
             .guess
@@ -636,10 +649,14 @@ fn more_symbols(decoder: &Decoder) -> u64 {
     let m = decoder.len();
     let nonzero = decoder.nonzero() as f64;
     // Expected non-empty residual cells for r undecoded ids; solve for r by bisection.
+    // Sampled at most 1,024 points so a long stream costs no more.
+    let stride = (m / 1024).max(1);
     let expected = |r: f64| -> f64 {
         (0..m)
+            .step_by(stride as usize)
             .map(|i| 1.0 - (-r / (1.0 + i as f64 / 2.0)).exp())
-            .sum()
+            .sum::<f64>()
+            * stride as f64
     };
     let (mut lo, mut hi) = (0.0f64, (m as f64 + 1.0) * 64.0);
     for _ in 0..50 {

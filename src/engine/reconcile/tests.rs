@@ -456,7 +456,7 @@ fn experiment_encode_speed() {
 #[test]
 #[ignore]
 fn experiment_debug() {
-    for seed in 0..3 {
+    for seed in 0..6 {
         let (a, b) = sets(100_000, 1000, Layout::Newest, seed * 1000 + 1000);
         let out = run(
             &a,
