@@ -17,11 +17,13 @@
 //! The responder is stateless; the initiator keeps a [`Session`] per peer. A node that
 //! restarts simply starts a new session (with a new salt).
 
+mod buckets;
 mod hash;
 mod riblt;
 mod wire;
 
-use hash::{EST_BUCKETS, Fingerprint, Keys, SUB_BYTES};
+use buckets::{bucket_bounds, in_intervals, merge_buckets, range_fingerprint, summarise};
+use hash::{Fingerprint, Keys};
 use riblt::{Cell, Decoder, IdSet, SYMBOL_BYTES};
 use std::collections::HashSet;
 use wire::{Interval, Message, PREFIX_BYTES, Summary, Symbols};
@@ -117,9 +119,6 @@ pub enum ReconcileError {
     #[error("reconciliation failed to decode after {0} symbols")]
     DecodeFailed(u64),
 }
-
-/// First time bucket (the newest items) holds this many items; each older one doubles.
-const FIRST_BUCKET: usize = 16;
 
 /// Symbols sent per estimated difference, plus a constant for small differences. RIBLT
 /// needs about 1.4 d symbols for large d (up to 3 d for d near 10) and the estimate is
@@ -716,95 +715,6 @@ fn prefix(id: &[u8; 32]) -> [u8; PREFIX_BYTES] {
     let mut p = [0u8; PREFIX_BYTES];
     p.copy_from_slice(&id[..PREFIX_BYTES]);
     p
-}
-
-/// Lower bounds of the time buckets of a set: from the newest, sizes 16, 32, 64, ...
-fn bucket_bounds(items: &[Item]) -> Vec<u64> {
-    let mut bounds = Vec::new();
-    let mut end = items.len();
-    let mut size = FIRST_BUCKET;
-    while end > 0 && bounds.len() < wire::MAX_BUCKETS - 1 {
-        let Some(start) = end.checked_sub(size).filter(|&s| s > 0) else {
-            break;
-        };
-        let b = items[start].timestamp;
-        if b == 0 {
-            break;
-        }
-        bounds.push(b);
-        end = items.partition_point(|i| i.timestamp < b);
-        size = size.saturating_mul(2);
-    }
-    bounds.reverse();
-    bounds
-}
-
-/// Per-bucket fingerprints and sketches and the strata estimator of a set, in one pass.
-struct Summarised {
-    buckets: Vec<Fingerprint>,
-    sketches: Vec<[u8; SUB_BYTES]>,
-    strata: Vec<[u8; EST_BUCKETS]>,
-}
-
-fn summarise(items: &[Item], bounds: &[u64], keys: &Keys, levels: usize) -> Summarised {
-    let mut out = Summarised {
-        buckets: Vec::with_capacity(bounds.len() + 1),
-        sketches: Vec::with_capacity(bounds.len() + 1),
-        strata: vec![[0u8; EST_BUCKETS]; levels],
-    };
-    let mut start = 0;
-    for k in 0..=bounds.len() {
-        let end = bounds
-            .get(k)
-            .map_or(items.len(), |&b| items.partition_point(|i| i.timestamp < b))
-            .max(start);
-        let mut fp = Fingerprint::default();
-        let mut sketch = [0u8; SUB_BYTES];
-        for i in &items[start..end] {
-            fp.add(&i.id, keys.fp);
-            let h = hash::mix(&i.id, keys.est);
-            hash::sketch_add(&mut sketch, h);
-            hash::strata_add(&mut out.strata, h);
-        }
-        out.buckets.push(fp);
-        out.sketches.push(sketch);
-        start = end;
-    }
-    out
-}
-
-/// Fingerprint of a range of our items.
-fn range_fingerprint(range: &[&Item], keys: &Keys) -> Fingerprint {
-    let mut fp = Fingerprint::default();
-    for i in range {
-        fp.add(&i.id, keys.fp);
-    }
-    fp
-}
-
-/// Time intervals covering the given buckets (ascending), adjacent ones merged.
-fn merge_buckets(bounds: &[u64], buckets: impl Iterator<Item = usize>) -> Vec<Interval> {
-    let mut out: Vec<Interval> = Vec::new();
-    for k in buckets {
-        let lo = if k == 0 { 0 } else { bounds[k - 1] };
-        let hi = bounds.get(k).copied();
-        match out.last_mut() {
-            Some(last) if last.hi == Some(lo) => last.hi = hi,
-            _ => out.push(Interval { lo, hi }),
-        }
-    }
-    out
-}
-
-/// Our items whose timestamps fall in the intervals.
-fn in_intervals<'a>(items: &'a [Item], intervals: &[Interval]) -> impl Iterator<Item = &'a Item> {
-    intervals.iter().flat_map(move |iv| {
-        let a = items.partition_point(|i| i.timestamp < iv.lo);
-        let b = iv
-            .hi
-            .map_or(items.len(), |h| items.partition_point(|i| i.timestamp < h));
-        items[a..b.max(a)].iter()
-    })
 }
 
 #[cfg(test)]
