@@ -385,3 +385,35 @@ proptest::proptest! {
         let _ = Message::decode(&b, 60_000);
     }
 }
+
+#[test]
+fn duplicated_messages_do_not_break_a_session() {
+    let (a, b) = sets(20_000, 400, Layout::Spread, 21);
+    let limits = Limits {
+        max_message_bytes: 4000,
+    };
+    let (mut sa, first) = Session::initiate(&a, limits, 5);
+    let mut sb = Session::responder(limits);
+    let (mut a_lacks, mut b_lacks) = (BTreeSet::new(), BTreeSet::new());
+    let mut to_b = first;
+    for _ in 0..100 {
+        let reply = sb.step(&b, &to_b).expect("responder").reply.expect("reply");
+        let step = sa.step(&a, &reply).expect("initiator");
+        a_lacks.extend(step.we_lack);
+        b_lacks.extend(step.they_lack);
+        // The same answer again (store-and-forward links repeat): refused, the session goes on.
+        if !sa.is_finished() {
+            let again = sa.step(&a, &reply);
+            assert!(
+                matches!(again, Err(ReconcileError::Unexpected(_))),
+                "{again:?}"
+            );
+        }
+        match step.reply {
+            Some(r) if !step.done => to_b = r,
+            _ => break,
+        }
+    }
+    assert!(sa.is_finished());
+    assert_eq!((a_lacks, b_lacks), truth(&a, &b));
+}
