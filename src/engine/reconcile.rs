@@ -4,12 +4,13 @@
 //! Pure: no IO, no clock, no RNG (the caller passes the session salt). The protocol, its
 //! choices and measured costs are in `docs/reconcile.md`. In short:
 //!
-//! 1. The initiator sends a [`Summary`](wire::Summary): per time bucket (bucket sizes double
-//!    from the newest 16 items back) a count and a 64-bit fingerprint, and a 144-byte strata
-//!    estimator of the difference size. Equal sets end here: one round trip, about 300 bytes.
-//! 2. The responder names the differing buckets and replies with either all its ids in them
-//!    (cheapest when the difference is recent and so localised) or the first symbols of a
-//!    rateless IBLT over them, as many as the estimated difference needs.
+//! 1. The initiator sends a summary: per time bucket (bucket sizes double from the newest 16
+//!    items back) a count, a 64-bit fingerprint and a 4-byte difference sketch, and a
+//!    112-byte strata estimator of the difference size. Equal sets end here: one round trip,
+//!    about 370 bytes for 100,000 items.
+//! 2. The responder replies with its plain ids for the differing buckets dense with
+//!    differences (recent ones, typically) and the first symbols of a rateless IBLT over the
+//!    other differing buckets, two per estimated difference.
 //! 3. The initiator decodes and knows both directions after one round trip; it sends the
 //!    result (ids the responder lacks in full, ids it lacks as 8-byte prefixes). If the
 //!    symbols did not suffice it asks for more (rare; one more round trip).
