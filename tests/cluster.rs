@@ -164,3 +164,67 @@ fn a_peer_presenting_another_key_is_refused() {
         n.stop();
     }
 }
+
+#[test]
+fn peers_are_added_removed_and_reloaded_while_running() {
+    let mut a = Node::init(FAST);
+    a.start();
+    let mut b = Node::init(FAST);
+    b.start();
+    let mut c = Node::init(FAST);
+    c.start();
+
+    // `peer add` on a running node: the pair meets and posts flow.
+    a.ok(&["peer", "add", &b.quic_addr()]);
+    wait_until(20, "a and b to see each other", || {
+        a.peers()
+            .iter()
+            .any(|p| p["id"] == b.id().as_str() && p["state"] == "alive")
+            && b.peers()
+                .iter()
+                .any(|p| p["id"] == a.id().as_str() && p["state"] == "alive")
+    });
+    let id = a
+        .ok(&["post", "-t", "x", "added at run time"])
+        .trim()
+        .to_string();
+    wait_until(20, "the post to reach b", || b.feed_ids(&[]).contains(&id));
+
+    // A peer added at run time is remembered across a restart.
+    a.stop();
+    a.start();
+    wait_until(20, "a to find b again after its restart", || {
+        a.peers()
+            .iter()
+            .any(|p| p["id"] == b.id().as_str() && p["state"] == "alive")
+    });
+
+    // SIGHUP reloads the config: c, listed in b's file, joins without a restart.
+    b.append_config(&support::peer_entry(&c));
+    let pid = b.pid();
+    assert!(
+        std::process::Command::new("kill")
+            .arg("-HUP")
+            .arg(pid.to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    wait_until(30, "c to join through b's reloaded config", || {
+        c.peers()
+            .iter()
+            .any(|p| p["id"] == b.id().as_str() && p["state"] == "alive")
+    });
+
+    // `peer remove` makes the node stop talking to the peer.
+    let out = a.ok(&["peer", "remove", &b.id()]);
+    assert!(out.contains("removed"), "{out}");
+    let bad = a.cli(&["peer", "remove", &"a".repeat(52)]);
+    assert!(!bad.status.success(), "removing an unknown peer must fail");
+    let bad = a.cli(&["peer", "add", "quic://127.0.0.1:1#notakey"]);
+    assert!(!bad.status.success(), "a malformed address must be refused");
+
+    for n in [&mut a, &mut b, &mut c] {
+        n.stop();
+    }
+}
