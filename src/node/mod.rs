@@ -3,6 +3,7 @@
 //! Handlers and transports only talk to the actor through bounded channels.
 
 mod actor;
+mod commit;
 mod posts;
 mod transports;
 
@@ -80,7 +81,7 @@ pub enum PublishError {
     },
     /// The post could not be made durable; it was not acknowledged.
     #[error("store: {0}")]
-    Store(#[from] StoreError),
+    Store(Arc<StoreError>),
     /// The node is shutting down.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -112,6 +113,8 @@ pub(crate) struct Shared {
     /// New posts (local or from peers), for `feed --follow`.
     pub posts: broadcast::Sender<Post>,
     pub commands: mpsc::Sender<Command>,
+    /// Group commit of local posts.
+    committer: commit::Committer,
 }
 
 impl Shared {
@@ -130,11 +133,10 @@ impl Shared {
             .map(|t| Topic::new(t))
             .collect::<Result<Vec<_>, _>>()?;
         let post = Post::sign(self.identity.signing_key(), now_ms(), topics, body)?;
-        let store = self.store.clone();
-        let stored = post.clone();
-        tokio::task::spawn_blocking(move || store.insert_durable(&stored))
-            .await
-            .map_err(|_| PublishError::ShuttingDown)??;
+        self.committer.commit(post.clone()).await.map_err(|e| match e {
+            commit::CommitError::Store(e) => PublishError::Store(e),
+            commit::CommitError::Stopped => PublishError::ShuttingDown,
+        })?;
         let _ = self.posts.send(post.clone());
         self.commands
             .send(Command::Published(post.clone()))
@@ -209,6 +211,7 @@ pub async fn run(
         token: token.into(),
         posts,
         commands,
+        committer: commit::Committer::start(store.clone()),
     };
 
     let (events_tx, events_rx) = mpsc::channel(4096);
