@@ -157,7 +157,7 @@ impl Engine {
         let candidates: Vec<PublicId> = self
             .members
             .values()
-            .filter(|m| m.view.state == super::PeerState::Alive && m.view.reputation >= threshold)
+            .filter(|m| m.view.state == super::PeerState::Alive && m.trusted(threshold))
             .filter(|m| !self.interests.shared_scopes(&m.view.interests).is_empty())
             .map(|m| m.view.id)
             .choose_multiple(&mut self.rng, PARTNER_SAMPLE);

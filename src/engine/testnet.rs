@@ -41,6 +41,12 @@ pub(crate) struct Net {
     pub(crate) payloads: u64,
     /// Drop every payload frame addressed to this node (a lossy eager link).
     pub(crate) drop_payloads_to: Option<usize>,
+    /// Frames to node `i` arriving before `lose_to[i]` are lost (a sender still writing to a
+    /// dead connection of the node's previous run, as QUIC does until the idle timeout).
+    pub(crate) lose_to: HashMap<usize, u64>,
+    /// Hand the sender's id to the receiver as carrier-authenticated (as QUIC does).
+    pub(crate) authenticate: bool,
+    config: EngineConfig,
 }
 
 fn topics() -> Interests {
@@ -101,6 +107,9 @@ impl Net {
             seq: 0,
             payloads: 0,
             drop_payloads_to: None,
+            lose_to: HashMap::new(),
+            authenticate: false,
+            config,
         }
     }
 
@@ -187,12 +196,16 @@ impl Net {
                 if self.nodes[to].crashed || self.nodes[to].down {
                     continue;
                 }
+                if self.lose_to.get(&to).is_some_and(|&until| t < until) {
+                    continue;
+                }
+                let authenticated = self.authenticate.then(|| self.id(from));
                 let from = self.nodes[from].addr.clone();
                 self.event(
                     to,
                     Event::Frame {
                         from,
-                        authenticated: None,
+                        authenticated,
                         bytes,
                     },
                 );
@@ -211,6 +224,35 @@ impl Net {
 
     pub(crate) fn crash(&mut self, i: usize) {
         self.nodes[i].crashed = true;
+    }
+
+    /// Restart crashed node `i` as a new engine: same key and store, clock at `now` (so a
+    /// higher incarnation), at `addr` (a new address) or its old one; it joins through node 0
+    /// (or node 1 when it is node 0), as a node rejoins through its configured seed.
+    pub(crate) fn restart(&mut self, i: usize, addr: Option<&str>) {
+        let addr = match addr {
+            Some(a) => PeerAddr::mem(a).unwrap(),
+            None => self.nodes[i].addr.clone(),
+        };
+        self.by_addr.remove(&self.nodes[i].addr);
+        self.by_addr.insert(addr.clone(), i);
+        let engine = Engine::new(
+            Identity::from_seed(self.nodes[i].seed),
+            vec![addr.clone()],
+            self.config.clone(),
+            topics(),
+            self.now ^ i as u64,
+            self.now,
+        );
+        let node = &mut self.nodes[i];
+        node.engine = engine;
+        node.addr = addr;
+        node.crashed = false;
+        node.down = false;
+        let seed = if i == 0 { 1 } else { 0 };
+        let id = self.id(seed);
+        let addrs = vec![self.nodes[seed].addr.clone()];
+        self.event(i, Event::AddPeer { id, addrs });
     }
 
     pub(crate) fn set_down(&mut self, i: usize, down: bool) {
