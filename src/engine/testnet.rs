@@ -39,6 +39,9 @@ pub(crate) struct Net {
     seq: u64,
     /// Payload frames (Push) sent, for redundancy checks.
     pub(crate) payloads: u64,
+    /// Reconcile frames sent and their bytes.
+    pub(crate) reconcile_frames: u64,
+    pub(crate) reconcile_bytes: u64,
     /// Drop every payload frame addressed to this node (a lossy eager link).
     pub(crate) drop_payloads_to: Option<usize>,
     /// Frames to node `i` arriving before `lose_to[i]` are lost (a sender still writing to a
@@ -106,6 +109,8 @@ impl Net {
             by_addr,
             seq: 0,
             payloads: 0,
+            reconcile_frames: 0,
+            reconcile_bytes: 0,
             drop_payloads_to: None,
             lose_to: HashMap::new(),
             authenticate: false,
@@ -150,6 +155,10 @@ impl Net {
                 } => {
                     if kind.is_payload() {
                         self.payloads += 1;
+                    }
+                    if kind == super::Kind::Reconcile {
+                        self.reconcile_frames += 1;
+                        self.reconcile_bytes += bytes.len() as u64;
                     }
                     let Some(&to) = self.by_addr.get(&addr) else {
                         continue;
