@@ -85,6 +85,16 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Start a small network of real nodes on loopback over QUIC, post, and show each node
+    /// receiving it with the time it took. Needs no accounts and leaves nothing behind.
+    Demo {
+        /// How many nodes.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(2..=200))]
+        nodes: u16,
+        /// How many posts to send (from rotating nodes).
+        #[arg(long, default_value_t = 3)]
+        posts: usize,
+    },
     /// Add or remove a peer while the daemon runs.
     Peer {
         #[command(subcommand)]
@@ -173,6 +183,7 @@ fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Init => init(&paths, true),
         Command::Run => run(&paths),
+        Command::Demo { nodes, posts } => runtime()?.block_on(demo(usize::from(nodes), posts)),
         Command::Id { json } => {
             let config = paths.load()?;
             let id = Identity::load(&config.key_path())
@@ -352,8 +363,52 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 .await?;
             println!("removed {id}");
         }
-        Command::Init | Command::Run | Command::Id { .. } => bail!("not a client command"),
+        Command::Init | Command::Run | Command::Demo { .. } | Command::Id { .. } => {
+            bail!("not a client command")
+        }
     }
+    Ok(())
+}
+
+async fn demo(n: usize, posts: usize) -> Result<()> {
+    use crate::demo::Cluster;
+    let exe = std::env::current_exe().context("cannot find the lakitu binary")?;
+    println!(
+        "starting {n} lakitu nodes on 127.0.0.2..{} over QUIC (node-0 is the only seed)...",
+        n + 1
+    );
+    let started = std::time::Instant::now();
+    let mut cluster = Cluster::start(&exe, n, "[gossip]\nping_secs = 1\n").await?;
+    println!(
+        "membership converged: every node sees {} peers ({:.1}s)\n",
+        n - 1,
+        started.elapsed().as_secs_f64()
+    );
+    for k in 0..posts {
+        let from = k % n;
+        let body = format!("hello #{k} from node-{from}");
+        let (post, delays) = cluster
+            .post_and_time(from, &["demo"], &body, Duration::from_secs(10))
+            .await?;
+        println!("node-{from} posted {:?} (id {}…)", body, &post.id[..12]);
+        for (i, d) in delays.iter().enumerate() {
+            match d {
+                Some(d) => println!(
+                    "  node-{i:<3} received in {:>7.2} ms",
+                    d.as_secs_f64() * 1000.0
+                ),
+                None => println!("  node-{i:<3} did not receive it within 10 s"),
+            }
+        }
+        let last = delays.iter().flatten().max().copied().unwrap_or_default();
+        let got = delays.iter().flatten().count();
+        println!(
+            "  {got}/{n} nodes, last after {:.2} ms\n",
+            last.as_secs_f64() * 1000.0
+        );
+    }
+    cluster.stop();
+    println!("stopped all nodes. Run your own: `lakitu init && lakitu run` (see README).");
     Ok(())
 }
 

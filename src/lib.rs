@@ -9,13 +9,14 @@
 //! - [`config`]: the TOML configuration, parsed once into validated types.
 //! - [`node`]: the only place with tokio and the wall clock; wires engine, store, transports
 //!   and the local control [`api`].
-//! - [`cli`]: the command line, a client of the control API.
+//! - [`cli`]: the command line, a client of the control API; [`demo`] starts a local network.
 //! - [`sim`]: a seeded, virtual-time simulator of many engines, with baseline protocols.
 #![deny(missing_docs)]
 
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod engine;
 pub mod id;
 pub mod node;

@@ -4,7 +4,7 @@ use tracing::warn;
 
 use crate::engine::{PostStore, Scope};
 use crate::post::{Post, PostId};
-use crate::store::{Query, Store};
+use crate::store::{ItemScope, Store};
 
 /// Adapts the store for one call into the engine. Inserts are not flushed here: the actor
 /// flushes after each batch of events (group commit), and a post from a peer lost to a crash
@@ -51,38 +51,17 @@ impl PostStore for EnginePosts<'_> {
         if to <= from || limit == 0 {
             return Vec::new();
         }
-        let result = match scope {
-            Scope::All => self.store.items(None, from, to - 1),
-            Scope::Topic(t) => self.store.items(Some(t), from, to - 1),
-            Scope::Author(a) => {
-                let q = Query {
-                    author: Some(*a),
-                    since: Some(from),
-                    until: Some(to - 1),
-                    limit,
-                    ..Query::default()
-                };
-                self.store.query(&q).map(|posts| {
-                    posts
-                        .iter()
-                        .rev()
-                        .map(|p| (p.timestamp(), p.id()))
-                        .collect()
-                })
-            }
+        let scope = match scope {
+            Scope::All => ItemScope::All,
+            Scope::Topic(t) => ItemScope::Topic(t),
+            Scope::Author(a) => ItemScope::Author(a),
         };
-        match result {
-            Ok(mut items) => {
-                // Over the limit, keep the newest: recent differences are the likely ones.
-                if items.len() > limit {
-                    items.drain(..items.len() - limit);
-                }
-                items
-            }
-            Err(e) => {
+        // Index keys only: no post is decoded to answer a reconciliation round.
+        self.store
+            .items_newest(scope, from, to - 1, limit)
+            .unwrap_or_else(|e| {
                 warn!(error = %e, "store read failed");
                 Vec::new()
-            }
-        }
+            })
     }
 }

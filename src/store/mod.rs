@@ -18,6 +18,7 @@
 //! posts, then one `flush`. The store does not verify signatures: the caller does.
 
 mod keys;
+mod query;
 mod tables;
 
 use std::collections::HashSet;
@@ -26,21 +27,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
+use sled::transaction::{
+    ConflictableTransactionError, ConflictableTransactionResult, TransactionError,
+    TransactionalTree,
+};
 
 use crate::id::PublicId;
 use crate::post::{Post, PostId, Topic};
 
 pub use keys::MAX_PEER_KEY;
 use keys::{
-    BY_AUTHOR, BY_TIME, BY_TOPIC, META, META_POST_COUNT, META_SCHEMA, POSTS, Prepared, TimeKey,
-    corrupt, parse_time_key,
+    BY_AUTHOR, BY_TIME, BY_TOPIC, META, META_POST_COUNT, META_SCHEMA, POSTS, Prepared, corrupt,
 };
 
 /// Query limit used when [`Query::limit`] is 0.
 pub const DEFAULT_LIMIT: usize = 50;
 /// Largest number of posts one query returns, whatever it asks for (bounds memory per call).
 pub const MAX_LIMIT: usize = 1000;
+/// Most posts written under one sled transaction (see `insert_batch`).
+const TXN_POSTS: usize = 256;
 /// Layout version of the trees; a store written by another layout is refused, not misread.
 const SCHEMA: u64 = 1;
 /// sled's page cache. A personal relay should not claim sled's default of 1 GiB.
@@ -99,6 +104,17 @@ impl From<TransactionError<StoreError>> for StoreError {
             TransactionError::Storage(e) => e.into(),
         }
     }
+}
+
+/// Which posts [`Store::items_newest`] lists: all, one topic's or one author's.
+#[derive(Debug, Clone, Copy)]
+pub enum ItemScope<'a> {
+    /// Every post.
+    All,
+    /// Posts tagged with this topic.
+    Topic(&'a Topic),
+    /// Posts by this author.
+    Author(&'a PublicId),
 }
 
 /// A query over stored posts. Every filter is optional and they combine (AND). Times are
@@ -185,8 +201,8 @@ impl Store {
         Ok(self.insert_batch(std::slice::from_ref(post))?.first() == Some(&true))
     }
 
-    /// Store many posts in one sled transaction: the fast path (follow with one `flush`).
-    /// Returns, per post, whether it was new (a post repeated in `posts` is new only once).
+    /// Store many posts: the fast path (follow with one `flush`). Each post is written
+    /// atomically with its index entries (in sled transactions of up to 256 posts). Returns, per post, whether it was new (a post repeated in `posts` is new only once).
     pub fn insert_batch(&self, posts: &[Post]) -> Result<Vec<bool>, StoreError> {
         // Gossip delivers many duplicates: filter them without taking sled's global write
         // lock. The transaction checks again, so a racing insert of the same post is counted
@@ -203,7 +219,7 @@ impl Store {
         if todo.is_empty() {
             return Ok(fresh);
         }
-        // Atomicity: one transaction over the post, its index entries and the counter. sled
+        // Atomicity: a transaction over the post, its index entries and the counter. sled
         // commits a multi-tree transaction as one sealed batch in its log, so after a crash
         // either all of a post's entries are there or none is: an index never points at a
         // missing post, and queries and `items` need no existence check. (The alternative,
@@ -216,38 +232,56 @@ impl Store {
             &self.by_time,
             &self.meta,
         );
-        let added: Vec<usize> = trees.transaction(|(p, t, a, ti, m)| {
-            let mut added = Vec::new();
-            for (i, pr) in &todo {
-                if p.get(pr.id.0)?.is_some() {
-                    continue;
-                }
-                for k in &pr.topic_keys {
-                    t.insert(k.as_slice(), &[][..])?;
-                }
-                a.insert(pr.author_key.as_slice(), &[][..])?;
-                ti.insert(pr.time_key.as_slice(), &[][..])?;
-                p.insert(&pr.id.0[..], pr.bytes.as_slice())?;
-                added.push(*i);
+        // A sled transaction holds a process-wide lock that also stalls every reader, so a large
+        // batch is committed in slices: each post stays atomic with its index entries, and a
+        // query waits for one slice at most.
+        for slice in todo.chunks(TXN_POSTS) {
+            let added = trees.transaction(|views| Self::write_new(views, slice))?;
+            self.count.fetch_add(added.len() as u64, Ordering::Relaxed);
+            for i in added {
+                fresh[i] = true;
             }
-            if !added.is_empty() {
-                // Read inside the transaction (which holds sled's write lock): two batches
-                // never both add to the same old count.
-                let old = match m.get(META_POST_COUNT)? {
-                    Some(v) => read_u64(META, META_POST_COUNT, &v)
-                        .map_err(ConflictableTransactionError::Abort)?,
-                    None => 0,
-                };
-                let new = old + added.len() as u64;
-                m.insert(META_POST_COUNT, &new.to_be_bytes()[..])?;
-            }
-            Ok(added)
-        })?;
-        self.count.fetch_add(added.len() as u64, Ordering::Relaxed);
-        for i in added {
-            fresh[i] = true;
         }
         Ok(fresh)
+    }
+
+    /// The body of the insert transaction: write the posts of `todo` not yet stored, with
+    /// their index entries and the new count; return their positions in the caller's slice.
+    fn write_new(
+        (p, t, a, ti, m): &(
+            TransactionalTree,
+            TransactionalTree,
+            TransactionalTree,
+            TransactionalTree,
+            TransactionalTree,
+        ),
+        todo: &[(usize, Prepared)],
+    ) -> ConflictableTransactionResult<Vec<usize>, StoreError> {
+        let mut added = Vec::new();
+        for (i, pr) in todo {
+            if p.get(pr.id.0)?.is_some() {
+                continue;
+            }
+            for k in &pr.topic_keys {
+                t.insert(k.as_slice(), &[][..])?;
+            }
+            a.insert(pr.author_key.as_slice(), &[][..])?;
+            ti.insert(pr.time_key.as_slice(), &[][..])?;
+            p.insert(&pr.id.0[..], pr.bytes.as_slice())?;
+            added.push(*i);
+        }
+        if !added.is_empty() {
+            // Read inside the transaction (which holds sled's write lock): two batches
+            // never both add to the same old count.
+            let old = match m.get(META_POST_COUNT)? {
+                Some(v) => read_u64(META, META_POST_COUNT, &v)
+                    .map_err(ConflictableTransactionError::Abort)?,
+                None => 0,
+            };
+            let new = old + added.len() as u64;
+            m.insert(META_POST_COUNT, &new.to_be_bytes()[..])?;
+        }
+        Ok(added)
     }
 
     /// Make everything written before this call durable.
@@ -276,109 +310,9 @@ impl Store {
         Ok(self.posts.contains_key(id.0)?)
     }
 
-    /// Posts matching `q`, newest first: descending `(timestamp, id)`.
-    pub fn query(&self, q: &Query) -> Result<Vec<Post>, StoreError> {
-        let limit = match q.limit {
-            0 => DEFAULT_LIMIT,
-            n => n.min(MAX_LIMIT),
-        };
-        let (since, until) = (q.since.unwrap_or(0), q.until.unwrap_or(u64::MAX));
-        if since > until {
-            return Ok(Vec::new());
-        }
-        let newest_first = |tree: &sled::Tree, name: &'static str, range, prefix_len| {
-            tree.range::<Vec<u8>, _>(range)
-                .rev()
-                .map(move |kv| parse_time_key(name, &kv?.0, prefix_len))
-        };
-        let hits: Vec<TimeKey> = match (&q.topic, &q.author) {
-            (Some(topic), Some(author)) => {
-                let prefix = 1 + topic.as_str().len();
-                let by_topic = newest_first(
-                    &self.by_topic,
-                    BY_TOPIC,
-                    keys::topic_range(topic, since, until),
-                    prefix,
-                );
-                let by_author = newest_first(
-                    &self.by_author,
-                    BY_AUTHOR,
-                    keys::author_range(author, since, until),
-                    32,
-                );
-                intersect_desc(by_topic, by_author, limit)?
-            }
-            (Some(topic), None) => newest_first(
-                &self.by_topic,
-                BY_TOPIC,
-                keys::topic_range(topic, since, until),
-                1 + topic.as_str().len(),
-            )
-            .take(limit)
-            .collect::<Result<_, _>>()?,
-            (None, Some(author)) => newest_first(
-                &self.by_author,
-                BY_AUTHOR,
-                keys::author_range(author, since, until),
-                32,
-            )
-            .take(limit)
-            .collect::<Result<_, _>>()?,
-            (None, None) => newest_first(
-                &self.by_time,
-                BY_TIME,
-                keys::time_range(&[], since, until),
-                0,
-            )
-            .take(limit)
-            .collect::<Result<_, _>>()?,
-        };
-        hits.into_iter()
-            .map(|(_, id)| {
-                self.get(&id)?.ok_or_else(|| {
-                    corrupt(
-                        POSTS,
-                        &id.0,
-                        "an index entry names a post that is not stored",
-                    )
-                })
-            })
-            .collect()
-    }
-
     /// Number of stored posts (no I/O).
     pub fn post_count(&self) -> u64 {
         self.count.load(Ordering::Relaxed)
-    }
-
-    /// `(timestamp, id)` of every post of `topic` (or every post, for `None`) with
-    /// `since <= timestamp <= until`, ascending: the input of reconciliation.
-    pub fn items(
-        &self,
-        topic: Option<&Topic>,
-        since: u64,
-        until: u64,
-    ) -> Result<Vec<(u64, PostId)>, StoreError> {
-        if since > until {
-            return Ok(Vec::new());
-        }
-        let (tree, name, range, prefix_len) = match topic {
-            Some(t) => (
-                &self.by_topic,
-                BY_TOPIC,
-                keys::topic_range(t, since, until),
-                1 + t.as_str().len(),
-            ),
-            None => (
-                &self.by_time,
-                BY_TIME,
-                keys::time_range(&[], since, until),
-                0,
-            ),
-        };
-        tree.range::<Vec<u8>, _>(range)
-            .map(|kv| parse_time_key(name, &kv?.0, prefix_len))
-            .collect()
     }
 
     /// Bytes the database occupies on disk.
@@ -401,33 +335,6 @@ fn read_u64(tree: &'static str, key: &[u8], v: &[u8]) -> Result<u64, StoreError>
         .try_into()
         .map_err(|_| corrupt(tree, key, "expected an 8-byte integer"))?;
     Ok(u64::from_be_bytes(b))
-}
-
-/// Merge-intersect two descending streams of time keys, stopping after `limit` common keys.
-/// Walks index keys only, so a topic+author query fetches no post it does not return.
-fn intersect_desc(
-    mut a: impl Iterator<Item = Result<TimeKey, StoreError>>,
-    mut b: impl Iterator<Item = Result<TimeKey, StoreError>>,
-    limit: usize,
-) -> Result<Vec<TimeKey>, StoreError> {
-    let mut out = Vec::new();
-    let (mut x, mut y) = (a.next().transpose()?, b.next().transpose()?);
-    while let (Some(kx), Some(ky)) = (x, y) {
-        if out.len() >= limit {
-            break;
-        }
-        match kx.cmp(&ky) {
-            std::cmp::Ordering::Equal => {
-                out.push(kx);
-                x = a.next().transpose()?;
-                y = b.next().transpose()?;
-            }
-            // Descending: the larger key cannot appear later in the other stream.
-            std::cmp::Ordering::Greater => x = a.next().transpose()?,
-            std::cmp::Ordering::Less => y = b.next().transpose()?,
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]
@@ -477,6 +384,33 @@ mod tests {
         assert!(s.contains(&q.id()).unwrap());
         assert!(!s.contains(&PostId([0; 32])).unwrap());
         assert_eq!(s.query(&Query::default()).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_batch_larger_than_one_transaction_reports_each_post() {
+        let (_dir, s) = open();
+        let early: Vec<Post> = (0..10).map(|i| post(3, T0 + i, &["t"], "x")).collect();
+        s.insert_batch(&early).unwrap();
+        let mut batch: Vec<Post> = (0..2 * TXN_POSTS as u64 + 7)
+            .map(|i| post(3, T0 + i, &["t"], "x"))
+            .collect();
+        batch.push(batch[TXN_POSTS + 1].clone());
+        let fresh = s.insert_batch(&batch).unwrap();
+        let expected: Vec<bool> = (0..batch.len())
+            .map(|i| (10..=2 * TXN_POSTS + 6).contains(&i))
+            .collect();
+        assert_eq!(fresh, expected);
+        assert_eq!(s.post_count(), 2 * TXN_POSTS as u64 + 7);
+        assert_eq!(
+            s.items(None, 0, u64::MAX).unwrap().len() as u64,
+            s.post_count()
+        );
+    }
+
+    #[test]
+    fn store_handles_can_be_shared_between_threads() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Store>();
     }
 
     #[test]
@@ -595,6 +529,17 @@ mod tests {
             vec![t(&c)]
         );
         assert!(s.items(None, T0 + 4, T0 + 3).unwrap().is_empty());
+        // The newest two, still ascending; by author too.
+        assert_eq!(
+            s.items_newest(ItemScope::All, 0, u64::MAX, 2).unwrap(),
+            vec![t(&a), t(&c)]
+        );
+        let alice = a.author();
+        assert_eq!(
+            s.items_newest(ItemScope::Author(&alice), 0, u64::MAX, 5)
+                .unwrap(),
+            vec![t(&b), t(&a)]
+        );
     }
 
     #[test]

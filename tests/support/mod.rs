@@ -20,9 +20,14 @@ impl Node {
     /// A new data directory whose config listens on ephemeral loopback ports, plus `extra` TOML
     /// appended to the config, and a key made by `lakitu init`.
     pub fn init(extra: &str) -> Node {
+        Node::init_on("127.0.0.1", extra)
+    }
+
+    /// Like [`Node::init`], with QUIC bound to `ip` (any 127.0.0.0/8 address).
+    pub fn init_on(ip: &str, extra: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = format!(
-            "[node]\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"127.0.0.1:0\"\n\n{extra}",
+            "[node]\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"{ip}:0\"\n\n{extra}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("config.toml"), config).expect("write config");
@@ -110,6 +115,11 @@ impl Node {
         }
     }
 
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The daemon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
@@ -149,6 +159,53 @@ impl Node {
         }
     }
 
+    /// `lakitu status --json`.
+    pub fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["status", "--json"])).expect("status JSON")
+    }
+
+    /// `lakitu peers --json`.
+    pub fn peers(&self) -> Vec<serde_json::Value> {
+        serde_json::from_str(&self.ok(&["peers", "--json"])).expect("peers JSON")
+    }
+
+    /// This node's QUIC address as peers dial it.
+    pub fn quic_addr(&self) -> String {
+        let status = self.status();
+        status["transports"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["scheme"] == "quic"))
+            .and_then(|t| t["address"].as_str())
+            .expect("a quic transport")
+            .to_string()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> String {
+        self.ok(&["id"]).trim().to_string()
+    }
+
+    /// Append TOML to the config file.
+    pub fn append_config(&self, extra: &str) {
+        let path = self.file("config.toml");
+        let mut text = std::fs::read_to_string(&path).expect("read config");
+        text.push('\n');
+        text.push_str(extra);
+        std::fs::write(path, text).expect("write config");
+    }
+
+    /// Ids of the posts in this node's feed (up to 1000).
+    pub fn feed_ids(&self, args: &[&str]) -> Vec<String> {
+        let mut all = vec!["feed", "--json", "--limit", "1000"];
+        all.extend_from_slice(args);
+        let posts: Vec<serde_json::Value> =
+            serde_json::from_str(&self.ok(&all)).expect("feed JSON");
+        posts
+            .iter()
+            .filter_map(|p| p["id"].as_str().map(String::from))
+            .collect()
+    }
+
     /// Path of a file in the data directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
@@ -162,4 +219,25 @@ impl Drop for Node {
             let _ = c.wait();
         }
     }
+}
+
+/// Poll `check` every 100 ms until it returns true, failing with `what` after `secs` seconds.
+pub fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A `[[peers]]` entry for `node`.
+pub fn peer_entry(node: &Node) -> String {
+    format!(
+        "[[peers]]\nid = \"{}\"\naddresses = [\"{}\"]\n",
+        node.id(),
+        node.quic_addr()
+    )
 }

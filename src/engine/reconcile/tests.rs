@@ -164,6 +164,20 @@ fn small_sets_reconcile_exactly_in_both_layouts() {
 }
 
 #[test]
+fn items_sharing_one_timestamp_reconcile() {
+    for d in [1, 30, 300] {
+        let (mut a, mut b) = sets(3000, d, Layout::Spread, d as u64);
+        for i in a.iter_mut().chain(b.iter_mut()) {
+            i.timestamp = 7;
+        }
+        a.sort();
+        b.sort();
+        let out = run(&a, &b, Limits::default(), 1);
+        assert_eq!((out.a_lacks, out.b_lacks), truth(&a, &b), "d={d}");
+    }
+}
+
+#[test]
 fn one_side_empty_reconciles() {
     let (a, _) = sets(500, 0, Layout::Spread, 3);
     let out = run(&a, &[], Limits::default(), 9);
@@ -270,7 +284,7 @@ fn malformed_messages_get_distinct_errors() {
         salt: 1,
         bounds: vec![5, 5],
         buckets: vec![Fingerprint::default(); 3],
-        sketches: vec![[0; SUB_BYTES]; 3],
+        sketches: vec![[0; hash::SUB_BYTES]; 3],
         strata: Vec::new(),
     })
     .encode();
@@ -373,135 +387,6 @@ proptest::proptest! {
 }
 
 #[test]
-#[ignore]
-fn experiment_needed_symbols() {
-    let mut rng = StdRng::seed_from_u64(1);
-    for d in [1usize, 3, 10, 30, 100, 300, 1000, 3000] {
-        let trials = if d >= 1000 { 40 } else { 300 };
-        let mut needed = Vec::new();
-        for t in 0..trials {
-            let keys = Keys::new(t as u64);
-            let ids: Vec<[u8; 32]> = (0..d)
-                .map(|_| {
-                    let mut id = [0u8; 32];
-                    rng.fill_bytes(&mut id);
-                    id
-                })
-                .collect();
-            let empty = IdSet::default();
-            let cells = riblt::encode(ids.iter(), &keys, 0, 4 * d + 20);
-            let zero = vec![Cell::default(); 4 * d + 20];
-            let mut dec = Decoder::default();
-            let mut m = 0;
-            while !dec.is_complete() || dec.theirs.len() < d {
-                dec.extend(&cells[m..m + 1], &zero[m..m + 1], &empty, &keys);
-                m += 1;
-            }
-            needed.push(m as f64 / d as f64);
-        }
-        needed.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let q = |p: f64| needed[((needed.len() - 1) as f64 * p) as usize];
-        let mean: f64 = needed.iter().sum::<f64>() / needed.len() as f64;
-        println!(
-            "d={d}: mean {mean:.2} p50 {:.2} p90 {:.2} p99 {:.2} max {:.2}",
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(1.0)
-        );
-    }
-}
-
-#[test]
-#[ignore]
-fn experiment_estimator() {
-    for d in [1usize, 3, 10, 30, 100, 300, 1000, 3000] {
-        let mut ratios = Vec::new();
-        for seed in 0..60u64 {
-            let (a, b) = sets(20_000, d, Layout::Spread, seed * 7 + d as u64);
-            let keys = Keys::new(seed);
-            let levels = hash::strata_levels(a.len());
-            let sa = hash::strata(a.iter().map(|i| &i.id), keys.est, levels);
-            let sb = hash::strata(b.iter().map(|i| &i.id), keys.est, levels);
-            ratios.push(hash::estimate(&sa, &sb, 40_000) as f64 / d as f64);
-        }
-        ratios.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        let q = |p: f64| ratios[((ratios.len() - 1) as f64 * p) as usize];
-        println!(
-            "d={d}: est/d p5 {:.2} p25 {:.2} p50 {:.2} p75 {:.2} p95 {:.2}",
-            q(0.05),
-            q(0.25),
-            q(0.5),
-            q(0.75),
-            q(0.95)
-        );
-    }
-}
-
-#[test]
-#[ignore]
-fn experiment_encode_speed() {
-    let (a, _) = sets(100_000, 0, Layout::Spread, 1);
-    let keys = Keys::new(1);
-    for count in [25usize, 150, 1500] {
-        let t = std::time::Instant::now();
-        let cells = riblt::encode(a.iter().map(|i| &i.id), &keys, 0, count);
-        println!("encode {count}: {:?} {}", t.elapsed(), cells.len());
-    }
-    let t = std::time::Instant::now();
-    let s = id_set(a.iter(), &keys);
-    println!("hashset: {:?} {}", t.elapsed(), s.len());
-}
-
-#[test]
-#[ignore]
-fn experiment_debug() {
-    for seed in 0..3 {
-        let (a, b) = sets(100_000, 1000, Layout::Newest, seed * 1000 + 1000);
-        let out = run(
-            &a,
-            &b,
-            Limits {
-                max_message_bytes: 16 << 20,
-            },
-            seed ^ 0xabcdef,
-        );
-        eprintln!("messages {}", out.messages);
-    }
-}
-
-#[test]
-#[ignore]
-fn experiment_density() {
-    let mut rng = StdRng::seed_from_u64(1);
-    let keys = Keys::new(5);
-    let mut hits = vec![0u64; 2000];
-    let n = 20000;
-    for _ in 0..n {
-        let mut id = [0u8; 32];
-        rng.fill_bytes(&mut id);
-        let mut m = riblt::Mapping::new(&hash::words(&id), &keys);
-        while m.index < 2000 {
-            hits[m.index as usize] += 1;
-            m.advance();
-        }
-    }
-    for (lo, hi) in [
-        (1usize, 2usize),
-        (2, 10),
-        (10, 50),
-        (50, 200),
-        (200, 600),
-        (600, 1200),
-        (1200, 2000),
-    ] {
-        let got: f64 = hits[lo..hi].iter().sum::<u64>() as f64 / n as f64;
-        let want: f64 = (lo..hi).map(|i| 1.0 / (1.0 + i as f64 / 2.0)).sum();
-        println!("i={lo}..{hi} ratio {:.3}", got / want);
-    }
-}
-
-#[test]
 fn duplicated_messages_do_not_break_a_session() {
     let (a, b) = sets(20_000, 400, Layout::Spread, 21);
     let limits = Limits {
@@ -516,7 +401,7 @@ fn duplicated_messages_do_not_break_a_session() {
         let step = sa.step(&a, &reply).expect("initiator");
         a_lacks.extend(step.we_lack);
         b_lacks.extend(step.they_lack);
-        // The same answer again: refused, and the session goes on.
+        // The same answer again (store-and-forward links repeat): refused, the session goes on.
         if !sa.is_finished() {
             let again = sa.step(&a, &reply);
             assert!(
