@@ -3,161 +3,130 @@
 //! members sharing an interest; the scope is one of the topics/authors both want (or `All` for
 //! two relays); the window is the last `anti_entropy_window`.
 //!
-//! The set algorithm is behind [`Reconciler`]: it sees only sorted `(timestamp, id)` items and
-//! opaque messages, and reports which ids each side lacks. Ids we lack are asked for with
-//! IWant; ids the partner lacks are pushed to it. Until `engine::reconcile` lands, the built-in
-//! [`Exchange`] serves: a fingerprint first, then the full item list when fingerprints differ.
+//! The set algorithm is [`super::reconcile`] (rateless IBLT over time buckets): its messages
+//! travel as the opaque payload of Reconcile frames. The initiator keeps one
+//! [`reconcile::Session`] per partner (bounded in number and age); the responder is stateless,
+//! so a restarted peer simply answers the next session, and a reply to a session we no longer
+//! know (we restarted, or it aged out) is dropped and the next round starts fresh. Frames of
+//! the initiator carry its session number with the top bit clear, the responder's answers the
+//! same number with the top bit set, so two nodes reconciling with each other at once never
+//! mix their sessions up.
+//!
+//! Once the initiator knows the difference it asks for what it lacks (IWant, in frames of
+//! `max_ids_per_frame`) and pushes what the partner lacks; both bounded per round, the rest
+//! waits for the next round. The responder takes no action on the result it is sent.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use bytes::Bytes;
+use rand::Rng;
 use rand::seq::IteratorRandom;
 
 use crate::id::PublicId;
 use crate::post::PostId;
 
+use super::reconcile::{self, Item, Limits, ReconcileError};
 use super::wire::{Message, Scope};
 use super::{Engine, PostStore};
 
 /// Candidates sampled when choosing a partner.
 const PARTNER_SAMPLE: usize = 4;
-/// Sessions remembered at once (initiated and answered).
+/// Sessions this node has initiated and not finished, at most (one per partner).
 const MAX_SESSIONS: usize = 64;
+/// Marks a responder's frame: its session number is the initiator's with this bit set.
+const REPLY_BIT: u32 = 1 << 31;
+/// Messages one peer may make us answer per anti-entropy period (a session needs 1 to 4).
+const ANSWERS_PER_PERIOD: u32 = 16;
+/// Ids asked for after one session, at most (in frames of `max_ids_per_frame`).
+const MAX_WANTS_PER_ROUND: usize = 1024;
+/// Frame bytes around a Reconcile payload: header, signature, session, scope, window.
+const FRAME_OVERHEAD: usize = 45 + 64 + 4 + 34 + 16;
 
-/// One step's outcome of a reconciliation algorithm.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Step {
-    /// Message to send back; `None` ends the session.
-    pub(crate) reply: Option<Vec<u8>>,
-    /// Ids we hold that the other side lacks.
-    pub(crate) they_lack: Vec<[u8; 32]>,
-    /// Ids the other side holds that we lack.
-    pub(crate) we_lack: Vec<[u8; 32]>,
-}
-
-/// A set-reconciliation algorithm over sorted `(timestamp, id)` items.
-pub(crate) trait Reconciler {
-    /// The initiator's first message.
-    fn start(&self, items: &[(u64, [u8; 32])]) -> Vec<u8>;
-    /// Answer one incoming message given our items.
-    fn step(&self, items: &[(u64, [u8; 32])], msg: &[u8]) -> Step;
-}
-
-/// The built-in two-round exchange: `0x01 count u32 | blake3 [32]` (fingerprint), answered by
-/// nothing when equal or by `0x02 count u32 | count × (ts u64 | id [32])` (the full list), to
-/// which the initiator answers with the differences computed locally (no further message).
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct Exchange;
-
-fn fingerprint(items: &[(u64, [u8; 32])]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new();
-    for (t, id) in items {
-        h.update(&t.to_be_bytes());
-        h.update(id);
-    }
-    *h.finalize().as_bytes()
-}
-
-impl Reconciler for Exchange {
-    fn start(&self, items: &[(u64, [u8; 32])]) -> Vec<u8> {
-        let mut m = vec![1u8];
-        m.extend_from_slice(&(items.len() as u32).to_be_bytes());
-        m.extend_from_slice(&fingerprint(items));
-        m
-    }
-
-    fn step(&self, items: &[(u64, [u8; 32])], msg: &[u8]) -> Step {
-        match msg.first() {
-            Some(1) if msg.len() == 37 => {
-                if msg[5..] == fingerprint(items) {
-                    return Step::default();
-                }
-                let mut m = vec![2u8];
-                m.extend_from_slice(&(items.len() as u32).to_be_bytes());
-                for (t, id) in items {
-                    m.extend_from_slice(&t.to_be_bytes());
-                    m.extend_from_slice(id);
-                }
-                Step {
-                    reply: Some(m),
-                    ..Step::default()
-                }
-            }
-            Some(2) if msg.len() >= 5 => {
-                let mut n = [0u8; 4];
-                n.copy_from_slice(&msg[1..5]);
-                let n = u32::from_be_bytes(n) as usize;
-                let body = &msg[5..];
-                if body.len() != n.saturating_mul(40) {
-                    return Step::default();
-                }
-                let theirs: BTreeSet<[u8; 32]> = body
-                    .chunks_exact(40)
-                    .map(|c| {
-                        let mut id = [0u8; 32];
-                        id.copy_from_slice(&c[8..]);
-                        id
-                    })
-                    .collect();
-                let ours: BTreeSet<[u8; 32]> = items.iter().map(|(_, id)| *id).collect();
-                Step {
-                    reply: None,
-                    they_lack: ours.difference(&theirs).copied().collect(),
-                    we_lack: theirs.difference(&ours).copied().collect(),
-                }
-            }
-            _ => Step::default(),
-        }
-    }
-}
-
-/// A session this node started.
-#[derive(Debug, Clone)]
-struct Session {
+/// A session this node initiated.
+#[derive(Debug)]
+struct Outgoing {
     peer: PublicId,
     started: u64,
+    scope: Scope,
+    from: u64,
+    to: u64,
+    session: reconcile::Session,
 }
 
 /// Anti-entropy bookkeeping.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub(crate) struct AeState {
     next_session: u32,
-    sessions: HashMap<u32, Session>,
-    /// Sessions completed and ids repaired, for tests and stats.
+    sessions: HashMap<u32, Outgoing>,
+    /// Per peer: start of the current answering period and messages answered in it.
+    answered: HashMap<PublicId, (u64, u32)>,
+    /// Sessions completed, ids repaired and Reconcile payload bytes sent, for tests and stats.
     pub(crate) rounds: u64,
     pub(crate) repaired: u64,
+    pub(crate) bytes_sent: u64,
 }
 
 impl Engine {
-    fn reconciler(&self) -> Exchange {
-        Exchange
+    /// Reconciliation limits: each message fits in one frame.
+    fn ae_limits(&self) -> Limits {
+        Limits {
+            max_message_bytes: self
+                .config
+                .max_frame_size
+                .saturating_sub(FRAME_OVERHEAD)
+                .min(Limits::default().max_message_bytes),
+        }
     }
 
-    fn ae_items(
-        &self,
-        scope: &Scope,
-        from: u64,
-        to: u64,
-        store: &dyn PostStore,
-    ) -> Vec<(u64, [u8; 32])> {
-        store
+    /// Our items of `scope` in `[from, to)`, sorted without duplicates.
+    fn ae_items(&self, scope: &Scope, from: u64, to: u64, store: &dyn PostStore) -> Vec<Item> {
+        let mut items: Vec<Item> = store
             .items(scope, from, to, self.config.anti_entropy_max_items)
             .into_iter()
-            .map(|(t, id)| (t, id.0))
-            .collect()
+            .map(|(timestamp, id)| Item {
+                timestamp,
+                id: id.0,
+            })
+            .collect();
+        items.sort_unstable();
+        items.dedup();
+        items
+    }
+
+    fn send_reconcile(
+        &mut self,
+        to: PublicId,
+        session: u32,
+        scope: Scope,
+        (from, to_ts): (u64, u64),
+        payload: Vec<u8>,
+    ) {
+        self.ae.bytes_sent += payload.len() as u64;
+        self.send(
+            to,
+            &Message::Reconcile {
+                session,
+                scope,
+                from,
+                to: to_ts,
+                payload: Bytes::from(payload),
+            },
+        );
     }
 
     /// Periodic: start one session with a partner sharing an interest.
     pub(crate) fn anti_entropy_start(&mut self, store: &mut dyn PostStore) {
         let now = self.now;
-        // Forget sessions that never finished.
-        let stale = 4 * self.config.anti_entropy_interval_ms;
+        // Forget sessions that never finished (lost frames, a peer that went away).
+        let stale = 4 * self.config.anti_entropy_interval_ms.max(1_000);
         self.ae.sessions.retain(|_, s| now < s.started + stale);
+        let period = self.config.anti_entropy_interval_ms.max(1_000);
+        self.ae.answered.retain(|_, (t, _)| now < *t + period);
         let threshold = self.config.reputation_threshold;
         let candidates: Vec<PublicId> = self
             .members
             .values()
-            .filter(|m| m.view.state == super::PeerState::Alive && m.view.reputation >= threshold)
+            .filter(|m| m.view.state == super::PeerState::Alive && m.trusted(threshold))
             .filter(|m| !self.interests.shared_scopes(&m.view.interests).is_empty())
             .map(|m| m.view.id)
             .choose_multiple(&mut self.rng, PARTNER_SAMPLE);
@@ -178,28 +147,30 @@ impl Engine {
         else {
             return;
         };
+        // One session per partner: a new one replaces an unfinished one.
+        self.ae.sessions.retain(|_, s| s.peer != peer);
         if self.ae.sessions.len() >= MAX_SESSIONS {
             return;
         }
         let from = now.saturating_sub(self.config.anti_entropy_window_ms);
         let to = now;
         let items = self.ae_items(&scope, from, to, store);
-        let payload = self.reconciler().start(&items);
-        self.ae.next_session = self.ae.next_session.wrapping_add(1);
-        let session = self.ae.next_session;
-        self.ae
-            .sessions
-            .insert(session, Session { peer, started: now });
-        self.send(
-            peer,
-            &Message::Reconcile {
-                session,
-                scope,
+        let salt: u64 = self.rng.random();
+        let (session, payload) = reconcile::Session::initiate(&items, self.ae_limits(), salt);
+        self.ae.next_session = (self.ae.next_session.wrapping_add(1)) & !REPLY_BIT;
+        let id = self.ae.next_session;
+        self.ae.sessions.insert(
+            id,
+            Outgoing {
+                peer,
+                started: now,
+                scope: scope.clone(),
                 from,
                 to,
-                payload: Bytes::from(payload),
+                session,
             },
         );
+        self.send_reconcile(peer, id, scope, (from, to), payload);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -216,35 +187,98 @@ impl Engine {
         if !self.members.contains_key(&sender) || from >= to {
             return;
         }
-        let items = self.ae_items(&scope, from, to, store);
-        let step = self.reconciler().step(&items, payload);
-        if let Some(reply) = step.reply {
-            self.send(
-                sender,
-                &Message::Reconcile {
-                    session,
-                    scope,
-                    from,
-                    to,
-                    payload: Bytes::from(reply),
-                },
-            );
-        } else if self
-            .ae
-            .sessions
-            .get(&session)
-            .is_some_and(|s| s.peer == sender)
+        if session & REPLY_BIT != 0 {
+            self.on_reconcile_reply(sender, session & !REPLY_BIT, payload, store);
+        } else {
+            self.on_reconcile_request(sender, session, scope, (from, to), payload, store);
+        }
+    }
+
+    /// The responder's side: stateless, bounded per peer and period.
+    fn on_reconcile_request(
+        &mut self,
+        sender: PublicId,
+        session: u32,
+        scope: Scope,
+        window: (u64, u64),
+        payload: &[u8],
+        store: &mut dyn PostStore,
+    ) {
+        let now = self.now;
+        let period = self.config.anti_entropy_interval_ms.max(1_000);
+        if self.ae.answered.len() >= self.config.max_members
+            && !self.ae.answered.contains_key(&sender)
         {
+            return;
+        }
+        let slot = self.ae.answered.entry(sender).or_insert((now, 0));
+        if now >= slot.0 + period {
+            *slot = (now, 0);
+        }
+        slot.1 += 1;
+        if slot.1 > ANSWERS_PER_PERIOD {
+            return;
+        }
+        let items = self.ae_items(&scope, window.0, window.1, store);
+        let mut responder = reconcile::Session::responder(self.ae_limits());
+        match responder.step(&items, payload) {
+            Ok(step) => {
+                // The initiator acts on the difference; the result it sends us is only an ending.
+                if let Some(reply) = step.reply {
+                    self.send_reconcile(sender, session | REPLY_BIT, scope, window, reply);
+                }
+            }
+            Err(e) => tracing::debug!(peer = %sender, error = %e, "reconciliation refused"),
+        }
+    }
+
+    /// The initiator's side: a reply to one of our sessions.
+    fn on_reconcile_reply(
+        &mut self,
+        sender: PublicId,
+        session: u32,
+        payload: &[u8],
+        store: &mut dyn PostStore,
+    ) {
+        let Some(out) = self.ae.sessions.get(&session).filter(|s| s.peer == sender) else {
+            // Not ours (any more): we restarted or it aged out; the next round starts afresh.
+            return;
+        };
+        let (scope, from, to) = (out.scope.clone(), out.from, out.to);
+        let items = self.ae_items(&scope, from, to, store);
+        let Some(out) = self.ae.sessions.get_mut(&session) else {
+            return;
+        };
+        let step = match out.session.step(&items, payload) {
+            Ok(step) => step,
+            Err(ReconcileError::WrongSession) => return,
+            Err(e) => {
+                tracing::debug!(peer = %sender, error = %e, "reconciliation failed");
+                self.ae.sessions.remove(&session);
+                return;
+            }
+        };
+        if let Some(reply) = step.reply {
+            self.send_reconcile(sender, session, scope, (from, to), reply);
+        }
+        if step.done {
             self.ae.sessions.remove(&session);
             self.ae.rounds += 1;
         }
-        let we_lack: Vec<PostId> = step.we_lack.into_iter().map(PostId).collect();
+        let mut we_lack: Vec<PostId> = step
+            .we_lack
+            .into_iter()
+            .map(PostId)
+            .filter(|id| !store.contains(id))
+            .collect();
+        we_lack.truncate(MAX_WANTS_PER_ROUND);
         let they_lack: Vec<PostId> = step.they_lack.into_iter().map(PostId).collect();
         self.ae.repaired += (we_lack.len() + they_lack.len()) as u64;
         if !we_lack.is_empty() {
             self.want(sender, we_lack);
         }
         if !they_lack.is_empty() {
+            // `give` pushes at most `max_ids_per_frame` posts; the rest waits for next round.
             self.give(sender, &they_lack, store);
         }
     }
@@ -255,23 +289,99 @@ mod tests {
     use super::super::testnet::Net;
     use super::*;
 
+    /// Signed posts tagged `rust`, `n` of them, by key `k`, one second apart before T0.
+    fn posts(k: u8, n: usize) -> Vec<crate::post::Post> {
+        use crate::id::Identity;
+        use crate::post::{Post, Topic};
+        let key = Identity::from_seed([k; 32]);
+        (0..n)
+            .map(|i| {
+                let ts = super::super::testnet::T0 - 1_000 * (n - i) as u64;
+                Post::sign(
+                    key.signing_key(),
+                    ts,
+                    [Topic::new("rust").unwrap()],
+                    &format!("post {k}/{i}"),
+                )
+                .unwrap()
+            })
+            .collect()
+    }
+
     #[test]
-    fn exchange_finds_both_differences() {
-        let a = [(1, [1; 32]), (2, [2; 32]), (3, [3; 32])];
-        let b = [(1, [1; 32]), (3, [3; 32]), (4, [4; 32])];
-        let x = Exchange;
-        let m1 = x.start(&a);
-        let s1 = x.step(&b, &m1);
-        let list = s1
-            .reply
-            .expect("fingerprints differ, so the list comes back");
-        let s2 = x.step(&a, &list);
-        assert_eq!(s2.they_lack, vec![[2; 32]]);
-        assert_eq!(s2.we_lack, vec![[4; 32]]);
-        assert!(
-            x.step(&a, &x.start(&a)).reply.is_none(),
-            "equal sets end at once"
+    fn two_nodes_with_common_posts_converge_on_their_differences() {
+        for d in [10usize, 100] {
+            let mut net = Net::new(2, 40 + d as u64);
+            for p in posts(1, 1_000) {
+                net.nodes[0].store.insert(&p);
+                net.nodes[1].store.insert(&p);
+            }
+            let only_a = posts(2, d);
+            let only_b = posts(3, d);
+            for p in &only_a {
+                net.nodes[0].store.insert(p);
+            }
+            for p in &only_b {
+                net.nodes[1].store.insert(p);
+            }
+            net.join_all_to(0);
+            let mut converged = false;
+            for _ in 0..60 {
+                net.run_for(5_000);
+                let a = &net.nodes[0].store;
+                let b = &net.nodes[1].store;
+                if only_b.iter().all(|p| a.contains(&p.id()))
+                    && only_a.iter().all(|p| b.contains(&p.id()))
+                {
+                    converged = true;
+                    break;
+                }
+            }
+            assert!(converged, "d = {d}: not converged in 300 s");
+            assert_eq!(net.nodes[0].store.count(), 1_000 + 2 * d as u64);
+            assert_eq!(net.nodes[1].store.count(), 1_000 + 2 * d as u64);
+            let rounds: u64 = net.nodes.iter().map(|n| n.engine.ae.rounds).sum();
+            eprintln!(
+                "1,000 common, {d} differences each way: {} Reconcile frames, {} bytes, {rounds} sessions finished",
+                net.reconcile_frames, net.reconcile_bytes
+            );
+        }
+    }
+
+    #[test]
+    fn a_reply_to_an_unknown_session_is_dropped() {
+        let mut net = Net::new(2, 42);
+        net.join_all_to(0);
+        net.run_for(5_000);
+        let b = net.id(1);
+        let node = &mut net.nodes[0];
+        // As if we had restarted: the peer answers a session we never started.
+        node.engine.on_reconcile(
+            b,
+            7 | REPLY_BIT,
+            Scope::All,
+            1,
+            2,
+            &[1, 2, 3],
+            &mut node.store,
         );
+        assert!(node.engine.poll_action().is_none());
+        assert!(node.engine.ae.sessions.is_empty());
+    }
+
+    #[test]
+    fn sessions_stay_one_per_partner() {
+        let mut net = Net::new(2, 43);
+        net.join_all_to(0);
+        net.run_for(5_000);
+        // The partner never answers: each round replaces the unfinished session.
+        net.set_down(1, true);
+        for _ in 0..10 {
+            let node = &mut net.nodes[0];
+            node.engine.anti_entropy_start(&mut node.store);
+            net.run_for(1_000);
+        }
+        assert!(net.nodes[0].engine.ae.sessions.len() <= 1);
     }
 
     #[test]

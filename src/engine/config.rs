@@ -52,6 +52,13 @@ pub struct EngineConfig {
     pub minutes: ClassTimings,
     /// One member is probed per period, the one heard from longest ago (default 1 s).
     pub probe_interval_ms: u64,
+    /// One member held dead is pinged per period (default 30 s), so two nodes that declared
+    /// each other dead during an outage (or a restart whose first answers were lost) find
+    /// each other again; every probe period instead while no member is reachable at all.
+    pub reconnect_interval_ms: u64,
+    /// Members not heard from for longer than this are no longer retried (default 24 h);
+    /// members never heard from (seeds, gossiped records) are always retried.
+    pub reconnect_timeout_ms: u64,
     /// New or changed member records are forwarded to this many random members (default 3).
     pub membership_fanout: usize,
     /// Hop limit of forwarded membership news (default 4).
@@ -116,6 +123,8 @@ impl Default for EngineConfig {
                 lazy_delay_ms: 300_000,
             },
             probe_interval_ms: 1_000,
+            reconnect_interval_ms: 30_000,
+            reconnect_timeout_ms: 24 * 3_600_000,
             membership_fanout: 3,
             membership_hops: 4,
             max_members: 100_000,

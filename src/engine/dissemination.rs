@@ -97,7 +97,7 @@ impl Engine {
         };
         iter.filter(|(id, m)| {
             m.reachable()
-                && m.view.reputation >= threshold
+                && m.trusted(threshold)
                 && **id != post.author()
                 && m.view.interests.wants(post)
         })
@@ -191,7 +191,7 @@ impl Engine {
         let threshold = self.config.reputation_threshold;
         let picks = self.sample_members(n, |m| {
             m.reachable()
-                && m.view.reputation >= threshold
+                && m.trusted(threshold)
                 && m.view.id != post.author()
                 && !except.contains(&m.view.id)
                 && m.view.interests.wants(post)

@@ -66,6 +66,36 @@ impl Engine {
         }
     }
 
+    /// Periodic: ping one member held dead (not gone, not ignored, heard from within the
+    /// reconnect timeout or never), so a member that came back, or whose answers to us were
+    /// lost, is found again. Every probe period while no member is reachable.
+    pub(crate) fn reconnect(&mut self) {
+        let now = self.now;
+        let threshold = self.config.reputation_threshold;
+        let isolated = !self
+            .members
+            .values()
+            .any(|m| m.reachable() && m.trusted(threshold));
+        let period = if isolated {
+            self.config.probe_interval_ms
+        } else {
+            self.config.reconnect_interval_ms
+        };
+        self.timers.reconnect = now + period.max(1);
+        let timeout = self.config.reconnect_timeout_ms;
+        let pick = self.sample_members(1, |m| {
+            m.view.state == PeerState::Dead
+                && m.probe.is_none()
+                && m.trusted(threshold)
+                && m.view
+                    .last_heard
+                    .is_none_or(|h| now < h.saturating_add(timeout))
+        });
+        if let Some(id) = pick.first().copied() {
+            self.ping(id);
+        }
+    }
+
     /// Ping a member now.
     pub(crate) fn ping(&mut self, id: PublicId) {
         self.seq = self.seq.wrapping_add(1);
@@ -96,7 +126,6 @@ impl Engine {
         };
         if self.members.contains_key(&sender) {
             self.send(sender, &msg);
-            self.remind_suspect(sender);
             self.compare_root(sender, root);
         } else {
             // An unknown node: answer where it wrote from and learn who it is.
@@ -126,21 +155,28 @@ impl Engine {
             m.probe = None;
             self.reward(&sender, Merit::Answered);
         }
-        self.remind_suspect(sender);
         self.compare_root(sender, root);
     }
 
-    /// We hear from a member we hold suspect: show it the suspicion so it refutes, and restart
-    /// our own suspicion clock (it is evidently alive).
-    fn remind_suspect(&mut self, id: PublicId) {
+    /// We heard directly from a member we hold suspect or dead: show it our record of it so it
+    /// refutes with a new incarnation (at most once per probe period), and restart our
+    /// suspicion clock (it is evidently alive). Without this, two nodes that declared each
+    /// other dead while their answers were lost would never correct each other.
+    pub(crate) fn remind(&mut self, id: PublicId) {
         let now = self.now;
+        let gap = self.config.probe_interval_ms;
         let Some(m) = self.members.get_mut(&id) else {
             return;
         };
-        if m.view.state != PeerState::Suspect {
+        match m.view.state {
+            PeerState::Suspect => m.suspect_since = Some(now),
+            PeerState::Dead => {}
+            PeerState::Alive | PeerState::Left => return,
+        }
+        if m.reminded.is_some_and(|t| now < t.saturating_add(gap)) {
             return;
         }
-        m.suspect_since = Some(now);
+        m.reminded = Some(now);
         let rec = m.record();
         self.send(
             id,
@@ -203,6 +239,10 @@ impl Engine {
             return;
         };
         m.probe = None;
+        if !m.reachable() {
+            // A reconnection attempt: it is already known down; silence tells nothing new.
+            return;
+        }
         m.missed += 1;
         let missed = m.missed;
         let state = m.view.state;

@@ -37,6 +37,13 @@ pub(crate) struct Member {
     /// Start of the current one-second flood window and frames counted in it.
     pub(crate) flood_window: u64,
     pub(crate) flood_count: u32,
+    /// Where its last carrier-authenticated frame came from: the address that works now.
+    pub(crate) reply_addr: Option<PeerAddr>,
+    /// The part of its (negative) reputation due to unanswered pings: capped, refunded when
+    /// it comes back with a new incarnation, and never a reason to ignore it.
+    pub(crate) unanswered: i32,
+    /// When we last showed it our suspect or dead record of it.
+    pub(crate) reminded: Option<u64>,
 }
 
 impl Member {
@@ -63,7 +70,16 @@ impl Member {
             failed_addrs: BTreeSet::new(),
             flood_window: 0,
             flood_count: 0,
+            reply_addr: None,
+            unanswered: 0,
+            reminded: None,
         }
+    }
+
+    /// Not ignored: its score, leaving out unanswered pings (being down is no offence), is at
+    /// least `threshold`.
+    pub(crate) fn trusted(&self, threshold: i32) -> bool {
+        self.view.reputation.saturating_add(self.unanswered) >= threshold
     }
 
     /// The gossiped record.
@@ -200,7 +216,7 @@ impl Engine {
     pub(crate) fn random_members(&mut self, n: usize, except: &[PublicId]) -> Vec<PublicId> {
         let threshold = self.config.reputation_threshold;
         self.sample_members(n, |m| {
-            m.reachable() && m.view.reputation >= threshold && !except.contains(&m.view.id)
+            m.reachable() && m.trusted(threshold) && !except.contains(&m.view.id)
         })
     }
 
@@ -247,6 +263,14 @@ impl Engine {
         }
     }
 
+    /// The carrier authenticated a frame of `id` from `from`: reply there from now on.
+    pub(crate) fn set_reply_addr(&mut self, id: &PublicId, from: PeerAddr) {
+        if let Some(m) = self.members.get_mut(id) {
+            m.failed_addrs.remove(&from);
+            m.reply_addr = Some(from);
+        }
+    }
+
     /// A transport gave up on an address: prefer the member's other addresses for a while.
     pub(crate) fn on_send_failed(&mut self, to: PublicId, addr: PeerAddr) {
         if let Some(m) = self.members.get_mut(&to) {
@@ -257,10 +281,17 @@ impl Engine {
     /// Merge a record learned from `via`; returns true when it changed our view.
     pub(crate) fn merge_record(&mut self, rec: MemberRecord, via: Option<PublicId>) -> bool {
         if rec.id == self.me {
-            // Someone thinks we are suspect, dead or gone at our incarnation or later: refute.
-            if rec.state != PeerState::Alive && rec.incarnation >= self.incarnation && !self.left {
+            if rec.state == PeerState::Alive || self.left {
+                return false;
+            }
+            if rec.incarnation >= self.incarnation {
+                // Someone thinks we are suspect, dead or gone at our incarnation or later: refute.
                 self.incarnation = rec.incarnation;
                 self.publish_self(via);
+            } else if let Some(v) = via {
+                // Bad news from before our current incarnation (we restarted, or it missed our
+                // refutation): show it our current record.
+                self.send(v, &Message::Join(self.own_record()));
             }
             return false;
         }
@@ -287,6 +318,19 @@ impl Engine {
                     return false;
                 }
                 let old_state = m.view.state;
+                if rec.incarnation > m.view.incarnation && rec.state == PeerState::Alive {
+                    // It is back (restarted or refuted): whatever it missed while down is
+                    // forgiven, and an address of its previous run no longer applies.
+                    m.view.reputation = m.view.reputation.saturating_add(m.unanswered);
+                    m.unanswered = 0;
+                    if m.reply_addr
+                        .as_ref()
+                        .is_some_and(|a| !rec.addrs.contains(a))
+                    {
+                        m.reply_addr = None;
+                    }
+                    m.failed_addrs.retain(|a| !rec.addrs.contains(a));
+                }
                 m.view.incarnation = rec.incarnation;
                 m.view.state = rec.state;
                 m.view.addrs = rec.addrs;
@@ -338,11 +382,12 @@ impl Engine {
             self.penalise(&sender, super::Offence::Malformed);
             return;
         }
-        let known = self.members.contains_key(&sender);
+        // A newcomer, or a member back from the dead (restarted): answer with our record so it
+        // knows us even before it asks the world (it may hold only a seed placeholder of us).
+        let welcome = self.members.get(&sender).is_none_or(|m| !m.reachable());
         let changed = self.merge_record(rec.clone(), Some(sender));
         self.heard_from(&sender, &from);
-        if !known {
-            // A newcomer: answer with our record so it knows us even before it asks the world.
+        if welcome {
             let own = self.own_record();
             self.send(sender, &Message::Join(own));
         }
@@ -470,6 +515,137 @@ mod tests {
         for n in &net.nodes[..4] {
             assert_eq!(n.engine.peer(&gone).unwrap().state, PeerState::Left);
         }
+    }
+
+    /// Crash the last of `n` nodes, let the others declare it dead, post while it is down,
+    /// restart it (same key and store, new or same address) with every frame to it lost for
+    /// `lost_ms` after the restart (its peers still write to the dead connection). Returns
+    /// the virtual ms until it was re-admitted everywhere and caught up.
+    fn crash_and_restart(n: usize, seed: u64, new_addr: bool, lost_ms: u64) -> u64 {
+        use super::super::PostStore;
+        let mut net = Net::new(n, seed);
+        net.authenticate = true;
+        net.join_all_to(0);
+        net.run_for(30_000);
+        let r = n - 1;
+        let gone = net.id(r);
+        let before = net.post_from(1, "before", &["rust"]);
+        net.run_for(2_000);
+        assert!(net.nodes[r].store.contains(&before));
+        net.crash(r);
+        net.run_for(60_000);
+        for node in &net.nodes[..r] {
+            assert_eq!(node.engine.peer(&gone).unwrap().state, PeerState::Dead);
+        }
+        let missed: Vec<_> = (0..3)
+            .map(|k| net.post_from(k % r, &format!("while down {k}"), &["rust"]))
+            .collect();
+        net.run_for(5_000);
+        net.restart(r, new_addr.then_some("restarted"));
+        let lost_until = net.now + lost_ms;
+        net.lose_to.insert(r, lost_until);
+        let addr = net.nodes[r].addr.clone();
+        let start = net.now;
+        for _ in 0..120 {
+            net.run_for(5_000);
+            let admitted = net.nodes[..r].iter().all(|node| {
+                node.engine
+                    .peer(&gone)
+                    .is_some_and(|p| p.state == PeerState::Alive && p.addrs == vec![addr.clone()])
+            });
+            let sees_all = net.nodes[r]
+                .engine
+                .peers()
+                .filter(|p| p.state == PeerState::Alive)
+                .count()
+                == r;
+            let root = net.nodes[0].engine.world_hash();
+            let same_view = net
+                .nodes
+                .iter()
+                .all(|node| node.engine.world_hash() == root);
+            let caught_up = missed.iter().all(|id| net.nodes[r].store.contains(id));
+            if admitted && sees_all && same_view && caught_up {
+                return net.now - start;
+            }
+        }
+        let views: Vec<_> = net.nodes[..r]
+            .iter()
+            .map(|node| node.engine.peer(&gone).cloned())
+            .collect();
+        let own: Vec<_> = net.nodes[r].engine.peers().cloned().collect();
+        panic!(
+            "node not re-admitted within 600 s (n={n}, new_addr={new_addr}): others see {views:#?}; it sees {own:#?}; caught up {}",
+            net.nodes[r].store.count()
+        );
+    }
+
+    #[test]
+    fn a_restarted_node_at_a_new_address_is_readmitted_and_catches_up() {
+        for (n, seed) in [(3, 51), (5, 52), (10, 53)] {
+            let t = crash_and_restart(n, seed, true, 0);
+            eprintln!("n={n} new address: re-admitted and caught up after {t} ms");
+        }
+    }
+
+    #[test]
+    fn a_restarted_node_at_the_same_address_is_readmitted_and_catches_up() {
+        for (n, seed) in [(3, 54), (10, 55)] {
+            let t = crash_and_restart(n, seed, false, 0);
+            eprintln!("n={n} same address: re-admitted and caught up after {t} ms");
+        }
+    }
+
+    #[test]
+    fn a_restarted_node_whose_first_answers_are_lost_is_readmitted() {
+        // Its peers' answers vanish for 20 s (stale connections), long enough for it to
+        // declare them all dead and for them to declare it dead again.
+        for (n, seed, new_addr) in [(3, 56, true), (10, 57, true), (3, 58, false)] {
+            let t = crash_and_restart(n, seed, new_addr, 20_000);
+            eprintln!("n={n} answers lost 20 s: re-admitted and caught up after {t} ms");
+        }
+    }
+
+    #[test]
+    fn answers_go_to_the_address_an_authenticated_frame_came_from() {
+        use super::super::{Event, wire};
+        use bytes::Bytes;
+        let mut net = Net::new(2, 59);
+        net.authenticate = true;
+        net.join_all_to(0);
+        net.run_for(10_000);
+        let b = net.id(1);
+        // b restarted at a new port: its ping arrives before any record with the new address.
+        let new = PeerAddr::mem("b-new").unwrap();
+        let ping = wire::encode(
+            &b,
+            net.now,
+            &Message::Ping {
+                seq: 7,
+                root: [0; 32],
+            },
+            None,
+        );
+        let node = &mut net.nodes[0];
+        node.engine.handle(
+            Event::Frame {
+                from: new.clone(),
+                authenticated: Some(b),
+                bytes: Bytes::from(ping),
+            },
+            net.now,
+            &mut node.store,
+        );
+        let mut pong_to = None;
+        while let Some(a) = node.engine.poll_action() {
+            if let Action::Send { to, addr, kind, .. } = a
+                && to == b
+                && kind == super::super::Kind::Pong
+            {
+                pong_to = Some(addr);
+            }
+        }
+        assert_eq!(pong_to, Some(new));
     }
 
     #[test]

@@ -234,6 +234,7 @@ pub struct PeerView {
 #[derive(Debug, Clone, Copy)]
 struct Timers {
     probe: u64,
+    reconnect: u64,
     world_sync: u64,
     anti_entropy: u64,
     stats: u64,
@@ -315,6 +316,7 @@ impl Engine {
         };
         let timers = Timers {
             probe: jitter(&mut rng, config.probe_interval_ms),
+            reconnect: jitter(&mut rng, config.reconnect_interval_ms),
             world_sync: jitter(&mut rng, config.world_sync_interval_ms),
             anti_entropy: jitter(&mut rng, config.anti_entropy_interval_ms),
             stats: jitter(&mut rng, config.stats_interval_ms),
@@ -386,7 +388,12 @@ impl Engine {
     /// When the engine next needs an [`Event::Tick`] (ms, same clock as `now`).
     pub fn next_timeout(&self) -> Option<u64> {
         let t = &self.timers;
-        let mut next = t.probe.min(t.world_sync).min(t.anti_entropy).min(t.stats);
+        let mut next = t
+            .probe
+            .min(t.reconnect)
+            .min(t.world_sync)
+            .min(t.anti_entropy)
+            .min(t.stats);
         if let Some(d) = self.diss.next_deadline() {
             next = next.min(d);
         }
@@ -432,6 +439,9 @@ impl Engine {
             self.timers.probe = now + self.config.probe_interval_ms;
             self.probe();
         }
+        if now >= self.timers.reconnect {
+            self.reconnect();
+        }
         if now >= self.timers.world_sync {
             self.timers.world_sync = now + self.config.world_sync_interval_ms;
             self.world_sync();
@@ -456,9 +466,17 @@ impl Engine {
         self.actions.push_back(a);
     }
 
-    /// The address to reach a member by: the fastest whose transport is up.
+    /// The address to reach a member by: the one its last carrier-authenticated frame came
+    /// from (what actually works, even before its new record arrives), else the fastest
+    /// recorded one whose transport is up.
     fn best_addr(&self, id: &PublicId) -> Option<PeerAddr> {
         let m = self.members.get(id)?;
+        if let Some(a) = &m.reply_addr
+            && self.up.contains(&a.scheme())
+            && !m.failed_addrs.contains(a)
+        {
+            return Some(a.clone());
+        }
         m.view
             .addrs
             .iter()
@@ -565,7 +583,18 @@ impl Engine {
             return;
         }
         self.heard_from(&sender, &from);
-        self.dispatch(sender, from, frame.message, store);
+        // The carrier proved the sender at this address: answer there (QUIC dials and listens
+        // on one socket, so it is also where a restarted node listens now). Set again after
+        // the dispatch, which may have created the member or replaced its record.
+        if authenticated.is_some() {
+            self.set_reply_addr(&sender, from.clone());
+        }
+        self.dispatch(sender, from.clone(), frame.message, store);
+        if authenticated.is_some() {
+            self.set_reply_addr(&sender, from);
+        }
+        // After the dispatch: a Join that revived it needs no reminder.
+        self.remind(sender);
     }
 
     fn dispatch(

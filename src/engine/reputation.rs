@@ -9,6 +9,8 @@ use super::{Action, Engine};
 /// Highest and lowest score.
 const MAX_SCORE: i32 = 100;
 pub(crate) const MIN_SCORE: i32 = -100;
+/// Most reputation unanswered pings can cost.
+const MAX_UNANSWERED: i32 = 20;
 
 /// Something a peer did wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,7 +55,17 @@ impl Engine {
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
-        m.view.reputation = (m.view.reputation - offence.penalty()).max(MIN_SCORE);
+        let mut penalty = offence.penalty();
+        if offence == Offence::Unresponsive {
+            // Being down is no misbehaviour: its cost is capped (and never makes a peer
+            // ignored, see `Member::trusted`), so a node that was away a long time can return.
+            penalty = penalty.min(MAX_UNANSWERED - m.unanswered).max(0);
+            if penalty == 0 {
+                return;
+            }
+            m.unanswered += penalty;
+        }
+        m.view.reputation = (m.view.reputation - penalty).max(MIN_SCORE);
         let score = m.view.reputation;
         tracing::debug!(peer = %id, ?offence, score, "peer penalised");
         self.push_action(Action::Reputation {
@@ -70,15 +82,17 @@ impl Engine {
                 Merit::Answered => 1,
                 Merit::UsefulPost => 2,
             };
+            if merit == Merit::Answered {
+                m.unanswered = (m.unanswered - gain).max(0);
+            }
             m.view.reputation = (m.view.reputation + gain).min(MAX_SCORE);
         }
     }
 
     /// True when the peer's score is below the threshold: drop its frames, send it nothing.
     pub(crate) fn is_ignored(&self, id: &PublicId) -> bool {
-        self.members
-            .get(id)
-            .is_some_and(|m| m.view.reputation < self.config.reputation_threshold)
+        let threshold = self.config.reputation_threshold;
+        self.members.get(id).is_some_and(|m| !m.trusted(threshold))
     }
 
     /// Count a frame against the sender's per-second budget; true when it must be dropped.
@@ -119,6 +133,27 @@ mod tests {
         }
         assert!(a.is_ignored(&b));
         assert!(a.peer(&b).unwrap().reputation < a.config.reputation_threshold);
+    }
+
+    #[test]
+    fn a_peer_that_stays_down_is_never_ignored_and_is_forgiven_when_it_returns() {
+        let mut net = Net::new(3, 3);
+        net.join_all_to(0);
+        net.run_for(20_000);
+        let c = net.id(2);
+        net.crash(2);
+        // An hour of probes and reconnection attempts.
+        net.run_for(3_600_000);
+        let a = &net.nodes[0].engine;
+        let p = a.peer(&c).unwrap();
+        assert_eq!(p.state, super::super::PeerState::Dead);
+        assert!(p.reputation >= -MAX_UNANSWERED, "score {}", p.reputation);
+        assert!(!a.is_ignored(&c));
+        net.restart(2, None);
+        net.run_for(30_000);
+        let p = net.nodes[0].engine.peer(&c).unwrap();
+        assert_eq!(p.state, super::super::PeerState::Alive);
+        assert!(p.reputation >= 0, "refunded on return: {}", p.reputation);
     }
 
     #[test]

@@ -39,8 +39,17 @@ pub(crate) struct Net {
     seq: u64,
     /// Payload frames (Push) sent, for redundancy checks.
     pub(crate) payloads: u64,
+    /// Reconcile frames sent and their bytes.
+    pub(crate) reconcile_frames: u64,
+    pub(crate) reconcile_bytes: u64,
     /// Drop every payload frame addressed to this node (a lossy eager link).
     pub(crate) drop_payloads_to: Option<usize>,
+    /// Frames to node `i` arriving before `lose_to[i]` are lost (a sender still writing to a
+    /// dead connection of the node's previous run, as QUIC does until the idle timeout).
+    pub(crate) lose_to: HashMap<usize, u64>,
+    /// Hand the sender's id to the receiver as carrier-authenticated (as QUIC does).
+    pub(crate) authenticate: bool,
+    config: EngineConfig,
 }
 
 fn topics() -> Interests {
@@ -100,7 +109,12 @@ impl Net {
             by_addr,
             seq: 0,
             payloads: 0,
+            reconcile_frames: 0,
+            reconcile_bytes: 0,
             drop_payloads_to: None,
+            lose_to: HashMap::new(),
+            authenticate: false,
+            config,
         }
     }
 
@@ -141,6 +155,10 @@ impl Net {
                 } => {
                     if kind.is_payload() {
                         self.payloads += 1;
+                    }
+                    if kind == super::Kind::Reconcile {
+                        self.reconcile_frames += 1;
+                        self.reconcile_bytes += bytes.len() as u64;
                     }
                     let Some(&to) = self.by_addr.get(&addr) else {
                         continue;
@@ -187,12 +205,16 @@ impl Net {
                 if self.nodes[to].crashed || self.nodes[to].down {
                     continue;
                 }
+                if self.lose_to.get(&to).is_some_and(|&until| t < until) {
+                    continue;
+                }
+                let authenticated = self.authenticate.then(|| self.id(from));
                 let from = self.nodes[from].addr.clone();
                 self.event(
                     to,
                     Event::Frame {
                         from,
-                        authenticated: None,
+                        authenticated,
                         bytes,
                     },
                 );
@@ -211,6 +233,35 @@ impl Net {
 
     pub(crate) fn crash(&mut self, i: usize) {
         self.nodes[i].crashed = true;
+    }
+
+    /// Restart crashed node `i` as a new engine: same key and store, clock at `now` (so a
+    /// higher incarnation), at `addr` (a new address) or its old one; it joins through node 0
+    /// (or node 1 when it is node 0), as a node rejoins through its configured seed.
+    pub(crate) fn restart(&mut self, i: usize, addr: Option<&str>) {
+        let addr = match addr {
+            Some(a) => PeerAddr::mem(a).unwrap(),
+            None => self.nodes[i].addr.clone(),
+        };
+        self.by_addr.remove(&self.nodes[i].addr);
+        self.by_addr.insert(addr.clone(), i);
+        let engine = Engine::new(
+            Identity::from_seed(self.nodes[i].seed),
+            vec![addr.clone()],
+            self.config.clone(),
+            topics(),
+            self.now ^ i as u64,
+            self.now,
+        );
+        let node = &mut self.nodes[i];
+        node.engine = engine;
+        node.addr = addr;
+        node.crashed = false;
+        node.down = false;
+        let seed = if i == 0 { 1 } else { 0 };
+        let id = self.id(seed);
+        let addrs = vec![self.nodes[seed].addr.clone()];
+        self.event(i, Event::AddPeer { id, addrs });
     }
 
     pub(crate) fn set_down(&mut self, i: usize, down: bool) {
