@@ -199,12 +199,11 @@ impl Detector {
                 self.relays.push((self.seq, from, b));
                 out.send(a, frame(PING, self.me, self.seq), Vec::new());
             }
-            SUSPECT if a == self.me => {
-                if b >= self.incarnation {
-                    self.incarnation = b + 1;
-                    self.broadcast(ALIVE, self.me, self.incarnation, out);
-                }
+            SUSPECT if a == self.me && b >= self.incarnation => {
+                self.incarnation = b + 1;
+                self.broadcast(ALIVE, self.me, self.incarnation, out);
             }
+            SUSPECT if a == self.me => {}
             SUSPECT => {
                 let i = a as usize;
                 if i < self.state.len() && self.state[i] == State::Alive && b >= self.inc[i] {

@@ -84,7 +84,7 @@ impl Scenario {
 
     /// The social graph of this scenario.
     pub fn graph(&self) -> Graph {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x6772_6170_68);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x0067_7261_7068);
         Graph::preferential(self.nodes, self.follows, &mut rng)
     }
 
