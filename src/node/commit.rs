@@ -28,7 +28,10 @@ impl Committer {
         std::thread::Builder::new()
             .name("lakitu-commit".into())
             .spawn(move || run(store, rx))
-            .map_or_else(|e| warn!(error = %e, "cannot start the commit thread"), drop);
+            .map_or_else(
+                |e| warn!(error = %e, "cannot start the commit thread"),
+                drop,
+            );
         Committer { tx }
     }
 
@@ -37,11 +40,14 @@ impl Committer {
         let (done, wait) = oneshot::channel();
         let tx = self.tx.clone();
         // The queue is bounded: a full queue makes callers wait (back-pressure), off the runtime.
-        tokio::task::spawn_blocking(move || tx.send((post, done)))
+        tokio::task::spawn_blocking(move || tx.send((post, done)).is_ok())
             .await
             .map_err(|_| CommitError::Stopped)?
-            .map_err(|_| CommitError::Stopped)?;
-        wait.await.map_err(|_| CommitError::Stopped)?.map_err(CommitError::Store)
+            .then_some(())
+            .ok_or(CommitError::Stopped)?;
+        wait.await
+            .map_err(|_| CommitError::Stopped)?
+            .map_err(CommitError::Store)
     }
 }
 
@@ -66,7 +72,10 @@ fn run(store: Store, rx: std_mpsc::Receiver<Request>) {
             }
         }
         let posts: Vec<Post> = batch.iter().map(|(p, _)| p.clone()).collect();
-        let result = store.insert_batch(&posts).and_then(|_| store.flush()).map_err(Arc::new);
+        let result = store
+            .insert_batch(&posts)
+            .and_then(|_| store.flush())
+            .map_err(Arc::new);
         for (_, done) in batch {
             let _ = done.send(result.clone().map(|_| ()));
         }

@@ -133,10 +133,13 @@ impl Shared {
             .map(|t| Topic::new(t))
             .collect::<Result<Vec<_>, _>>()?;
         let post = Post::sign(self.identity.signing_key(), now_ms(), topics, body)?;
-        self.committer.commit(post.clone()).await.map_err(|e| match e {
-            commit::CommitError::Store(e) => PublishError::Store(e),
-            commit::CommitError::Stopped => PublishError::ShuttingDown,
-        })?;
+        self.committer
+            .commit(post.clone())
+            .await
+            .map_err(|e| match e {
+                commit::CommitError::Store(e) => PublishError::Store(e),
+                commit::CommitError::Stopped => PublishError::ShuttingDown,
+            })?;
         let _ = self.posts.send(post.clone());
         self.commands
             .send(Command::Published(post.clone()))

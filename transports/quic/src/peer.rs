@@ -184,12 +184,15 @@ impl PeerTask {
 
     /// A live connection to the peer: ours, one the peer opened to us, or a new one.
     async fn connect(&mut self, to: &PeerAddr) -> Result<Link, String> {
-        if let Some(link) = self.link.as_ref().filter(|l| l.is_alive()) {
-            return Ok(link.clone());
-        }
+        // The registry holds the newest connection for this key: after the peer restarts and
+        // dials us, our cached one is dead but looks alive until its idle timeout, and frames
+        // written into it would be lost.
         if let Some(link) = conn::live_link(&self.shared, &self.key) {
             self.link = Some(link.clone());
             return Ok(link);
+        }
+        if let Some(link) = self.link.as_ref().filter(|l| l.is_alive()) {
+            return Ok(link.clone());
         }
         let mut error = String::from("no dial attempted");
         for attempt in 0..self.shared.config.connect_attempts {
