@@ -18,6 +18,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod gateway;
 pub mod id;
 pub mod node;
 pub mod post;

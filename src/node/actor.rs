@@ -2,7 +2,7 @@
 //! transports and the engine's timer come in; the engine's actions go out to transports, the
 //! store and followers. Nothing here decides gossip policy: that is the engine's job.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use lakitu_transport::{Outgoing, PeerAddr, SendError, SendId, TransportEvent};
@@ -16,7 +16,10 @@ use super::{Command, Shared, now_ms};
 use crate::api::{PeerInfo, Status, TransportStatus};
 use crate::config::Config;
 use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState};
+use crate::gateway::{self, Gateway, Request, Verdict};
 use crate::id::{Identity, PublicId, encode_hex};
+use crate::post::{Post, Topic};
+use crate::store::Query;
 
 /// How long a batch of peer posts may wait before it is flushed to disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -67,6 +70,19 @@ pub(crate) fn interests(config: &Config) -> Interests {
     }
 }
 
+/// The mail proof secret, if configured and resolvable (an unresolvable one is logged, and then
+/// no emailed command can prove itself: safe by default).
+fn mail_secret(config: &Config) -> Option<String> {
+    let secret = config.gateway.mail_secret.as_ref()?;
+    match secret.resolve() {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warn!(error = %e, "gateway mail secret unavailable: emailed commands will be refused");
+            Some(String::from("\u{0}unavailable"))
+        }
+    }
+}
+
 pub(crate) struct Actor {
     shared: Shared,
     engine: Engine,
@@ -77,12 +93,35 @@ pub(crate) struct Actor {
     up: HashMap<&'static str, bool>,
     dirty: bool,
     flush_at: Option<TokioInstant>,
+    gateway: Gateway,
+    /// Per person (see [`gateway::person`]): where to write and which topics they follow.
+    follows: BTreeMap<String, (PeerAddr, BTreeSet<Topic>)>,
+}
+
+/// Store metadata key of the gateway's follow lists.
+const FOLLOWS_KEY: &str = "gateway.follows";
+
+fn load_follows(store: &crate::store::Store) -> BTreeMap<String, (PeerAddr, BTreeSet<Topic>)> {
+    let raw: Vec<(String, Vec<String>)> = store
+        .meta_get(FOLLOWS_KEY)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    raw.into_iter()
+        .filter_map(|(addr, topics)| {
+            let addr: PeerAddr = addr.parse().ok()?;
+            let topics = topics.iter().filter_map(|t| Topic::new(t).ok()).collect();
+            Some((gateway::person(&addr), (addr, topics)))
+        })
+        .collect()
 }
 
 impl Actor {
     pub fn new(shared: Shared, transports: Running, identity: Identity) -> Actor {
         let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
-        let config = &shared.config;
+        let config = shared.config.clone();
+        let config = &*config;
         let seed =
             u64::from_le_bytes(identity.seed()[..8].try_into().unwrap_or_default()) ^ now_ms();
         let engine = Engine::new(
@@ -108,7 +147,10 @@ impl Actor {
             up,
             dirty: false,
             flush_at: None,
+            gateway: Gateway::new(&config.gateway.owners, mail_secret(config)),
+            follows: BTreeMap::new(),
         };
+        actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
         actor
     }
@@ -246,6 +288,7 @@ impl Actor {
             }
             Action::Deliver { post, hops } => {
                 debug!(id = ?post.id(), hops, "post received");
+                self.tell_followers(&post);
                 let _ = self.shared.posts.send(post);
             }
             Action::PeerState { id, state } => info!(peer = %id.short(), ?state, "peer state"),
@@ -278,8 +321,13 @@ impl Actor {
                     self.engine_event(Event::SendFailed { to: peer, addr });
                 }
             }
-            TransportEvent::Human { from, .. } => {
-                debug!(%from, "human message ignored (no gateway on this transport yet)");
+            TransportEvent::Human {
+                from,
+                subject,
+                text,
+                auto_generated,
+            } => {
+                self.on_human(from, subject.as_deref(), &text, auto_generated);
             }
             TransportEvent::Up | TransportEvent::Down { .. } => {}
         }
@@ -289,8 +337,10 @@ impl Actor {
         match cmd {
             Command::Published(post) => {
                 info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
+                self.tell_followers(&post);
                 self.engine_event(Event::LocalPost(post));
             }
+            Command::Reply { to, text } => self.send_human(&to, text),
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -319,6 +369,134 @@ impl Actor {
                 self.engine_event(Event::SetInterests(interests(&config)));
                 info!(peers = config.peers.len(), "configuration reloaded");
             }
+        }
+    }
+
+    /// A message from a person: judge it, then answer or act.
+    fn on_human(&mut self, from: PeerAddr, subject: Option<&str>, text: &str, auto: bool) {
+        match self.gateway.judge(&from, subject, text, auto) {
+            Verdict::Ignore => debug!(%from, "machine-generated message ignored"),
+            Verdict::Reply(answer) => {
+                info!(%from, owner = self.gateway.is_owner(&from), "gateway answered without acting");
+                self.send_human(&from, answer);
+            }
+            Verdict::Command(req) => self.on_request(from, req),
+        }
+    }
+
+    fn on_request(&mut self, from: PeerAddr, req: Request) {
+        match req {
+            Request::Post { topics, body } => {
+                // Publishing waits for the durable flush: do it off the actor, answer after.
+                let shared = self.shared.clone();
+                tokio::spawn(async move {
+                    let topics: Vec<String> =
+                        topics.iter().map(|t| t.as_str().to_string()).collect();
+                    let text = match shared.publish(&topics, &body).await {
+                        Ok(post) => format!("Posted {}.", post.id()),
+                        Err(e) => format!("Not posted: {e}."),
+                    };
+                    let _ = shared
+                        .commands
+                        .send(Command::Reply { to: from, text })
+                        .await;
+                });
+            }
+            Request::Feed { topic, limit } => {
+                let q = Query {
+                    topic,
+                    limit,
+                    ..Query::default()
+                };
+                let text = match self.shared.store.query(&q) {
+                    Ok(posts) if posts.is_empty() => "No posts yet.".to_string(),
+                    Ok(posts) => posts
+                        .iter()
+                        .rev()
+                        .map(gateway::render)
+                        .collect::<Vec<_>>()
+                        .join("\n\n"),
+                    Err(e) => format!("The store failed: {e}"),
+                };
+                self.send_human(&from, text);
+            }
+            Request::Follow(topic) => {
+                let entry = self
+                    .follows
+                    .entry(gateway::person(&from))
+                    .or_insert_with(|| (from.clone(), BTreeSet::new()));
+                entry.0 = from.clone();
+                entry.1.insert(topic.clone());
+                self.save_follows();
+                self.send_human(&from, format!("You will receive new {topic} posts here."));
+            }
+            Request::Unfollow(topic) => {
+                if let Some(entry) = self.follows.get_mut(&gateway::person(&from)) {
+                    entry.1.remove(&topic);
+                }
+                self.save_follows();
+                self.send_human(&from, format!("You will no longer receive {topic} posts."));
+            }
+            Request::Status => {
+                let s = self.status();
+                let text = format!(
+                    "Relay {}: {} posts, {} peers ({} alive), up {} s.",
+                    s.id, s.posts, s.peers, s.peers_alive, s.uptime_secs
+                );
+                self.send_human(&from, text);
+            }
+            Request::Help => self.send_human(&from, gateway::help()),
+        }
+    }
+
+    fn save_follows(&self) {
+        let raw: Vec<(String, Vec<String>)> = self
+            .follows
+            .values()
+            .map(|(addr, topics)| {
+                (
+                    addr.to_string(),
+                    topics.iter().map(|t| t.as_str().to_string()).collect(),
+                )
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&raw).unwrap_or_default();
+        if let Err(e) = self
+            .shared
+            .store
+            .meta_put(FOLLOWS_KEY, &bytes)
+            .and_then(|()| self.shared.store.flush())
+        {
+            warn!(error = %e, "cannot save the gateway's follow lists");
+        }
+    }
+
+    /// Send a new post to every person following one of its topics.
+    fn tell_followers(&mut self, post: &Post) {
+        let to: Vec<PeerAddr> = self
+            .follows
+            .values()
+            .filter(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)))
+            .map(|(addr, _)| addr.clone())
+            .collect();
+        for addr in to {
+            self.send_human(&addr, gateway::render(post));
+        }
+    }
+
+    fn send_human(&mut self, to: &PeerAddr, text: String) {
+        let Some(transport) = self.transports.get(to.scheme()) else {
+            debug!(%to, "no transport to answer a person on");
+            return;
+        };
+        self.next_send += 1;
+        let subject = (to.scheme() == lakitu_transport::Scheme::Mail).then(|| "Lakitu".to_string());
+        if let Err(e) = transport.send(
+            SendId(self.next_send),
+            to,
+            Outgoing::Human { subject, text },
+        ) {
+            warn!(%to, error = %e, "cannot answer a person");
         }
     }
 

@@ -101,6 +101,13 @@ pub(crate) enum Command {
     RemovePeer(PublicId, oneshot::Sender<bool>),
     /// Apply a reloaded configuration (peers and interests).
     Reload(Box<Config>),
+    /// Send a plain message to a person (a gateway answer computed off the actor).
+    Reply {
+        /// The person.
+        to: PeerAddr,
+        /// The text.
+        text: String,
+    },
 }
 
 /// What the API handlers share. Cheap to clone.

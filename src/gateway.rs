@@ -1,0 +1,344 @@
+//! The human gateway: people talk to their relay from a plain Jabber or mail client.
+//!
+//! Pure logic, no IO: it decides what a message from a person means (a command from an owner,
+//! a refusal for anyone else, silence for machine-generated mail) and how posts read as chat
+//! lines or mails. The node carries out the decisions.
+//!
+//! Commands (first word, case-insensitive; a leading `/` is allowed):
+//! `post #topic… text`, `feed [#topic] [N]`, `follow #topic`, `unfollow #topic`, `status`, `help`.
+//! By mail, the subject may hold the command (`post #rust`) and the body the text.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, UNIX_EPOCH};
+
+use lakitu_transport::{PeerAddr, Scheme};
+
+use crate::post::{Post, PostError, Topic};
+
+/// Most posts one `feed` command returns, so an answer stays one readable message.
+pub const MAX_FEED: usize = 20;
+
+/// A parsed command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// Publish a post.
+    Post {
+        /// Tags.
+        topics: Vec<Topic>,
+        /// Text.
+        body: String,
+    },
+    /// Show recent posts.
+    Feed {
+        /// Only this tag.
+        topic: Option<Topic>,
+        /// How many.
+        limit: usize,
+    },
+    /// Receive new posts of a topic as messages.
+    Follow(Topic),
+    /// Stop receiving a topic.
+    Unfollow(Topic),
+    /// The relay's state.
+    Status,
+    /// What the relay understands.
+    Help,
+}
+
+/// What the gateway decided about one incoming message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// An owner's command.
+    Command(Request),
+    /// Answer with this text and do nothing else (refusals, errors, help).
+    Reply(String),
+    /// Do not answer at all (machine-generated mail: answering it risks mail loops).
+    Ignore,
+}
+
+/// The gateway's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Gateway {
+    owners: BTreeSet<String>,
+    /// A secret an emailed command must carry, because a From header is easy to forge.
+    mail_secret: Option<String>,
+}
+
+/// The address a person writes from, without an XMPP resource, lowercased.
+pub fn person(addr: &PeerAddr) -> String {
+    let s = addr.as_str();
+    match addr.scheme() {
+        Scheme::Xmpp => s.split('/').next().unwrap_or(s).to_ascii_lowercase(),
+        _ => s.to_ascii_lowercase(),
+    }
+}
+
+impl Gateway {
+    /// A gateway obeying `owners`; emailed commands must carry `mail_secret` when one is set.
+    pub fn new(owners: &[PeerAddr], mail_secret: Option<String>) -> Self {
+        Gateway {
+            owners: owners.iter().map(person).collect(),
+            mail_secret,
+        }
+    }
+
+    /// True when `from` may command the relay.
+    pub fn is_owner(&self, from: &PeerAddr) -> bool {
+        self.owners.contains(&person(from))
+    }
+
+    /// Decide what a message from a person means.
+    pub fn judge(
+        &self,
+        from: &PeerAddr,
+        subject: Option<&str>,
+        text: &str,
+        auto_generated: bool,
+    ) -> Verdict {
+        if auto_generated {
+            return Verdict::Ignore;
+        }
+        if !self.is_owner(from) {
+            return Verdict::Reply(
+                "Sorry, this is a personal Lakitu relay and only its owner can use it. Nothing was stored.".into(),
+            );
+        }
+        let mut subject = subject.unwrap_or("").trim().to_string();
+        let mut text = text.to_string();
+        if from.scheme() == Scheme::Mail {
+            if let Some(secret) = &self.mail_secret {
+                // The proof may stand in the subject or on a line of the body; it is removed
+                // before the command is read so it never ends up in a post.
+                let in_subject = subject.contains(secret.as_str());
+                let in_body = text.lines().any(|l| l.trim() == secret.as_str());
+                if !in_subject && !in_body {
+                    return Verdict::Reply(
+                        "Refused: this mail does not carry the relay's secret, so it cannot prove it comes from the owner. Nothing was stored.".into(),
+                    );
+                }
+                subject = subject.replace(secret.as_str(), "").trim().to_string();
+                text = text
+                    .lines()
+                    .filter(|l| l.trim() != secret.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n");
+            }
+            // Strip quoted replies and signatures a mail client adds.
+            text = strip_mail_noise(&text);
+            if !subject.is_empty() {
+                text = format!("{subject}\n{text}");
+            }
+        }
+        match parse(&text) {
+            Ok(Request::Help) => Verdict::Reply(help()),
+            Ok(req) => Verdict::Command(req),
+            Err(e) => Verdict::Reply(format!("{e}\n\n{}", help())),
+        }
+    }
+}
+
+/// Drop quoted lines (`>`) and everything after a signature separator (`-- `).
+fn strip_mail_noise(text: &str) -> String {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        if line == "-- " || line == "--" {
+            break;
+        }
+        if line.trim_start().starts_with('>') {
+            continue;
+        }
+        out.push(line);
+    }
+    out.join("\n").trim().to_string()
+}
+
+/// Parse one command.
+pub fn parse(text: &str) -> Result<Request, String> {
+    let text = text.trim();
+    let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
+    let word = word.trim_start_matches('/').to_ascii_lowercase();
+    let rest = rest.trim();
+    let topic_arg = |s: &str| -> Result<Topic, String> {
+        Topic::new(s).map_err(|e| format!("{s:?} is not a topic: {e}"))
+    };
+    match word.as_str() {
+        "post" => {
+            let mut topics = Vec::new();
+            let mut body = rest;
+            // Leading #tags are the post's topics; the rest is its text.
+            while let Some(tag) = body
+                .split_whitespace()
+                .next()
+                .filter(|w| w.starts_with('#'))
+            {
+                topics.push(topic_arg(tag)?);
+                body = body[body.find(tag).map_or(0, |i| i + tag.len())..].trim_start();
+            }
+            if body.is_empty() {
+                return Err("post needs some text: post #topic your text".into());
+            }
+            Ok(Request::Post {
+                topics,
+                body: body.to_string(),
+            })
+        }
+        "feed" => {
+            let mut topic = None;
+            let mut limit = 5;
+            for arg in rest.split_whitespace() {
+                if let Ok(n) = arg.parse::<usize>() {
+                    limit = n.clamp(1, MAX_FEED);
+                } else {
+                    topic = Some(topic_arg(arg)?);
+                }
+            }
+            Ok(Request::Feed { topic, limit })
+        }
+        "follow" | "unfollow" if rest.is_empty() => {
+            Err(format!("{word} needs a topic: {word} #topic"))
+        }
+        "follow" => Ok(Request::Follow(topic_arg(rest)?)),
+        "unfollow" => Ok(Request::Unfollow(topic_arg(rest)?)),
+        "status" => Ok(Request::Status),
+        "help" | "?" | "" => Ok(Request::Help),
+        other => Err(format!("I do not know the command {other:?}.")),
+    }
+}
+
+/// The help text.
+pub fn help() -> String {
+    [
+        "Commands:",
+        "  post #topic … your text   publish a post signed by this relay",
+        "  feed [#topic] [N]         the N newest posts (default 5)",
+        "  follow #topic             get new posts of a topic as messages",
+        "  unfollow #topic           stop that",
+        "  status                    the relay's state",
+        "  help                      this text",
+    ]
+    .join("\n")
+}
+
+/// A post as a person reads it: one header line, then the text.
+pub fn render(post: &Post) -> String {
+    let when =
+        humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(post.timestamp()));
+    let tags: Vec<String> = post.topics().iter().map(ToString::to_string).collect();
+    format!(
+        "{} · {} · {}\n{}",
+        post.author().short(),
+        when,
+        tags.join(" "),
+        post.body()
+    )
+}
+
+/// Describe a refused post for the person who sent it.
+pub fn refusal(e: &PostError) -> String {
+    format!("Not posted: {e}.")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> PeerAddr {
+        s.parse().unwrap()
+    }
+
+    fn gw(secret: Option<&str>) -> Gateway {
+        Gateway::new(
+            &[addr("xmpp:me@example.org"), addr("mailto:me@example.org")],
+            secret.map(String::from),
+        )
+    }
+
+    #[test]
+    fn owner_commands_are_parsed() {
+        let v = gw(None).judge(
+            &addr("xmpp:Me@example.org/phone"),
+            None,
+            "post #Rust #gossip hello there",
+            false,
+        );
+        let Verdict::Command(Request::Post { topics, body }) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(
+            topics,
+            vec![Topic::new("rust").unwrap(), Topic::new("gossip").unwrap()]
+        );
+        assert_eq!(body, "hello there");
+        assert_eq!(
+            parse("feed #rust 3").unwrap(),
+            Request::Feed {
+                topic: Some(Topic::new("rust").unwrap()),
+                limit: 3
+            }
+        );
+        assert_eq!(
+            parse("/follow #a").unwrap(),
+            Request::Follow(Topic::new("a").unwrap())
+        );
+        assert_eq!(parse("STATUS").unwrap(), Request::Status);
+        assert!(parse("post #rust").is_err());
+        assert!(parse("dance").is_err());
+        assert!(parse("follow").is_err());
+    }
+
+    #[test]
+    fn strangers_are_refused_politely_and_machines_ignored() {
+        let v = gw(None).judge(&addr("xmpp:eve@example.org"), None, "post hi", false);
+        assert!(
+            matches!(v, Verdict::Reply(ref t) if t.contains("only its owner")),
+            "{v:?}"
+        );
+        let v = gw(None).judge(&addr("mailto:me@example.org"), Some("post"), "hi", true);
+        assert_eq!(v, Verdict::Ignore);
+    }
+
+    #[test]
+    fn mail_commands_need_the_secret_which_never_reaches_the_post() {
+        let g = gw(Some("s3cret-token"));
+        let me = addr("mailto:me@example.org");
+        let v = g.judge(&me, Some("post #rust"), "hello by mail\n", false);
+        assert!(
+            matches!(v, Verdict::Reply(ref t) if t.contains("secret")),
+            "{v:?}"
+        );
+        let v = g.judge(
+            &me,
+            Some("post #rust s3cret-token"),
+            "hello by mail\n\n-- \nMe\n> quoted",
+            false,
+        );
+        assert_eq!(
+            v,
+            Verdict::Command(Request::Post {
+                topics: vec![Topic::new("rust").unwrap()],
+                body: "hello by mail".into()
+            })
+        );
+        let v = g.judge(&me, Some("post #rust"), "s3cret-token\nhello again", false);
+        assert_eq!(
+            v,
+            Verdict::Command(Request::Post {
+                topics: vec![Topic::new("rust").unwrap()],
+                body: "hello again".into()
+            })
+        );
+    }
+
+    #[test]
+    fn posts_render_readably() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let p = Post::sign(&key, 1_800_000_000_000, [Topic::new("rust").unwrap()], "hi").unwrap();
+        let text = render(&p);
+        assert!(
+            text.contains("#rust")
+                && text.ends_with("\nhi")
+                && text.contains("2027-01-15T08:00:00Z"),
+            "{text}"
+        );
+    }
+}
