@@ -41,7 +41,7 @@ if [ "$SETUP" = 1 ]; then
 rm -rf "$DIR/data" "$DIR/certs"
 mkdir -p "$DIR/data" "$DIR/certs"
 if ! openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj /CN=localhost \
-    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" -addext "basicConstraints=critical,CA:FALSE" \
     -keyout "$DIR/certs/localhost.key" -out "$DIR/certs/localhost.crt" >"$DIR/openssl.log" 2>&1; then
   echo "prosody.sh: certificate generation failed:" >&2; tail -5 "$DIR/openssl.log" >&2; exit 1
 fi

@@ -115,14 +115,31 @@ impl ServerConnector for Connector {
         ns: &'static str,
         timeouts: Timeouts,
     ) -> Result<(PendingFeaturesRecv<Self::Stream>, ChannelBinding), tokio_xmpp::Error> {
+        let result = self.connect_inner(jid, ns, timeouts).await;
+        if let Err(error) = &result {
+            // tokio-xmpp retries on its own and logs only through `log`; say why here.
+            tracing::warn!(host = %self.host, port = self.port, %error, "XMPP connect failed");
+        }
+        result
+    }
+}
+
+impl Connector {
+    async fn connect_inner(
+        &self,
+        jid: &Jid,
+        ns: &'static str,
+        timeouts: Timeouts,
+    ) -> Result<(PendingFeaturesRecv<BufStream<Box<dyn Io>>>, ChannelBinding), tokio_xmpp::Error>
+    {
         let domain = jid.domain().as_str();
         let tcp: Box<dyn Io> = Box::new(self.tcp().await?);
         let (io, binding) = match self.tls {
             XmppTls::Plain => (tcp, ChannelBinding::None),
             XmppTls::DirectTls => self.tls(tcp, domain).await?,
             XmppTls::StartTls => {
-                let stream = initiate_stream(BufStream::new(tcp), ns, header(domain), timeouts)
-                    .await?;
+                let stream =
+                    initiate_stream(BufStream::new(tcp), ns, header(domain), timeouts).await?;
                 let (features, mut stream) = stream
                     .recv_features::<XmppStreamElement>()
                     .await

@@ -350,7 +350,9 @@ impl Session {
             }
             Counters::bump(&self.shared.counters.stanzas_sent);
             self.by_stanza.insert(flight.stanza_id.clone(), flight.key);
-            let mut token = stream.send(Box::new(Stanza::Message(flight.stanza.clone()))).await;
+            let mut token = stream
+                .send(Box::new(Stanza::Message(flight.stanza.clone())))
+                .await;
             let sm = self.stream_management;
             flights.push(Box::pin(async move {
                 let outcome = match token.wait_for(StanzaStage::Acked).await {
@@ -383,8 +385,11 @@ impl Session {
                 if failed {
                     self.stanza_done(flight.key).await;
                 } else if flight.resends >= self.shared.config.max_resends {
-                    self.fail(flight.key, "resent too often without acknowledgement".into())
-                        .await;
+                    self.fail(
+                        flight.key,
+                        "resent too often without acknowledgement".into(),
+                    )
+                    .await;
                     self.stanza_done(flight.key).await;
                 } else {
                     flight.resends += 1;
@@ -436,7 +441,10 @@ impl Session {
 
     async fn on_event(&mut self, stream: &mut StanzaStream, event: Event) {
         match event {
-            Event::Stream(StreamEvent::Reset { bound_jid, features }) => {
+            Event::Stream(StreamEvent::Reset {
+                bound_jid,
+                features,
+            }) => {
                 self.connected = true;
                 self.stream_management = features.stream_management.is_some();
                 Counters::bump(&self.shared.counters.sessions);

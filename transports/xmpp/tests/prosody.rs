@@ -30,7 +30,9 @@ async fn endpoint(h: &mut XmppHarness, user: &str) -> Endpoint<lakitu_xmpp::Xmpp
 
 async fn human(e: &mut Endpoint<lakitu_xmpp::XmppTransport>) -> (PeerAddr, Option<String>, String) {
     match e
-        .take("human message", |e| matches!(e, TransportEvent::Human { .. }))
+        .take("human message", |e| {
+            matches!(e, TransportEvent::Human { .. })
+        })
         .await
     {
         TransportEvent::Human {
@@ -56,8 +58,12 @@ async fn frames_and_human_messages_flow_both_ways_with_chunking() {
     alice
         .send_frame(SendId(1), &addr("bob"), Bytes::from_static(b"hello bob"))
         .await;
-    bob.send_frame(SendId(2), &addr("alice"), Bytes::from_static(b"hello alice"))
-        .await;
+    bob.send_frame(
+        SendId(2),
+        &addr("alice"),
+        Bytes::from_static(b"hello alice"),
+    )
+    .await;
     let (from, auth) = bob.frame(b"hello bob").await;
     assert_eq!((from, auth), (addr("alice"), None));
     assert_eq!(alice.frame(b"hello alice").await.0, addr("bob"));
@@ -67,8 +73,11 @@ async fn frames_and_human_messages_flow_both_ways_with_chunking() {
     // 200 KB needs 33 chunks of 6 KiB; both directions at once.
     let big_ab = pattern(200_000, 0);
     let big_ba = pattern(200_001, 0x55);
-    alice.send_frame(SendId(3), &addr("bob"), big_ab.clone()).await;
-    bob.send_frame(SendId(4), &addr("alice"), big_ba.clone()).await;
+    alice
+        .send_frame(SendId(3), &addr("bob"), big_ab.clone())
+        .await;
+    bob.send_frame(SendId(4), &addr("alice"), big_ba.clone())
+        .await;
     assert_eq!(bob.frame(&big_ab).await.0, addr("alice"));
     assert_eq!(alice.frame(&big_ba).await.0, addr("bob"));
     alice.sent(SendId(3)).await;
@@ -80,7 +89,10 @@ async fn frames_and_human_messages_flow_both_ways_with_chunking() {
         subject: None,
         text: "post #rust hello".into(),
     };
-    alice.transport.send(SendId(5), &addr("bob"), line).expect("queue");
+    alice
+        .transport
+        .send(SendId(5), &addr("bob"), line)
+        .expect("queue");
     let with_subject = Outgoing::Human {
         subject: Some("digest".into()),
         text: "3 new posts".into(),
@@ -131,7 +143,11 @@ async fn send_to_a_missing_account_fails() {
         .await;
     match alice
         .take("Sent/Failed", |e| {
-            matches!(e, TransportEvent::Sent { id: SendId(7) } | TransportEvent::Failed { id: SendId(7), .. })
+            matches!(
+                e,
+                TransportEvent::Sent { id: SendId(7) }
+                    | TransportEvent::Failed { id: SendId(7), .. }
+            )
         })
         .await
     {
@@ -159,8 +175,12 @@ async fn starttls_with_a_pinned_certificate_and_direct_tls_work() {
     alice
         .send_frame(SendId(1), &addr("bob"), Bytes::from_static(b"over tls"))
         .await;
-    bob.send_frame(SendId(2), &addr("alice"), Bytes::from_static(b"over direct tls"))
-        .await;
+    bob.send_frame(
+        SendId(2),
+        &addr("alice"),
+        Bytes::from_static(b"over direct tls"),
+    )
+    .await;
     bob.frame(b"over tls").await;
     alice.frame(b"over direct tls").await;
     alice.sent(SendId(1)).await;
@@ -179,8 +199,11 @@ async fn frames_sent_while_the_server_restarts_arrive_after_it() {
     alice.sent(SendId(1)).await;
 
     h.prosody.stop();
-    alice.take("Down", |e| matches!(e, TransportEvent::Down { .. })).await;
-    bob.take("Down", |e| matches!(e, TransportEvent::Down { .. })).await;
+    alice
+        .take("Down", |e| matches!(e, TransportEvent::Down { .. }))
+        .await;
+    bob.take("Down", |e| matches!(e, TransportEvent::Down { .. }))
+        .await;
     // Queued during the outage, one of them chunked.
     let frames: Vec<Bytes> = (0..5u8)
         .map(|i| {
@@ -194,8 +217,11 @@ async fn frames_sent_while_the_server_restarts_arrive_after_it() {
             .await;
     }
     h.prosody.restart();
-    alice.take("Up again", |e| matches!(e, TransportEvent::Up)).await;
-    bob.take("Up again", |e| matches!(e, TransportEvent::Up)).await;
+    alice
+        .take("Up again", |e| matches!(e, TransportEvent::Up))
+        .await;
+    bob.take("Up again", |e| matches!(e, TransportEvent::Up))
+        .await;
     for f in &frames {
         assert_eq!(bob.frame(f).await.0, addr("alice"));
     }

@@ -15,7 +15,9 @@ use lakitu_xmpp::{XmppConfig, XmppTls, XmppTransport};
 use tokio::sync::mpsc;
 
 fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/servers").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/servers")
+        .join(name)
 }
 
 /// A free port whose successor (direct TLS) is free too, on 127.0.0.1.
@@ -130,10 +132,7 @@ impl Prosody {
     }
 
     /// Start a transport for `user` with `config` tweaks.
-    pub fn transport(
-        &self,
-        config: XmppConfig,
-    ) -> (XmppTransport, mpsc::Receiver<TransportEvent>) {
+    pub fn transport(&self, config: XmppConfig) -> (XmppTransport, mpsc::Receiver<TransportEvent>) {
         let (tx, rx) = mpsc::channel(4096);
         let t = XmppTransport::start(config, tx).expect("start XMPP transport");
         (t, rx)
