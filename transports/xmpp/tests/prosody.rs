@@ -236,3 +236,30 @@ async fn conformance_suite_passes_over_prosody() {
     let mut h = XmppHarness::new();
     conformance::run_all(&mut h).await;
 }
+
+/// A server that stops answering without closing the connection is noticed by the keepalive
+/// probe (XEP-0198 `<r/>`), the session replaced, and what was queued meanwhile delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silently_dead_session_is_detected_and_replaced() {
+    let mut h = XmppHarness::new();
+    let mut alice = endpoint(&mut h, "alice").await;
+    let mut bob = endpoint(&mut h, "bob").await;
+    h.prosody.freeze();
+    // keepalive 5 s + dead_after 5 s (support config), within the 30 s wait.
+    alice
+        .take("Down", |e| matches!(e, TransportEvent::Down { .. }))
+        .await;
+    alice
+        .send_frame(
+            SendId(1),
+            &addr("bob"),
+            Bytes::from_static(b"after the freeze"),
+        )
+        .await;
+    h.prosody.thaw();
+    alice
+        .take("Up again", |e| matches!(e, TransportEvent::Up))
+        .await;
+    bob.frame(b"after the freeze").await;
+    alice.sent(SendId(1)).await;
+}

@@ -187,3 +187,26 @@ impl Harness for XmppHarness {
         Duration::from_secs(30)
     }
 }
+
+impl Prosody {
+    fn signal(&self, sig: &str) {
+        let pid = std::fs::read_to_string(self.dir.path().join("launcher.pid")).expect("pid file");
+        let ok = Command::new("kill")
+            .args([sig, pid.trim()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill {sig} {pid} failed");
+    }
+
+    /// Freeze the server (SIGSTOP): connections stay open but nothing answers, like a dead
+    /// route.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Let a frozen server run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+}
