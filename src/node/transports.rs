@@ -5,10 +5,11 @@ use std::sync::Arc;
 
 use lakitu_quic::{QuicConfig, QuicTransport};
 use lakitu_transport::{Scheme, Transport, TransportEvent};
+use lakitu_xmpp::{XmppConfig, XmppTls, XmppTransport};
 use tokio::sync::mpsc;
 
 use super::NodeError;
-use crate::config::Config;
+use crate::config::{Config, TlsMode};
 use crate::id::Identity;
 
 /// The running transports.
@@ -17,6 +18,8 @@ pub(crate) struct Running {
     pub all: Vec<(Scheme, Arc<dyn Transport>)>,
     /// QUIC again, for its graceful async shutdown.
     pub quic: Option<Arc<QuicTransport>>,
+    /// XMPP again, for its graceful async shutdown (flushes unacknowledged stanzas).
+    pub xmpp: Option<Arc<XmppTransport>>,
 }
 
 impl Running {
@@ -29,6 +32,9 @@ impl Running {
     pub async fn shutdown(&self) {
         if let Some(q) = &self.quic {
             q.shutdown().await;
+        }
+        if let Some(x) = &self.xmpp {
+            x.shutdown().await;
         }
         for (_, t) in &self.all {
             t.close();
@@ -45,6 +51,7 @@ pub(crate) fn start(
     let mut running = Running {
         all: Vec::new(),
         quic: None,
+        xmpp: None,
     };
     if config.quic.enabled {
         let mut qc = QuicConfig::new(config.quic.listen, identity.seed());
@@ -58,6 +65,36 @@ pub(crate) fn start(
             .all
             .push((Scheme::Quic, quic.clone() as Arc<dyn Transport>));
         running.quic = Some(quic);
+    }
+    if config.xmpp.enabled {
+        let x = &config.xmpp;
+        let fail = |message: String| NodeError::Transport {
+            scheme: "xmpp",
+            message,
+        };
+        let password = x
+            .password
+            .as_ref()
+            .ok_or_else(|| fail("no password configured".into()))?
+            .resolve()
+            .map_err(|e| fail(e.to_string()))?;
+        let mut xc = XmppConfig::new(x.jid.clone(), password);
+        xc.server = x.server.as_ref().map(|hp| (hp.host.clone(), hp.port));
+        xc.tls = match x.tls {
+            TlsMode::StartTls => XmppTls::StartTls,
+            TlsMode::Direct => XmppTls::DirectTls,
+            TlsMode::Plain => XmppTls::Plain,
+        };
+        xc.accept_invalid_certs = x.accept_invalid_certs;
+        // The engine sizes frames by one limit for every carrier; XMPP chunks them below the
+        // server's stanza limit, so it can carry the same frames as QUIC.
+        xc.max_frame = config.limits.max_frame_bytes;
+        let xmpp = XmppTransport::start(xc, events.clone()).map_err(|e| fail(e.to_string()))?;
+        let xmpp = Arc::new(xmpp);
+        running
+            .all
+            .push((Scheme::Xmpp, xmpp.clone() as Arc<dyn Transport>));
+        running.xmpp = Some(xmpp);
     }
     Ok(running)
 }

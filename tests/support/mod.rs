@@ -25,9 +25,14 @@ impl Node {
 
     /// Like [`Node::init`], with QUIC bound to `ip` (any 127.0.0.0/8 address).
     pub fn init_on(ip: &str, extra: &str) -> Node {
+        Node::init_with(&format!("[quic]\nlisten = \"{ip}:0\"\n\n{extra}"))
+    }
+
+    /// A new data directory whose config has the node and API sections, then `rest`.
+    pub fn init_with(rest: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = format!(
-            "[node]\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"{ip}:0\"\n\n{extra}",
+            "[node]\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n{rest}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("config.toml"), config).expect("write config");
@@ -240,4 +245,74 @@ pub fn peer_entry(node: &Node) -> String {
         node.id(),
         node.quic_addr()
     )
+}
+
+/// A free TCP port pair (p, p+1) on 127.0.0.1, as far as can be told without holding them.
+pub fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let a = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let p = a.local_addr().expect("addr").port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free port pair on 127.0.0.1");
+}
+
+/// A throwaway Prosody on 127.0.0.1 (tests/servers/prosody.sh), stopped on drop. Users alice,
+/// bob, carol, dave on `localhost`, password = name + "pw".
+pub struct Prosody {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Prosody {
+    /// Start it; panics loudly (with the script's output) when it cannot.
+    pub fn start() -> Prosody {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port_pair();
+        let server = Prosody { dir, port };
+        server.run_script(&[]);
+        server
+    }
+
+    fn run_script(&self, env: &[(&str, &str)]) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/prosody.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(self.dir.path())
+            .arg(self.port.to_string())
+            .envs(env.iter().copied())
+            .output()
+            .expect("run prosody.sh");
+        assert!(
+            out.status.success(),
+            "prosody.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Restart it keeping accounts and stored messages.
+    pub fn restart(&self) {
+        self.run_script(&[("PROSODY_RESTART", "1")]);
+    }
+
+    /// The `[xmpp]` config section for `user`.
+    pub fn node_config(&self, user: &str) -> String {
+        format!(
+            "[quic]\nenabled = false\n\n[xmpp]\nenabled = true\njid = \"{user}@localhost\"\npassword = \"{user}pw\"\nserver = \"127.0.0.1:{}\"\ntls = \"plain\"\n",
+            self.port
+        )
+    }
+}
+
+impl Drop for Prosody {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/prosody-down.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg(self.dir.path())
+            .output();
+    }
 }
