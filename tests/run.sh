@@ -7,6 +7,18 @@ cd "$(dirname "$0")/.."
 need() { command -v "$1" >/dev/null || { echo "tests/run.sh: '$1' is required but not installed: $2" >&2; exit 1; }; }
 need cargo "install Rust with rustup"
 
+need python3 "install Python 3"
+# Real servers and clients the integration tests use: Prosody (XMPP) and slixmpp (a person's
+# Jabber client). The tests start and stop their own throwaway servers on 127.0.0.1.
+export DEBIAN_FRONTEND=noninteractive
+if ! command -v prosody >/dev/null || ! dpkg -s lua-unbound >/dev/null 2>&1; then
+  apt-get install -y -qq --no-install-recommends prosody lua-unbound openssl >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prosody lua-unbound openssl >/dev/null; }
+fi
+need prosody "apt-get install prosody lua-unbound"
+python3 -c 'import slixmpp' 2>/dev/null || python3 -m pip install -q slixmpp
+python3 -c 'import slixmpp' || { echo "tests/run.sh: slixmpp could not be installed" >&2; exit 1; }
+
 # One build profile for everything (the dev profile in Cargo.toml).
 cargo build --workspace --all-targets --locked
 cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}"

@@ -67,3 +67,170 @@ fn two_xmpp_nodes_exchange_posts_and_repair_a_gap() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_bridge_relays_between_quic_only_and_xmpp_only_nodes() {
+    let server = Prosody::start();
+    let mut bridge = Node::init_with(&format!(
+        "{}\n{FAST}\n",
+        server.node_config("carol").replace(
+            "[quic]\nenabled = false\n",
+            "[quic]\nlisten = \"127.0.0.1:0\"\n"
+        )
+    ));
+    let mut xonly = xmpp_node(&server, "dave", &[(&bridge, "carol")]);
+    bridge.append_config(&format!(
+        "[[peers]]\nid = \"{}\"\naddresses = [\"xmpp:dave@localhost\"]\n",
+        xonly.id()
+    ));
+    bridge.start();
+    xonly.start();
+    let mut qonly = Node::init(&format!("{FAST}\n{}", support::peer_entry(&bridge)));
+    qonly.start();
+    wait_until(60, "the bridge to see both sides", || {
+        bridge
+            .peers()
+            .iter()
+            .filter(|p| p["state"] == "alive")
+            .count()
+            == 2
+    });
+
+    let from_quic = qonly
+        .ok(&["post", "-t", "bridge", "from the QUIC side"])
+        .trim()
+        .to_string();
+    wait_until(60, "the QUIC post to reach the XMPP-only node", || {
+        xonly.feed_ids(&[]).contains(&from_quic)
+    });
+    let from_xmpp = xonly
+        .ok(&["post", "-t", "bridge", "from the XMPP side"])
+        .trim()
+        .to_string();
+    wait_until(60, "the XMPP post to reach the QUIC-only node", || {
+        qonly.feed_ids(&[]).contains(&from_xmpp)
+    });
+
+    // Author and signature survive the crossing.
+    for (node, id, author) in [
+        (&xonly, &from_quic, qonly.id()),
+        (&qonly, &from_xmpp, xonly.id()),
+    ] {
+        let posts: Vec<lakitu::post::PostJson> =
+            serde_json::from_str(&node.ok(&["feed", "--json", "--limit", "100"])).unwrap();
+        let p = posts.iter().find(|p| &p.id == id).expect("the post");
+        assert_eq!(p.author, author);
+        p.to_post()
+            .unwrap()
+            .verify(u64::MAX / 2, 0)
+            .expect("signature intact");
+    }
+    for n in [&mut qonly, &mut bridge, &mut xonly] {
+        n.stop();
+    }
+}
+
+/// Run the slixmpp person script, returning its stdout lines as they come.
+fn person(
+    server: &Prosody,
+    user: &str,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp_person.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(server.port.to_string())
+        .arg(format!("{user}@localhost/person"))
+        .arg(format!("{user}pw"))
+        .arg("carol@localhost")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with slixmpp (tests/run.sh installs it)");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn expect_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the person never printed {prefix}"));
+        if line.starts_with(prefix) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn a_person_with_a_jabber_client_posts_reads_and_strangers_are_refused() {
+    let server = Prosody::start();
+    let mut relay = Node::init_with(&format!(
+        "{}\n[gateway]\nowners = [\"xmpp:dave@localhost\"]\n",
+        server.node_config("carol")
+    ));
+    relay.start();
+
+    let token = format!("hello-from-a-person-{}", std::process::id());
+    let want = format!("made-with-lakitu-post-{}", std::process::id());
+    let (mut owner, lines) = person(&server, "dave", &["owner", &token, &want]);
+    expect_line(&lines, "POSTED");
+    // The person's post is in the feed, signed by the relay.
+    let posts: Vec<lakitu::post::PostJson> =
+        serde_json::from_str(&relay.ok(&["feed", "--json", "--topic", "rust"])).unwrap();
+    assert!(posts.iter().any(|p| p.body == token), "{posts:?}");
+    expect_line(&lines, "READY");
+    relay.ok(&["post", "-t", "rust", &want]);
+    let got = expect_line(&lines, "GOT");
+    assert!(got.contains(&want) && got.contains("#rust"), "{got}");
+    assert!(owner.wait().unwrap().success());
+
+    // Someone else is refused politely and nothing is stored.
+    let before = relay.feed_ids(&[]).len();
+    let (mut stranger, lines) = person(&server, "bob", &["stranger"]);
+    expect_line(&lines, "REFUSED");
+    assert!(stranger.wait().unwrap().success());
+    assert_eq!(relay.feed_ids(&[]).len(), before);
+    relay.stop();
+}
+
+#[test]
+fn nodes_reconnect_after_prosody_restarts_and_lose_nothing() {
+    let server = Prosody::start();
+    let mut a = xmpp_node(&server, "alice", &[]);
+    let mut b = xmpp_node(&server, "bob", &[(&a, "alice")]);
+    a.append_config(&format!(
+        "[[peers]]\nid = \"{}\"\naddresses = [\"xmpp:bob@localhost\"]\n",
+        b.id()
+    ));
+    a.start();
+    b.start();
+    let first = a
+        .ok(&["post", "-t", "rust", "before the restart"])
+        .trim()
+        .to_string();
+    wait_until(60, "the first post", || b.feed_ids(&[]).contains(&first));
+
+    server.restart();
+    // Posted right after the restart, while the nodes may still be reconnecting.
+    let during: Vec<String> = (0..5)
+        .map(|i| {
+            a.ok(&["post", "-t", "rust", &format!("around the restart {i}")])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    wait_until(120, "every post made around the restart to arrive", || {
+        let have = b.feed_ids(&[]);
+        during.iter().all(|m| have.contains(m))
+    });
+    a.stop();
+    b.stop();
+}

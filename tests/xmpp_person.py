@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""A person with an ordinary Jabber client (slixmpp) talking to a Lakitu relay.
+
+usage: xmpp_person.py PORT JID PASSWORD RELAY_JID owner TOKEN WANT
+       xmpp_person.py PORT JID PASSWORD RELAY_JID stranger
+owner: follows #rust, posts "post #rust TOKEN", prints READY, then waits for a chat line
+       containing WANT (a post the test makes with `lakitu post`) and prints GOT.
+stranger: tries to post and expects the polite refusal.
+Every wait is bounded; exits non-zero on failure.
+"""
+import asyncio, ssl, sys
+import slixmpp
+
+PORT, JID, PASSWORD, RELAY = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+MODE = sys.argv[5]
+
+
+async def main():
+    inbox = asyncio.Queue()
+    client = slixmpp.ClientXMPP(JID, PASSWORD)
+    # STARTTLS against the test server's self-signed certificate, as the recipe proved.
+    client.ssl_context.check_hostname = False
+    client.ssl_context.verify_mode = ssl.CERT_NONE
+    client.enable_starttls = True
+    ready = asyncio.Event()
+
+    def on_start(_):
+        client.send_presence()
+        ready.set()
+
+    def on_message(msg):
+        if msg["type"] in ("chat", "normal") and msg["body"]:
+            inbox.put_nowait(str(msg["body"]))
+
+    client.add_event_handler("session_start", on_start)
+    client.add_event_handler("message", on_message)
+    client.connect("127.0.0.1", PORT)
+    await asyncio.wait_for(ready.wait(), 20)
+
+    async def expect(fragment, secs=30):
+        while True:
+            body = await asyncio.wait_for(inbox.get(), secs)
+            if fragment in body:
+                return body
+
+    if MODE == "stranger":
+        client.send_message(mto=RELAY, mbody="post #rust forged by a stranger", mtype="chat")
+        print("REFUSED", (await expect("only its owner")).replace("\n", " "), flush=True)
+    else:
+        token, want = sys.argv[6], sys.argv[7]
+        client.send_message(mto=RELAY, mbody="follow #rust", mtype="chat")
+        await expect("receive new")
+        client.send_message(mto=RELAY, mbody=f"post #rust {token}", mtype="chat")
+        print("POSTED", (await expect("Posted")).replace("\n", " "), flush=True)
+        print("READY", flush=True)
+        print("GOT", (await expect(want, 60)).replace("\n", " "), flush=True)
+    client.disconnect()
+    await asyncio.sleep(0.2)
+
+
+asyncio.run(main())
