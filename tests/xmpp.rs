@@ -234,3 +234,33 @@ fn nodes_reconnect_after_prosody_restarts_and_lose_nothing() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn frames_from_a_jid_that_is_not_a_peer_are_ignored() {
+    let server = Prosody::start();
+    let mut a = xmpp_node(&server, "alice", &[]);
+    a.start();
+    // bob knows alice, but alice does not know bob: bob's frames must be dropped.
+    let mut b = xmpp_node(&server, "bob", &[(&a, "alice")]);
+    b.start();
+    let id = b
+        .ok(&["post", "-t", "rust", "unsolicited"])
+        .trim()
+        .to_string();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert!(
+        !a.feed_ids(&[]).contains(&id),
+        "a stored a post from a stranger's JID"
+    );
+    assert!(
+        a.peers().is_empty(),
+        "a admitted a stranger: {:?}",
+        a.peers()
+    );
+    assert!(
+        a.log().contains("not a peer ignored"),
+        "the refusal is logged"
+    );
+    a.stop();
+    b.stop();
+}

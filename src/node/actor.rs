@@ -305,6 +305,12 @@ impl Actor {
                 authenticated,
                 payload,
             } => {
+                // Over carriers that do not authenticate the sender (XMPP, email) anyone can
+                // write to our account: only addresses of configured or known members count.
+                if authenticated.is_none() && !self.is_peer_address(&from) {
+                    info!(%from, bytes = payload.len(), "frame from an address that is not a peer ignored");
+                    return;
+                }
                 let authenticated = authenticated.map(PublicId);
                 self.engine_event(Event::Frame {
                     from,
@@ -370,6 +376,18 @@ impl Actor {
                 info!(peers = config.peers.len(), "configuration reloaded");
             }
         }
+    }
+
+    fn is_peer_address(&self, from: &PeerAddr) -> bool {
+        let who = gateway::person(from);
+        let configured = self
+            .shared
+            .config
+            .peers
+            .iter()
+            .flat_map(|p| p.addresses.iter());
+        let known = self.engine.peers().flat_map(|p| p.addrs.iter());
+        configured.chain(known).any(|a| gateway::person(a) == who)
     }
 
     /// A message from a person: judge it, then answer or act.

@@ -264,14 +264,24 @@ pub fn free_port_pair() -> u16 {
 pub struct Prosody {
     pub dir: tempfile::TempDir,
     pub port: u16,
+    // Two Prosody instances started by one test binary at once interfere (seen as lost
+    // logins); tests that need one take turns.
+    _turn: std::sync::MutexGuard<'static, ()>,
 }
+
+static PROSODY_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 impl Prosody {
     /// Start it; panics loudly (with the script's output) when it cannot.
     pub fn start() -> Prosody {
+        let turn = PROSODY_TURN.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
-        let server = Prosody { dir, port };
+        let server = Prosody {
+            dir,
+            port,
+            _turn: turn,
+        };
         server.run_script(&[]);
         server
     }
