@@ -1,9 +1,17 @@
 //! Reputation: a per-peer score raised by being available and useful, lowered by invalid data,
 //! floods and silence. It orders eager delegates and reconciliation partners; below
 //! [`EngineConfig::reputation_threshold`](super::EngineConfig) the engine ignores the peer.
+//!
+//! Floods are measured per peer over one-second windows in frames, unrequested posts and
+//! bytes, each with its own limit, so batching (few frames, many posts) is measured fairly.
+//! Payload frames that carry only posts we asked for (IWant/Graft answers, pushes a
+//! reconciliation announced) are not counted at all: a peer is never punished for answering.
+
+use std::collections::HashMap;
 
 use crate::id::PublicId;
 
+use super::wire::Message;
 use super::{Action, Engine};
 
 /// Highest and lowest score.
@@ -11,6 +19,19 @@ const MAX_SCORE: i32 = 100;
 pub(crate) const MIN_SCORE: i32 = -100;
 /// Most reputation unanswered pings can cost.
 const MAX_UNANSWERED: i32 = 20;
+
+/// Posts and bytes one peer sent in its current flood window (frames are counted on its
+/// member entry, whose window this follows).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Meter {
+    window: u64,
+    posts: u64,
+    bytes: u64,
+    penalised: bool,
+}
+
+/// The flood meters of the peers heard from.
+pub(crate) type FloodMeters = HashMap<PublicId, Meter>;
 
 /// Something a peer did wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -22,7 +43,7 @@ pub enum Offence {
     BadSignature,
     /// A post that fails verification (signature, clock skew, form).
     InvalidPost,
-    /// More frames per second than allowed.
+    /// More frames, unrequested posts or bytes per second than allowed.
     Flood,
     /// A ping went unanswered.
     Unresponsive,
@@ -95,10 +116,30 @@ impl Engine {
         self.members.get(id).is_some_and(|m| !m.trusted(threshold))
     }
 
-    /// Count a frame against the sender's per-second budget; true when it must be dropped.
-    pub(crate) fn flood_check(&mut self, id: &PublicId) -> bool {
+    /// Count a frame against the sender's per-second budgets (frames, unrequested posts,
+    /// bytes); true when it must be dropped. The first excess in a window costs a penalty.
+    pub(crate) fn flood_check(&mut self, id: &PublicId, len: usize, msg: &Message) -> bool {
+        let unasked = match msg {
+            Message::Push { post, .. } => Some(u64::from(!self.was_requested(&post.id()))),
+            Message::PushBatch(entries) => Some(
+                entries
+                    .iter()
+                    .filter(|e| !self.was_requested(&e.post.id()))
+                    .count() as u64,
+            ),
+            _ => None,
+        };
+        if unasked == Some(0) {
+            // Only what we asked for: never a flood.
+            return false;
+        }
         let now = self.now;
-        let max = self.config.max_frames_per_sec;
+        let c = &self.config;
+        let (max_frames, max_posts, max_bytes) = (
+            c.max_frames_per_sec,
+            u64::from(c.max_posts_per_sec),
+            c.max_bytes_per_sec,
+        );
         let Some(m) = self.members.get_mut(id) else {
             return false;
         };
@@ -107,11 +148,26 @@ impl Engine {
             m.flood_count = 0;
         }
         m.flood_count += 1;
-        let count = m.flood_count;
-        if count == max + 1 {
+        let (window, frames) = (m.flood_window, m.flood_count);
+        if !self.flood.contains_key(id) && self.flood.len() >= self.members.len() + 64 {
+            let members = &self.members;
+            self.flood.retain(|k, _| members.contains_key(k));
+        }
+        let meter = self.flood.entry(*id).or_default();
+        if meter.window != window {
+            *meter = Meter {
+                window,
+                ..Meter::default()
+            };
+        }
+        meter.posts += unasked.unwrap_or(0);
+        meter.bytes += len as u64;
+        let over = frames > max_frames || meter.posts > max_posts || meter.bytes > max_bytes;
+        if over && !meter.penalised {
+            meter.penalised = true;
             self.penalise(id, Offence::Flood);
         }
-        count > max
+        over
     }
 }
 
