@@ -32,46 +32,11 @@ use rand::seq::IndexedRandom;
 use crate::id::PublicId;
 use crate::post::{Post, PostId};
 
-use lakitu_transport::LatencyClass;
-
 use super::reputation::Merit;
-use super::wire::{BATCH_OVERHEAD, MAX_BATCH, MAX_IDS, Message, PushEntry, Relay};
+use super::wire::{MAX_IDS, Message, PushEntry, Relay};
 use super::{Action, Engine, Offence, PostStore};
 
-/// An outbox holds at most this many full frames of posts; beyond it posts are dropped (the
-/// lazy pull and anti-entropy repair them), so a slow or stalled peer costs bounded memory.
-const OUTBOX_FRAMES: usize = 4;
-/// Above this many outboxes, idle ones (empty, bucket full again) are forgotten.
-const IDLE_OUTBOXES: usize = 64;
-
-/// Payloads waiting for one peer, and its pacing bucket.
-#[derive(Debug, Clone)]
-struct Outbox {
-    /// Entries with their encoded length.
-    entries: VecDeque<(PushEntry, usize)>,
-    bytes: usize,
-    /// Tokens in thousandths of a payload frame, as of `refilled` (ms).
-    tokens: u64,
-    refilled: u64,
-}
-
-impl Outbox {
-    fn new(cap: u64, now: u64) -> Self {
-        Outbox {
-            entries: VecDeque::new(),
-            bytes: 0,
-            tokens: cap,
-            refilled: now,
-        }
-    }
-
-    /// Add `rate` thousandths of a frame per elapsed ms (= `rate` frames per second).
-    fn refill(&mut self, now: u64, rate: u64, cap: u64) {
-        let gained = now.saturating_sub(self.refilled).saturating_mul(rate);
-        self.tokens = self.tokens.saturating_add(gained).min(cap);
-        self.refilled = self.refilled.max(now);
-    }
-}
+mod batch;
 
 /// What became of one pushed post.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +70,7 @@ pub(crate) struct DissState {
     lazy: BTreeMap<PublicId, Vec<(PostId, u8)>>,
     lazy_at: Option<u64>,
     /// Payloads waiting per peer, with its pacing bucket.
-    outbox: HashMap<PublicId, Outbox>,
+    outbox: HashMap<PublicId, batch::Outbox>,
     /// Peers whose outbox holds posts, and when the first of them may send again.
     waiting: BTreeSet<PublicId>,
     push_at: Option<u64>,
@@ -264,120 +229,6 @@ impl Engine {
             let delay = self.config.timings(self.class_of(&to)).lazy_delay_ms;
             self.diss.lazy_at = Some(self.now + delay);
         }
-    }
-
-    /// Queue a payload for a peer; it leaves at the end of this `handle` call or, when the
-    /// peer's bucket is empty, with the next batch (see the module documentation).
-    fn queue_push(&mut self, to: PublicId, hops: u8, relay: Relay, post: Post) {
-        let entry = PushEntry { hops, relay, post };
-        let len = entry.encoded_len();
-        let cap = OUTBOX_FRAMES * self.config.max_frame_size;
-        let (now, full) = (self.now, self.bucket_cap());
-        let ob = self
-            .diss
-            .outbox
-            .entry(to)
-            .or_insert_with(|| Outbox::new(full, now));
-        if ob.bytes + len > cap {
-            self.counters.dropped_sends += 1;
-            return;
-        }
-        ob.bytes += len;
-        ob.entries.push_back((entry, len));
-        self.diss.waiting.insert(to);
-    }
-
-    /// A full pacing bucket, in thousandths of a frame.
-    fn bucket_cap(&self) -> u64 {
-        u64::from(self.config.push_burst.max(1)) * 1000
-    }
-
-    /// Body bytes one batch to `to` may take: the frame limit, or one World page for slow
-    /// carriers (XMPP, email), whose servers refuse large messages.
-    fn batch_budget(&self, to: &PublicId) -> usize {
-        let frame = match self.class_of(to) {
-            LatencyClass::Millis => self.config.max_frame_size,
-            _ => self.config.world_page_bytes.min(self.config.max_frame_size),
-        };
-        frame.saturating_sub(BATCH_OVERHEAD).max(1)
-    }
-
-    /// Send what the outboxes hold, as far as each peer's bucket allows; called at the end of
-    /// every `handle` call, so what one call queued for a peer leaves in one frame.
-    pub(crate) fn flush_pushes(&mut self) {
-        if self.diss.waiting.is_empty() {
-            self.diss.push_at = None;
-            return;
-        }
-        let now = self.now;
-        let rate = u64::from(self.config.push_frames_per_sec.max(1));
-        let cap = self.bucket_cap();
-        let mut next: Option<u64> = None;
-        for peer in std::mem::take(&mut self.diss.waiting) {
-            let Some(mut ob) = self.diss.outbox.remove(&peer) else {
-                continue;
-            };
-            let budget = self.batch_budget(&peer);
-            ob.refill(now, rate, cap);
-            while !ob.entries.is_empty() && ob.tokens >= 1000 {
-                ob.tokens -= 1000;
-                let mut batch = Vec::new();
-                let mut size = 0;
-                while let Some((_, len)) = ob.entries.front() {
-                    if !batch.is_empty() && (size + len > budget || batch.len() >= MAX_BATCH) {
-                        break;
-                    }
-                    let Some((entry, len)) = ob.entries.pop_front() else {
-                        break;
-                    };
-                    size += len;
-                    ob.bytes -= len;
-                    batch.push(entry);
-                }
-                self.send_batch(peer, batch);
-            }
-            if !ob.entries.is_empty() {
-                let at = now + (1000 - ob.tokens).div_ceil(rate).max(1);
-                next = Some(next.map_or(at, |n| n.min(at)));
-                self.diss.waiting.insert(peer);
-            }
-            self.diss.outbox.insert(peer, ob);
-        }
-        self.diss.push_at = next;
-    }
-
-    /// One payload frame: a plain Push for one post (readable by version-1 nodes), else a
-    /// PushBatch.
-    fn send_batch(&mut self, to: PublicId, mut batch: Vec<PushEntry>) {
-        let msg = if batch.len() == 1 {
-            let Some(e) = batch.pop() else {
-                return;
-            };
-            Message::Push {
-                hops: e.hops,
-                relay: e.relay,
-                post: e.post,
-            }
-        } else {
-            Message::PushBatch(batch)
-        };
-        self.send(to, &msg);
-    }
-
-    /// Forget outboxes that are empty and whose bucket is full again (equal to a new one).
-    fn forget_idle_outboxes(&mut self) {
-        if self.diss.outbox.len() <= IDLE_OUTBOXES {
-            return;
-        }
-        let (now, rate, cap) = (
-            self.now,
-            u64::from(self.config.push_frames_per_sec.max(1)),
-            self.bucket_cap(),
-        );
-        self.diss.outbox.retain(|_, ob| {
-            ob.refill(now, rate, cap);
-            !ob.entries.is_empty() || ob.tokens < cap
-        });
     }
 
     /// Payloads arrived (one Push, or a PushBatch): take each, then answer unasked

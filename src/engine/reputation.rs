@@ -174,7 +174,111 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::super::testnet::Net;
+    use super::super::wire::{self, PushEntry, Relay};
+    use super::super::{EngineConfig, Event, PostStore};
     use super::*;
+    use crate::id::Identity;
+    use crate::post::{Post, Topic};
+
+    /// Node 1's identity pushes `frames_per_sec` frames of `msg` straight into node 0 for
+    /// `secs` seconds (carrier-authenticated, as over QUIC).
+    fn flood(net: &mut Net, msg: &Message, frames_per_sec: u32, secs: u32) {
+        let b = net.id(1);
+        let from = net.nodes[1].addr.clone();
+        for _ in 0..secs {
+            for _ in 0..frames_per_sec {
+                let bytes = wire::encode(&b, net.now, msg, None);
+                net.event(
+                    0,
+                    Event::Frame {
+                        from: from.clone(),
+                        authenticated: Some(b),
+                        bytes: bytes.into(),
+                    },
+                );
+            }
+            net.run_for(1_000);
+        }
+    }
+
+    fn spam(net: &Net) -> Post {
+        let key = Identity::from_seed(net.nodes[1].seed);
+        let topic = Topic::new("rust").unwrap();
+        Post::sign(key.signing_key(), net.now, [topic], "spam").unwrap()
+    }
+
+    fn floods(net: &Net, at: usize, by: &PublicId) -> usize {
+        net.nodes[at]
+            .offences
+            .iter()
+            .filter(|(who, o)| who == by && *o == Offence::Flood)
+            .count()
+    }
+
+    #[test]
+    fn a_frame_flooder_is_penalised_and_cut_off() {
+        let mut net = Net::new(2, 5);
+        net.join_all_to(0);
+        net.run_for(5_000);
+        let b = net.id(1);
+        let msg = Message::Push {
+            hops: 1,
+            relay: Relay::None,
+            post: spam(&net),
+        };
+        flood(&mut net, &msg, 1_000, 15);
+        assert!(floods(&net, 0, &b) >= 10, "penalised once per second");
+        assert!(net.nodes[0].engine.is_ignored(&b), "cut off");
+    }
+
+    #[test]
+    fn a_post_flooder_in_few_frames_is_penalised_and_cut_off() {
+        let mut net = Net::new(2, 6);
+        net.join_all_to(0);
+        net.run_for(5_000);
+        let b = net.id(1);
+        let entry = PushEntry {
+            hops: 1,
+            relay: Relay::None,
+            post: spam(&net),
+        };
+        // 50 frames/s, far under the frame limit, but 25,000 posts/s.
+        let msg = Message::PushBatch(vec![entry; 500]);
+        flood(&mut net, &msg, 50, 12);
+        assert!(floods(&net, 0, &b) >= 10);
+        assert!(net.nodes[0].engine.is_ignored(&b));
+    }
+
+    #[test]
+    fn posts_we_asked_for_never_count_as_a_flood() {
+        // A tiny post budget that 3,000 repaired posts would exceed many times over.
+        let config = EngineConfig {
+            max_posts_per_sec: 50,
+            ..EngineConfig::default()
+        };
+        let mut net = Net::with_config(2, 7, config);
+        net.join_all_to(0);
+        net.run_for(5_000);
+        // Posts only node 0 holds, as if node 1 had been away: anti-entropy repairs them with
+        // IWant answers (node 1 initiates) and announced pushes (node 0 initiates).
+        let key = Identity::from_seed([9; 32]);
+        let topic = Topic::new("rust").unwrap();
+        let mut ids = Vec::new();
+        for k in 0..3_000u64 {
+            let at = net.now - 3_000_000 + k * 1_000;
+            let post = Post::sign(key.signing_key(), at, [topic.clone()], &k.to_string()).unwrap();
+            net.nodes[0].store.insert(&post);
+            ids.push(post.id());
+        }
+        net.run_for(10 * 60_000);
+        let missing = ids
+            .iter()
+            .filter(|i| !net.nodes[1].store.contains(i))
+            .count();
+        assert_eq!(missing, 0, "repaired");
+        let a = net.id(0);
+        assert_eq!(floods(&net, 1, &a), 0, "penalised for answering");
+    }
 
     #[test]
     fn penalties_below_threshold_make_a_peer_ignored() {
