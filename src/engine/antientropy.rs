@@ -14,7 +14,8 @@
 //!
 //! Once the initiator knows the difference it asks for what it lacks (IWant, in frames of
 //! `max_ids_per_frame`) and pushes what the partner lacks; both bounded per round, the rest
-//! waits for the next round. The responder takes no action on the result it is sent.
+//! waits for the next round. The responder only notes, from the result it is sent, which
+//! posts the initiator will push, so those pushes are not counted against the flood limits.
 
 use std::collections::HashMap;
 
@@ -223,7 +224,9 @@ impl Engine {
         let mut responder = reconcile::Session::responder(self.ae_limits());
         match responder.step(&items, payload) {
             Ok(step) => {
-                // The initiator acts on the difference; the result it sends us is only an ending.
+                // The initiator acts on the difference: it pushes what the result says we
+                // lack, so those pushes are expected (never counted as a flood).
+                self.expect_posts(step.we_lack.into_iter().map(PostId));
                 if let Some(reply) = step.reply {
                     self.send_reconcile(sender, session | REPLY_BIT, scope, window, reply);
                 }

@@ -42,7 +42,8 @@ pub struct EngineConfig {
     pub recent_size: usize,
     /// Most outstanding pulls (ids announced but not yet received) tracked (default 4096).
     pub max_pending_pulls: usize,
-    /// Most ids in one IHave/IWant frame (default 256).
+    /// Most ids in one IHave/IWant frame, and most posts one IWant is answered with
+    /// (default 1,024).
     pub max_ids_per_frame: usize,
     /// Timings for millisecond peers (QUIC, in-memory).
     pub millis: ClassTimings,
@@ -79,8 +80,21 @@ pub struct EngineConfig {
     pub stats_fanout: usize,
     /// Below this reputation the engine ignores a peer entirely (default -50).
     pub reputation_threshold: i32,
-    /// Most frames one peer may send per second before they count as a flood (default 2,000).
+    /// Most frames one peer may send per second before they count as a flood (default 200).
+    /// Payload frames that only carry posts we asked for are not counted.
     pub max_frames_per_sec: u32,
+    /// Most posts we did not ask for that one peer may push per second (default 20,000: twice
+    /// what an honest peer sends at 10,000 posts/s).
+    pub max_posts_per_sec: u32,
+    /// Most frame bytes one peer may send per second, requested payloads excepted
+    /// (default 64 MiB: 10,000 posts/s of the largest posts).
+    pub max_bytes_per_sec: u64,
+    /// Payload frames sent to one peer per second, sustained (default 100, half the default
+    /// `max_frames_per_sec`): posts beyond it wait and go together in one PushBatch.
+    pub push_frames_per_sec: u32,
+    /// Payload frames sent to one peer at once before pacing starts (default 10), so a single
+    /// post or a short burst goes out without waiting.
+    pub push_burst: u32,
     /// Sign frames to `mem:` addresses (default true, like any unauthenticated carrier); the
     /// simulator may turn it off to save CPU when it passes `authenticated` ids itself.
     pub sign_mem_frames: bool,
@@ -100,7 +114,7 @@ impl Default for EngineConfig {
             hop_limit: 8,
             recent_size: 8192,
             max_pending_pulls: 4096,
-            max_ids_per_frame: 256,
+            max_ids_per_frame: 1024,
             millis: ClassTimings {
                 ping_interval_ms: 10_000,
                 ping_timeout_ms: 1_000,
@@ -135,7 +149,11 @@ impl Default for EngineConfig {
             stats_interval_ms: 30_000,
             stats_fanout: 2,
             reputation_threshold: -50,
-            max_frames_per_sec: 2_000,
+            max_frames_per_sec: 200,
+            max_posts_per_sec: 20_000,
+            max_bytes_per_sec: 64 << 20,
+            push_frames_per_sec: 100,
+            push_burst: 10,
             sign_mem_frames: true,
             max_queued_actions: 1_000_000,
         }

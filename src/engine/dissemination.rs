@@ -12,6 +12,16 @@
 //!    again"). An unrequested duplicate payload is answered with Prune, after which the sender
 //!    announces instead of pushing to us until we graft.
 //!
+//! 4. **Batching.** Payloads for one peer go through its outbox, flushed at the end of every
+//!    `handle` call: what one call queued for a peer (a relayed batch, an IWant answer) leaves
+//!    in one frame, a PushBatch when it holds several posts, up to the frame size. A token
+//!    bucket per peer (`push_burst` frames at once, `push_frames_per_sec` sustained) paces
+//!    payload frames: a lone post or a short burst goes out at once, and under a sustained
+//!    stream the posts that arrive while the bucket is empty wait for the next token (at most
+//!    `1000 / push_frames_per_sec` ms, 10 ms by default) and leave together. So a peer sends
+//!    at most ~100 payload frames per second whatever its post rate, under the receiver's
+//!    frame limit, while a single post's latency is unchanged.
+//!
 //! No loops: posts are deduplicated by id (store plus a bounded recent set), never sent back to
 //! the peer they came from, forwarded only below the hop limit, and every queue is bounded.
 
@@ -23,8 +33,21 @@ use crate::id::PublicId;
 use crate::post::{Post, PostId};
 
 use super::reputation::Merit;
-use super::wire::{MAX_IDS, Message, Relay};
+use super::wire::{MAX_IDS, Message, PushEntry, Relay};
 use super::{Action, Engine, Offence, PostStore};
+
+mod batch;
+
+/// What became of one pushed post.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accepted {
+    /// New, or a duplicate we asked for.
+    Fine,
+    /// A duplicate we did not ask for: the sender should be told to prune.
+    Unasked,
+    /// Failed verification: the rest of the frame is not worth reading.
+    Invalid,
+}
 
 /// An announced post we do not have yet.
 #[derive(Debug, Clone)]
@@ -46,16 +69,21 @@ pub(crate) struct DissState {
     /// Batched IHave entries per peer, flushed at `lazy_at`.
     lazy: BTreeMap<PublicId, Vec<(PostId, u8)>>,
     lazy_at: Option<u64>,
+    /// Payloads waiting per peer, with its pacing bucket.
+    outbox: HashMap<PublicId, batch::Outbox>,
+    /// Peers whose outbox holds posts, and when the first of them may send again.
+    waiting: BTreeSet<PublicId>,
+    push_at: Option<u64>,
 }
 
 impl DissState {
-    /// The earliest pull or lazy-flush deadline.
+    /// The earliest pull, lazy-flush or paced-push deadline.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let pull = self.pull_deadlines.first().map(|(t, _)| *t);
-        match (pull, self.lazy_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [pull, self.lazy_at, self.push_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn remember(&mut self, id: PostId, hops: u8, cap: usize) {
@@ -137,16 +165,11 @@ impl Engine {
         }
         let next = hops.saturating_add(1);
         if targets.len() <= self.config.direct_push_limit.max(1) {
-            let msg = Message::Push {
-                hops: next,
-                relay: Relay::None,
-                post: post.clone(),
-            };
             for id in targets {
                 if self.members.get(&id).is_some_and(|m| m.lazy) {
                     self.queue_ihave(id, post.id(), hops);
                 } else {
-                    self.send(id, &msg);
+                    self.queue_push(id, next, Relay::None, post.clone());
                 }
             }
             return;
@@ -170,15 +193,11 @@ impl Engine {
             let Some(delegate) = pool.choose(&mut self.rng).copied() else {
                 continue;
             };
-            let msg = Message::Push {
-                hops: next,
-                relay: Relay::Range {
-                    lo: first.0,
-                    hi: last.0,
-                },
-                post: post.clone(),
+            let relay = Relay::Range {
+                lo: first.0,
+                hi: last.0,
             };
-            self.send(delegate, &msg);
+            self.queue_push(delegate, next, relay, post.clone());
         }
     }
 
@@ -212,30 +231,50 @@ impl Engine {
         }
     }
 
-    /// A payload arrived.
+    /// Payloads arrived (one Push, or a PushBatch): take each, then answer unasked
+    /// duplicates with one Prune.
     pub(crate) fn on_push(
+        &mut self,
+        sender: PublicId,
+        entries: Vec<PushEntry>,
+        store: &mut dyn PostStore,
+    ) {
+        let mut prune = false;
+        for e in entries {
+            match self.take_push(sender, e.hops, e.relay, e.post, store) {
+                Accepted::Fine => {}
+                Accepted::Unasked => prune = true,
+                Accepted::Invalid => break,
+            }
+        }
+        let already_lazy = self.members.get(&sender).is_none_or(|m| m.lazy);
+        if prune && !already_lazy {
+            self.send(sender, &Message::Prune);
+        }
+    }
+
+    /// One pushed post.
+    fn take_push(
         &mut self,
         sender: PublicId,
         hops: u8,
         relay: Relay,
         post: Post,
         store: &mut dyn PostStore,
-    ) {
+    ) -> Accepted {
         let id = post.id();
         if self.seen(&id, store) {
             self.counters.duplicates += 1;
-            let requested = self.diss.requested.contains(&id);
-            let already_lazy = self.members.get(&sender).is_none_or(|m| m.lazy);
-            if !requested && !already_lazy {
-                self.send(sender, &Message::Prune);
+            if self.diss.requested.contains(&id) {
+                return Accepted::Fine;
             }
-            return;
+            return Accepted::Unasked;
         }
         if let Err(e) = post.verify(self.now, self.config.max_clock_skew_ms) {
             tracing::debug!(peer = %sender, error = %e, "invalid post refused");
             self.counters.invalid_posts += 1;
             self.penalise(&sender, Offence::InvalidPost);
-            return;
+            return Accepted::Invalid;
         }
         self.diss.remember(id, hops, self.config.recent_size.max(1));
         if let Some(_pull) = self.diss.pulls.remove(&id) {
@@ -256,6 +295,21 @@ impl Engine {
             self.fan_out(&post, hops, Some((lo, hi)), &[sender]);
         }
         self.announce(&post, hops, &[sender]);
+        Accepted::Fine
+    }
+
+    /// True when we asked for this post (IWant, Graft, or a reconciliation told us it comes):
+    /// its arrival never counts against the sender's flood limits.
+    pub(crate) fn was_requested(&self, id: &PostId) -> bool {
+        self.diss.requested.contains(id)
+    }
+
+    /// Posts a peer is about to push because reconciliation found we lack them.
+    pub(crate) fn expect_posts(&mut self, ids: impl IntoIterator<Item = PostId>) {
+        let cap = self.config.max_pending_pulls.max(1);
+        for id in ids {
+            self.diss.mark_requested(id, cap);
+        }
     }
 
     pub(crate) fn on_ihave(
@@ -326,6 +380,7 @@ impl Engine {
                 self.send(peer, &Message::Graft(chunk.to_vec()));
             }
         }
+        self.forget_idle_outboxes();
         if self.diss.lazy_at.is_some_and(|t| t <= now) {
             self.diss.lazy_at = None;
             let lazy = std::mem::take(&mut self.diss.lazy);
@@ -357,12 +412,7 @@ impl Engine {
         {
             if let Some(post) = store.get(id) {
                 let hops = self.diss.recent.get(id).copied().unwrap_or(0);
-                let msg = Message::Push {
-                    hops: hops.saturating_add(1),
-                    relay: Relay::None,
-                    post,
-                };
-                self.send(to, &msg);
+                self.queue_push(to, hops.saturating_add(1), Relay::None, post);
             }
         }
     }

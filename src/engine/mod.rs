@@ -263,6 +263,8 @@ pub struct Engine {
     ae: antientropy::AeState,
     timers: Timers,
     counters: stats::Counters,
+    /// Per-peer post and byte counts of the current flood window.
+    flood: reputation::FloodMeters,
     actions: VecDeque<Action>,
     seq: u32,
 }
@@ -344,6 +346,7 @@ impl Engine {
             ae: antientropy::AeState::default(),
             timers,
             counters: stats::Counters::default(),
+            flood: reputation::FloodMeters::default(),
             actions: VecDeque::new(),
             seq: 0,
         };
@@ -376,6 +379,8 @@ impl Engine {
             Event::SendFailed { to, addr } => self.on_send_failed(to, addr),
             Event::Leave => self.leave(),
         }
+        // What this call queued for a peer leaves together (see `dissemination`).
+        self.flush_pushes();
         // Keep the merkle root current so pings, pongs and `world_hash` never see a stale one.
         self.merkle_refresh();
     }
@@ -579,7 +584,7 @@ impl Engine {
             self.penalise(&sender, Offence::Malformed);
             return;
         }
-        if self.flood_check(&sender) {
+        if self.flood_check(&sender, bytes.len(), &frame.message) {
             return;
         }
         self.heard_from(&sender, &from);
@@ -621,7 +626,11 @@ impl Engine {
                 index,
                 hashes,
             } => self.on_world_hash(sender, level, index, &hashes),
-            M::Push { hops, relay, post } => self.on_push(sender, hops, relay, post, store),
+            M::Push { hops, relay, post } => {
+                let entry = wire::PushEntry { hops, relay, post };
+                self.on_push(sender, vec![entry], store);
+            }
+            M::PushBatch(entries) => self.on_push(sender, entries, store),
             M::IHave(ids) => self.on_ihave(sender, ids, store),
             M::IWant(ids) => self.on_iwant(sender, ids, false, store),
             M::Graft(ids) => self.on_iwant(sender, ids, true, store),

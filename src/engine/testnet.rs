@@ -26,6 +26,8 @@ pub(crate) struct Node {
     pub(crate) crashed: bool,
     pub(crate) down: bool,
     pub(crate) delivered: Vec<(PostId, u8)>,
+    /// Penalties this node gave, in order.
+    pub(crate) offences: Vec<(PublicId, super::Offence)>,
 }
 
 /// A frame in flight: (arrival, sequence, to, from, bytes).
@@ -39,6 +41,8 @@ pub(crate) struct Net {
     seq: u64,
     /// Payload frames (Push) sent, for redundancy checks.
     pub(crate) payloads: u64,
+    /// Frames sent per (from, to, kind).
+    pub(crate) frames: HashMap<(usize, usize, super::Kind), u64>,
     /// Reconcile frames sent and their bytes.
     pub(crate) reconcile_frames: u64,
     pub(crate) reconcile_bytes: u64,
@@ -100,6 +104,7 @@ impl Net {
                 crashed: false,
                 down: false,
                 delivered: Vec::new(),
+                offences: Vec::new(),
             });
         }
         Net {
@@ -109,6 +114,7 @@ impl Net {
             by_addr,
             seq: 0,
             payloads: 0,
+            frames: HashMap::new(),
             reconcile_frames: 0,
             reconcile_bytes: 0,
             drop_payloads_to: None,
@@ -163,6 +169,7 @@ impl Net {
                     let Some(&to) = self.by_addr.get(&addr) else {
                         continue;
                     };
+                    *self.frames.entry((i, to, kind)).or_default() += 1;
                     if self.nodes[i].down || self.nodes[to].down {
                         continue;
                     }
@@ -174,6 +181,9 @@ impl Net {
                         .push(Reverse((self.now + LATENCY, self.seq, to, i, bytes)));
                 }
                 Action::Deliver { post, hops } => self.nodes[i].delivered.push((post.id(), hops)),
+                Action::Reputation { id, offence, .. } => {
+                    self.nodes[i].offences.push((id, offence))
+                }
                 _ => {}
             }
         }

@@ -10,14 +10,18 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use lakitu_transport::PeerAddr;
 
 use crate::id::PublicId;
-use crate::post::{MAX_POST_BYTES, MAX_TOPIC_LEN, Post, PostError, PostId, Topic};
+use crate::post::{Post, PostError, PostId, Topic};
 
 use super::Interests;
 
 /// The two magic bytes that open every frame: `"LK"`.
 pub const MAGIC: [u8; 2] = *b"LK";
-/// Frame format version written by this implementation.
-pub const WIRE_VERSION: u8 = 1;
+/// Newest frame format version this implementation speaks. A frame carries the lowest version
+/// that defines its kind (see [`Kind::version`]), so a version-1 node still reads every frame
+/// but PushBatch.
+pub const WIRE_VERSION: u8 = 2;
+/// Oldest frame format version this implementation reads.
+pub const MIN_WIRE_VERSION: u8 = 1;
 /// Header length: magic 2, version 1, kind 1, flags 1, sender 32, timestamp 8.
 pub const HEADER_LEN: usize = 45;
 /// Length of the trailing signature when the frame is signed.
@@ -30,6 +34,10 @@ pub const MAX_ADDRS: usize = 8;
 pub const MAX_INTERESTS: usize = 64;
 /// Most post ids in one IHave / IWant / Graft frame.
 pub const MAX_IDS: usize = 1024;
+/// Most posts in one PushBatch frame (the frame size bounds it first for all but tiny posts).
+pub const MAX_BATCH: usize = 4096;
+/// Bytes of a PushBatch frame besides its entries: header, count, signature.
+pub const BATCH_OVERHEAD: usize = HEADER_LEN + 2 + SIGNATURE_LEN;
 /// Most entries in one Stats frame.
 pub const MAX_STATS: usize = 32;
 /// Children per merkle node of the membership tree (see `merkle.rs`).
@@ -117,6 +125,8 @@ pub enum Kind {
     Reconcile = 14,
     /// Node statistics records.
     Stats = 15,
+    /// Several full posts in one frame (version 2).
+    PushBatch = 16,
 }
 
 impl Kind {
@@ -137,13 +147,22 @@ impl Kind {
             13 => Kind::Prune,
             14 => Kind::Reconcile,
             15 => Kind::Stats,
+            16 => Kind::PushBatch,
             other => return Err(WireError::UnknownKind(other)),
         })
     }
 
+    /// The frame version that introduced this kind: what a frame of this kind is written as.
+    pub fn version(self) -> u8 {
+        match self {
+            Kind::PushBatch => 2,
+            _ => 1,
+        }
+    }
+
     /// True for frames that carry post payloads (the simulator counts their copies).
     pub fn is_payload(self) -> bool {
-        self == Kind::Push
+        matches!(self, Kind::Push | Kind::PushBatch)
     }
 }
 
@@ -235,6 +254,34 @@ pub enum Relay {
     },
 }
 
+/// One post of a PushBatch, with how to pass it on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushEntry {
+    /// Hops travelled so far.
+    pub hops: u8,
+    /// How to pass it on.
+    pub relay: Relay,
+    /// The post.
+    pub post: Post,
+}
+
+impl PushEntry {
+    /// Bytes this entry takes in a PushBatch body: hops, relay, range, length, post.
+    pub fn encoded_len(&self) -> usize {
+        let range = match self.relay {
+            Relay::None => 0,
+            Relay::Range { .. } => 64,
+        };
+        1 + 1 + range + 2 + post_len(&self.post)
+    }
+}
+
+/// Length of a post's canonical encoding, without encoding it (see `docs/protocol.md` §1).
+pub fn post_len(post: &Post) -> usize {
+    let topics: usize = post.topics().iter().map(|t| 1 + t.as_str().len()).sum();
+    1 + 32 + 8 + 1 + topics + 2 + post.body().len() + 64
+}
+
 /// One gossiped statistics record of a node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct NodeStats {
@@ -314,6 +361,8 @@ pub enum Message {
         /// The post.
         post: Post,
     },
+    /// Several full posts (1..=[`MAX_BATCH`]), each with its own hops and relay.
+    PushBatch(Vec<PushEntry>),
     /// Post ids the sender has, with the hop count it received them at.
     IHave(Vec<(PostId, u8)>),
     /// Posts wanted.
@@ -352,6 +401,7 @@ impl Message {
             Message::WorldHashReq { .. } => Kind::WorldHashReq,
             Message::WorldHash { .. } => Kind::WorldHash,
             Message::Push { .. } => Kind::Push,
+            Message::PushBatch(_) => Kind::PushBatch,
             Message::IHave(_) => Kind::IHave,
             Message::IWant(_) => Kind::IWant,
             Message::Graft(_) => Kind::Graft,
@@ -384,7 +434,7 @@ pub fn encode(
 ) -> Vec<u8> {
     let mut b = Vec::with_capacity(128);
     b.extend_from_slice(&MAGIC);
-    b.push(WIRE_VERSION);
+    b.push(message.kind().version());
     b.push(message.kind() as u8);
     b.push(if sign.is_some() { FLAG_SIGNED } else { 0 });
     b.extend_from_slice(&sender.0);
@@ -399,10 +449,10 @@ pub fn encode(
 
 /// Peek at a frame's kind without decoding it (for accounting); `None` if not a frame.
 pub fn peek_kind(bytes: &[u8]) -> Option<Kind> {
-    if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC || bytes[2] != WIRE_VERSION {
+    if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {
         return None;
     }
-    Kind::from_u8(bytes[3]).ok()
+    kind_for(bytes[2], bytes[3]).ok()
 }
 
 /// Decode and check a frame addressed to `recipient`. A signature, when present, must verify;
@@ -425,10 +475,7 @@ pub fn decode(
     if bytes[..2] != MAGIC {
         return Err(WireError::BadMagic);
     }
-    if bytes[2] != WIRE_VERSION {
-        return Err(WireError::UnknownVersion(bytes[2]));
-    }
-    let kind = Kind::from_u8(bytes[3])?;
+    let kind = kind_for(bytes[2], bytes[3])?;
     let flags = bytes[4];
     if flags & !FLAG_SIGNED != 0 {
         return Err(WireError::Malformed("flags"));
@@ -476,6 +523,18 @@ pub fn decode(
     })
 }
 
+/// The kind of a frame of `version`: a kind newer than the frame's version is unknown to it.
+fn kind_for(version: u8, kind: u8) -> Result<Kind, WireError> {
+    if !(MIN_WIRE_VERSION..=WIRE_VERSION).contains(&version) {
+        return Err(WireError::UnknownVersion(version));
+    }
+    let kind = Kind::from_u8(kind)?;
+    if kind.version() > version {
+        return Err(WireError::UnknownKind(kind as u8));
+    }
+    Ok(kind)
+}
+
 fn signing_message(recipient: &PublicId, unsigned: &[u8]) -> Vec<u8> {
     let mut m = Vec::with_capacity(SIGNING_CONTEXT.len() + 32 + unsigned.len());
     m.extend_from_slice(SIGNING_CONTEXT);
@@ -484,385 +543,10 @@ fn signing_message(recipient: &PublicId, unsigned: &[u8]) -> Vec<u8> {
     m
 }
 
-// ---- body encoding ----
+mod body;
 
-fn write_body(b: &mut Vec<u8>, m: &Message) {
-    match m {
-        Message::Join(rec) => write_record(b, rec),
-        Message::Leave { incarnation } => b.extend_from_slice(&incarnation.to_be_bytes()),
-        Message::Ping { seq, root } | Message::Pong { seq, root } => {
-            b.extend_from_slice(&seq.to_be_bytes());
-            b.extend_from_slice(root);
-        }
-        Message::WorldReq { from, to_bucket } => {
-            b.extend_from_slice(from);
-            b.push(*to_bucket);
-        }
-        Message::World { records, next } => {
-            b.extend_from_slice(&(records.len() as u16).to_be_bytes());
-            for r in records {
-                write_record(b, r);
-            }
-            match next {
-                Some(n) => {
-                    b.push(1);
-                    b.extend_from_slice(n);
-                }
-                None => b.push(0),
-            }
-        }
-        Message::WorldHashReq { level, index } => {
-            b.push(*level);
-            b.push(*index);
-        }
-        Message::WorldHash {
-            level,
-            index,
-            hashes,
-        } => {
-            b.push(*level);
-            b.push(*index);
-            for h in hashes {
-                b.extend_from_slice(h);
-            }
-        }
-        Message::Push { hops, relay, post } => {
-            b.push(*hops);
-            match relay {
-                Relay::None => b.push(0),
-                Relay::Range { lo, hi } => {
-                    b.push(1);
-                    b.extend_from_slice(lo);
-                    b.extend_from_slice(hi);
-                }
-            }
-            b.extend_from_slice(&post.encode());
-        }
-        Message::IHave(entries) => {
-            b.extend_from_slice(&(entries.len() as u16).to_be_bytes());
-            for (id, hops) in entries {
-                b.extend_from_slice(&id.0);
-                b.push(*hops);
-            }
-        }
-        Message::IWant(ids) | Message::Graft(ids) => {
-            b.extend_from_slice(&(ids.len() as u16).to_be_bytes());
-            for id in ids {
-                b.extend_from_slice(&id.0);
-            }
-        }
-        Message::Prune => {}
-        Message::Reconcile {
-            session,
-            scope,
-            from,
-            to,
-            payload,
-        } => {
-            b.extend_from_slice(&session.to_be_bytes());
-            write_scope(b, scope);
-            b.extend_from_slice(&from.to_be_bytes());
-            b.extend_from_slice(&to.to_be_bytes());
-            b.extend_from_slice(payload);
-        }
-        Message::Stats(entries) => {
-            b.push(entries.len() as u8);
-            for (id, s) in entries {
-                b.extend_from_slice(&id.0);
-                b.extend_from_slice(&s.posts.to_be_bytes());
-                b.extend_from_slice(&s.peers.to_be_bytes());
-                b.extend_from_slice(&s.load.to_be_bytes());
-                b.extend_from_slice(&s.uptime_ms.to_be_bytes());
-                b.extend_from_slice(&s.at.to_be_bytes());
-            }
-        }
-    }
-}
-
-fn write_scope(b: &mut Vec<u8>, s: &Scope) {
-    match s {
-        Scope::All => b.push(0),
-        Scope::Topic(t) => {
-            b.push(1);
-            write_topic(b, t);
-        }
-        Scope::Author(a) => {
-            b.push(2);
-            b.extend_from_slice(&a.0);
-        }
-    }
-}
-
-fn write_topic(b: &mut Vec<u8>, t: &Topic) {
-    b.push(t.as_str().len() as u8);
-    b.extend_from_slice(t.as_str().as_bytes());
-}
-
-/// Encode one member record (also hashed by the merkle tree, so it must be canonical).
-pub(crate) fn write_record(b: &mut Vec<u8>, r: &MemberRecord) {
-    b.extend_from_slice(&r.id.0);
-    b.extend_from_slice(&r.incarnation.to_be_bytes());
-    b.push(r.state.to_u8());
-    let addrs = &r.addrs[..r.addrs.len().min(MAX_ADDRS)];
-    b.push(addrs.len() as u8);
-    for a in addrs {
-        b.extend_from_slice(&(a.as_str().len() as u16).to_be_bytes());
-        b.extend_from_slice(a.as_str().as_bytes());
-    }
-    let i = &r.interests;
-    b.push(u8::from(i.all));
-    let topics: Vec<&Topic> = i.topics.iter().take(MAX_INTERESTS).collect();
-    b.push(topics.len() as u8);
-    for t in topics {
-        write_topic(b, t);
-    }
-    let authors: Vec<&PublicId> = i.authors.iter().take(MAX_INTERESTS).collect();
-    b.push(authors.len() as u8);
-    for a in authors {
-        b.extend_from_slice(&a.0);
-    }
-}
-
-// ---- body decoding ----
-
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        if self.buf.len() < n {
-            return Err(WireError::Truncated);
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-    fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.take(1)?[0])
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    fn u16(&mut self) -> Result<u16, WireError> {
-        Ok(u16::from_be_bytes(self.array()?))
-    }
-    fn u32(&mut self) -> Result<u32, WireError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, WireError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-    fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.buf)
-    }
-    /// Check that `count` elements of at least `min_size` bytes can fit in what is left and
-    /// that `count ≤ max`, before anything is allocated for them.
-    fn count(
-        &self,
-        count: usize,
-        min_size: usize,
-        max: usize,
-        what: &'static str,
-    ) -> Result<usize, WireError> {
-        if count > max || count.saturating_mul(min_size) > self.buf.len() {
-            return Err(WireError::Bounds(what));
-        }
-        Ok(count)
-    }
-}
-
-fn read_body(r: &mut Reader<'_>, kind: Kind) -> Result<Message, WireError> {
-    Ok(match kind {
-        Kind::Join => Message::Join(read_record(r)?),
-        Kind::Leave => Message::Leave {
-            incarnation: r.u64()?,
-        },
-        Kind::Ping => Message::Ping {
-            seq: r.u32()?,
-            root: r.array()?,
-        },
-        Kind::Pong => Message::Pong {
-            seq: r.u32()?,
-            root: r.array()?,
-        },
-        Kind::WorldReq => Message::WorldReq {
-            from: r.array()?,
-            to_bucket: r.u8()?,
-        },
-        Kind::World => {
-            let n = r.u16()? as usize;
-            // The smallest record: id, incarnation, state, 0 addrs, all, 0 topics, 0 authors.
-            let n = r.count(n, 32 + 8 + 1 + 1 + 1 + 1 + 1, usize::MAX, "world records")?;
-            let mut records = Vec::with_capacity(n);
-            for _ in 0..n {
-                records.push(read_record(r)?);
-            }
-            let next = match r.u8()? {
-                0 => None,
-                1 => Some(r.array()?),
-                _ => return Err(WireError::Malformed("world next")),
-            };
-            Message::World { records, next }
-        }
-        Kind::WorldHashReq => Message::WorldHashReq {
-            level: r.u8()?,
-            index: r.u8()?,
-        },
-        Kind::WorldHash => {
-            let level = r.u8()?;
-            let index = r.u8()?;
-            let mut hashes = Vec::with_capacity(MERKLE_FANOUT);
-            for _ in 0..MERKLE_FANOUT {
-                hashes.push(r.array()?);
-            }
-            Message::WorldHash {
-                level,
-                index,
-                hashes,
-            }
-        }
-        Kind::Push => {
-            let hops = r.u8()?;
-            let relay = match r.u8()? {
-                0 => Relay::None,
-                1 => Relay::Range {
-                    lo: r.array()?,
-                    hi: r.array()?,
-                },
-                _ => return Err(WireError::Malformed("relay")),
-            };
-            let bytes = r.rest();
-            if bytes.len() > MAX_POST_BYTES {
-                return Err(WireError::Bounds("post"));
-            }
-            Message::Push {
-                hops,
-                relay,
-                post: Post::decode(bytes)?,
-            }
-        }
-        Kind::IHave => {
-            let n = r.u16()? as usize;
-            let n = r.count(n, 33, MAX_IDS, "ihave")?;
-            let mut v = Vec::with_capacity(n);
-            for _ in 0..n {
-                v.push((PostId(r.array()?), r.u8()?));
-            }
-            Message::IHave(v)
-        }
-        Kind::IWant | Kind::Graft => {
-            let n = r.u16()? as usize;
-            let n = r.count(n, 32, MAX_IDS, "ids")?;
-            let mut v = Vec::with_capacity(n);
-            for _ in 0..n {
-                v.push(PostId(r.array()?));
-            }
-            if kind == Kind::IWant {
-                Message::IWant(v)
-            } else {
-                Message::Graft(v)
-            }
-        }
-        Kind::Prune => Message::Prune,
-        Kind::Reconcile => Message::Reconcile {
-            session: r.u32()?,
-            scope: read_scope(r)?,
-            from: r.u64()?,
-            to: r.u64()?,
-            payload: Bytes::copy_from_slice(r.rest()),
-        },
-        Kind::Stats => {
-            let n = r.u8()? as usize;
-            let n = r.count(n, 32 + 32, MAX_STATS, "stats")?;
-            let mut v = Vec::with_capacity(n);
-            for _ in 0..n {
-                let id = PublicId(r.array()?);
-                let s = NodeStats {
-                    posts: r.u64()?,
-                    peers: r.u32()?,
-                    load: r.u32()?,
-                    uptime_ms: r.u64()?,
-                    at: r.u64()?,
-                };
-                v.push((id, s));
-            }
-            Message::Stats(v)
-        }
-    })
-}
-
-fn read_topic(r: &mut Reader<'_>) -> Result<Topic, WireError> {
-    let len = r.u8()? as usize;
-    if len == 0 || len > MAX_TOPIC_LEN {
-        return Err(WireError::Bounds("topic"));
-    }
-    let raw = std::str::from_utf8(r.take(len)?).map_err(|_| WireError::Malformed("topic"))?;
-    let t = Topic::new(raw).map_err(|_| WireError::Malformed("topic"))?;
-    // Only the normalised form is canonical; anything else would hash differently.
-    if t.as_str() != raw {
-        return Err(WireError::Malformed("topic"));
-    }
-    Ok(t)
-}
-
-fn read_scope(r: &mut Reader<'_>) -> Result<Scope, WireError> {
-    Ok(match r.u8()? {
-        0 => Scope::All,
-        1 => Scope::Topic(read_topic(r)?),
-        2 => Scope::Author(PublicId(r.array()?)),
-        _ => return Err(WireError::Malformed("scope")),
-    })
-}
-
-fn read_record(r: &mut Reader<'_>) -> Result<MemberRecord, WireError> {
-    let id = PublicId(r.array()?);
-    let incarnation = r.u64()?;
-    let state = PeerState::from_u8(r.u8()?)?;
-    let n = r.u8()? as usize;
-    let n = r.count(n, 2 + 5, MAX_ADDRS, "addrs")?;
-    let mut addrs = Vec::with_capacity(n);
-    for _ in 0..n {
-        let len = r.u16()? as usize;
-        if len > MAX_ADDR_LEN {
-            return Err(WireError::Bounds("addr"));
-        }
-        let text = std::str::from_utf8(r.take(len)?).map_err(|_| WireError::Malformed("addr"))?;
-        let addr: PeerAddr = text.parse().map_err(|_| WireError::Malformed("addr"))?;
-        if addr.as_str() != text {
-            return Err(WireError::Malformed("addr"));
-        }
-        addrs.push(addr);
-    }
-    let all = match r.u8()? {
-        0 => false,
-        1 => true,
-        _ => return Err(WireError::Malformed("interests")),
-    };
-    let mut interests = Interests {
-        all,
-        ..Interests::default()
-    };
-    let n = r.u8()? as usize;
-    let n = r.count(n, 2, MAX_INTERESTS, "topics")?;
-    for _ in 0..n {
-        interests.topics.insert(read_topic(r)?);
-    }
-    let n = r.u8()? as usize;
-    let n = r.count(n, 32, MAX_INTERESTS, "authors")?;
-    for _ in 0..n {
-        interests.authors.insert(PublicId(r.array()?));
-    }
-    Ok(MemberRecord {
-        id,
-        incarnation,
-        state,
-        addrs,
-        interests,
-    })
-}
+pub(crate) use body::write_record;
+use body::{Reader, read_body, write_body};
 
 #[cfg(test)]
 mod tests;

@@ -55,6 +55,19 @@ fn arb_message() -> impl Strategy<Value = Message> {
                 post: post(hops, &body),
             }
         ),
+        proptest::collection::vec(
+            (any::<u8>(), proptest::option::of((id, id)), "[a-z ]{0,40}"),
+            1..8
+        )
+        .prop_map(|v| Message::PushBatch(
+            v.into_iter()
+                .map(|(hops, r, body)| PushEntry {
+                    hops,
+                    relay: r.map_or(Relay::None, |(lo, hi)| Relay::Range { lo, hi }),
+                    post: post(hops, &body),
+                })
+                .collect()
+        )),
         proptest::collection::vec((id, any::<u8>()), 0..20)
             .prop_map(|v| Message::IHave(v.into_iter().map(|(i, h)| (PostId(i), h)).collect())),
         proptest::collection::vec(id, 0..20)
@@ -111,6 +124,12 @@ proptest! {
             let sign = signed.then_some((a.signing_key(), &b));
             let bytes = encode(&a.public(), ts, &m, sign);
             prop_assert_eq!(peek_kind(&bytes), Some(m.kind()));
+            prop_assert_eq!(bytes[2], m.kind().version());
+            if let Message::PushBatch(entries) = &m {
+                let body: usize = entries.iter().map(PushEntry::encoded_len).sum();
+                let sig = if signed { SIGNATURE_LEN } else { 0 };
+                prop_assert_eq!(bytes.len(), HEADER_LEN + 2 + body + sig);
+            }
             let f = decode(&bytes, &b, 1 << 20, signed).unwrap();
             prop_assert_eq!(&f.message, &m);
             prop_assert_eq!(f.sender, a.public());
@@ -126,12 +145,35 @@ proptest! {
 
     #[test]
     fn random_bodies_behind_a_valid_header_never_panic(
-        kind in 1u8..=15,
+        version in MIN_WIRE_VERSION..=WIRE_VERSION,
+        kind in 1u8..=16,
         body in proptest::collection::vec(any::<u8>(), 0..400),
     ) {
-        let mut bytes = vec![b'L', b'K', WIRE_VERSION, kind, 0];
+        let mut bytes = vec![b'L', b'K', version, kind, 0];
         bytes.extend_from_slice(&[7; 40]);
         bytes.extend_from_slice(&body);
+        let _ = decode(&bytes, &key(2).public(), 1 << 20, false);
+    }
+
+    #[test]
+    fn a_mangled_push_batch_never_panics(
+        cut in any::<prop::sample::Index>(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+    ) {
+        let a = key(1);
+        let entries = (0..4u8)
+            .map(|n| PushEntry {
+                hops: n,
+                relay: if n % 2 == 0 { Relay::None } else { Relay::Range { lo: [n; 32], hi: [9; 32] } },
+                post: post(n, "batched"),
+            })
+            .collect();
+        let mut bytes = encode(&a.public(), 1, &Message::PushBatch(entries), None);
+        for (at, x) in flips {
+            let i = HEADER_LEN + at.index(bytes.len() - HEADER_LEN);
+            bytes[i] ^= x;
+        }
+        bytes.truncate(HEADER_LEN + cut.index(bytes.len() - HEADER_LEN + 1));
         let _ = decode(&bytes, &key(2).public(), 1 << 20, false);
     }
 
@@ -198,4 +240,84 @@ fn a_huge_count_is_refused_before_allocating() {
         decode(&bytes, &a.public(), 1 << 20, false),
         Err(WireError::Bounds("ids"))
     );
+}
+
+#[test]
+fn one_post_goes_as_version_1_push_and_a_batch_as_version_2() {
+    let a = key(1);
+    let single = Message::Push {
+        hops: 1,
+        relay: Relay::None,
+        post: post(1, "one"),
+    };
+    assert_eq!(encode(&a.public(), 1, &single, None)[2], 1);
+    let entry = PushEntry {
+        hops: 1,
+        relay: Relay::None,
+        post: post(1, "one"),
+    };
+    let batch = Message::PushBatch(vec![entry.clone(), entry]);
+    let bytes = encode(&a.public(), 1, &batch, None);
+    assert_eq!(bytes[2], 2);
+    assert_eq!(bytes[3], Kind::PushBatch as u8);
+    // Older frame versions keep decoding; a version-1 frame cannot hold a PushBatch.
+    let mut old = bytes.clone();
+    old[2] = 1;
+    assert_eq!(
+        decode(&old, &a.public(), 1 << 20, false),
+        Err(WireError::UnknownKind(16))
+    );
+    assert_eq!(peek_kind(&old), None);
+    let mut future = bytes;
+    future[2] = WIRE_VERSION + 1;
+    assert_eq!(
+        decode(&future, &a.public(), 1 << 20, false),
+        Err(WireError::UnknownVersion(WIRE_VERSION + 1))
+    );
+}
+
+#[test]
+fn an_empty_or_oversized_batch_count_is_refused_before_allocating() {
+    let a = key(1);
+    let entry = PushEntry {
+        hops: 1,
+        relay: Relay::None,
+        post: post(1, "one"),
+    };
+    let bytes = encode(&a.public(), 1, &Message::PushBatch(vec![entry]), None);
+    for count in [0u16, 2, u16::MAX] {
+        let mut b = bytes.clone();
+        b[HEADER_LEN..HEADER_LEN + 2].copy_from_slice(&count.to_be_bytes());
+        assert_eq!(
+            decode(&b, &a.public(), 1 << 20, false),
+            Err(WireError::Bounds("batch")),
+            "count {count}"
+        );
+    }
+}
+
+#[test]
+fn a_batch_entry_length_beyond_the_largest_post_is_refused() {
+    let a = key(1);
+    let entry = PushEntry {
+        hops: 1,
+        relay: Relay::None,
+        post: post(1, "one"),
+    };
+    let mut b = encode(&a.public(), 1, &Message::PushBatch(vec![entry]), None);
+    // count 2 | hops 1 | relay 1 | len 2
+    let at = HEADER_LEN + 2 + 2;
+    b[at..at + 2].copy_from_slice(&u16::MAX.to_be_bytes());
+    assert_eq!(
+        decode(&b, &a.public(), 1 << 20, false),
+        Err(WireError::Bounds("post"))
+    );
+}
+
+#[test]
+fn post_len_matches_the_encoding() {
+    for body in ["", "x", &"y".repeat(4096)] {
+        let p = post(3, body);
+        assert_eq!(post_len(&p), p.encode().len());
+    }
 }
