@@ -199,7 +199,7 @@ async fn restarting_the_transport_does_not_redeliver_processed_mail() {
     let mut plain = servers.config("bob");
     plain.smtp_tls = lakitu_email::Tls::Plain;
     plain.imap_tls = lakitu_email::Tls::Plain;
-    let mut alice = Node::up(servers.config("alice")).await;
+    let alice = Node::up(servers.config("alice")).await;
     let mut bob = Node::up(plain.clone()).await;
     alice
         .transport
@@ -312,5 +312,29 @@ async fn oversized_mail_is_skipped_and_the_rest_still_arrives() {
             .send(SendId(1), &addr("carol"), Outgoing::Frame(too_big))
             .is_err()
     );
+    bob.transport.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imap_loss_is_reported_and_the_session_comes_back() {
+    let servers = MailServers::start();
+    let alice = Node::up(servers.config("alice")).await;
+    let mut bob = Node::up(servers.config("bob")).await;
+    servers.stop_imap();
+    bob.take("Down", |e| matches!(e, TransportEvent::Down { .. }))
+        .await;
+    servers.start_imap();
+    bob.take("Up again", |e| matches!(e, TransportEvent::Up))
+        .await;
+    alice
+        .transport
+        .send(SendId(1), &addr("bob"), Outgoing::Frame(frame(1)))
+        .unwrap();
+    assert_eq!(
+        take_frames(&mut bob, 1).await,
+        vec![(addr("alice"), frame(1))]
+    );
+    assert_eq!(bob.transport.stats().imap_sessions, 2);
+    alice.transport.shutdown().await;
     bob.transport.shutdown().await;
 }

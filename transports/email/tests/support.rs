@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use lakitu_email::{EmailConfig, EmailTransport, Tls};
@@ -131,14 +131,57 @@ impl MailServers {
         panic!("postfix did not come back on {}", self.smtp);
     }
 
+    /// Stop Dovecot only (its master pid file), so IMAP sessions drop.
+    pub fn stop_imap(&self) {
+        let pid = std::fs::read_to_string(self.dir().join("dovecot-run/master.pid"))
+            .expect("dovecot pid file");
+        let pid = pid.trim();
+        let _ = Command::new("kill").args(["-TERM", pid]).status();
+        for _ in 0..200 {
+            let alive = Command::new("kill")
+                .args(["-0", pid])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !alive {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dovecot {pid} did not stop");
+    }
+
+    /// Start Dovecot again after [`MailServers::stop_imap`].
+    pub fn start_imap(&self) {
+        // Not `output()`: the daemon's log process keeps inherited pipes open forever.
+        let status = Command::new("dovecot")
+            .arg("-c")
+            .arg(self.dir().join("dovecot.conf"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("run dovecot");
+        assert!(status.success(), "dovecot start: {status:?}");
+        for _ in 0..200 {
+            if TcpStream::connect(("127.0.0.1", self.imap)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("dovecot did not come back on {}", self.imap);
+    }
+
     fn postfix(&self, what: &str) {
         let status = Command::new("postfix")
             .arg("-c")
             .arg(self.dir().join("postfix-etc"))
             .arg(what)
-            .output()
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
             .expect("run postfix");
-        assert!(status.status.success(), "postfix {what}: {status:?}");
+        assert!(status.success(), "postfix {what}: {status:?}");
     }
 
     /// Mails delivered to `user`'s maildir (read or not).
