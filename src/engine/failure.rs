@@ -93,6 +93,29 @@ impl Engine {
         if let Some((_, id)) = best {
             self.ping(id);
         }
+        self.probe_a_suspect();
+    }
+
+    /// Ping one random member we hold suspect (without a probe out). In a large view the
+    /// rotating probe reaches a given member rarely, so a suspect that is alive again (a
+    /// healed cut) would otherwise not hear of its suspicion before it expires: its pong makes
+    /// us remind it, and it refutes.
+    fn probe_a_suspect(&mut self) {
+        use rand::seq::IteratorRandom;
+        let pick = self
+            .fd
+            .watch
+            .iter()
+            .filter(|id| {
+                self.members
+                    .get(id)
+                    .is_some_and(|m| m.view.state == PeerState::Suspect && m.probe.is_none())
+            })
+            .choose(&mut self.rng)
+            .copied();
+        if let Some(id) = pick {
+            self.ping(id);
+        }
     }
 
     /// Periodic: ping one member held dead (not gone, not ignored, heard from within the
