@@ -8,6 +8,8 @@
 //! time is declared dead. Hearing from a suspect directly postpones its death and prompts it
 //! again to refute.
 
+use std::collections::BTreeSet;
+
 use lakitu_transport::PeerAddr;
 
 use crate::id::PublicId;
@@ -18,6 +20,22 @@ use super::{Engine, Offence};
 
 /// Misses in a row before suspicion.
 const MISSES_TO_SUSPECT: u32 = 2;
+
+/// Members one probe period looks at when choosing whom to probe. The window rotates over
+/// the view, so every member is considered within `len / PROBE_WINDOW` periods while a
+/// period costs O(1) however large the view (a full scan per second per node made a
+/// 1,000-node simulation quadratic).
+const PROBE_WINDOW: usize = 64;
+
+/// Failure-detector bookkeeping kept beside the members.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct FdState {
+    /// Members with an outstanding probe or held suspect: the only ones whose timers
+    /// `failure_tick` has to check.
+    pub(crate) watch: BTreeSet<PublicId>,
+    /// Where the next probe window starts in `member_ids`.
+    cursor: usize,
+}
 
 impl Engine {
     /// Lower the failure detector's next deadline to `t`.
@@ -31,37 +49,71 @@ impl Engine {
     }
 
     fn probe_timeout(&self, id: &PublicId) -> u64 {
-        let class = self.class_of(id);
-        let base = self.config.timings(class).ping_timeout_ms;
-        let rtt = self
-            .members
-            .get(id)
-            .and_then(|m| m.view.rtt_ms)
-            .unwrap_or(0);
-        base.max(rtt.saturating_mul(4))
+        let Some(m) = self.members.get(id) else {
+            return self.config.millis.ping_timeout_ms;
+        };
+        let base = self.config.timings(self.class_of_member(m)).ping_timeout_ms;
+        base.max(m.view.rtt_ms.unwrap_or(0).saturating_mul(4))
     }
 
-    /// Send one probe to the member heard from longest ago, if any is due.
+    /// Send one probe to the member heard from longest ago among the next window of the
+    /// view, if any is due.
     pub(crate) fn probe(&mut self) {
         let now = self.now;
+        let len = self.member_ids.len();
+        if len == 0 {
+            return;
+        }
+        let window = len.min(PROBE_WINDOW);
+        let start = self.fd.cursor % len;
+        self.fd.cursor = (start + window) % len;
         let mut best: Option<(u64, PublicId)> = None;
-        for m in self.members.values() {
+        for k in 0..window {
+            let id = &self.member_ids[(start + k) % len];
+            let Some(m) = self.members.get(id) else {
+                continue;
+            };
             if !m.reachable() || m.probe.is_some() {
                 continue;
             }
             let heard = m.view.last_heard.unwrap_or(0);
-            let interval = self
-                .config
-                .timings(self.class_of(&m.view.id))
-                .ping_interval_ms;
-            if m.view.last_heard.is_some() && now < heard + interval {
-                continue;
+            if let Some(h) = m.view.last_heard {
+                let interval = self
+                    .config
+                    .timings(self.class_of_member(m))
+                    .ping_interval_ms;
+                if now < h + interval {
+                    continue;
+                }
             }
             if best.is_none_or(|(h, _)| heard < h) {
                 best = Some((heard, m.view.id));
             }
         }
         if let Some((_, id)) = best {
+            self.ping(id);
+        }
+        self.probe_a_suspect();
+    }
+
+    /// Ping one random member we hold suspect (without a probe out). In a large view the
+    /// rotating probe reaches a given member rarely, so a suspect that is alive again (a
+    /// healed cut) would otherwise not hear of its suspicion before it expires: its pong makes
+    /// us remind it, and it refutes.
+    fn probe_a_suspect(&mut self) {
+        use rand::seq::IteratorRandom;
+        let pick = self
+            .fd
+            .watch
+            .iter()
+            .filter(|id| {
+                self.members
+                    .get(id)
+                    .is_some_and(|m| m.view.state == PeerState::Suspect && m.probe.is_none())
+            })
+            .choose(&mut self.rng)
+            .copied();
+        if let Some(id) = pick {
             self.ping(id);
         }
     }
@@ -104,6 +156,7 @@ impl Engine {
         let deadline = now + self.probe_timeout(&id);
         if let Some(m) = self.members.get_mut(&id) {
             m.probe = Some((seq, now));
+            self.fd.watch.insert(id);
         }
         self.fd_schedule(deadline);
         let root = self.merkle_root();
@@ -197,13 +250,19 @@ impl Engine {
         let mut missed = Vec::new();
         let mut dead = Vec::new();
         let mut next: Option<u64> = None;
-        let ids: Vec<PublicId> = self.members.keys().copied().collect();
+        // Only members with a probe out or a suspicion running have timers to check.
+        let ids: Vec<PublicId> = self.fd.watch.iter().copied().collect();
         for id in ids {
-            let timeout = self.probe_timeout(&id);
-            let suspicion = self.config.timings(self.class_of(&id)).suspicion_ms;
             let Some(m) = self.members.get(&id) else {
+                self.fd.watch.remove(&id);
                 continue;
             };
+            if m.probe.is_none() && m.view.state != PeerState::Suspect {
+                self.fd.watch.remove(&id);
+                continue;
+            }
+            let timeout = self.probe_timeout(&id);
+            let suspicion = self.config.timings(self.class_of_member(m)).suspicion_ms;
             if let Some((_, sent)) = m.probe {
                 if now >= sent + timeout {
                     missed.push(id);
@@ -329,6 +388,7 @@ mod tests {
     fn silent_slow_class_peers_are_given_longer_before_suspicion() {
         use super::super::{EngineConfig, Event, Interests, MemStore};
         use crate::id::Identity;
+
         use lakitu_transport::PeerAddr;
         let t0 = super::super::testnet::T0;
         let own = vec![

@@ -5,7 +5,7 @@
 //! or to publish a change. News travels by join, world pages, merkle comparison and a small
 //! bounded fan-out of changed records.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use lakitu_transport::PeerAddr;
 use rand::Rng;
@@ -15,6 +15,25 @@ use crate::id::PublicId;
 
 use super::wire::{MAX_ADDRS, MemberRecord, Message, PeerState};
 use super::{Action, Engine, Interests, NodeStats, PeerView};
+
+/// Delay before queued membership news is sent, so news learned together travels in one
+/// frame per target instead of one frame per record.
+const NEWS_DELAY_MS: u64 = 200;
+
+/// Most records waiting in the news queue; beyond it news is left to the merkle comparison.
+const MAX_NEWS: usize = 4096;
+
+/// Membership news (new or changed records) waiting to be gossiped. Every node that learns a
+/// record from news forwards it once to `membership_fanout` random members (infect and die),
+/// batched per flush: a join or a verdict reaches nearly every node in `log_fanout(n)`
+/// rounds, and the few it misses are repaired by the merkle comparison.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct News {
+    /// The latest version of each changed record.
+    queue: BTreeMap<PublicId, MemberRecord>,
+    /// When the queue is flushed.
+    pub(crate) at: Option<u64>,
+}
 
 /// One member: the public view plus the engine's private bookkeeping.
 #[derive(Debug, Clone)]
@@ -150,7 +169,12 @@ impl Engine {
         }
         let join = Message::Join(self.own_record());
         self.send(id, &join);
-        self.request_world(id, [0; 32], 255);
+        // One full copy of the view is enough: several seeds would each send all of it.
+        // Whatever that seed lacks arrives as news or through the merkle comparison.
+        if !self.merkle.fetched_world {
+            self.merkle.fetched_world = true;
+            self.request_world(id, [0; 32], 255);
+        }
     }
 
     /// Stop talking to a member: it is ignored from now on. Its record stays in the view (as
@@ -305,6 +329,7 @@ impl Engine {
                 let mut m = Member::from_record(rec);
                 if state == PeerState::Suspect {
                     m.suspect_since = Some(now);
+                    self.fd.watch.insert(m.view.id);
                 }
                 let id = m.view.id;
                 self.members.insert(id, m);
@@ -339,6 +364,7 @@ impl Engine {
                 match rec.state {
                     PeerState::Suspect if old_state != PeerState::Suspect => {
                         m.suspect_since = Some(now);
+                        self.fd.watch.insert(rec.id);
                     }
                     PeerState::Alive => {
                         m.suspect_since = None;
@@ -361,19 +387,54 @@ impl Engine {
         changed
     }
 
-    /// Forward a changed record to a few members (bounded rumour).
-    pub(crate) fn spread_record(&mut self, rec: &MemberRecord, except: &[PublicId]) {
-        let mut skip = except.to_vec();
-        skip.push(rec.id);
+    /// Queue a changed record as news for a few random members (see [`News`]).
+    pub(crate) fn spread_record(&mut self, rec: &MemberRecord, _except: &[PublicId]) {
+        if self.news.queue.len() >= MAX_NEWS && !self.news.queue.contains_key(&rec.id) {
+            return;
+        }
+        self.news.queue.insert(rec.id, rec.clone());
+        if self.news.at.is_none() {
+            self.news.at = Some(self.now + NEWS_DELAY_MS);
+        }
+    }
+
+    /// Send the queued news, batched into World pages, to `membership_fanout` random members.
+    pub(crate) fn news_tick(&mut self) {
+        if self.news.at.is_none_or(|t| self.now < t) {
+            return;
+        }
+        self.news.at = None;
+        let queue = std::mem::take(&mut self.news.queue);
+        if queue.is_empty() {
+            return;
+        }
+        let mut pages: Vec<Vec<MemberRecord>> = vec![Vec::new()];
+        let mut size = 0usize;
+        let mut enc = Vec::with_capacity(256);
+        for rec in queue.into_values() {
+            enc.clear();
+            super::wire::write_record(&mut enc, &rec);
+            if size + enc.len() > self.config.world_page_bytes
+                && pages.last().is_some_and(|p| !p.is_empty())
+            {
+                pages.push(Vec::new());
+                size = 0;
+            }
+            size += enc.len();
+            if let Some(p) = pages.last_mut() {
+                p.push(rec);
+            }
+        }
         let n = self.config.membership_fanout;
-        for id in self.random_members(n, &skip) {
-            self.send(
-                id,
-                &Message::World {
-                    records: vec![rec.clone()],
-                    next: None,
-                },
-            );
+        let targets = self.random_members(n, &[]);
+        for page in pages {
+            let msg = Message::World {
+                records: page,
+                next: None,
+            };
+            for &id in &targets {
+                self.send(id, &msg);
+            }
         }
     }
 
@@ -416,23 +477,46 @@ impl Engine {
         start: [u8; 32],
         to_bucket: u8,
     ) {
-        let own = self.own_record();
         let mut records = Vec::new();
         let mut size = 0usize;
         let mut next = None;
         let start_id = PublicId(start);
-        let mut iter = self
+        let end_id = PublicId({
+            let mut a = [0xff; 32];
+            a[0] = to_bucket;
+            a
+        });
+        // `range` panics on an inverted range, and `start` comes from the network.
+        let valid = start_id <= end_id;
+        let end_id = end_id.max(start_id);
+        // Our own record takes its place in id order among the members'.
+        let mut own =
+            (valid && self.me >= start_id && self.me <= end_id).then(|| self.own_record());
+        let mut enc = Vec::with_capacity(256);
+        let mut range = self
             .members
-            .range(start_id..)
-            .map(|(_, m)| m.record())
-            .chain((self.me >= start_id).then(|| own.clone()))
-            .collect::<Vec<_>>();
-        iter.sort_by_key(|r| r.id);
-        for rec in iter {
-            if rec.id.0[0] > to_bucket {
-                break;
-            }
-            let mut enc = Vec::new();
+            .range(start_id..=end_id)
+            .filter(|_| valid)
+            .peekable();
+        loop {
+            let take_own = match (&own, range.peek()) {
+                (Some(o), Some((id, _))) => o.id < **id,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let rec = if take_own {
+                match own.take() {
+                    Some(o) => o,
+                    None => break,
+                }
+            } else {
+                match range.next() {
+                    Some((_, m)) => m.record(),
+                    None => break,
+                }
+            };
+            enc.clear();
             super::wire::write_record(&mut enc, &rec);
             if size + enc.len() > self.config.world_page_bytes && !records.is_empty() {
                 next = Some(rec.id.0);
@@ -456,13 +540,18 @@ impl Engine {
         records: Vec<MemberRecord>,
         next: Option<[u8; 32]>,
     ) {
-        let mut last_bucket = 0u8;
+        // Pages of a merkle comparison or a world transfer are bulk: what they teach us is
+        // not news to the network. Anything else is news and is passed on once; bad news
+        // (suspect, dead, left) always is.
+        let bulk = self.merkle.syncing_with(&sender, self.now);
         for rec in records {
-            last_bucket = last_bucket.max(rec.id.0[0]);
-            let forward = rec.id != sender && rec.state != PeerState::Alive;
-            if self.merge_record(rec.clone(), Some(sender)) && forward {
-                // Bad news (suspect, dead, left) spreads actively; good news by comparison.
-                self.spread_record(&rec, &[sender]);
+            let forward = rec.id != sender && (!bulk || rec.state != PeerState::Alive);
+            if forward {
+                if self.merge_record(rec.clone(), Some(sender)) {
+                    self.spread_record(&rec, &[sender]);
+                }
+            } else {
+                self.merge_record(rec, Some(sender));
             }
         }
         if let Some(n) = next {

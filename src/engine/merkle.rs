@@ -28,6 +28,14 @@ pub(crate) struct MerkleCache {
     dirty: BTreeSet<u8>,
     /// The last bucket of our outstanding WorldReq per peer, to continue paged answers.
     pending: HashMap<PublicId, u8>,
+    /// Peers we compared views with recently, and when: their World pages are bulk, not news.
+    syncing: HashMap<PublicId, u64>,
+    /// When this node last started a comparison.
+    last_start: Option<u64>,
+    /// When the root last changed.
+    root_changed_at: u64,
+    /// A full copy of the view was already asked for (from the first seed).
+    pub(crate) fetched_world: bool,
 }
 
 impl Default for MerkleCache {
@@ -38,6 +46,10 @@ impl Default for MerkleCache {
             root: [0; 32],
             dirty: (0..=255).collect(),
             pending: HashMap::new(),
+            syncing: HashMap::new(),
+            last_start: None,
+            root_changed_at: 0,
+            fetched_world: false,
         }
     }
 }
@@ -48,11 +60,31 @@ impl MerkleCache {
         self.dirty.insert(id.0[0]);
     }
 
+    /// True when `peer` took part in a comparison or world transfer with us recently.
+    pub(crate) fn syncing_with(&self, peer: &PublicId, now: u64) -> bool {
+        self.syncing
+            .get(peer)
+            .is_some_and(|t| now < t.saturating_add(SYNC_WINDOW_MS))
+    }
+
+    /// Note comparison traffic with `peer` (forgetting long-finished ones, so the map stays
+    /// as small as the comparisons in flight).
+    fn mark_syncing(&mut self, peer: PublicId, now: u64) {
+        if self.syncing.len() >= 64 {
+            self.syncing
+                .retain(|_, t| now < t.saturating_add(SYNC_WINDOW_MS));
+        }
+        self.syncing.insert(peer, now);
+    }
+
     /// The last bucket of the outstanding WorldReq to `peer`.
     pub(crate) fn pending_to_bucket(&self, peer: &PublicId) -> Option<u8> {
         self.pending.get(peer).copied()
     }
 }
+
+/// How long after its last frame a comparison counts as in flight.
+const SYNC_WINDOW_MS: u64 = 5_000;
 
 fn hash_children(children: &[[u8; 32]]) -> [u8; 32] {
     if children.iter().all(|c| *c == [0; 32]) {
@@ -111,7 +143,11 @@ impl Engine {
             let start = i * MERKLE_FANOUT;
             self.merkle.inner[i] = hash_children(&self.merkle.leaves[start..start + MERKLE_FANOUT]);
         }
-        self.merkle.root = hash_children(&self.merkle.inner);
+        let root = hash_children(&self.merkle.inner);
+        if root != self.merkle.root {
+            self.merkle.root = root;
+            self.merkle.root_changed_at = self.now;
+        }
     }
 
     /// The current root (call [`Engine::merkle_refresh`] first; `handle` does).
@@ -122,16 +158,33 @@ impl Engine {
     /// Ask `to` for its records from `from` up to bucket `to_bucket`, remembering the range.
     pub(crate) fn request_world(&mut self, to: PublicId, from: [u8; 32], to_bucket: u8) {
         self.merkle.pending.insert(to, to_bucket);
+        self.merkle.mark_syncing(to, self.now);
         self.send(to, &Message::WorldReq { from, to_bucket });
     }
 
     /// A peer's root differs from ours: start a comparison unless one ran recently.
+    ///
+    /// Roots ride on every ping and pong, so mismatches are seen far more often than a
+    /// comparison is worth: while our view is still changing (news arriving, which the
+    /// comparison would only race) this node starts at most one comparison per
+    /// `world_sync_interval`; once the view has been quiet for two probe periods, at most one
+    /// per probe period. Never twice with the same peer within `world_sync_interval`.
     pub(crate) fn compare_root(&mut self, peer: PublicId, root: [u8; 32]) {
         if root == self.merkle.root {
             return;
         }
         let now = self.now;
         let period = self.config.world_sync_interval_ms;
+        let probe = self.config.probe_interval_ms.max(1);
+        let quiet = now >= self.merkle.root_changed_at.saturating_add(2 * probe);
+        let gap = if quiet { probe } else { period };
+        if self
+            .merkle
+            .last_start
+            .is_some_and(|t| now < t.saturating_add(gap))
+        {
+            return;
+        }
         let Some(m) = self.members.get_mut(&peer) else {
             return;
         };
@@ -139,6 +192,8 @@ impl Engine {
             return;
         }
         m.last_sync = Some(now);
+        self.merkle.last_start = Some(now);
+        self.merkle.mark_syncing(peer, now);
         self.send(peer, &Message::WorldHashReq { level: 0, index: 0 });
     }
 
@@ -149,6 +204,8 @@ impl Engine {
         level: u8,
         index: u8,
     ) {
+        // It compares with us: the pages it offers next are bulk, not news.
+        self.merkle.mark_syncing(sender, self.now);
         let hashes = match (level, index as usize) {
             (0, 0) => self.merkle.inner.clone(),
             (1, i) if i < MERKLE_FANOUT => {
@@ -182,6 +239,7 @@ impl Engine {
         if !self.members.contains_key(&sender) {
             return;
         }
+        self.merkle.mark_syncing(sender, self.now);
         match (level, index as usize) {
             (0, 0) => {
                 let differing: Vec<u8> = (0..MERKLE_FANOUT)
@@ -221,15 +279,23 @@ impl Engine {
     fn offer_buckets(&mut self, peer: PublicId, lo: u8, hi: u8) {
         let mut records = Vec::new();
         let mut size = 0usize;
-        let own = self.own_record();
+        let lo_id = PublicId({
+            let mut a = [0u8; 32];
+            a[0] = lo;
+            a
+        });
+        let hi_id = PublicId({
+            let mut a = [0xffu8; 32];
+            a[0] = hi.max(lo);
+            a
+        });
         let mut all: Vec<_> = self
             .members
-            .values()
-            .filter(|m| (lo..=hi).contains(&m.view.id.0[0]))
-            .map(|m| m.record())
+            .range(lo_id..=hi_id)
+            .map(|(_, m)| m.record())
             .collect();
         if (lo..=hi).contains(&self.me.0[0]) {
-            all.push(own);
+            all.push(self.own_record());
         }
         all.sort_by_key(|r| r.id);
         for rec in all {

@@ -259,6 +259,8 @@ pub struct Engine {
     /// The keys of `members`, for sampling without a scan.
     member_ids: Vec<PublicId>,
     merkle: merkle::MerkleCache,
+    fd: failure::FdState,
+    news: membership::News,
     diss: dissemination::DissState,
     ae: antientropy::AeState,
     timers: Timers,
@@ -342,6 +344,8 @@ impl Engine {
             members: BTreeMap::new(),
             member_ids: Vec::new(),
             merkle: merkle::MerkleCache::default(),
+            fd: failure::FdState::default(),
+            news: membership::News::default(),
             diss: dissemination::DissState::default(),
             ae: antientropy::AeState::default(),
             timers,
@@ -405,6 +409,9 @@ impl Engine {
         if let Some(d) = self.failure_deadline() {
             next = next.min(d);
         }
+        if let Some(d) = self.news.at {
+            next = next.min(d);
+        }
         Some(next)
     }
 
@@ -440,6 +447,7 @@ impl Engine {
         }
         self.diss_tick(store);
         self.failure_tick();
+        self.news_tick();
         if now >= self.timers.probe {
             self.timers.probe = now + self.config.probe_interval_ms;
             self.probe();
@@ -475,12 +483,17 @@ impl Engine {
     /// from (what actually works, even before its new record arrives), else the fastest
     /// recorded one whose transport is up.
     fn best_addr(&self, id: &PublicId) -> Option<PeerAddr> {
-        let m = self.members.get(id)?;
+        self.best_addr_ref(self.members.get(id)?).cloned()
+    }
+
+    /// [`Engine::best_addr`] without the clone, for the per-member checks of the failure
+    /// detector that would otherwise allocate for every member they look at.
+    fn best_addr_ref<'a>(&self, m: &'a Member) -> Option<&'a PeerAddr> {
         if let Some(a) = &m.reply_addr
             && self.up.contains(&a.scheme())
-            && !m.failed_addrs.contains(a)
+            && (m.failed_addrs.is_empty() || !m.failed_addrs.contains(a))
         {
-            return Some(a.clone());
+            return Some(a);
         }
         m.view
             .addrs
@@ -496,12 +509,18 @@ impl Engine {
                     .filter(|a| self.up.contains(&a.scheme()))
                     .min_by_key(|a| scheme_rank(a.scheme()))
             })
-            .cloned()
     }
 
     /// The latency class a member is reached through.
     fn class_of(&self, id: &PublicId) -> LatencyClass {
-        self.best_addr(id)
+        self.members
+            .get(id)
+            .map_or(LatencyClass::Millis, |m| self.class_of_member(m))
+    }
+
+    /// The latency class of a member already looked up.
+    fn class_of_member(&self, m: &Member) -> LatencyClass {
+        self.best_addr_ref(m)
             .map(|a| latency_of(a.scheme()))
             .unwrap_or(LatencyClass::Millis)
     }
