@@ -16,6 +16,15 @@ if ! command -v prosody >/dev/null || ! dpkg -s lua-unbound >/dev/null 2>&1; the
     || { apt-get update -qq && apt-get install -y -qq --no-install-recommends prosody lua-unbound openssl >/dev/null; }
 fi
 need prosody "apt-get install prosody lua-unbound"
+# Postfix (SMTP) + Dovecot (IMAP, LMTP) for the email transport; debconf is pre-seeded so the
+# install asks nothing.
+if ! command -v postfix >/dev/null || ! command -v dovecot >/dev/null || [ ! -x /usr/lib/dovecot/lmtp ] || [ ! -x /usr/lib/dovecot/imap ]; then
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+  apt-get install -y -qq --no-install-recommends postfix dovecot-imapd dovecot-lmtpd openssl >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends postfix dovecot-imapd dovecot-lmtpd openssl >/dev/null; }
+fi
+need postfix "apt-get install postfix"
+need dovecot "apt-get install dovecot-imapd dovecot-lmtpd"
 python3 -c 'import slixmpp' 2>/dev/null || python3 -m pip install -q slixmpp
 python3 -c 'import slixmpp' || { echo "tests/run.sh: slixmpp could not be installed" >&2; exit 1; }
 

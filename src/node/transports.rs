@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use lakitu_email::{EmailConfig, EmailTransport, Tls as MailTls};
 use lakitu_quic::{QuicConfig, QuicTransport};
 use lakitu_transport::{Scheme, Transport, TransportEvent};
 use lakitu_xmpp::{XmppConfig, XmppTls, XmppTransport};
@@ -20,6 +21,8 @@ pub(crate) struct Running {
     pub quic: Option<Arc<QuicTransport>>,
     /// XMPP again, for its graceful async shutdown (flushes unacknowledged stanzas).
     pub xmpp: Option<Arc<XmppTransport>>,
+    /// Email again, for its graceful async shutdown (sends what is batched).
+    pub email: Option<Arc<EmailTransport>>,
 }
 
 impl Running {
@@ -35,6 +38,9 @@ impl Running {
         }
         if let Some(x) = &self.xmpp {
             x.shutdown().await;
+        }
+        if let Some(e) = &self.email {
+            e.shutdown().await;
         }
         for (_, t) in &self.all {
             t.close();
@@ -52,6 +58,7 @@ pub(crate) fn start(
         all: Vec::new(),
         quic: None,
         xmpp: None,
+        email: None,
     };
     if config.quic.enabled {
         let mut qc = QuicConfig::new(config.quic.listen, identity.seed());
@@ -95,6 +102,42 @@ pub(crate) fn start(
             .all
             .push((Scheme::Xmpp, xmpp.clone() as Arc<dyn Transport>));
         running.xmpp = Some(xmpp);
+    }
+    if config.email.enabled {
+        let m = &config.email;
+        let fail = |message: String| NodeError::Transport {
+            scheme: "mailto",
+            message,
+        };
+        let password = m
+            .password
+            .as_ref()
+            .ok_or_else(|| fail("no password configured".into()))?
+            .resolve()
+            .map_err(|e| fail(e.to_string()))?;
+        let (smtp, imap) = match (&m.smtp, &m.imap) {
+            (Some(s), Some(i)) => ((s.host.clone(), s.port), (i.host.clone(), i.port)),
+            _ => return Err(fail("smtp and imap servers are required".into())),
+        };
+        let tls = |t: TlsMode| match t {
+            TlsMode::StartTls => MailTls::StartTls,
+            TlsMode::Direct => MailTls::Tls,
+            TlsMode::Plain => MailTls::Plain,
+        };
+        let mut ec = EmailConfig::new(m.address.clone(), password, smtp, imap);
+        ec.username = m.username.clone();
+        ec.smtp_tls = tls(m.smtp_tls);
+        ec.imap_tls = tls(m.imap_tls);
+        ec.accept_invalid_certs = m.accept_invalid_certs;
+        ec.poll_interval = m.poll_interval();
+        ec.idle_restart = m.idle_restart();
+        ec.max_mail_bytes = m.max_mail_bytes;
+        let email = EmailTransport::start(ec, events).map_err(|e| fail(e.to_string()))?;
+        let email = Arc::new(email);
+        running
+            .all
+            .push((Scheme::Mail, email.clone() as Arc<dyn Transport>));
+        running.email = Some(email);
     }
     Ok(running)
 }
