@@ -326,3 +326,64 @@ impl Drop for Prosody {
             .output();
     }
 }
+
+/// A throwaway Postfix + Dovecot on 127.0.0.1 (tests/servers/mail.sh), stopped on drop. Domain
+/// example.test, users alice, bob, carol, dave, password = name + "pw".
+pub struct Mail {
+    pub dir: tempfile::TempDir,
+    pub smtp: u16,
+    pub imap: u16,
+    _turn: std::sync::MutexGuard<'static, ()>,
+}
+
+static MAIL_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+impl Mail {
+    /// Start it; panics loudly (with the script's output) when it cannot.
+    pub fn start() -> Mail {
+        let turn = MAIL_TURN.lock().unwrap_or_else(|e| e.into_inner());
+        let dir = tempfile::tempdir().expect("temp dir");
+        let smtp = free_port_pair();
+        let imap = free_port_pair();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/mail.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(dir.path())
+            .arg(smtp.to_string())
+            .arg(imap.to_string())
+            .arg(free_port_pair().to_string())
+            .arg(free_port_pair().to_string())
+            .output()
+            .expect("run mail.sh");
+        assert!(
+            out.status.success(),
+            "mail.sh failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mail {
+            dir,
+            smtp,
+            imap,
+            _turn: turn,
+        }
+    }
+
+    /// The `[email]` config section for `user`.
+    pub fn node_config(&self, user: &str) -> String {
+        format!(
+            "[quic]\nenabled = false\n\n[email]\nenabled = true\naddress = \"{user}@example.test\"\npassword = \"{user}pw\"\nsmtp = \"127.0.0.1:{}\"\nsmtp_tls = \"plain\"\nimap = \"127.0.0.1:{}\"\nimap_tls = \"plain\"\npoll_secs = 1\n",
+            self.smtp, self.imap
+        )
+    }
+}
+
+impl Drop for Mail {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/mail-down.sh");
+        let _ = Command::new("bash")
+            .arg(script)
+            .arg(self.dir.path())
+            .output();
+    }
+}
