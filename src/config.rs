@@ -208,6 +208,9 @@ pub struct GatewayConfig {
     pub owners: Vec<PeerAddr>,
     /// A token an emailed command must carry (a From header is easy to forge). Default: none.
     pub mail_secret: Option<Secret>,
+    /// Mail followers get new posts as one digest mail at most this often, seconds. Default
+    /// 3600, range 1 to 86400.
+    pub digest_secs: u64,
 }
 
 /// `[limits]`

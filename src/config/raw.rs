@@ -208,6 +208,8 @@ pub(crate) struct RawGateway {
     pub owners: Vec<String>,
     /// Default: none.
     pub mail_secret: Option<RawSecret>,
+    /// Default 3600 s.
+    pub digest_secs: Option<u64>,
 }
 
 /// `[limits]`
