@@ -224,7 +224,8 @@ pub struct LimitsConfig {
     pub max_frame_bytes: usize,
     /// Frames per second accepted from one peer. Default 200, range 1 to 1,000,000.
     pub peer_frames_per_sec: u32,
-    /// Posts per minute accepted from one author. Default 120, range 1 to 1,000,000.
+    /// Posts per minute accepted from peers by one author (a token bucket with a burst of as
+    /// many; this node's own posts are exempt). Default 6,000, range 1 to 1,000,000.
     pub author_posts_per_min: u32,
 }
 
