@@ -526,12 +526,17 @@ mod tests {
     #[test]
     fn snapshot_figures_appear_once_with_their_labels() {
         let m = Metrics::new();
-        let mut snap = Snapshot::default();
-        snap.posts_stored = 7;
-        snap.engine.delivered = 3;
-        snap.engine.duplicates = 2;
-        snap.engine.reconcile_rounds = 5;
-        snap.peers_by_state.insert("alive", 4);
+        let snap = Snapshot {
+            posts_stored: 7,
+            engine: EngineStats {
+                delivered: 3,
+                duplicates: 2,
+                reconcile_rounds: 5,
+                ..EngineStats::default()
+            },
+            peers_by_state: [("alive", 4)].into_iter().collect(),
+            ..Snapshot::default()
+        };
         let text = m.render(&snap);
         let v = |s| value(&text, s);
         assert_eq!(v("lakitu_posts_stored"), Some(7.0));

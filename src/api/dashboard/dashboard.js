@@ -9,6 +9,7 @@ const FEED_LIMIT = 50;
 let token = null;
 let feedIds = new Set();
 let refreshTimer = null;
+let selfId = null;
 
 const $ = (id) => document.getElementById(id);
 
@@ -95,6 +96,7 @@ function transportOf(addresses) {
 }
 
 function renderStatus(s) {
+  selfId = s.id;
   $("node-id").textContent = s.id;
   $("node-name").textContent = s.name || "";
   $("stat-posts").textContent = s.posts;
@@ -159,7 +161,7 @@ function postItem(p, fresh) {
   const when = new Date(p.timestamp);
   const li = el("li", { cls: fresh ? "post fresh" : "post" }, [
     el("div", { cls: "meta" }, [
-      el("span", { text: short(p.author), title: p.author }),
+      el("span", { text: p.author === selfId ? "this node" : short(p.author), title: p.author }),
       el("span", { text: " · " + when.toLocaleString() }),
     ]),
     el("div", { cls: "topics" }, p.topics.map((t) => el("span", { cls: "topic", text: "#" + t }))),
@@ -262,6 +264,7 @@ async function submitPost(ev) {
     addPost(post, true);
     $("post-body").value = "";
     $("post-status").textContent = "posted " + post.id.slice(0, 12);
+    refresh();
   } catch (e) {
     if (e instanceof Unauthorized) return showLogin("The token was refused.");
     $("post-status").textContent = "not posted: " + e.message;
