@@ -154,6 +154,12 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// The dashboard's address with the token in its fragment (which browsers never send to
+    /// a server; the page moves it to its own session storage).
+    pub fn dashboard_url(&self) -> String {
+        format!("{}/#token={}", self.base, self.token)
+    }
+
     /// GET a JSON document.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.json(Method::GET, path, None).await

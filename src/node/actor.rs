@@ -12,6 +12,7 @@ use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
 use super::outbox::{self, Outbox};
+use super::metrics::{SendFailure, Snapshot};
 use super::posts::EnginePosts;
 use super::transports::Running;
 use super::{Command, Shared, now_ms};
@@ -106,6 +107,8 @@ pub(crate) struct Actor {
     outbox: Outbox,
     /// New posts for mail followers, sent as periodic digests.
     digests: Digests,
+    /// Frames ignored because their (unauthenticated) sender is no peer, for the metrics.
+    frames_not_from_peer: u64,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -161,6 +164,7 @@ impl Actor {
             follows: BTreeMap::new(),
             outbox,
             digests: Digests::default(),
+            frames_not_from_peer: 0,
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -357,17 +361,21 @@ impl Actor {
                 };
                 self.next_send += 1;
                 let id = SendId(self.next_send);
+                let (len, metrics) = (bytes.len(), &self.shared.metrics);
                 match transport.send(id, &addr, Outgoing::Frame(bytes)) {
                     Ok(()) => {
+                        metrics.frame_sent(addr.scheme(), kind, len, now_ms());
                         if self.pending.len() >= MAX_PENDING_SENDS {
                             self.pending.clear();
                         }
                         self.pending.insert(id, (to, addr));
                     }
                     Err(SendError::QueueFull) => {
+                        metrics.send_failed(addr.scheme(), SendFailure::QueueFull, now_ms());
                         debug!(peer = %to.short(), "transport queue full; frame dropped")
                     }
                     Err(e) => {
+                        metrics.send_failed(addr.scheme(), SendFailure::Refused, now_ms());
                         debug!(peer = %to.short(), error = %e, "send refused");
                         self.engine_event(Event::SendFailed { to, addr });
                     }
@@ -392,9 +400,13 @@ impl Actor {
                 authenticated,
                 payload,
             } => {
+                self.shared
+                    .metrics
+                    .frame_received(from.scheme(), &payload, now_ms());
                 // Over carriers that do not authenticate the sender (XMPP, email) anyone can
                 // write to our account: only addresses of configured or known members count.
                 if authenticated.is_none() && !self.is_peer_address(&from) {
+                    self.frames_not_from_peer += 1;
                     info!(%from, bytes = payload.len(), "frame from an address that is not a peer ignored");
                     return;
                 }
@@ -412,6 +424,9 @@ impl Actor {
             }
             TransportEvent::Failed { id, to, error } => {
                 debug!(%to, %error, "send failed");
+                self.shared
+                    .metrics
+                    .send_failed(to.scheme(), SendFailure::Failed, now_ms());
                 let failed = self.outbox.on_failed(id, now_ms());
                 if let Some((peer, addr)) = failed.or_else(|| self.pending.remove(&id)) {
                     self.engine_event(Event::SendFailed { to: peer, addr });
@@ -442,6 +457,9 @@ impl Actor {
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.peers());
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
             }
             Command::AddPeer(id, addrs) => {
                 if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
@@ -630,18 +648,44 @@ impl Actor {
             store_bytes: s.store.size_on_disk().unwrap_or(0),
             peers: peers.len(),
             peers_alive: peers.iter().filter(|p| p.state == PeerState::Alive).count(),
-            transports: self
-                .transports
-                .all
-                .iter()
-                .map(|(scheme, t)| TransportStatus {
-                    scheme: scheme.as_str().to_string(),
-                    address: t.local_addr().to_string(),
-                    up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
-                })
-                .collect(),
+            transports: self.transport_statuses(),
             world_hash: encode_hex(&self.engine.world_hash()),
             data_dir: s.config.node.data_dir.display().to_string(),
+        }
+    }
+
+    fn transport_statuses(&self) -> Vec<TransportStatus> {
+        self.transports
+            .all
+            .iter()
+            .map(|(scheme, t)| TransportStatus {
+                scheme: scheme.as_str().to_string(),
+                address: t.local_addr().to_string(),
+                up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
+            })
+            .collect()
+    }
+
+    /// The figures of a metrics scrape or a dashboard refresh.
+    fn snapshot(&self) -> Snapshot {
+        let mut peers_by_state = BTreeMap::new();
+        for p in self.engine.peers() {
+            let state = match p.state {
+                PeerState::Alive => "alive",
+                PeerState::Suspect => "suspect",
+                PeerState::Dead => "dead",
+                PeerState::Left => "left",
+            };
+            *peers_by_state.entry(state).or_insert(0) += 1;
+        }
+        Snapshot {
+            engine: self.engine.stats(),
+            world: self.engine.world_stats(),
+            posts_stored: self.shared.store.post_count(),
+            peers_by_state,
+            pending_sends: self.pending.len() as u64,
+            frames_not_from_peer: self.frames_not_from_peer,
+            transports: self.transport_statuses(),
         }
     }
 
