@@ -16,6 +16,7 @@
 mod build;
 mod locate;
 mod raw;
+mod routes;
 mod secret;
 mod starter;
 
@@ -30,6 +31,7 @@ use serde::Deserialize;
 use crate::id::PublicId;
 use crate::post::Topic;
 
+pub use routes::{FiltersConfig, RouteConfig};
 pub use secret::Secret;
 
 /// A whole, validated configuration.
@@ -55,6 +57,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[gossip]`: dissemination tuning.
     pub gossip: GossipConfig,
+    /// `[[routes]]`: which posts may go to which peers and transports, and to which owners.
+    pub routes: Vec<RouteConfig>,
+    /// `[filters]`: muted authors and topics.
+    pub filters: FiltersConfig,
 }
 
 /// `[node]`

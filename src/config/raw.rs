@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub gateway: RawGateway,
     pub limits: RawLimits,
     pub gossip: RawGossip,
+    pub routes: Vec<super::routes::RawRoute>,
+    pub filters: super::routes::RawFilters,
 }
 
 /// `[node]`

@@ -22,6 +22,7 @@ use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState};
 use crate::gateway::{self, Digests, Gateway, Request, Verdict};
 use crate::id::{Identity, PublicId, encode_hex};
 use crate::post::{Post, Topic};
+use crate::routes::{RecentIds, Routes};
 use crate::store::Query;
 
 /// How long a batch of peer posts may wait before it is flushed to disk.
@@ -34,6 +35,8 @@ const OUTBOX_FLUSH: Duration = Duration::from_millis(20);
 const MAX_PENDING_SENDS: usize = 65_536;
 /// How long a leaving node waits for its goodbyes to be sent.
 const LEAVE_GRACE: Duration = Duration::from_millis(300);
+/// Ids of muted posts remembered, so reconciliation does not fetch them again and again.
+const MUTED_IDS: usize = 65_536;
 
 /// Key under which peers added at run time are kept in the store's peer table.
 fn encode_peer_record(addrs: &[PeerAddr]) -> Vec<u8> {
@@ -109,6 +112,9 @@ pub(crate) struct Actor {
     digests: Digests,
     /// Frames ignored because their (unauthenticated) sender is no peer, for the metrics.
     frames_not_from_peer: u64,
+    /// `[[routes]]` and `[filters]`, replaced on reload.
+    routes: Routes,
+    muted: RecentIds,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -165,6 +171,8 @@ impl Actor {
             outbox,
             digests: Digests::default(),
             frames_not_from_peer: 0,
+            routes: Routes::from_config(config),
+            muted: RecentIds::new(MUTED_IDS),
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -329,6 +337,8 @@ impl Actor {
         let mut posts = EnginePosts {
             store: &self.shared.store,
             dirty: &mut dirty,
+            routes: &self.routes,
+            muted: &mut self.muted,
         };
         self.engine.handle(event, now_ms(), &mut posts);
         self.dirty |= dirty;
@@ -345,6 +355,9 @@ impl Actor {
                 kind,
                 bytes,
             } => {
+                let Some(bytes) = self.route(&to, &addr, kind, bytes) else {
+                    return;
+                };
                 // Store-and-forward peers: durable first, handed over after the flush.
                 if outbox::applies_to(&addr) && self.transports.get(addr.scheme()).is_some() {
                     match self.outbox.push(to, &addr, kind, bytes.clone()) {
@@ -384,6 +397,7 @@ impl Actor {
             Action::Deliver { post, hops } => {
                 debug!(id = ?post.id(), hops, "post received");
                 self.tell_followers(&post);
+                self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
             }
             Action::PeerState { id, state } => info!(peer = %id.short(), ?state, "peer state"),
@@ -449,6 +463,7 @@ impl Actor {
             Command::Published(post) => {
                 info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
                 self.tell_followers(&post);
+                self.forward_to_owners(&post);
                 self.engine_event(Event::LocalPost(post));
             }
             Command::Reply { to, text } => self.send_human(&to, text),
@@ -481,7 +496,12 @@ impl Actor {
                     });
                 }
                 self.engine_event(Event::SetInterests(interests(&config)));
-                info!(peers = config.peers.len(), "configuration reloaded");
+                self.routes = Routes::from_config(&config);
+                info!(
+                    peers = config.peers.len(),
+                    routes = config.routes.len(),
+                    "configuration reloaded"
+                );
             }
         }
     }
@@ -611,6 +631,47 @@ impl Actor {
             if addr.scheme() == lakitu_transport::Scheme::Mail {
                 self.digests.add(&addr, post.clone(), now_ms(), period);
             } else {
+                self.send_human(&addr, gateway::render(post));
+            }
+        }
+    }
+
+    /// Apply `[[routes]]` and `[filters]` to a frame the engine sends: `None` when nothing in
+    /// it may go to that peer over that transport.
+    fn route(
+        &self,
+        to: &PublicId,
+        addr: &PeerAddr,
+        kind: crate::engine::Kind,
+        bytes: bytes::Bytes,
+    ) -> Option<bytes::Bytes> {
+        if self.routes.is_empty() {
+            return Some(bytes);
+        }
+        let store = &self.shared.store;
+        let out = self.routes.filter_frame(
+            to,
+            addr,
+            kind,
+            bytes,
+            self.shared.identity.signing_key(),
+            |id| store.get(id).ok().flatten(),
+        );
+        if out.withheld > 0 {
+            debug!(peer = %to.short(), %addr, ?kind, withheld = out.withheld, "routes withheld posts");
+        }
+        out.bytes
+    }
+
+    /// Send a new post to the owners the routes forward it to (once per person, and not to
+    /// someone who already follows one of its topics through the gateway).
+    fn forward_to_owners(&mut self, post: &Post) {
+        for addr in self.routes.forward_to(post) {
+            let follows = self
+                .follows
+                .get(&gateway::person(&addr))
+                .is_some_and(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)));
+            if !follows {
                 self.send_human(&addr, gateway::render(post));
             }
         }
