@@ -53,9 +53,14 @@ fn main() {
             let mut seed = [0u8; 32];
             seed[..8].copy_from_slice(&(i as u64).to_le_bytes());
             let id = Identity::from_seed(seed).public();
-            let addr: PeerAddr = format!("quic://10.{}.{}.{}:4433#{id}", i >> 16, (i >> 8) & 255, i & 255)
-                .parse()
-                .expect("quic address");
+            let addr: PeerAddr = format!(
+                "quic://10.{}.{}.{}:4433#{id}",
+                i >> 16,
+                (i >> 8) & 255,
+                i & 255
+            )
+            .parse()
+            .expect("quic address");
             (id, addr)
         })
         .collect();
@@ -71,7 +76,14 @@ fn main() {
     );
     let t = Instant::now();
     for (id, addr) in peers.iter().cloned() {
-        engine.handle(Event::AddPeer { id, addrs: vec![addr] }, 0, &mut store);
+        engine.handle(
+            Event::AddPeer {
+                id,
+                addrs: vec![addr],
+            },
+            0,
+            &mut store,
+        );
         // Drop the join frames it wants to send: this measures the view, not a send queue.
         while engine.poll_action().is_some() {}
     }

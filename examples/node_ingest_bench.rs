@@ -63,9 +63,8 @@ async fn main() {
         .collect();
     let encoded: usize = posts.iter().map(|p| p.encode().len()).sum();
 
-    let client = Arc::new(
-        Client::for_data_dir(&dir, "127.0.0.1:1".parse().expect("addr")).expect("daemon"),
-    );
+    let client =
+        Arc::new(Client::for_data_dir(&dir, "127.0.0.1:1".parse().expect("addr")).expect("daemon"));
     let batches: Vec<Vec<Post>> = posts.chunks(batch).map(<[Post]>::to_vec).collect();
     let queue = Arc::new(std::sync::Mutex::new(batches.into_iter()));
     let t = Instant::now();

@@ -160,7 +160,11 @@ fn main() {
                 if json {
                     println!(
                         "{{\"frame\":\"{}\",\"layout\":\"{layout:?}\",\"n\":{n},\"d\":{d},\"bytes\":{bytes:.0},\"round_trips\":{:.1},\"max_round_trips\":{max_rt},\"ms\":{:.1}}}",
-                        if limits.max_message_bytes > 1 << 20 { "unlimited" } else { "60 kB" },
+                        if limits.max_message_bytes > 1 << 20 {
+                            "unlimited"
+                        } else {
+                            "60 kB"
+                        },
                         sum.round_trips_until_initiator_knows as f64 / s,
                         sum.micros as f64 / s / 1000.0,
                     );
