@@ -16,6 +16,12 @@ const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 2\n";
 
 /// A plain HTTP/1.1 GET to the node's control API; `(status, body)`.
 fn http_get(node: &Node, path: &str, token: Option<&str>) -> (u16, String) {
+    let (status, _, body) = http_get_with_head(node, path, token);
+    (status, body)
+}
+
+/// Like [`http_get`], with the response head (status line and headers, lower-cased).
+fn http_get_with_head(node: &Node, path: &str, token: Option<&str>) -> (u16, String, String) {
     let addr = std::fs::read_to_string(node.file("api.addr")).expect("api.addr");
     let mut s = TcpStream::connect(addr.trim()).expect("connect to the API");
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -37,15 +43,13 @@ fn http_get(node: &Node, path: &str, token: Option<&str>) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .expect("status code");
     // Small answers come in one chunk or with a length; undo chunking if present.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -168,8 +172,13 @@ fn metrics_count_a_post_across_two_quic_nodes_and_need_the_token() {
 fn dashboard_page_is_public_but_holds_no_data() {
     let mut a = Node::init("");
     a.start();
-    let (status, html) = http_get(&a, "/", None);
+    let (status, head, html) = http_get_with_head(&a, "/", None);
     assert_eq!(status, 200);
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "a strict content security policy: {head}"
+    );
+    assert!(head.contains("x-frame-options: deny"));
     assert!(html.contains("<title>Lakitu dashboard</title>"));
     assert!(
         !html.contains(&token(&a)) && !html.contains(&a.id()),
@@ -256,6 +265,11 @@ fn dashboard_in_headless_chromium_shows_peers_and_posts_and_posts_from_its_form(
         "stored posts keep their tags sorted"
     );
     assert_eq!(result["console_errors"], serde_json::json!([]));
+    assert_eq!(
+        result["visible"],
+        serde_json::json!({"peer": true, "cli_post": true, "form_post": true, "quic": true}),
+        "what the screenshot shows"
+    );
     let posted = result["posted"].as_str().expect("posted id").to_string();
 
     // The form's post is durable on the dashboard's node, signed by it, and gossiped onwards.

@@ -277,10 +277,11 @@ impl Actor {
                 };
                 self.next_send += 1;
                 let id = SendId(self.next_send);
-                let (len, metrics) = (bytes.len(), &self.shared.metrics);
-                match transport.send(id, &addr, Outgoing::Frame(bytes)) {
+                let metrics = &self.shared.metrics;
+                // `Bytes` clones share the buffer: the count reads the frame after the send.
+                match transport.send(id, &addr, Outgoing::Frame(bytes.clone())) {
                     Ok(()) => {
-                        metrics.frame_sent(addr.scheme(), kind, len, now_ms());
+                        metrics.frame_sent(addr.scheme(), kind, &bytes, now_ms());
                         if self.pending.len() >= MAX_PENDING_SENDS {
                             self.pending.clear();
                         }

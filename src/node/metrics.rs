@@ -131,7 +131,7 @@ impl Metrics {
         );
         registry.register(
             "posts_forwarded",
-            "Frames carrying full posts (push and push-batch) sent to peers; a batch counts once",
+            "Full posts sent to peers (each post of a push or push-batch frame counts)",
             posts_forwarded.clone(),
         );
         registry.register(
@@ -156,19 +156,20 @@ impl Metrics {
         f(a.entry(scheme.as_str()).or_default(), now);
     }
 
-    /// A frame of `kind` and `len` bytes was handed to the `scheme` transport at `now` (ms).
-    pub fn frame_sent(&self, scheme: Scheme, kind: Kind, len: usize, now: u64) {
+    /// A frame of `kind` was handed to the `scheme` transport at `now` (ms).
+    pub fn frame_sent(&self, scheme: Scheme, kind: Kind, frame: &[u8], now: u64) {
         let t = scheme.as_str();
         self.frames_sent
             .get_or_create(&[("transport", t), ("kind", kind_name(Some(kind)))])
             .inc();
         self.bytes_sent
             .get_or_create(&[("transport", t)])
-            .inc_by(len as u64);
+            .inc_by(frame.len() as u64);
         if kind.is_payload() {
+            let posts = crate::engine::wire::peek_post_count(frame) as u64;
             self.posts_forwarded
                 .get_or_create(&[("transport", t)])
-                .inc();
+                .inc_by(posts);
         }
         self.touch(scheme, now, |a, now| a.last_sent = Some(now));
     }
@@ -493,8 +494,8 @@ mod tests {
     #[test]
     fn live_counters_are_labelled_by_transport_and_kind() {
         let m = Metrics::new();
-        m.frame_sent(Scheme::Quic, Kind::Push, 100, 1);
-        m.frame_sent(Scheme::Quic, Kind::Ping, 40, 2);
+        m.frame_sent(Scheme::Quic, Kind::Push, &header(Kind::Push), 1);
+        m.frame_sent(Scheme::Quic, Kind::Ping, &header(Kind::Ping), 2);
         m.frame_received(Scheme::Xmpp, &header(Kind::Pong), 3);
         m.send_failed(Scheme::Quic, SendFailure::QueueFull, 4);
         let text = m.render(&Snapshot::default());
@@ -505,7 +506,7 @@ mod tests {
         );
         assert_eq!(
             v(r#"lakitu_sent_bytes_total{transport="quic"}"#),
-            Some(140.0)
+            Some(2.0 * HEADER_LEN as f64)
         );
         assert_eq!(
             v(r#"lakitu_posts_forwarded_total{transport="quic"}"#),
@@ -572,8 +573,8 @@ mod tests {
     #[test]
     fn transport_health_sums_kinds_and_failures() {
         let m = Metrics::new();
-        m.frame_sent(Scheme::Quic, Kind::Push, 10, 5);
-        m.frame_sent(Scheme::Quic, Kind::Ping, 10, 6);
+        m.frame_sent(Scheme::Quic, Kind::Push, &header(Kind::Push), 5);
+        m.frame_sent(Scheme::Quic, Kind::Ping, &header(Kind::Ping), 6);
         m.frame_received(Scheme::Quic, &header(Kind::Pong), 7);
         m.frame_received(Scheme::Quic, &[], 8);
         let snap = Snapshot {
@@ -588,7 +589,7 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].frames_sent, 2);
         assert_eq!(h[0].frames_received, 2);
-        assert_eq!(h[0].bytes_sent, 20);
+        assert_eq!(h[0].bytes_sent, 2 * HEADER_LEN as u64);
         assert_eq!(h[0].last_received_ms_ago, Some(2));
         assert_eq!(h[0].health, "ok");
     }
