@@ -293,3 +293,55 @@ fn dashboard_in_headless_chromium_shows_peers_and_posts_and_posts_from_its_form(
         let _ = std::fs::copy(&screenshot, Path::new(&dir).join("dashboard.png"));
     }
 }
+
+/// An open live feed (a dashboard tab, `feed --follow`) must not keep the daemon from stopping:
+/// the stream ends when the server shuts down, and the follower exits cleanly.
+#[test]
+fn a_node_with_a_live_feed_open_still_stops() {
+    use std::io::BufRead;
+    let mut a = Node::init("");
+    a.start();
+    let first = a.ok(&["post", "before"]).trim().to_string();
+    let mut follower = a.spawn_cli(&["feed", "--follow", "--json"]);
+    let stdout = follower.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for_line = |id: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(id) => return,
+                Ok(_) => {}
+                Err(e) => panic!("the follower never printed {id}: {e}"),
+            }
+        }
+    };
+    wait_for_line(&first);
+    // Posted after the follower printed its listing, so this one comes through the stream.
+    let second = a.ok(&["post", "during"]).trim().to_string();
+    wait_for_line(&second);
+
+    a.stop(); // asserts a clean exit within 20 s
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = follower.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = follower.kill();
+            panic!("the follower did not exit after the daemon stopped");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "the follower ended cleanly: {status}");
+}
