@@ -3,6 +3,7 @@
 //! here are the contract between the two.
 
 pub mod client;
+pub mod ingest;
 mod dashboard;
 mod operator;
 pub mod server;

@@ -65,6 +65,7 @@ pub(crate) async fn serve(
         .route("/v1/id", get(id))
         .route("/v1/posts", post(publish).get(feed))
         .route("/v1/posts/follow", get(follow))
+        .route(super::ingest::BATCH_PATH, super::ingest::route())
         .route("/v1/peers", get(peers).post(add_peer))
         .route("/v1/peers/{id}", axum::routing::delete(remove_peer))
         .merge(super::operator::routes())

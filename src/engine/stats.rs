@@ -25,6 +25,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: u64,
     pub(crate) invalid_frames: u64,
     pub(crate) invalid_posts: u64,
+    pub(crate) author_limited: u64,
     pub(crate) delivered: u64,
     pub(crate) originated: u64,
     pub(crate) duplicates: u64,
@@ -53,6 +54,8 @@ pub struct EngineStats {
     pub invalid_frames: u64,
     /// Posts refused (failed verification).
     pub invalid_posts: u64,
+    /// Valid posts dropped because their author was over its per-minute budget.
+    pub author_limited: u64,
     /// New posts received and delivered.
     pub delivered: u64,
     /// Local posts disseminated.
@@ -155,6 +158,7 @@ impl Engine {
             bytes_out: c.bytes_out,
             invalid_frames: c.invalid_frames,
             invalid_posts: c.invalid_posts,
+            author_limited: c.author_limited,
             delivered: c.delivered,
             originated: c.originated,
             duplicates: c.duplicates,

@@ -4,6 +4,7 @@
 
 mod actor;
 mod commit;
+mod outbox;
 pub(crate) mod metrics;
 mod posts;
 mod transports;
@@ -255,7 +256,8 @@ pub async fn run(
         let _ = api_stopped.await;
     }));
 
-    let actor = actor::Actor::new(shared, running, identity_seed_engine(&identity));
+    let outbox = outbox::Outbox::open(store.clone(), outbox::Limits::default(), now_ms())?;
+    let actor = actor::Actor::new(shared, running, identity_seed_engine(&identity), outbox);
     actor.run(command_rx, events_rx, shutdown).await;
     let _ = stop_api.send(());
     if let Err(e) = server.await {
