@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Node, peer_entry, wait_until};
+use support::{Node, Prosody, peer_entry, wait_until};
 
 /// Fast timers so peers are probed and reconciled within a test's patience.
 const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 2\n";
@@ -344,4 +344,57 @@ fn a_node_with_a_live_feed_open_still_stops() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "the follower ended cleanly: {status}");
+}
+
+/// Frames to XMPP peers leave through the durable outbox: they are counted per transport all
+/// the same, and the outbox's own figures are exported.
+#[test]
+fn metrics_count_xmpp_frames_sent_through_the_outbox() {
+    let server = Prosody::start();
+    let xmpp = |user: &str| format!("{}\n{FAST}\n", server.node_config(user));
+    let mut a = Node::init_with(&xmpp("alice"));
+    let mut b = Node::init_with(&xmpp("bob"));
+    let entry = |n: &Node, user: &str| {
+        format!(
+            "[[peers]]\nid = \"{}\"\naddresses = [\"xmpp:{user}@localhost\"]\n",
+            n.id()
+        )
+    };
+    a.append_config(&entry(&b, "bob"));
+    b.append_config(&entry(&a, "alice"));
+    a.start();
+    b.start();
+    wait_until(60, "a and b to see each other over XMPP", || {
+        a.status()["peers_alive"] == 1 && b.status()["peers_alive"] == 1
+    });
+    let id = a
+        .ok(&["post", "-t", "xmpp", "counted on jabber"])
+        .trim()
+        .to_string();
+    wait_until(60, "the post to cross over XMPP", || {
+        b.feed_ids(&[]).contains(&id)
+    });
+
+    let (status, text) = http_get(&a, "/metrics", Some(&token(&a)));
+    assert_eq!(status, 200);
+    assert!(
+        metric_sum(&text, r#"lakitu_posts_forwarded_total{transport="xmpp"}"#) >= 1.0,
+        "the post went out over XMPP:\n{text}"
+    );
+    assert!(metric_sum(&text, r#"lakitu_frames_sent_total{transport="xmpp","#) >= 2.0);
+    assert!(metric_sum(&text, r#"lakitu_frames_received_total{transport="xmpp","#) >= 1.0);
+    assert_eq!(
+        metric_sum(&text, r#"lakitu_frames_sent_total{transport="quic","#),
+        0.0,
+        "no QUIC here"
+    );
+    assert!(text.contains("# TYPE lakitu_outbox_frames gauge"));
+    assert!(metric(&text, "lakitu_outbox_frames").is_some());
+
+    let (_, body) = http_get(&b, "/v1/overview", Some(&token(&b)));
+    let o: serde_json::Value = serde_json::from_str(&body).expect("overview JSON");
+    assert_eq!(o["transports"][0]["scheme"], "xmpp");
+    assert_eq!(o["transports"][0]["health"], "ok");
+    a.stop();
+    b.stop();
 }
