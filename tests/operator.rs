@@ -9,13 +9,19 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Node, peer_entry, wait_until};
+use support::{Node, Prosody, peer_entry, wait_until};
 
 /// Fast timers so peers are probed and reconciled within a test's patience.
 const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 2\n";
 
 /// A plain HTTP/1.1 GET to the node's control API; `(status, body)`.
 fn http_get(node: &Node, path: &str, token: Option<&str>) -> (u16, String) {
+    let (status, _, body) = http_get_with_head(node, path, token);
+    (status, body)
+}
+
+/// Like [`http_get`], with the response head (status line and headers, lower-cased).
+fn http_get_with_head(node: &Node, path: &str, token: Option<&str>) -> (u16, String, String) {
     let addr = std::fs::read_to_string(node.file("api.addr")).expect("api.addr");
     let mut s = TcpStream::connect(addr.trim()).expect("connect to the API");
     s.set_read_timeout(Some(Duration::from_secs(10)))
@@ -37,15 +43,13 @@ fn http_get(node: &Node, path: &str, token: Option<&str>) -> (u16, String) {
         .and_then(|c| c.parse().ok())
         .expect("status code");
     // Small answers come in one chunk or with a length; undo chunking if present.
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
         dechunk(body)
     } else {
         body.to_string()
     };
-    (status, body)
+    (status, head, body)
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -168,8 +172,13 @@ fn metrics_count_a_post_across_two_quic_nodes_and_need_the_token() {
 fn dashboard_page_is_public_but_holds_no_data() {
     let mut a = Node::init("");
     a.start();
-    let (status, html) = http_get(&a, "/", None);
+    let (status, head, html) = http_get_with_head(&a, "/", None);
     assert_eq!(status, 200);
+    assert!(
+        head.contains("content-security-policy: default-src 'none'; script-src 'self'"),
+        "a strict content security policy: {head}"
+    );
+    assert!(head.contains("x-frame-options: deny"));
     assert!(html.contains("<title>Lakitu dashboard</title>"));
     assert!(
         !html.contains(&token(&a)) && !html.contains(&a.id()),
@@ -256,6 +265,11 @@ fn dashboard_in_headless_chromium_shows_peers_and_posts_and_posts_from_its_form(
         "stored posts keep their tags sorted"
     );
     assert_eq!(result["console_errors"], serde_json::json!([]));
+    assert_eq!(
+        result["visible"],
+        serde_json::json!({"peer": true, "cli_post": true, "form_post": true, "quic": true}),
+        "what the screenshot shows"
+    );
     let posted = result["posted"].as_str().expect("posted id").to_string();
 
     // The form's post is durable on the dashboard's node, signed by it, and gossiped onwards.
@@ -278,4 +292,109 @@ fn dashboard_in_headless_chromium_shows_peers_and_posts_and_posts_from_its_form(
     if let Ok(dir) = std::env::var("LAKITU_KEEP_SCREENSHOT") {
         let _ = std::fs::copy(&screenshot, Path::new(&dir).join("dashboard.png"));
     }
+}
+
+/// An open live feed (a dashboard tab, `feed --follow`) must not keep the daemon from stopping:
+/// the stream ends when the server shuts down, and the follower exits cleanly.
+#[test]
+fn a_node_with_a_live_feed_open_still_stops() {
+    use std::io::BufRead;
+    let mut a = Node::init("");
+    a.start();
+    let first = a.ok(&["post", "before"]).trim().to_string();
+    let mut follower = a.spawn_cli(&["feed", "--follow", "--json"]);
+    let stdout = follower.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let wait_for_line = |id: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(id) => return,
+                Ok(_) => {}
+                Err(e) => panic!("the follower never printed {id}: {e}"),
+            }
+        }
+    };
+    wait_for_line(&first);
+    // Posted after the follower printed its listing, so this one comes through the stream.
+    let second = a.ok(&["post", "during"]).trim().to_string();
+    wait_for_line(&second);
+
+    a.stop(); // asserts a clean exit within 20 s
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = follower.try_wait().expect("wait") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = follower.kill();
+            panic!("the follower did not exit after the daemon stopped");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "the follower ended cleanly: {status}");
+}
+
+/// Frames to XMPP peers leave through the durable outbox: they are counted per transport all
+/// the same, and the outbox's own figures are exported.
+#[test]
+fn metrics_count_xmpp_frames_sent_through_the_outbox() {
+    let server = Prosody::start();
+    let xmpp = |user: &str| format!("{}\n{FAST}\n", server.node_config(user));
+    let mut a = Node::init_with(&xmpp("alice"));
+    let mut b = Node::init_with(&xmpp("bob"));
+    let entry = |n: &Node, user: &str| {
+        format!(
+            "[[peers]]\nid = \"{}\"\naddresses = [\"xmpp:{user}@localhost\"]\n",
+            n.id()
+        )
+    };
+    a.append_config(&entry(&b, "bob"));
+    b.append_config(&entry(&a, "alice"));
+    a.start();
+    b.start();
+    wait_until(60, "a and b to see each other over XMPP", || {
+        a.status()["peers_alive"] == 1 && b.status()["peers_alive"] == 1
+    });
+    let id = a
+        .ok(&["post", "-t", "xmpp", "counted on jabber"])
+        .trim()
+        .to_string();
+    wait_until(60, "the post to cross over XMPP", || {
+        b.feed_ids(&[]).contains(&id)
+    });
+
+    let (status, text) = http_get(&a, "/metrics", Some(&token(&a)));
+    assert_eq!(status, 200);
+    assert!(
+        metric_sum(&text, r#"lakitu_posts_forwarded_total{transport="xmpp"}"#) >= 1.0,
+        "the post went out over XMPP:\n{text}"
+    );
+    assert!(metric_sum(&text, r#"lakitu_frames_sent_total{transport="xmpp","#) >= 2.0);
+    assert!(metric_sum(&text, r#"lakitu_frames_received_total{transport="xmpp","#) >= 1.0);
+    assert_eq!(
+        metric_sum(&text, r#"lakitu_frames_sent_total{transport="quic","#),
+        0.0,
+        "no QUIC here"
+    );
+    assert!(text.contains("# TYPE lakitu_outbox_frames gauge"));
+    assert!(metric(&text, "lakitu_outbox_frames").is_some());
+
+    let (_, body) = http_get(&b, "/v1/overview", Some(&token(&b)));
+    let o: serde_json::Value = serde_json::from_str(&body).expect("overview JSON");
+    assert_eq!(o["transports"][0]["scheme"], "xmpp");
+    assert_eq!(o["transports"][0]["health"], "ok");
+    a.stop();
+    b.stop();
 }

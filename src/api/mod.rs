@@ -3,8 +3,8 @@
 //! here are the contract between the two.
 
 pub mod client;
-pub mod ingest;
 mod dashboard;
+pub mod ingest;
 mod operator;
 pub mod server;
 

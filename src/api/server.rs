@@ -10,9 +10,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::stream::Stream;
+use futures_util::stream::{Stream, StreamExt};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::warn;
 
 use super::{AddPeer, ApiError, FeedQuery, NewPost};
@@ -36,12 +36,30 @@ pub(crate) fn error(status: StatusCode, msg: impl ToString) -> Response {
         .into_response()
 }
 
+/// Resolves once the server is stopping. Endless responses (the follow stream) end on it, since
+/// a graceful shutdown waits for every response to finish: an open dashboard tab or
+/// `feed --follow` would otherwise keep the daemon from exiting.
+#[derive(Clone)]
+struct Closing(watch::Receiver<bool>);
+
+impl Closing {
+    async fn closed(mut self) {
+        // An error means the sender is gone: the server is stopping all the same.
+        let _ = self.0.wait_for(|closing| *closing).await;
+    }
+}
+
 /// Serve the API on `listener` until `stop` resolves.
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Shared,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let stop = async move {
+        stop.await;
+        let _ = closing_tx.send(true);
+    };
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/id", get(id))
@@ -57,6 +75,7 @@ pub(crate) async fn serve(
         ))
         // After the token layer: the dashboard's page and assets hold no data.
         .merge(super::dashboard::routes())
+        .layer(axum::Extension(Closing(closing_rx)))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app)
@@ -252,6 +271,7 @@ async fn feed(
 /// Server-sent events: one `post` event per new matching post, as its JSON form.
 async fn follow(
     State(s): State<Shared>,
+    axum::Extension(closing): axum::Extension<Closing>,
     q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let filter = match q
@@ -262,7 +282,7 @@ async fn follow(
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let rx = s.posts.subscribe();
-    Sse::new(post_events(rx, filter))
+    Sse::new(post_events(rx, filter).take_until(closing.closed()))
         .keep_alive(KeepAlive::default())
         .into_response()
 }

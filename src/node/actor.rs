@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
-use super::outbox::{self, Outbox};
 use super::metrics::{SendFailure, Snapshot};
+use super::outbox::{self, Outbox};
 use super::posts::EnginePosts;
 use super::transports::Running;
 use super::{Command, Shared, now_ms};
@@ -308,19 +308,22 @@ impl Actor {
             outbox,
             transports,
             next_send,
+            shared,
             ..
         } = self;
+        let now = now_ms();
         let mut send = |addr: &PeerAddr, frame: Bytes| {
             let transport = transports
                 .get(addr.scheme())
                 .ok_or_else(|| SendError::BadAddress(format!("{addr} (transport not enabled)")))?;
             *next_send += 1;
             let id = SendId(*next_send);
-            transport
-                .send(id, addr, Outgoing::Frame(frame))
-                .map(|()| id)
+            let sent = transport.send(id, addr, Outgoing::Frame(frame.clone()));
+            shared
+                .metrics
+                .send_result(addr.scheme(), &frame, &sent, now);
+            sent.map(|()| id)
         };
-        let now = now_ms();
         let refused = if retry {
             outbox.retry_due(now, &mut send)
         } else {
@@ -374,21 +377,22 @@ impl Actor {
                 };
                 self.next_send += 1;
                 let id = SendId(self.next_send);
-                let (len, metrics) = (bytes.len(), &self.shared.metrics);
-                match transport.send(id, &addr, Outgoing::Frame(bytes)) {
+                // `Bytes` clones share the buffer: the count reads the frame after the send.
+                let sent = transport.send(id, &addr, Outgoing::Frame(bytes.clone()));
+                self.shared
+                    .metrics
+                    .send_result(addr.scheme(), &bytes, &sent, now_ms());
+                match sent {
                     Ok(()) => {
-                        metrics.frame_sent(addr.scheme(), kind, len, now_ms());
                         if self.pending.len() >= MAX_PENDING_SENDS {
                             self.pending.clear();
                         }
                         self.pending.insert(id, (to, addr));
                     }
                     Err(SendError::QueueFull) => {
-                        metrics.send_failed(addr.scheme(), SendFailure::QueueFull, now_ms());
                         debug!(peer = %to.short(), "transport queue full; frame dropped")
                     }
                     Err(e) => {
-                        metrics.send_failed(addr.scheme(), SendFailure::Refused, now_ms());
                         debug!(peer = %to.short(), error = %e, "send refused");
                         self.engine_event(Event::SendFailed { to, addr });
                     }
@@ -747,6 +751,7 @@ impl Actor {
             pending_sends: self.pending.len() as u64,
             frames_not_from_peer: self.frames_not_from_peer,
             transports: self.transport_statuses(),
+            outbox: self.outbox.stats(),
         }
     }
 

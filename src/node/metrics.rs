@@ -11,13 +11,14 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
-use lakitu_transport::Scheme;
+use lakitu_transport::{Scheme, SendError};
 use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
+use super::outbox::OutboxStats;
 use crate::api::{TransportHealth, TransportStatus, WorldView};
 use crate::engine::{EngineStats, Kind, WorldStats};
 
@@ -91,6 +92,8 @@ pub(crate) struct Snapshot {
     pub frames_not_from_peer: u64,
     /// Running transports.
     pub transports: Vec<TransportStatus>,
+    /// The durable store-and-forward outbox (XMPP and email peers).
+    pub outbox: OutboxStats,
 }
 
 impl Default for Metrics {
@@ -131,7 +134,7 @@ impl Metrics {
         );
         registry.register(
             "posts_forwarded",
-            "Frames carrying full posts (push and push-batch) sent to peers; a batch counts once",
+            "Full posts sent to peers (each post of a push or push-batch frame counts)",
             posts_forwarded.clone(),
         );
         registry.register(
@@ -156,19 +159,37 @@ impl Metrics {
         f(a.entry(scheme.as_str()).or_default(), now);
     }
 
-    /// A frame of `kind` and `len` bytes was handed to the `scheme` transport at `now` (ms).
-    pub fn frame_sent(&self, scheme: Scheme, kind: Kind, len: usize, now: u64) {
+    /// The `scheme` transport took `frame` (`Ok`) or refused it, at `now` (ms).
+    pub fn send_result(
+        &self,
+        scheme: Scheme,
+        frame: &[u8],
+        result: &Result<(), SendError>,
+        now: u64,
+    ) {
+        match result {
+            Ok(()) => self.frame_sent(scheme, frame, now),
+            Err(SendError::QueueFull) => self.send_failed(scheme, SendFailure::QueueFull, now),
+            Err(_) => self.send_failed(scheme, SendFailure::Refused, now),
+        }
+    }
+
+    /// A frame was handed to the `scheme` transport at `now` (ms); its kind is read from its
+    /// header.
+    fn frame_sent(&self, scheme: Scheme, frame: &[u8], now: u64) {
         let t = scheme.as_str();
+        let kind = crate::engine::wire::peek_kind(frame);
         self.frames_sent
-            .get_or_create(&[("transport", t), ("kind", kind_name(Some(kind)))])
+            .get_or_create(&[("transport", t), ("kind", kind_name(kind))])
             .inc();
         self.bytes_sent
             .get_or_create(&[("transport", t)])
-            .inc_by(len as u64);
-        if kind.is_payload() {
+            .inc_by(frame.len() as u64);
+        if kind.is_some_and(Kind::is_payload) {
+            let posts = crate::engine::wire::peek_post_count(frame) as u64;
             self.posts_forwarded
                 .get_or_create(&[("transport", t)])
-                .inc();
+                .inc_by(posts);
         }
         self.touch(scheme, now, |a, now| a.last_sent = Some(now));
     }
@@ -444,6 +465,32 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         "Posts waiting in per-peer outboxes for their peer's pacing",
         e.outbox_posts,
     );
+    let o = &snap.outbox;
+    gauge(
+        &mut r,
+        "outbox_frames",
+        "Frames in the durable store-and-forward outbox (XMPP and email peers)",
+        o.queued as u64,
+    );
+    counter(
+        &mut r,
+        "outbox_retries",
+        "Outbox sends that failed and were kept for a retry",
+        o.retried,
+    );
+    let out_dropped = Family::<TransportLabel, Counter>::default();
+    for (reason, v) in [
+        ("full_control", o.dropped_control),
+        ("full_payload", o.dropped_payload),
+        ("refused", o.refused),
+    ] {
+        out_dropped.get_or_create(&[("reason", reason)]).inc_by(v);
+    }
+    r.register(
+        "outbox_dropped",
+        "Outbox frames dropped: a peer's queue was full (of control or payload frames), or the transport refused them for good",
+        out_dropped,
+    );
     gauge(
         &mut r,
         "pending_sends",
@@ -493,10 +540,15 @@ mod tests {
     #[test]
     fn live_counters_are_labelled_by_transport_and_kind() {
         let m = Metrics::new();
-        m.frame_sent(Scheme::Quic, Kind::Push, 100, 1);
-        m.frame_sent(Scheme::Quic, Kind::Ping, 40, 2);
+        m.send_result(Scheme::Quic, &header(Kind::Push), &Ok(()), 1);
+        m.send_result(Scheme::Quic, &header(Kind::Ping), &Ok(()), 2);
         m.frame_received(Scheme::Xmpp, &header(Kind::Pong), 3);
-        m.send_failed(Scheme::Quic, SendFailure::QueueFull, 4);
+        m.send_result(
+            Scheme::Quic,
+            &header(Kind::Ping),
+            &Err(SendError::QueueFull),
+            4,
+        );
         let text = m.render(&Snapshot::default());
         let v = |s| value(&text, s);
         assert_eq!(
@@ -505,7 +557,7 @@ mod tests {
         );
         assert_eq!(
             v(r#"lakitu_sent_bytes_total{transport="quic"}"#),
-            Some(140.0)
+            Some(2.0 * HEADER_LEN as f64)
         );
         assert_eq!(
             v(r#"lakitu_posts_forwarded_total{transport="quic"}"#),
@@ -572,8 +624,8 @@ mod tests {
     #[test]
     fn transport_health_sums_kinds_and_failures() {
         let m = Metrics::new();
-        m.frame_sent(Scheme::Quic, Kind::Push, 10, 5);
-        m.frame_sent(Scheme::Quic, Kind::Ping, 10, 6);
+        m.send_result(Scheme::Quic, &header(Kind::Push), &Ok(()), 5);
+        m.send_result(Scheme::Quic, &header(Kind::Ping), &Ok(()), 6);
         m.frame_received(Scheme::Quic, &header(Kind::Pong), 7);
         m.frame_received(Scheme::Quic, &[], 8);
         let snap = Snapshot {
@@ -588,7 +640,7 @@ mod tests {
         assert_eq!(h.len(), 1);
         assert_eq!(h[0].frames_sent, 2);
         assert_eq!(h[0].frames_received, 2);
-        assert_eq!(h[0].bytes_sent, 20);
+        assert_eq!(h[0].bytes_sent, 2 * HEADER_LEN as u64);
         assert_eq!(h[0].last_received_ms_ago, Some(2));
         assert_eq!(h[0].health, "ok");
     }

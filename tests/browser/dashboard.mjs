@@ -92,13 +92,22 @@ try {
   const posted = await mine.getAttribute("data-id");
   const topics = await mine.locator(".topic").allTextContents();
 
-  // Let the highlight fade so the screenshot shows the settled page.
+  // Let the highlight fade so the screenshot shows the settled page, then check what it
+  // shows: the rendered text, not just the DOM.
   await page.waitForTimeout(300);
   await page.screenshot({ path: screenshot, fullPage: true });
+  const text = await page.locator("body").innerText();
+  const visible = {
+    peer: text.includes(peerId.slice(0, 16)),
+    cli_post: text.includes(cliPost),
+    form_post: text.includes(formPost),
+    quic: await quicRow.isVisible(),
+  };
   console.log(
     JSON.stringify({
       posted,
       topics,
+      visible,
       peer_transport: peerTransport,
       feed_items: await page.locator("#feed .post").count(),
       console_errors: consoleErrors,
