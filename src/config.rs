@@ -16,6 +16,7 @@
 mod build;
 mod locate;
 mod raw;
+mod routes;
 mod secret;
 mod starter;
 
@@ -30,6 +31,7 @@ use serde::Deserialize;
 use crate::id::PublicId;
 use crate::post::Topic;
 
+pub use routes::{FiltersConfig, RouteConfig};
 pub use secret::Secret;
 
 /// A whole, validated configuration.
@@ -55,6 +57,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[gossip]`: dissemination tuning.
     pub gossip: GossipConfig,
+    /// `[[routes]]`: which posts may go to which peers and transports, and to which owners.
+    pub routes: Vec<RouteConfig>,
+    /// `[filters]`: muted authors and topics.
+    pub filters: FiltersConfig,
 }
 
 /// `[node]`
@@ -224,7 +230,8 @@ pub struct LimitsConfig {
     pub max_frame_bytes: usize,
     /// Frames per second accepted from one peer. Default 200, range 1 to 1,000,000.
     pub peer_frames_per_sec: u32,
-    /// Posts per minute accepted from one author. Default 120, range 1 to 1,000,000.
+    /// Posts per minute accepted from peers by one author (a token bucket with a burst of as
+    /// many; this node's own posts are exempt). Default 6,000, range 1 to 1,000,000.
     pub author_posts_per_min: u32,
 }
 

@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub gateway: RawGateway,
     pub limits: RawLimits,
     pub gossip: RawGossip,
+    pub routes: Vec<super::routes::RawRoute>,
+    pub filters: super::routes::RawFilters,
 }
 
 /// `[node]`
@@ -224,7 +226,7 @@ pub(crate) struct RawLimits {
     pub max_frame_bytes: u64,
     /// Default 200.
     pub peer_frames_per_sec: u64,
-    /// Default 120.
+    /// Default 6000.
     pub author_posts_per_min: u64,
 }
 
@@ -235,7 +237,7 @@ impl Default for RawLimits {
             max_clock_skew_secs: 300,
             max_frame_bytes: 1 << 20,
             peer_frames_per_sec: 200,
-            author_posts_per_min: 120,
+            author_posts_per_min: 6000,
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
 use super::outbox::{self, Outbox};
+use super::metrics::{SendFailure, Snapshot};
 use super::posts::EnginePosts;
 use super::transports::Running;
 use super::{Command, Shared, now_ms};
@@ -21,6 +22,7 @@ use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState};
 use crate::gateway::{self, Digests, Gateway, Request, Verdict};
 use crate::id::{Identity, PublicId, encode_hex};
 use crate::post::{Post, Topic};
+use crate::routes::{RecentIds, Routes};
 use crate::store::Query;
 
 /// How long a batch of peer posts may wait before it is flushed to disk.
@@ -33,6 +35,8 @@ const OUTBOX_FLUSH: Duration = Duration::from_millis(20);
 const MAX_PENDING_SENDS: usize = 65_536;
 /// How long a leaving node waits for its goodbyes to be sent.
 const LEAVE_GRACE: Duration = Duration::from_millis(300);
+/// Ids of muted posts remembered, so reconciliation does not fetch them again and again.
+const MUTED_IDS: usize = 65_536;
 
 /// Key under which peers added at run time are kept in the store's peer table.
 fn encode_peer_record(addrs: &[PeerAddr]) -> Vec<u8> {
@@ -57,6 +61,7 @@ pub(crate) fn engine_config(config: &Config) -> EngineConfig {
         anti_entropy_interval_ms: config.gossip.anti_entropy_secs * 1000,
         probe_interval_ms: config.gossip.ping_secs * 1000,
         max_frames_per_sec: config.limits.peer_frames_per_sec,
+        author_posts_per_min: config.limits.author_posts_per_min,
         ..EngineConfig::default()
     }
 }
@@ -105,6 +110,11 @@ pub(crate) struct Actor {
     outbox: Outbox,
     /// New posts for mail followers, sent as periodic digests.
     digests: Digests,
+    /// Frames ignored because their (unauthenticated) sender is no peer, for the metrics.
+    frames_not_from_peer: u64,
+    /// `[[routes]]` and `[filters]`, replaced on reload.
+    routes: Routes,
+    muted: RecentIds,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -160,6 +170,9 @@ impl Actor {
             follows: BTreeMap::new(),
             outbox,
             digests: Digests::default(),
+            frames_not_from_peer: 0,
+            routes: Routes::from_config(config),
+            muted: RecentIds::new(MUTED_IDS),
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -325,6 +338,8 @@ impl Actor {
         let mut posts = EnginePosts {
             store: &self.shared.store,
             dirty: &mut dirty,
+            routes: &self.routes,
+            muted: &mut self.muted,
         };
         self.engine.handle(event, now_ms(), &mut posts);
         self.dirty |= dirty;
@@ -341,6 +356,9 @@ impl Actor {
                 kind,
                 bytes,
             } => {
+                let Some(bytes) = self.route(&to, &addr, kind, bytes) else {
+                    return;
+                };
                 // Store-and-forward peers: durable first, handed over after the flush.
                 if outbox::applies_to(&addr) && self.transports.get(addr.scheme()).is_some() {
                     match self.outbox.push(to, &addr, kind, bytes.clone()) {
@@ -357,17 +375,21 @@ impl Actor {
                 };
                 self.next_send += 1;
                 let id = SendId(self.next_send);
+                let (len, metrics) = (bytes.len(), &self.shared.metrics);
                 match transport.send(id, &addr, Outgoing::Frame(bytes)) {
                     Ok(()) => {
+                        metrics.frame_sent(addr.scheme(), kind, len, now_ms());
                         if self.pending.len() >= MAX_PENDING_SENDS {
                             self.pending.clear();
                         }
                         self.pending.insert(id, (to, addr));
                     }
                     Err(SendError::QueueFull) => {
+                        metrics.send_failed(addr.scheme(), SendFailure::QueueFull, now_ms());
                         debug!(peer = %to.short(), "transport queue full; frame dropped")
                     }
                     Err(e) => {
+                        metrics.send_failed(addr.scheme(), SendFailure::Refused, now_ms());
                         debug!(peer = %to.short(), error = %e, "send refused");
                         self.engine_event(Event::SendFailed { to, addr });
                     }
@@ -376,6 +398,7 @@ impl Actor {
             Action::Deliver { post, hops } => {
                 debug!(id = ?post.id(), hops, "post received");
                 self.tell_followers(&post);
+                self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
             }
             Action::PeerState { id, state } => info!(peer = %id.short(), ?state, "peer state"),
@@ -392,9 +415,13 @@ impl Actor {
                 authenticated,
                 payload,
             } => {
+                self.shared
+                    .metrics
+                    .frame_received(from.scheme(), &payload, now_ms());
                 // Over carriers that do not authenticate the sender (XMPP, email) anyone can
                 // write to our account: only addresses of configured or known members count.
                 if authenticated.is_none() && !self.is_peer_address(&from) {
+                    self.frames_not_from_peer += 1;
                     info!(%from, bytes = payload.len(), "frame from an address that is not a peer ignored");
                     return;
                 }
@@ -412,6 +439,9 @@ impl Actor {
             }
             TransportEvent::Failed { id, to, error } => {
                 debug!(%to, %error, "send failed");
+                self.shared
+                    .metrics
+                    .send_failed(to.scheme(), SendFailure::Failed, now_ms());
                 let failed = self.outbox.on_failed(id, now_ms());
                 if let Some((peer, addr)) = failed.or_else(|| self.pending.remove(&id)) {
                     self.engine_event(Event::SendFailed { to: peer, addr });
@@ -434,6 +464,7 @@ impl Actor {
             Command::Published(post) => {
                 info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
                 self.tell_followers(&post);
+                self.forward_to_owners(&post);
                 self.engine_event(Event::LocalPost(post));
             }
             Command::Reply { to, text } => self.send_human(&to, text),
@@ -442,6 +473,9 @@ impl Actor {
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.peers());
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
             }
             Command::AddPeer(id, addrs) => {
                 if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
@@ -463,7 +497,12 @@ impl Actor {
                     });
                 }
                 self.engine_event(Event::SetInterests(interests(&config)));
-                info!(peers = config.peers.len(), "configuration reloaded");
+                self.routes = Routes::from_config(&config);
+                info!(
+                    peers = config.peers.len(),
+                    routes = config.routes.len(),
+                    "configuration reloaded"
+                );
             }
         }
     }
@@ -598,6 +637,47 @@ impl Actor {
         }
     }
 
+    /// Apply `[[routes]]` and `[filters]` to a frame the engine sends: `None` when nothing in
+    /// it may go to that peer over that transport.
+    fn route(
+        &self,
+        to: &PublicId,
+        addr: &PeerAddr,
+        kind: crate::engine::Kind,
+        bytes: bytes::Bytes,
+    ) -> Option<bytes::Bytes> {
+        if self.routes.is_empty() {
+            return Some(bytes);
+        }
+        let store = &self.shared.store;
+        let out = self.routes.filter_frame(
+            to,
+            addr,
+            kind,
+            bytes,
+            self.shared.identity.signing_key(),
+            |id| store.get(id).ok().flatten(),
+        );
+        if out.withheld > 0 {
+            debug!(peer = %to.short(), %addr, ?kind, withheld = out.withheld, "routes withheld posts");
+        }
+        out.bytes
+    }
+
+    /// Send a new post to the owners the routes forward it to (once per person, and not to
+    /// someone who already follows one of its topics through the gateway).
+    fn forward_to_owners(&mut self, post: &Post) {
+        for addr in self.routes.forward_to(post) {
+            let follows = self
+                .follows
+                .get(&gateway::person(&addr))
+                .is_some_and(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)));
+            if !follows {
+                self.send_human(&addr, gateway::render(post));
+            }
+        }
+    }
+
     fn send_human(&mut self, to: &PeerAddr, text: String) {
         let subject = (to.scheme() == lakitu_transport::Scheme::Mail).then(|| "Lakitu".to_string());
         self.send_human_titled(to, subject, text);
@@ -630,18 +710,44 @@ impl Actor {
             store_bytes: s.store.size_on_disk().unwrap_or(0),
             peers: peers.len(),
             peers_alive: peers.iter().filter(|p| p.state == PeerState::Alive).count(),
-            transports: self
-                .transports
-                .all
-                .iter()
-                .map(|(scheme, t)| TransportStatus {
-                    scheme: scheme.as_str().to_string(),
-                    address: t.local_addr().to_string(),
-                    up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
-                })
-                .collect(),
+            transports: self.transport_statuses(),
             world_hash: encode_hex(&self.engine.world_hash()),
             data_dir: s.config.node.data_dir.display().to_string(),
+        }
+    }
+
+    fn transport_statuses(&self) -> Vec<TransportStatus> {
+        self.transports
+            .all
+            .iter()
+            .map(|(scheme, t)| TransportStatus {
+                scheme: scheme.as_str().to_string(),
+                address: t.local_addr().to_string(),
+                up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
+            })
+            .collect()
+    }
+
+    /// The figures of a metrics scrape or a dashboard refresh.
+    fn snapshot(&self) -> Snapshot {
+        let mut peers_by_state = BTreeMap::new();
+        for p in self.engine.peers() {
+            let state = match p.state {
+                PeerState::Alive => "alive",
+                PeerState::Suspect => "suspect",
+                PeerState::Dead => "dead",
+                PeerState::Left => "left",
+            };
+            *peers_by_state.entry(state).or_insert(0) += 1;
+        }
+        Snapshot {
+            engine: self.engine.stats(),
+            world: self.engine.world_stats(),
+            posts_stored: self.shared.store.post_count(),
+            peers_by_state,
+            pending_sends: self.pending.len() as u64,
+            frames_not_from_peer: self.frames_not_from_peer,
+            transports: self.transport_statuses(),
         }
     }
 
