@@ -357,7 +357,7 @@ fn posts_queued_while_smtp_is_down_survive_a_sigkill_and_all_arrive() {
     });
     a.kill9();
     a.start();
-    wait_until(30, "a to find its outbox after the SIGKILL", || {
+    wait_or_dump(90, "a to find its outbox after the SIGKILL", &[&a], || {
         a.log()
             .contains("outbox: frames from the last run will be sent again")
     });

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
-use super::outbox::{self, Outbox};
 use super::metrics::{SendFailure, Snapshot};
+use super::outbox::{self, Outbox};
 use super::posts::EnginePosts;
 use super::transports::Running;
 use super::{Command, Shared, now_ms};
@@ -309,19 +309,32 @@ impl Actor {
             outbox,
             transports,
             next_send,
+            shared,
             ..
         } = self;
+        let now = now_ms();
         let mut send = |addr: &PeerAddr, frame: Bytes| {
             let transport = transports
                 .get(addr.scheme())
                 .ok_or_else(|| SendError::BadAddress(format!("{addr} (transport not enabled)")))?;
             *next_send += 1;
             let id = SendId(*next_send);
-            transport
-                .send(id, addr, Outgoing::Frame(frame))
-                .map(|()| id)
+            let (len, kind) = (frame.len(), crate::engine::wire::peek_kind(&frame));
+            let sent = transport.send(id, addr, Outgoing::Frame(frame));
+            match (&sent, kind) {
+                (Ok(()), Some(kind)) => shared.metrics.frame_sent(addr.scheme(), kind, len, now),
+                (Err(SendError::QueueFull), _) => {
+                    shared
+                        .metrics
+                        .send_failed(addr.scheme(), SendFailure::QueueFull, now)
+                }
+                (Err(_), _) => shared
+                    .metrics
+                    .send_failed(addr.scheme(), SendFailure::Refused, now),
+                _ => {}
+            }
+            sent.map(|()| id)
         };
-        let now = now_ms();
         let refused = if retry {
             outbox.retry_due(now, &mut send)
         } else {
