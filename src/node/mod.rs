@@ -4,8 +4,8 @@
 
 mod actor;
 mod commit;
-mod outbox;
 pub(crate) mod metrics;
+mod outbox;
 mod posts;
 mod transports;
 
