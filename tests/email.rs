@@ -1,23 +1,113 @@
-//! Real `lakitu` processes whose only transport is email, through a real Postfix + Dovecot.
+//! Real `lakitu` processes whose only transport is email, through a real Postfix + Dovecot;
+//! plus a bridge to QUIC and XMPP, a person with a plain mail client, and an SMTP outage with
+//! a SIGKILL in between.
 
 mod support;
 
-use support::{Mail, Node, wait_until};
+use std::process::Command;
+use std::sync::Arc;
+
+use lakitu::api::NewPost;
+use lakitu::api::client::Client;
+use lakitu::post::PostJson;
+use support::{Mail, Node, Prosody, wait_until};
+
+const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 2\n";
+
+/// A `[[peers]]` entry for `node` reachable at `addr`.
+fn peer_at(node: &Node, addr: &str) -> String {
+    format!(
+        "[[peers]]\nid = \"{}\"\naddresses = [\"{addr}\"]\n",
+        node.id()
+    )
+}
+
+/// Publish `n` posts through the control API, 32 requests at a time (far faster than one
+/// `lakitu post` process each). Returns their ids in order.
+fn post_many(node: &Node, n: usize, topic: &str, prefix: &str) -> Vec<String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fallback = "127.0.0.1:1".parse().expect("addr");
+    let client = Arc::new(Client::for_data_dir(node.path(), fallback).expect("client"));
+    rt.block_on(async {
+        let mut ids = Vec::with_capacity(n);
+        let all: Vec<usize> = (0..n).collect();
+        for chunk in all.chunks(32) {
+            let mut set = tokio::task::JoinSet::new();
+            for &i in chunk {
+                let client = client.clone();
+                let post = NewPost {
+                    topics: vec![topic.to_string()],
+                    body: format!("{prefix} {i}"),
+                };
+                set.spawn(async move {
+                    let p: PostJson = client.post("/v1/posts", &post).await.expect("post");
+                    (i, p.id)
+                });
+            }
+            let mut got = Vec::new();
+            while let Some(r) = set.join_next().await {
+                got.push(r.expect("task"));
+            }
+            got.sort();
+            ids.extend(got.into_iter().map(|(_, id)| id));
+        }
+        ids
+    })
+}
+
+/// The posts in `node`'s feed as JSON (up to 1000).
+fn feed(node: &Node) -> Vec<PostJson> {
+    serde_json::from_str(&node.ok(&["feed", "--json", "--limit", "1000"])).expect("feed JSON")
+}
+
+/// [`wait_until`], printing the daemons' logs when it times out.
+fn wait_or_dump(secs: u64, what: &str, nodes: &[&Node], check: impl FnMut() -> bool) {
+    let check = std::panic::AssertUnwindSafe(check);
+    let r = std::panic::catch_unwind(move || {
+        let mut check = check;
+        wait_until(secs, what, || (check.0)())
+    });
+    if let Err(e) = r {
+        for (i, n) in nodes.iter().enumerate() {
+            let log = n.log();
+            let tail: Vec<&str> = log.lines().rev().take(80).collect();
+            eprintln!(
+                "--- node {i} log tail:\n{}",
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// Peers `node` has heard from (a configured peer counts as alive before any contact, and it
+/// is pushed posts only once its record, with its interests, arrived).
+fn heard(node: &Node) -> usize {
+    node.peers()
+        .iter()
+        .filter(|p| p["state"] == "alive" && p["last_heard_ms_ago"].is_number())
+        .count()
+}
+
+fn post_count(node: &Node) -> u64 {
+    node.status()["posts"].as_u64().expect("posts count")
+}
 
 #[test]
-fn two_email_nodes_exchange_posts_and_repair_a_gap() {
+fn two_email_nodes_exchange_posts_and_repair_a_gap_of_1000_posts() {
     let mail = Mail::start();
-    let fast = "[gossip]\nping_secs = 1\nanti_entropy_secs = 2\n";
-    let mut a = Node::init_with(&format!("{}\n{fast}", mail.node_config("alice")));
-    let mut b = Node::init_with(&format!("{}\n{fast}", mail.node_config("bob")));
-    a.append_config(&format!(
-        "[[peers]]\nid = \"{}\"\naddresses = [\"mailto:bob@example.test\"]\n",
-        b.id()
-    ));
-    b.append_config(&format!(
-        "[[peers]]\nid = \"{}\"\naddresses = [\"mailto:alice@example.test\"]\n",
-        a.id()
-    ));
+    // Pings every 30 s: the repair's mail count should be the repair, not liveness chatter.
+    // Anti-entropy every 5 s: a round trip by mail takes a few seconds, and a shorter period
+    // starts sessions that overlap the one still in the mail.
+    let gossip = "[gossip]\nping_secs = 30\nanti_entropy_secs = 5\n";
+    let mut a = Node::init_with(&format!("{}\n{gossip}", mail.node_config("alice")));
+    let mut b = Node::init_with(&format!("{}\n{gossip}", mail.node_config("bob")));
+    let a_peers = peer_at(&b, "mailto:bob@example.test");
+    a.append_config(&a_peers);
+    b.append_config(&peer_at(&a, "mailto:alice@example.test"));
     a.start();
     b.start();
 
@@ -33,19 +123,254 @@ fn two_email_nodes_exchange_posts_and_repair_a_gap() {
         b.feed_ids(&[]).contains(&from_a) && a.feed_ids(&[]).contains(&from_b)
     });
 
+    // The gap: a writes 1,000 posts while it does not know b at all, so nothing is pushed or
+    // queued for b; only anti-entropy can bring them over afterwards.
     b.stop();
-    let missed: Vec<String> = (0..20)
+    a.stop();
+    let config = a.file("config.toml");
+    let with_peers = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, with_peers.replace(&a_peers, "")).expect("config");
+    a.start();
+    let made = std::time::Instant::now();
+    let missed = post_many(&a, 1000, "gap", "while b was away");
+    eprintln!(
+        "gap: 1000 posts made through the API in {:.1} s",
+        made.elapsed().as_secs_f64()
+    );
+    a.stop();
+    std::fs::write(&config, &with_peers).expect("config");
+
+    let (to_b0, to_b_bytes0) = mail.mailbox("bob");
+    let (to_a0, to_a_bytes0) = mail.mailbox("alice");
+    let repair = std::time::Instant::now();
+    a.start();
+    b.start();
+    wait_until(300, "b to catch up on the 1,000-post gap by mail", || {
+        post_count(&b) >= 1002
+    });
+    let took = repair.elapsed();
+    let have: std::collections::HashSet<String> = b.feed_ids(&[]).into_iter().collect();
+    assert!(missed.iter().all(|m| have.contains(m)), "every missed post");
+    let (to_b, to_b_bytes) = mail.mailbox("bob");
+    let (to_a, to_a_bytes) = mail.mailbox("alice");
+    let mails = (to_b - to_b0) + (to_a - to_a0);
+    let bytes = (to_b_bytes - to_b_bytes0) + (to_a_bytes - to_a_bytes0);
+    eprintln!(
+        "repair of 1000 posts by email: {} mails a->b ({} bytes), {} mails b->a ({} bytes), \
+         {mails} mails / {bytes} bytes in all, {:.1} s",
+        to_b - to_b0,
+        to_b_bytes - to_b_bytes0,
+        to_a - to_a0,
+        to_a_bytes - to_a_bytes0,
+        took.as_secs_f64()
+    );
+    assert!(
+        mails <= 20,
+        "a handful of mails expected, took {mails} ({bytes} bytes)"
+    );
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_bridge_carries_a_post_from_email_to_quic_and_xmpp_intact() {
+    // Mail before Prosody, always (see support::Mail).
+    let mail = Mail::start();
+    let xmpp = Prosody::start();
+    let xmpp_section = |user: &str| {
+        xmpp.node_config(user)
+            .replace("[quic]\nenabled = false\n", "")
+    };
+    let mut bridge = Node::init(&format!(
+        "{}\n{}\n{FAST}",
+        mail.email_section("bob"),
+        xmpp_section("carol")
+    ));
+    let mut eonly = Node::init_with(&format!(
+        "{}\n{FAST}\n{}",
+        mail.node_config("alice"),
+        peer_at(&bridge, "mailto:bob@example.test")
+    ));
+    let mut xonly = Node::init_with(&format!(
+        "{}\n{FAST}\n{}",
+        xmpp.node_config("dave"),
+        peer_at(&bridge, "xmpp:carol@localhost")
+    ));
+    bridge.append_config(&peer_at(&eonly, "mailto:alice@example.test"));
+    bridge.append_config(&peer_at(&xonly, "xmpp:dave@localhost"));
+    bridge.start();
+    eonly.start();
+    xonly.start();
+    let mut qonly = Node::init(&format!("{FAST}\n{}", support::peer_entry(&bridge)));
+    qonly.start();
+    wait_or_dump(
+        120,
+        "the bridge and the email node to hear from their peers",
+        &[&bridge, &eonly],
+        || heard(&bridge) >= 3 && heard(&eonly) >= 1,
+    );
+
+    let id = eonly
+        .ok(&["post", "-t", "bridge", "from the email side"])
+        .trim()
+        .to_string();
+    wait_or_dump(
+        180,
+        "the email post to reach the QUIC and XMPP nodes",
+        &[&bridge, &eonly, &qonly, &xonly],
+        || qonly.feed_ids(&[]).contains(&id) && xonly.feed_ids(&[]).contains(&id),
+    );
+    let author = eonly.id();
+    for node in [&qonly, &xonly] {
+        let p = feed(node)
+            .into_iter()
+            .find(|p| p.id == id)
+            .expect("the post");
+        assert_eq!(p.author, author, "author intact");
+        assert_eq!(p.body, "from the email side");
+        // The id is the hash of the signed encoding: recomputing it proves the bytes intact.
+        let post = p.to_post().expect("well-formed");
+        post.verify(u64::MAX / 2, 0).expect("signature intact");
+        assert_eq!(post.id().to_string(), id);
+    }
+    for n in [&mut qonly, &mut xonly, &mut eonly, &mut bridge] {
+        n.stop();
+    }
+}
+
+/// Run one step of tests/email_person.py and return its JSON answer.
+fn person(mail: &Mail, args: &[&str]) -> serde_json::Value {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/email_person.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(mail.smtp.to_string())
+        .arg(mail.imap.to_string())
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "email_person.py {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON from email_person.py")
+}
+
+#[test]
+fn a_person_posts_by_mail_gets_a_digest_and_a_forger_is_refused() {
+    let mail = Mail::start();
+    let secret = "proof-7f3a9c";
+    let mut relay = Node::init_with(&format!(
+        "{}\n{FAST}\n[gateway]\nowners = [\"mailto:dave@example.test\"]\nmail_secret = \"{secret}\"\ndigest_secs = 2\n",
+        mail.node_config("carol")
+    ));
+    relay.start();
+
+    let answer = person(&mail, &["post", secret, "hello from a plain mail client"]);
+    assert_eq!(answer["auto_submitted"], "auto-generated", "{answer}");
+    let posts = feed(&relay);
+    let mine = posts
+        .iter()
+        .find(|p| p.body == "hello from a plain mail client")
+        .unwrap_or_else(|| panic!("the mailed post in the feed: {answer}"));
+    assert_eq!(mine.topics, vec!["byperson".to_string()]);
+    assert_eq!(mine.author, relay.id(), "signed by the relay");
+    assert!(!mine.body.contains(secret));
+
+    person(&mail, &["follow", secret, "digest"]);
+    let bodies = ["digest one", "digest two", "digest three"];
+    for b in bodies {
+        relay.ok(&["post", "-t", "digest", b]);
+    }
+    let digests = person(&mail, &["digest", bodies[0], bodies[1], bodies[2]]);
+    let digests = digests.as_array().expect("digest list");
+    assert!(
+        (1..=3).contains(&digests.len()),
+        "one digest per period: {digests:?}"
+    );
+    for d in digests {
+        assert_eq!(d["auto_submitted"], "auto-generated", "{d}");
+        assert!(
+            d["subject"].as_str().unwrap_or("").contains("#digest"),
+            "{d}"
+        );
+    }
+    eprintln!("digest mails: {}", digests.len());
+
+    let refusal = person(&mail, &["forged", "forged post without the proof"]);
+    assert!(
+        refusal["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Nothing was stored"),
+        "{refusal}"
+    );
+    assert!(
+        feed(&relay).iter().all(|p| !p.body.contains("forged")),
+        "nothing stored for the forger"
+    );
+    relay.stop();
+}
+
+#[test]
+fn posts_queued_while_smtp_is_down_survive_a_sigkill_and_all_arrive() {
+    let mail = Mail::start();
+    // Anti-entropy once an hour: within this test only the durable outbox can deliver.
+    let gossip = "[gossip]\nping_secs = 5\nanti_entropy_secs = 3600\n";
+    let mut a = Node::init_with(&format!("{}\n{gossip}", mail.node_config("alice")));
+    let mut b = Node::init_with(&format!("{}\n{gossip}", mail.node_config("bob")));
+    a.append_config(&peer_at(&b, "mailto:bob@example.test"));
+    b.append_config(&peer_at(&a, "mailto:alice@example.test"));
+    a.start();
+    b.start();
+    // Pushes go to members known alive; a post made earlier only anti-entropy would bring.
+    wait_or_dump(
+        120,
+        "a and b to hear from each other by mail",
+        &[&a, &b],
+        || heard(&a) == 1 && heard(&b) == 1,
+    );
+    let first = a
+        .ok(&["post", "-t", "fault", "before the outage"])
+        .trim()
+        .to_string();
+    wait_or_dump(120, "the first post to arrive by mail", &[&a, &b], || {
+        b.feed_ids(&[]).contains(&first)
+    });
+
+    mail.stop_smtp();
+    let queued: Vec<String> = (0..20)
         .map(|i| {
-            a.ok(&["post", "-t", "mail", &format!("while b was away {i}")])
-                .trim()
-                .to_string()
+            a.ok(&[
+                "post",
+                "-t",
+                "fault",
+                &format!("queued during the outage {i}"),
+            ])
+            .trim()
+            .to_string()
         })
         .collect();
-    b.start();
-    wait_until(180, "b to catch up on the gap by mail", || {
-        let have = b.feed_ids(&[]);
-        missed.iter().all(|m| have.contains(m))
+    wait_until(60, "a to try the stopped SMTP server", || {
+        a.log().contains("SMTP attempt failed")
     });
+    a.kill9();
+    a.start();
+    wait_or_dump(90, "a to find its outbox after the SIGKILL", &[&a], || {
+        a.log()
+            .contains("outbox: frames from the last run will be sent again")
+    });
+    mail.start_smtp();
+    wait_or_dump(
+        240,
+        "every queued post to arrive after SMTP is back",
+        &[&a, &b],
+        || {
+            let have = b.feed_ids(&[]);
+            queued.iter().all(|q| have.contains(q))
+        },
+    );
     a.stop();
     b.stop();
 }

@@ -256,6 +256,7 @@ impl Actor {
             }
         }
         self.flush();
+        info!(outbox = ?self.outbox.stats(), "outbox at shutdown");
         self.send_digests(u64::MAX);
         self.transports.shutdown().await;
     }

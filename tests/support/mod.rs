@@ -328,7 +328,8 @@ impl Drop for Prosody {
 }
 
 /// A throwaway Postfix + Dovecot on 127.0.0.1 (tests/servers/mail.sh), stopped on drop. Domain
-/// example.test, users alice, bob, carol, dave, password = name + "pw".
+/// example.test, users alice, bob, carol, dave, password = name + "pw". A test that needs both
+/// this and a [`Prosody`] takes `Mail` first, always, so the two turn locks cannot deadlock.
 pub struct Mail {
     pub dir: tempfile::TempDir,
     pub smtp: u16,
@@ -369,12 +370,69 @@ impl Mail {
         }
     }
 
-    /// The `[email]` config section for `user`.
+    /// A config for an email-only node of `user` (QUIC off, then [`Mail::email_section`]).
     pub fn node_config(&self, user: &str) -> String {
+        format!("[quic]\nenabled = false\n\n{}", self.email_section(user))
+    }
+
+    /// The `[email]` config section for `user`.
+    pub fn email_section(&self, user: &str) -> String {
         format!(
-            "[quic]\nenabled = false\n\n[email]\nenabled = true\naddress = \"{user}@example.test\"\npassword = \"{user}pw\"\nsmtp = \"127.0.0.1:{}\"\nsmtp_tls = \"plain\"\nimap = \"127.0.0.1:{}\"\nimap_tls = \"plain\"\npoll_secs = 1\n",
+            "[email]\nenabled = true\naddress = \"{user}@example.test\"\npassword = \"{user}pw\"\nsmtp = \"127.0.0.1:{}\"\nsmtp_tls = \"plain\"\nimap = \"127.0.0.1:{}\"\nimap_tls = \"plain\"\npoll_secs = 1\n",
             self.smtp, self.imap
         )
+    }
+
+    /// Mails delivered to `user`'s mailbox so far and their total size in bytes (Maildir files
+    /// in `new/` and `cur/`; the transport flags mail, it never deletes it).
+    pub fn mailbox(&self, user: &str) -> (usize, u64) {
+        let maildir = self
+            .dir
+            .path()
+            .join("vmail/example.test")
+            .join(user)
+            .join("Maildir");
+        let (mut n, mut bytes) = (0, 0);
+        for sub in ["new", "cur"] {
+            let Ok(entries) = std::fs::read_dir(maildir.join(sub)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if let Ok(meta) = e.metadata()
+                    && meta.is_file()
+                {
+                    n += 1;
+                    bytes += meta.len();
+                }
+            }
+        }
+        (n, bytes)
+    }
+
+    /// Stop only the SMTP server (Postfix); IMAP keeps running.
+    pub fn stop_smtp(&self) {
+        self.smtp_script("stop");
+    }
+
+    /// Start the SMTP server again after [`Mail::stop_smtp`].
+    pub fn start_smtp(&self) {
+        self.smtp_script("start");
+    }
+
+    fn smtp_script(&self, what: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/mail-smtp.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(self.dir.path())
+            .arg(what)
+            .output()
+            .expect("run mail-smtp.sh");
+        assert!(
+            out.status.success(),
+            "mail-smtp.sh {what} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 
