@@ -25,6 +25,9 @@ fn main() {
         .map(|a| a.parse().expect("N must be a number of posts"))
         .unwrap_or(100_000);
     let per_post_n = n.min(2_000);
+    // Secondary measures (verification, insert without batching) on at most this many posts,
+    // so a run at 1,000,000 posts spends its time on the batched store.
+    let side_n = n.min(100_000);
     let mut rng = StdRng::seed_from_u64(7);
     let authors: Vec<Identity> = (0..AUTHORS)
         .map(|i| Identity::from_seed([i as u8 + 1; 32]))
@@ -65,10 +68,23 @@ fn main() {
 
     // Verify.
     let t = Instant::now();
-    for p in &posts {
+    for p in &posts[..side_n] {
         p.verify(T0 + n as u64 * 10, 0).unwrap();
     }
-    row("verified / s (1 thread)", rate(n, t.elapsed()));
+    row("verified / s (1 thread)", rate(side_n, t.elapsed()));
+    // The batch ingest path: decode + verify spread over every core.
+    let bytes: Vec<Vec<u8>> = posts[..side_n].iter().map(Post::encode).collect();
+    let slices: Vec<&[u8]> = bytes.iter().map(Vec::as_slice).collect();
+    let t = Instant::now();
+    for chunk in slices.chunks(500) {
+        let ok = lakitu::api::ingest::decode_and_verify(chunk, T0 + n as u64 * 10, 0, 4096);
+        assert!(ok.iter().all(Result::is_ok));
+    }
+    row(
+        "decoded + verified / s (batches of 500, all cores)",
+        rate(side_n, t.elapsed()),
+    );
+    drop(bytes);
 
     // Store: batches of BATCH, one flush per batch (group commit).
     let dir = tempfile::tempdir().unwrap();
@@ -91,7 +107,12 @@ fn main() {
     let disk = store.size_on_disk().unwrap();
     row(
         "bytes on disk / post",
-        format!("{} (encoded {})", disk / n as u64, encoded / n),
+        format!(
+            "{} (encoded {}; {:.1} MB in all)",
+            disk / n as u64,
+            encoded / n,
+            disk as f64 / 1e6
+        ),
     );
 
     // Store: one insert per post, one flush at the end (the cost of `insert` alone).
@@ -99,11 +120,14 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(dir.path()).unwrap();
         let t = Instant::now();
-        for p in &posts {
+        for p in &posts[..side_n] {
             s.insert(p).unwrap();
         }
         s.flush().unwrap();
-        row("stored / s, insert each, 1 flush", rate(n, t.elapsed()));
+        row(
+            &format!("stored / s, insert each, 1 flush (N={side_n})"),
+            rate(side_n, t.elapsed()),
+        );
     }
 
     // Store: flush after every post, as `insert_durable` does for local posts.
@@ -165,6 +189,11 @@ fn main() {
         format!("{} items in {} µs", items.len(), t.elapsed().as_micros()),
     );
 
+    row(
+        "peak RSS of this process (holds every post in memory too)",
+        format!("{} MiB", vm_hwm_kib() / 1024),
+    );
+
     println!("# Lakitu ingest benchmark");
     println!("machine: {} CPUs, {}", nproc(), cpu_model());
     println!(
@@ -181,6 +210,18 @@ fn main() {
 
 fn rate(n: usize, d: Duration) -> String {
     format!("{:.0}", n as f64 / d.as_secs_f64())
+}
+
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
 }
 
 fn nproc() -> usize {

@@ -214,6 +214,9 @@ pub struct GatewayConfig {
     pub owners: Vec<PeerAddr>,
     /// A token an emailed command must carry (a From header is easy to forge). Default: none.
     pub mail_secret: Option<Secret>,
+    /// Mail followers get new posts as one digest mail at most this often, seconds. Default
+    /// 3600, range 1 to 86400.
+    pub digest_secs: u64,
 }
 
 /// `[limits]`
@@ -227,7 +230,8 @@ pub struct LimitsConfig {
     pub max_frame_bytes: usize,
     /// Frames per second accepted from one peer. Default 200, range 1 to 1,000,000.
     pub peer_frames_per_sec: u32,
-    /// Posts per minute accepted from one author. Default 120, range 1 to 1,000,000.
+    /// Posts per minute accepted from peers by one author (a token bucket with a burst of as
+    /// many; this node's own posts are exempt). Default 6,000, range 1 to 1,000,000.
     pub author_posts_per_min: u32,
 }
 

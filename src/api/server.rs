@@ -10,9 +10,9 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::stream::Stream;
+use futures_util::stream::{Stream, StreamExt};
 use tokio::net::TcpListener;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tracing::warn;
 
 use super::{AddPeer, ApiError, FeedQuery, NewPost};
@@ -26,7 +26,7 @@ pub const MAX_FEED_LIMIT: usize = 1000;
 /// Largest request body accepted: a post body plus JSON overhead.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-fn error(status: StatusCode, msg: impl ToString) -> Response {
+pub(crate) fn error(status: StatusCode, msg: impl ToString) -> Response {
     (
         status,
         Json(ApiError {
@@ -36,23 +36,46 @@ fn error(status: StatusCode, msg: impl ToString) -> Response {
         .into_response()
 }
 
+/// Resolves once the server is stopping. Endless responses (the follow stream) end on it, since
+/// a graceful shutdown waits for every response to finish: an open dashboard tab or
+/// `feed --follow` would otherwise keep the daemon from exiting.
+#[derive(Clone)]
+struct Closing(watch::Receiver<bool>);
+
+impl Closing {
+    async fn closed(mut self) {
+        // An error means the sender is gone: the server is stopping all the same.
+        let _ = self.0.wait_for(|closing| *closing).await;
+    }
+}
+
 /// Serve the API on `listener` until `stop` resolves.
 pub(crate) async fn serve(
     listener: TcpListener,
     shared: Shared,
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
+    let (closing_tx, closing_rx) = watch::channel(false);
+    let stop = async move {
+        stop.await;
+        let _ = closing_tx.send(true);
+    };
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/id", get(id))
         .route("/v1/posts", post(publish).get(feed))
         .route("/v1/posts/follow", get(follow))
+        .route(super::ingest::BATCH_PATH, super::ingest::route())
         .route("/v1/peers", get(peers).post(add_peer))
         .route("/v1/peers/{id}", axum::routing::delete(remove_peer))
+        .merge(super::operator::routes())
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
         ))
+        // After the token layer: the dashboard's page and assets hold no data.
+        .merge(super::dashboard::routes())
+        .layer(axum::Extension(Closing(closing_rx)))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app)
@@ -248,6 +271,7 @@ async fn feed(
 /// Server-sent events: one `post` event per new matching post, as its JSON form.
 async fn follow(
     State(s): State<Shared>,
+    axum::Extension(closing): axum::Extension<Closing>,
     q: Result<Query<FeedQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let filter = match q
@@ -258,7 +282,7 @@ async fn follow(
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let rx = s.posts.subscribe();
-    Sse::new(post_events(rx, filter))
+    Sse::new(post_events(rx, filter).take_until(closing.closed()))
         .keep_alive(KeepAlive::default())
         .into_response()
 }

@@ -360,9 +360,17 @@ fn build_gateway(raw: &RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<GatewayCo
         Some(s) => Some(secret(s, base, &p.key("mail_secret"), cx)?),
         None => None,
     };
+    let digest_secs = in_range(
+        raw.gateway.digest_secs.unwrap_or(3600),
+        1,
+        DAY_SECS,
+        &p.key("digest_secs"),
+        cx,
+    )?;
     Ok(GatewayConfig {
         owners,
         mail_secret,
+        digest_secs,
     })
 }
 

@@ -210,6 +210,8 @@ pub(crate) struct RawGateway {
     pub owners: Vec<String>,
     /// Default: none.
     pub mail_secret: Option<RawSecret>,
+    /// Default 3600 s.
+    pub digest_secs: Option<u64>,
 }
 
 /// `[limits]`
@@ -224,7 +226,7 @@ pub(crate) struct RawLimits {
     pub max_frame_bytes: u64,
     /// Default 200.
     pub peer_frames_per_sec: u64,
-    /// Default 120.
+    /// Default 6000.
     pub author_posts_per_min: u64,
 }
 
@@ -235,7 +237,7 @@ impl Default for RawLimits {
             max_clock_skew_secs: 300,
             max_frame_bytes: 1 << 20,
             peer_frames_per_sec: 200,
-            author_posts_per_min: 120,
+            author_posts_per_min: 6000,
         }
     }
 }

@@ -100,6 +100,12 @@ pub struct EngineConfig {
     pub sign_mem_frames: bool,
     /// Most actions queued before sends are dropped (default 1,000,000), a last-resort bound.
     pub max_queued_actions: usize,
+    /// Posts one author may have accepted from peers per minute, with a burst of as many
+    /// (default 6,000: far above any person, low enough that one key cannot fill the network);
+    /// 0 turns the limit off. This node's own posts are exempt. See `limits.rs`.
+    pub author_posts_per_min: u32,
+    /// Authors whose budgets are tracked at most (default 10,000), so the table stays bounded.
+    pub max_tracked_authors: usize,
 }
 
 impl Default for EngineConfig {
@@ -156,6 +162,8 @@ impl Default for EngineConfig {
             push_burst: 10,
             sign_mem_frames: true,
             max_queued_actions: 1_000_000,
+            author_posts_per_min: 6_000,
+            max_tracked_authors: 10_000,
         }
     }
 }

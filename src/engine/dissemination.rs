@@ -276,6 +276,22 @@ impl Engine {
             self.penalise(&sender, Offence::InvalidPost);
             return Accepted::Invalid;
         }
+        let (per_min, max_authors) = (
+            self.config.author_posts_per_min,
+            self.config.max_tracked_authors,
+        );
+        if !self
+            .authors
+            .admit(post.author(), self.now, per_min, max_authors)
+        {
+            // Over its author's budget: not stored, not relayed, not remembered (anti-entropy
+            // offers it again later), and no blame on the peer, which may only be relaying.
+            self.counters.author_limited += 1;
+            if self.diss.pulls.remove(&id).is_some() {
+                self.diss.pull_deadlines.retain(|(_, p)| *p != id);
+            }
+            return Accepted::Fine;
+        }
         self.diss.remember(id, hops, self.config.recent_size.max(1));
         if let Some(_pull) = self.diss.pulls.remove(&id) {
             self.diss.pull_deadlines.retain(|(_, p)| *p != id);

@@ -38,6 +38,7 @@ mod antientropy;
 mod config;
 mod dissemination;
 mod failure;
+mod limits;
 mod membership;
 mod merkle;
 mod poststore;
@@ -267,6 +268,8 @@ pub struct Engine {
     counters: stats::Counters,
     /// Per-peer post and byte counts of the current flood window.
     flood: reputation::FloodMeters,
+    /// Per-author post budgets (see `limits`).
+    authors: limits::AuthorBudgets,
     actions: VecDeque<Action>,
     seq: u32,
 }
@@ -351,6 +354,7 @@ impl Engine {
             timers,
             counters: stats::Counters::default(),
             flood: reputation::FloodMeters::default(),
+            authors: limits::AuthorBudgets::default(),
             actions: VecDeque::new(),
             seq: 0,
         };

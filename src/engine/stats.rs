@@ -25,6 +25,7 @@ pub(crate) struct Counters {
     pub(crate) bytes_out: u64,
     pub(crate) invalid_frames: u64,
     pub(crate) invalid_posts: u64,
+    pub(crate) author_limited: u64,
     pub(crate) delivered: u64,
     pub(crate) originated: u64,
     pub(crate) duplicates: u64,
@@ -53,6 +54,8 @@ pub struct EngineStats {
     pub invalid_frames: u64,
     /// Posts refused (failed verification).
     pub invalid_posts: u64,
+    /// Valid posts dropped because their author was over its per-minute budget.
+    pub author_limited: u64,
     /// New posts received and delivered.
     pub delivered: u64,
     /// Local posts disseminated.
@@ -75,6 +78,12 @@ pub struct EngineStats {
     pub posts_stored: u64,
     /// Milliseconds since the engine started.
     pub uptime_ms: u64,
+    /// Reconciliation sessions this node started and finished.
+    pub reconcile_rounds: u64,
+    /// Post ids found missing on one side by those sessions.
+    pub reconcile_repaired: u64,
+    /// Posts waiting in the per-peer outboxes for their peer's pacing bucket.
+    pub outbox_posts: u64,
 }
 
 /// Min, max, mean and total of one quantity across nodes.
@@ -149,6 +158,7 @@ impl Engine {
             bytes_out: c.bytes_out,
             invalid_frames: c.invalid_frames,
             invalid_posts: c.invalid_posts,
+            author_limited: c.author_limited,
             delivered: c.delivered,
             originated: c.originated,
             duplicates: c.duplicates,
@@ -160,6 +170,9 @@ impl Engine {
             members: self.members.len() as u32,
             posts_stored: c.posts_stored,
             uptime_ms: own.uptime_ms,
+            reconcile_rounds: self.ae.rounds,
+            reconcile_repaired: self.ae.repaired,
+            outbox_posts: self.outbox_posts(),
         }
     }
 

@@ -455,6 +455,18 @@ pub fn peek_kind(bytes: &[u8]) -> Option<Kind> {
     kind_for(bytes[2], bytes[3]).ok()
 }
 
+/// How many full posts a frame carries, read from its header and batch count without decoding
+/// (for accounting): 1 for Push, the entry count for PushBatch, 0 for anything else.
+pub fn peek_post_count(bytes: &[u8]) -> usize {
+    match peek_kind(bytes) {
+        Some(Kind::Push) => 1,
+        Some(Kind::PushBatch) => bytes
+            .get(HEADER_LEN..HEADER_LEN + 2)
+            .map_or(0, |n| usize::from(u16::from_be_bytes([n[0], n[1]]))),
+        _ => 0,
+    }
+}
+
 /// Decode and check a frame addressed to `recipient`. A signature, when present, must verify;
 /// when `require_signature` is set, one must be present.
 pub fn decode(

@@ -5,18 +5,21 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use lakitu_transport::{Outgoing, PeerAddr, SendError, SendId, TransportEvent};
 use tokio::sync::mpsc;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
+use super::metrics::{SendFailure, Snapshot};
+use super::outbox::{self, Outbox};
 use super::posts::EnginePosts;
 use super::transports::Running;
 use super::{Command, Shared, now_ms};
 use crate::api::{PeerInfo, Status, TransportStatus};
 use crate::config::Config;
 use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState};
-use crate::gateway::{self, Gateway, Request, Verdict};
+use crate::gateway::{self, Digests, Gateway, Request, Verdict};
 use crate::id::{Identity, PublicId, encode_hex};
 use crate::post::{Post, Topic};
 use crate::routes::{RecentIds, Routes};
@@ -24,6 +27,9 @@ use crate::store::Query;
 
 /// How long a batch of peer posts may wait before it is flushed to disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How long a frame for a store-and-forward peer may wait for the flush that makes it durable
+/// (it reaches the transport only after it).
+const OUTBOX_FLUSH: Duration = Duration::from_millis(20);
 /// Most sends awaiting a transport's verdict; beyond it the oldest verdicts are forgotten
 /// (the engine's own timeouts still notice lost frames).
 const MAX_PENDING_SENDS: usize = 65_536;
@@ -55,6 +61,7 @@ pub(crate) fn engine_config(config: &Config) -> EngineConfig {
         anti_entropy_interval_ms: config.gossip.anti_entropy_secs * 1000,
         probe_interval_ms: config.gossip.ping_secs * 1000,
         max_frames_per_sec: config.limits.peer_frames_per_sec,
+        author_posts_per_min: config.limits.author_posts_per_min,
         ..EngineConfig::default()
     }
 }
@@ -99,6 +106,12 @@ pub(crate) struct Actor {
     gateway: Gateway,
     /// Per person (see [`gateway::person`]): where to write and which topics they follow.
     follows: BTreeMap<String, (PeerAddr, BTreeSet<Topic>)>,
+    /// Durable queue of frames for XMPP and email peers.
+    outbox: Outbox,
+    /// New posts for mail followers, sent as periodic digests.
+    digests: Digests,
+    /// Frames ignored because their (unauthenticated) sender is no peer, for the metrics.
+    frames_not_from_peer: u64,
     /// `[[routes]]` and `[filters]`, replaced on reload.
     routes: Routes,
     muted: RecentIds,
@@ -124,7 +137,7 @@ fn load_follows(store: &crate::store::Store) -> BTreeMap<String, (PeerAddr, BTre
 }
 
 impl Actor {
-    pub fn new(shared: Shared, transports: Running, identity: Identity) -> Actor {
+    pub fn new(shared: Shared, transports: Running, identity: Identity, outbox: Outbox) -> Actor {
         let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
         let config = shared.config.clone();
         let config = &*config;
@@ -155,6 +168,9 @@ impl Actor {
             flush_at: None,
             gateway: Gateway::new(&config.gateway.owners, mail_secret(config)),
             follows: BTreeMap::new(),
+            outbox,
+            digests: Digests::default(),
+            frames_not_from_peer: 0,
             routes: Routes::from_config(config),
             muted: RecentIds::new(MUTED_IDS),
         };
@@ -198,6 +214,7 @@ impl Actor {
         loop {
             let tick_at = self.tick_deadline();
             let flush_at = self.flush_at;
+            let chores_at = self.chores_deadline();
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
@@ -215,6 +232,7 @@ impl Actor {
                 }
                 () = sleep_until(tick_at) => self.engine_event(Event::Tick),
                 () = async { sleep_until(flush_at.unwrap_or(tick_at)).await }, if flush_at.is_some() => self.flush(),
+                () = async { sleep_until(chores_at.unwrap_or(tick_at)).await }, if chores_at.is_some() => self.chores(),
                 () = &mut shutdown => {
                     info!("shutting down: leaving the network");
                     self.engine_event(Event::Leave);
@@ -232,8 +250,13 @@ impl Actor {
             if self.dirty && self.flush_at.is_none() {
                 self.flush_at = Some(TokioInstant::now() + FLUSH_EVERY);
             }
+            if self.outbox.has_unreleased() {
+                let soon = TokioInstant::now() + OUTBOX_FLUSH;
+                self.flush_at = Some(self.flush_at.map_or(soon, |t| t.min(soon)));
+            }
         }
         self.flush();
+        self.send_digests(u64::MAX);
         self.transports.shutdown().await;
     }
 
@@ -245,11 +268,69 @@ impl Actor {
 
     fn flush(&mut self) {
         self.flush_at = None;
-        if std::mem::take(&mut self.dirty)
-            && let Err(e) = self.shared.store.flush()
-        {
-            warn!(error = %e, "store flush failed");
-            self.dirty = true;
+        if std::mem::take(&mut self.dirty) {
+            if let Err(e) = self.shared.store.flush() {
+                warn!(error = %e, "store flush failed");
+                self.dirty = true;
+                return;
+            }
+            self.outbox_send(false);
+        }
+    }
+
+    /// When the next outbox retry or digest is due.
+    fn chores_deadline(&self) -> Option<TokioInstant> {
+        let at = match (self.outbox.next_retry(), self.digests.next_due()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+        Some(TokioInstant::now() + wait)
+    }
+
+    fn chores(&mut self) {
+        self.outbox_send(true);
+        self.send_digests(now_ms());
+    }
+
+    /// Send the digests due at `now` (all of them on shutdown, so none is lost).
+    fn send_digests(&mut self, now: u64) {
+        for mail in self.digests.take_due(now) {
+            info!(to = %mail.to, "sending a digest");
+            self.send_human_titled(&mail.to, Some(mail.subject), mail.text);
+        }
+    }
+
+    /// Hand outbox frames to their transports: the ones just made durable (`retry` false) or
+    /// the ones whose retry is due. Frames refused for good are reported to the engine.
+    fn outbox_send(&mut self, retry: bool) {
+        let Actor {
+            outbox,
+            transports,
+            next_send,
+            shared,
+            ..
+        } = self;
+        let now = now_ms();
+        let mut send = |addr: &PeerAddr, frame: Bytes| {
+            let transport = transports
+                .get(addr.scheme())
+                .ok_or_else(|| SendError::BadAddress(format!("{addr} (transport not enabled)")))?;
+            *next_send += 1;
+            let id = SendId(*next_send);
+            let sent = transport.send(id, addr, Outgoing::Frame(frame.clone()));
+            shared
+                .metrics
+                .send_result(addr.scheme(), &frame, &sent, now);
+            sent.map(|()| id)
+        };
+        let refused = if retry {
+            outbox.retry_due(now, &mut send)
+        } else {
+            outbox.release(now, &mut send)
+        };
+        for (to, addr) in refused {
+            self.engine_event(Event::SendFailed { to, addr });
         }
     }
 
@@ -274,19 +355,34 @@ impl Actor {
             Action::Send {
                 to,
                 addr,
-                bytes,
                 kind,
+                bytes,
             } => {
                 let Some(bytes) = self.route(&to, &addr, kind, bytes) else {
                     return;
                 };
+                // Store-and-forward peers: durable first, handed over after the flush.
+                if outbox::applies_to(&addr) && self.transports.get(addr.scheme()).is_some() {
+                    match self.outbox.push(to, &addr, kind, bytes.clone()) {
+                        Ok(()) => {
+                            self.dirty = true;
+                            return;
+                        }
+                        Err(e) => warn!(error = %e, "outbox write failed; sending without it"),
+                    }
+                }
                 let Some(transport) = self.transports.get(addr.scheme()) else {
                     debug!(%addr, "no transport for address");
                     return;
                 };
                 self.next_send += 1;
                 let id = SendId(self.next_send);
-                match transport.send(id, &addr, Outgoing::Frame(bytes)) {
+                // `Bytes` clones share the buffer: the count reads the frame after the send.
+                let sent = transport.send(id, &addr, Outgoing::Frame(bytes.clone()));
+                self.shared
+                    .metrics
+                    .send_result(addr.scheme(), &bytes, &sent, now_ms());
+                match sent {
                     Ok(()) => {
                         if self.pending.len() >= MAX_PENDING_SENDS {
                             self.pending.clear();
@@ -322,9 +418,13 @@ impl Actor {
                 authenticated,
                 payload,
             } => {
+                self.shared
+                    .metrics
+                    .frame_received(from.scheme(), &payload, now_ms());
                 // Over carriers that do not authenticate the sender (XMPP, email) anyone can
                 // write to our account: only addresses of configured or known members count.
                 if authenticated.is_none() && !self.is_peer_address(&from) {
+                    self.frames_not_from_peer += 1;
                     info!(%from, bytes = payload.len(), "frame from an address that is not a peer ignored");
                     return;
                 }
@@ -336,11 +436,17 @@ impl Actor {
                 });
             }
             TransportEvent::Sent { id } => {
-                self.pending.remove(&id);
+                if !self.outbox.on_sent(id) {
+                    self.pending.remove(&id);
+                }
             }
             TransportEvent::Failed { id, to, error } => {
                 debug!(%to, %error, "send failed");
-                if let Some((peer, addr)) = self.pending.remove(&id) {
+                self.shared
+                    .metrics
+                    .send_failed(to.scheme(), SendFailure::Failed, now_ms());
+                let failed = self.outbox.on_failed(id, now_ms());
+                if let Some((peer, addr)) = failed.or_else(|| self.pending.remove(&id)) {
                     self.engine_event(Event::SendFailed { to: peer, addr });
                 }
             }
@@ -370,6 +476,9 @@ impl Actor {
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.peers());
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
             }
             Command::AddPeer(id, addrs) => {
                 if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
@@ -514,7 +623,8 @@ impl Actor {
         }
     }
 
-    /// Send a new post to every person following one of its topics.
+    /// Send a new post to every person following one of its topics: at once by chat, in the
+    /// next digest by mail.
     fn tell_followers(&mut self, post: &Post) {
         let to: Vec<PeerAddr> = self
             .follows
@@ -522,8 +632,13 @@ impl Actor {
             .filter(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)))
             .map(|(addr, _)| addr.clone())
             .collect();
+        let period = self.shared.config.gateway.digest_secs.max(1) * 1000;
         for addr in to {
-            self.send_human(&addr, gateway::render(post));
+            if addr.scheme() == lakitu_transport::Scheme::Mail {
+                self.digests.add(&addr, post.clone(), now_ms(), period);
+            } else {
+                self.send_human(&addr, gateway::render(post));
+            }
         }
     }
 
@@ -569,12 +684,16 @@ impl Actor {
     }
 
     fn send_human(&mut self, to: &PeerAddr, text: String) {
+        let subject = (to.scheme() == lakitu_transport::Scheme::Mail).then(|| "Lakitu".to_string());
+        self.send_human_titled(to, subject, text);
+    }
+
+    fn send_human_titled(&mut self, to: &PeerAddr, subject: Option<String>, text: String) {
         let Some(transport) = self.transports.get(to.scheme()) else {
             debug!(%to, "no transport to answer a person on");
             return;
         };
         self.next_send += 1;
-        let subject = (to.scheme() == lakitu_transport::Scheme::Mail).then(|| "Lakitu".to_string());
         if let Err(e) = transport.send(
             SendId(self.next_send),
             to,
@@ -596,18 +715,45 @@ impl Actor {
             store_bytes: s.store.size_on_disk().unwrap_or(0),
             peers: peers.len(),
             peers_alive: peers.iter().filter(|p| p.state == PeerState::Alive).count(),
-            transports: self
-                .transports
-                .all
-                .iter()
-                .map(|(scheme, t)| TransportStatus {
-                    scheme: scheme.as_str().to_string(),
-                    address: t.local_addr().to_string(),
-                    up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
-                })
-                .collect(),
+            transports: self.transport_statuses(),
             world_hash: encode_hex(&self.engine.world_hash()),
             data_dir: s.config.node.data_dir.display().to_string(),
+        }
+    }
+
+    fn transport_statuses(&self) -> Vec<TransportStatus> {
+        self.transports
+            .all
+            .iter()
+            .map(|(scheme, t)| TransportStatus {
+                scheme: scheme.as_str().to_string(),
+                address: t.local_addr().to_string(),
+                up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
+            })
+            .collect()
+    }
+
+    /// The figures of a metrics scrape or a dashboard refresh.
+    fn snapshot(&self) -> Snapshot {
+        let mut peers_by_state = BTreeMap::new();
+        for p in self.engine.peers() {
+            let state = match p.state {
+                PeerState::Alive => "alive",
+                PeerState::Suspect => "suspect",
+                PeerState::Dead => "dead",
+                PeerState::Left => "left",
+            };
+            *peers_by_state.entry(state).or_insert(0) += 1;
+        }
+        Snapshot {
+            engine: self.engine.stats(),
+            world: self.engine.world_stats(),
+            posts_stored: self.shared.store.post_count(),
+            peers_by_state,
+            pending_sends: self.pending.len() as u64,
+            frames_not_from_peer: self.frames_not_from_peer,
+            transports: self.transport_statuses(),
+            outbox: self.outbox.stats(),
         }
     }
 

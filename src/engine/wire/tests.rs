@@ -321,3 +321,27 @@ fn post_len_matches_the_encoding() {
         assert_eq!(post_len(&p), p.encode().len());
     }
 }
+
+#[test]
+fn peek_post_count_matches_the_posts_a_frame_carries() {
+    let a = key(1);
+    let entry = PushEntry {
+        hops: 1,
+        relay: Relay::None,
+        post: post(1, "one"),
+    };
+    let single = Message::Push {
+        hops: 0,
+        relay: Relay::None,
+        post: post(1, "one"),
+    };
+    let batch = Message::PushBatch(vec![entry.clone(), entry.clone(), entry]);
+    let ping = Message::Ping {
+        seq: 1,
+        root: [0; 32],
+    };
+    assert_eq!(peek_post_count(&encode(&a.public(), 1, &single, None)), 1);
+    assert_eq!(peek_post_count(&encode(&a.public(), 1, &batch, None)), 3);
+    assert_eq!(peek_post_count(&encode(&a.public(), 1, &ping, None)), 0);
+    assert_eq!(peek_post_count(b"LK"), 0, "too short to be a frame");
+}
