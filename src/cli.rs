@@ -1,6 +1,8 @@
-//! The command line: `lakitu init | run | post | feed | status | peers | id`.
+//! The command line: `lakitu init | run | post | feed | status | peers | peer | id | demo |
+//! export | import | completions | man`.
 //!
-//! Everything but `init`, `run` and `id` is a client of the running daemon's control API.
+//! `post`, `feed`, `status`, `peers` and `peer` are clients of the running daemon's control
+//! API; `export`/`import` and the packaging helpers live in [`extras`].
 //! This is the binary's edge: errors become `anyhow` with context here and nowhere else.
 
 use std::path::{Path, PathBuf};
@@ -10,6 +12,8 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+mod extras;
+
 use crate::api::client::Client;
 use crate::api::{NewPost, PeerInfo, Status};
 use crate::config::Config;
@@ -18,7 +22,19 @@ use crate::post::PostJson;
 
 /// Lakitu: a personal gossip relay for signed posts over QUIC, XMPP and email.
 #[derive(Debug, Parser)]
-#[command(name = "lakitu", version, about, long_about = None)]
+#[command(
+    name = "lakitu",
+    version,
+    about,
+    long_about = "Lakitu: a personal gossip relay for signed posts over QUIC, XMPP and email.\n\n\
+        `lakitu run` is the daemon; most other commands talk to it through its control API on \
+        127.0.0.1 (token in the data directory). The config file documents every key; see \
+        config.example.toml.",
+    after_help = "Examples:\n  lakitu init && lakitu run\n  lakitu post -t rust \"hello\"\n  \
+        lakitu feed --follow\n  lakitu export backup.jsonl\n  lakitu completions bash > /etc/bash_completion.d/lakitu\n\n\
+        Environment: LAKITU_DIR, LAKITU_CONFIG (as --dir, --config), LAKITU_LOG (log filter, \
+        e.g. info or lakitu=debug)."
+)]
 pub struct Cli {
     #[command(flatten)]
     global: Global,
@@ -107,6 +123,35 @@ enum Command {
         /// JSON output.
         #[arg(long)]
         json: bool,
+    },
+    /// Write the stored posts as JSON lines, oldest first (through the daemon when it runs).
+    Export {
+        /// Only posts with this tag.
+        #[arg(short, long)]
+        topic: Option<String>,
+        /// Where to write; `-` for standard output.
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+    },
+    /// Read JSON lines (as `export` writes them), verify each post's signature and store the
+    /// valid ones in batches. Reports new, duplicate and rejected lines (with line numbers).
+    /// The daemon must be stopped: import writes the store directly.
+    Import {
+        /// Where to read; `-` for standard input.
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+    },
+    /// Print a shell completion script (e.g. `lakitu completions bash > ~/.local/share/bash-completion/completions/lakitu`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), or write lakitu.1 and a page per subcommand into DIR.
+    Man {
+        /// Directory to write the pages into instead of printing lakitu.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
     },
 }
 
@@ -198,6 +243,13 @@ fn dispatch(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Export { topic, file } => extras::export(&paths, topic, &file),
+        Command::Import { file } => extras::import(&paths, &file),
+        Command::Completions { shell } => {
+            extras::completions(shell);
+            Ok(())
+        }
+        Command::Man { out_dir } => extras::man(out_dir),
         cmd => runtime()?.block_on(client_command(&paths, cmd)),
     }
 }
@@ -369,9 +421,7 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 .await?;
             println!("removed {id}");
         }
-        Command::Init | Command::Run | Command::Demo { .. } | Command::Id { .. } => {
-            bail!("not a client command")
-        }
+        _ => bail!("not a client command"),
     }
     Ok(())
 }

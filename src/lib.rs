@@ -11,6 +11,7 @@
 //! - [`node`]: the only place with tokio and the wall clock; wires engine, store, transports
 //!   and the local control [`api`].
 //! - [`cli`]: the command line, a client of the control API; [`demo`] starts a local network.
+//! - [`import_export`]: a store to and from JSON lines (`lakitu export` / `import`).
 //! - [`sim`]: a seeded, virtual-time simulator of many engines, with baseline protocols.
 #![deny(missing_docs)]
 
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod engine;
 pub mod gateway;
 pub mod id;
+pub mod import_export;
 pub mod node;
 pub mod post;
 pub mod routes;

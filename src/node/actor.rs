@@ -502,6 +502,8 @@ impl Actor {
                 }
                 self.engine_event(Event::SetInterests(interests(&config)));
                 self.routes = Routes::from_config(&config);
+                // An author unmuted now is fetched again by the next reconciliation round.
+                self.muted = RecentIds::new(MUTED_IDS);
                 info!(
                     peers = config.peers.len(),
                     routes = config.routes.len(),

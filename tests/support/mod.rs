@@ -5,9 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// The binary under test.
+/// The binary under test: `LAKITU_TEST_BIN` when set (several worktrees sharing one target
+/// directory overwrite each other's `target/debug/lakitu`; point this at the binary in
+/// `target/debug/deps/` instead), else the one Cargo built for this test.
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_lakitu")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("LAKITU_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lakitu").into())
+    })
 }
 
 /// A node's data directory and, while running, its daemon process.
