@@ -154,10 +154,19 @@ fn acknowledged_posts_survive_repeated_sigkill_during_ingest_and_sync() {
     let heal = Instant::now();
     let deadline = heal + Duration::from_secs(120);
     let counts = || {
-        let count = |n: &Node| n.status()["posts"].as_u64().unwrap_or(0);
+        let count = |n: &Node| {
+            let out = n.cli(&["status", "--json"]);
+            serde_json::from_slice::<serde_json::Value>(&out.stdout)
+                .ok()
+                .and_then(|s| s["posts"].as_u64())
+                .unwrap_or(0)
+        };
         (count(&a), count(&b))
     };
-    while Instant::now() < deadline && (counts().0 < total || counts().1 < total) {
+    // Equal counts, at least every acknowledged post: the same set (posts committed but not
+    // acknowledged before a kill count too, on both sides).
+    let converged_now = |(x, y): (u64, u64)| x == y && x >= total;
+    while Instant::now() < deadline && !converged_now(counts()) {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!(

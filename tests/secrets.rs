@@ -132,3 +132,15 @@ fn a_key_file_readable_by_others_stops_the_daemon_at_start() {
     node.start();
     node.stop();
 }
+
+#[test]
+fn the_control_api_cannot_listen_off_loopback() {
+    let path = std::path::Path::new("/tmp/lakitu-test/config.toml");
+    for listen in ["0.0.0.0:7171", "192.0.2.1:7171", "[::]:7171"] {
+        let text = format!("[api]\nlisten = \"{listen}\"\n");
+        let err = lakitu::config::Config::parse(&text, path).expect_err(listen);
+        assert!(err.to_string().contains("api.listen"), "{err}");
+    }
+    let ok = "[api]\nlisten = \"127.0.0.2:7171\"\n";
+    assert!(lakitu::config::Config::parse(ok, path).is_ok());
+}
