@@ -95,6 +95,8 @@ enum Command {
         #[arg(long, default_value_t = 3)]
         posts: usize,
     },
+    /// Print the address of the daemon's web dashboard, with the API token, to open in a browser.
+    Dashboard,
     /// Add or remove a peer while the daemon runs.
     Peer {
         #[command(subcommand)]
@@ -346,6 +348,10 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             } else {
                 print_peers(&peers);
             }
+        }
+        Command::Dashboard => {
+            let _: Status = client.get("/v1/status").await?;
+            println!("{}", client.dashboard_url());
         }
         Command::Peer {
             action: PeerAction::Add { address, id },

@@ -16,6 +16,7 @@
 mod build;
 mod locate;
 mod raw;
+mod routes;
 mod secret;
 mod starter;
 
@@ -30,6 +31,7 @@ use serde::Deserialize;
 use crate::id::PublicId;
 use crate::post::Topic;
 
+pub use routes::{FiltersConfig, RouteConfig};
 pub use secret::Secret;
 
 /// A whole, validated configuration.
@@ -55,6 +57,10 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// `[gossip]`: dissemination tuning.
     pub gossip: GossipConfig,
+    /// `[[routes]]`: which posts may go to which peers and transports, and to which owners.
+    pub routes: Vec<RouteConfig>,
+    /// `[filters]`: muted authors and topics.
+    pub filters: FiltersConfig,
 }
 
 /// `[node]`
@@ -208,6 +214,9 @@ pub struct GatewayConfig {
     pub owners: Vec<PeerAddr>,
     /// A token an emailed command must carry (a From header is easy to forge). Default: none.
     pub mail_secret: Option<Secret>,
+    /// Mail followers get new posts as one digest mail at most this often, seconds. Default
+    /// 3600, range 1 to 86400.
+    pub digest_secs: u64,
 }
 
 /// `[limits]`

@@ -233,6 +233,109 @@ pub fn render(post: &Post) -> String {
     )
 }
 
+/// Most posts one digest mail lists; older ones beyond it are counted, not shown (the person
+/// can ask with `feed`).
+pub const MAX_DIGEST_POSTS: usize = 100;
+
+/// New posts waiting to go out to mail followers, one digest mail per person. Pure: time is an
+/// input in milliseconds. A person's digest is due `delay_ms` after the first post it holds, so
+/// a busy topic makes one mail per period rather than one per post.
+#[derive(Debug, Default)]
+pub struct Digests {
+    pending: std::collections::BTreeMap<String, Pending>,
+}
+
+#[derive(Debug)]
+struct Pending {
+    to: PeerAddr,
+    due: u64,
+    posts: std::collections::VecDeque<Post>,
+    skipped: usize,
+}
+
+/// One digest ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DigestMail {
+    /// The follower.
+    pub to: PeerAddr,
+    /// Subject line.
+    pub subject: String,
+    /// Readable text.
+    pub text: String,
+}
+
+impl Digests {
+    /// Add `post` to the digest of `to`, due `delay_ms` after its first post.
+    pub fn add(&mut self, to: &PeerAddr, post: Post, now: u64, delay_ms: u64) {
+        let p = self.pending.entry(person(to)).or_insert_with(|| Pending {
+            to: to.clone(),
+            due: now.saturating_add(delay_ms),
+            posts: std::collections::VecDeque::new(),
+            skipped: 0,
+        });
+        if p.posts.iter().any(|q| q.id() == post.id()) {
+            return;
+        }
+        if p.posts.len() >= MAX_DIGEST_POSTS {
+            p.posts.pop_front();
+            p.skipped += 1;
+        }
+        p.posts.push_back(post);
+    }
+
+    /// When the next digest is due, if any.
+    pub fn next_due(&self) -> Option<u64> {
+        self.pending.values().map(|p| p.due).min()
+    }
+
+    /// Take every digest due at `now`.
+    pub fn take_due(&mut self, now: u64) -> Vec<DigestMail> {
+        let due: Vec<String> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.due <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        due.into_iter()
+            .filter_map(|k| self.pending.remove(&k))
+            .map(|p| {
+                let posts: Vec<Post> = p.posts.into_iter().collect();
+                let (subject, text) = digest(&posts, p.skipped);
+                DigestMail {
+                    to: p.to,
+                    subject,
+                    text,
+                }
+            })
+            .collect()
+    }
+}
+
+/// Subject and text of a digest of `posts` (oldest first), `skipped` older ones left out.
+pub fn digest(posts: &[Post], skipped: usize) -> (String, String) {
+    let n = posts.len() + skipped;
+    let mut topics: BTreeSet<&Topic> = BTreeSet::new();
+    for p in posts {
+        topics.extend(p.topics());
+    }
+    let tags: Vec<String> = topics.iter().map(ToString::to_string).collect();
+    let subject = format!(
+        "Lakitu digest: {n} new post{} in {}",
+        if n == 1 { "" } else { "s" },
+        tags.join(" ")
+    );
+    let mut text = String::new();
+    if skipped > 0 {
+        text.push_str(&format!(
+            "{skipped} older posts are left out; send `feed #topic` for more.\n\n"
+        ));
+    }
+    let rendered: Vec<String> = posts.iter().map(render).collect();
+    text.push_str(&rendered.join("\n\n"));
+    text.push_str("\n\n-- \nSend `unfollow #topic` to stop these mails.\n");
+    (subject, text)
+}
+
 /// Describe a refused post for the person who sent it.
 pub fn refusal(e: &PostError) -> String {
     format!("Not posted: {e}.")
@@ -327,6 +430,57 @@ mod tests {
                 body: "hello again".into()
             })
         );
+    }
+
+    #[test]
+    fn mail_followers_get_one_digest_per_period_with_every_new_post() {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[1; 32]);
+        let post = |i: u64, body: &str| {
+            Post::sign(
+                &key,
+                1_800_000_000_000 + i,
+                [Topic::new("news").unwrap()],
+                body,
+            )
+            .unwrap()
+        };
+        let me = addr("mailto:Me@example.org");
+        let mut d = Digests::default();
+        assert_eq!(d.next_due(), None);
+        d.add(&me, post(1, "first"), 1_000, 60_000);
+        d.add(&me, post(1, "first"), 2_000, 60_000);
+        d.add(&me, post(2, "second"), 30_000, 60_000);
+        assert_eq!(
+            d.next_due(),
+            Some(61_000),
+            "due a period after the first post"
+        );
+        assert!(d.take_due(60_999).is_empty());
+        let mails = d.take_due(61_000);
+        assert_eq!(mails.len(), 1);
+        let m = &mails[0];
+        assert_eq!(m.to, me);
+        assert_eq!(m.subject, "Lakitu digest: 2 new posts in #news");
+        assert!(
+            m.text.find("first").unwrap() < m.text.find("second").unwrap(),
+            "{}",
+            m.text
+        );
+        assert_eq!(d.next_due(), None);
+        for i in 0..(MAX_DIGEST_POSTS as u64 + 5) {
+            d.add(&me, post(10 + i, &format!("p{i}")), 70_000, 1);
+        }
+        let m = &d.take_due(70_001)[0];
+        assert!(
+            m.subject
+                .contains(&format!("{} new posts", MAX_DIGEST_POSTS + 5))
+        );
+        assert!(
+            m.text.starts_with("5 older posts are left out"),
+            "{}",
+            m.text
+        );
+        assert!(!m.text.contains("\np0\n") && m.text.contains("\np104"));
     }
 
     #[test]

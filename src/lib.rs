@@ -6,7 +6,8 @@
 //! - [`post`] and [`id`]: the data model and identities, pure.
 //! - [`engine`]: the sans-IO gossip state machine (`handle(event, now) -> actions`), pure.
 //! - [`store`]: every sled access, behind a small typed API.
-//! - [`config`]: the TOML configuration, parsed once into validated types.
+//! - [`config`]: the TOML configuration, parsed once into validated types; [`routes`] applies
+//!   its `[[routes]]` and `[filters]`.
 //! - [`node`]: the only place with tokio and the wall clock; wires engine, store, transports
 //!   and the local control [`api`].
 //! - [`cli`]: the command line, a client of the control API; [`demo`] starts a local network.
@@ -22,5 +23,6 @@ pub mod gateway;
 pub mod id;
 pub mod node;
 pub mod post;
+pub mod routes;
 pub mod sim;
 pub mod store;

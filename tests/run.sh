@@ -27,6 +27,19 @@ need postfix "apt-get install postfix"
 need dovecot "apt-get install dovecot-imapd dovecot-lmtpd"
 python3 -c 'import slixmpp' 2>/dev/null || python3 -m pip install -q slixmpp
 python3 -c 'import slixmpp' || { echo "tests/run.sh: slixmpp could not be installed" >&2; exit 1; }
+# The dashboard's browser test (tests/operator.rs): Debian's Chromium, driven headless by
+# playwright-core from npm (Playwright's own browser download is not used).
+if ! command -v chromium >/dev/null; then
+  apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+fi
+need chromium "apt-get install chromium"
+need node "install Node.js 20 or newer with npm"
+need npm "install npm"
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error) \
+  || { echo "tests/run.sh: 'npm ci' in tests/browser failed" >&2; exit 1; }
+[ -f tests/browser/node_modules/playwright-core/package.json ] \
+  || { echo "tests/run.sh: playwright-core is missing from tests/browser/node_modules" >&2; exit 1; }
 
 # One build profile for everything (the dev profile in Cargo.toml).
 cargo build --workspace --all-targets --locked

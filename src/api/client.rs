@@ -93,12 +93,22 @@ impl Client {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        self.call_as(method, path, body, "application/json").await
+    }
+
+    async fn call_as(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        content_type: &str,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{}", self.base, path))
             .header(header::AUTHORIZATION, format!("Bearer {}", self.token));
         if body.is_some() {
-            req = req.header(header::CONTENT_TYPE, "application/json");
+            req = req.header(header::CONTENT_TYPE, content_type);
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
@@ -122,6 +132,12 @@ impl Client {
         body: Option<Vec<u8>>,
     ) -> Result<T, ClientError> {
         let resp = self.call(method, path, body).await?;
+        Self::read_json(resp).await
+    }
+
+    async fn read_json<T: DeserializeOwned>(
+        resp: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<T, ClientError> {
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -138,6 +154,12 @@ impl Client {
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
     }
 
+    /// The dashboard's address with the token in its fragment (which browsers never send to
+    /// a server; the page moves it to its own session storage).
+    pub fn dashboard_url(&self) -> String {
+        format!("{}/#token={}", self.base, self.token)
+    }
+
     /// GET a JSON document.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.json(Method::GET, path, None).await
@@ -151,6 +173,24 @@ impl Client {
     ) -> Result<T, ClientError> {
         let body = serde_json::to_vec(body).map_err(|e| ClientError::Protocol(e.to_string()))?;
         self.json(Method::POST, path, Some(body)).await
+    }
+
+    /// Store posts already signed, in one request (`POST /v1/posts/batch`); resolves once
+    /// they are durable. At most [`super::ingest::MAX_BATCH_POSTS`] per call.
+    pub async fn publish_batch(
+        &self,
+        posts: &[crate::post::Post],
+    ) -> Result<super::ingest::BatchResult, ClientError> {
+        let body = super::ingest::encode_batch(posts);
+        let resp = self
+            .call_as(
+                Method::POST,
+                super::ingest::BATCH_PATH,
+                Some(body),
+                super::ingest::BATCH_CONTENT_TYPE,
+            )
+            .await?;
+        Self::read_json(resp).await
     }
 
     /// DELETE a resource.

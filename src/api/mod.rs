@@ -3,6 +3,9 @@
 //! here are the contract between the two.
 
 pub mod client;
+pub mod ingest;
+mod dashboard;
+mod operator;
 pub mod server;
 
 use std::path::{Path, PathBuf};
@@ -88,6 +91,72 @@ pub struct TransportStatus {
     pub address: String,
     /// Whether it is currently connected/usable.
     pub up: bool,
+}
+
+/// `GET /v1/overview`: what the dashboard shows besides status, peers and the feed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Overview {
+    /// Each running transport with its traffic and health.
+    pub transports: Vec<TransportHealth>,
+    /// The system-wide view aggregated from gossiped statistics.
+    pub world: WorldView,
+    /// New posts received from peers and stored since start.
+    pub posts_received: u64,
+    /// Posts made on this node since start.
+    pub posts_published: u64,
+    /// Posts refused since start (failed verification).
+    pub posts_invalid: u64,
+    /// Payloads received for posts already held.
+    pub duplicates: u64,
+}
+
+/// One transport in [`Overview`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TransportHealth {
+    /// Scheme (`quic`, `xmpp`, `mailto`).
+    pub scheme: String,
+    /// This node's address on it.
+    pub address: String,
+    /// Whether it reports itself usable.
+    pub up: bool,
+    /// `ok`, `idle` (nothing heard for minutes), `failing` (sends failing since the last
+    /// frame arrived) or `down`.
+    pub health: String,
+    /// Frames sent.
+    pub frames_sent: u64,
+    /// Frames received.
+    pub frames_received: u64,
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Sends dropped, refused or failed.
+    pub send_failures: u64,
+    /// Milliseconds since a frame last arrived, if ever.
+    pub last_received_ms_ago: Option<u64>,
+    /// Milliseconds since a frame was last sent, if ever.
+    pub last_sent_ms_ago: Option<u64>,
+}
+
+/// The world statistics in [`Overview`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WorldView {
+    /// Nodes whose statistics are known (this one included).
+    pub nodes: usize,
+    /// Nodes believed alive (this one included).
+    pub alive: usize,
+    /// Posts stored, summed over those nodes.
+    pub posts_total: u64,
+    /// Fewest posts one node stores.
+    pub posts_min: u64,
+    /// Most posts one node stores.
+    pub posts_max: u64,
+    /// Mean alive peers per node.
+    pub peers_mean: f64,
+    /// Frames per stats period, summed over the nodes.
+    pub load_total: u64,
+    /// Longest uptime, in seconds.
+    pub uptime_max_secs: u64,
 }
 
 /// One peer in `GET /v1/peers`.

@@ -26,7 +26,7 @@ pub const MAX_FEED_LIMIT: usize = 1000;
 /// Largest request body accepted: a post body plus JSON overhead.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
-fn error(status: StatusCode, msg: impl ToString) -> Response {
+pub(crate) fn error(status: StatusCode, msg: impl ToString) -> Response {
     (
         status,
         Json(ApiError {
@@ -47,12 +47,16 @@ pub(crate) async fn serve(
         .route("/v1/id", get(id))
         .route("/v1/posts", post(publish).get(feed))
         .route("/v1/posts/follow", get(follow))
+        .route(super::ingest::BATCH_PATH, super::ingest::route())
         .route("/v1/peers", get(peers).post(add_peer))
         .route("/v1/peers/{id}", axum::routing::delete(remove_peer))
+        .merge(super::operator::routes())
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,
         ))
+        // After the token layer: the dashboard's page and assets hold no data.
+        .merge(super::dashboard::routes())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app)

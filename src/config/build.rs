@@ -127,7 +127,11 @@ pub(crate) fn build(raw: RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<Config,
         )?,
         ping_secs: in_range(g.ping_secs, 1, 3600, &at("ping_secs"), cx)?,
     };
+    let routes = super::routes::build_routes(&raw.routes, &peers, &gateway.owners, cx)?;
+    let filters = super::routes::build_filters(&raw.filters, cx)?;
     Ok(Config {
+        routes,
+        filters,
         node,
         api,
         quic,
@@ -356,9 +360,17 @@ fn build_gateway(raw: &RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<GatewayCo
         Some(s) => Some(secret(s, base, &p.key("mail_secret"), cx)?),
         None => None,
     };
+    let digest_secs = in_range(
+        raw.gateway.digest_secs.unwrap_or(3600),
+        1,
+        DAY_SECS,
+        &p.key("digest_secs"),
+        cx,
+    )?;
     Ok(GatewayConfig {
         owners,
         mail_secret,
+        digest_secs,
     })
 }
 
@@ -393,7 +405,7 @@ fn host_port(s: &str, path: &KeyPath, cx: &Ctx<'_>) -> Result<HostPort, ConfigEr
 
 /// A node or author id: 52 base32 characters that decode to a valid ed25519 public key (a
 /// string that decodes to an invalid point could never verify a signature).
-fn node_id(s: &str, path: &KeyPath, cx: &Ctx<'_>) -> Result<PublicId, ConfigError> {
+pub(super) fn node_id(s: &str, path: &KeyPath, cx: &Ctx<'_>) -> Result<PublicId, ConfigError> {
     let id: PublicId = s.parse().map_err(|_| {
         cx.err(
             path,

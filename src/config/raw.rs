@@ -25,6 +25,8 @@ pub(crate) struct RawConfig {
     pub gateway: RawGateway,
     pub limits: RawLimits,
     pub gossip: RawGossip,
+    pub routes: Vec<super::routes::RawRoute>,
+    pub filters: super::routes::RawFilters,
 }
 
 /// `[node]`
@@ -208,6 +210,8 @@ pub(crate) struct RawGateway {
     pub owners: Vec<String>,
     /// Default: none.
     pub mail_secret: Option<RawSecret>,
+    /// Default 3600 s.
+    pub digest_secs: Option<u64>,
 }
 
 /// `[limits]`

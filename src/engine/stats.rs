@@ -78,6 +78,12 @@ pub struct EngineStats {
     pub posts_stored: u64,
     /// Milliseconds since the engine started.
     pub uptime_ms: u64,
+    /// Reconciliation sessions this node started and finished.
+    pub reconcile_rounds: u64,
+    /// Post ids found missing on one side by those sessions.
+    pub reconcile_repaired: u64,
+    /// Posts waiting in the per-peer outboxes for their peer's pacing bucket.
+    pub outbox_posts: u64,
 }
 
 /// Min, max, mean and total of one quantity across nodes.
@@ -164,6 +170,9 @@ impl Engine {
             members: self.members.len() as u32,
             posts_stored: c.posts_stored,
             uptime_ms: own.uptime_ms,
+            reconcile_rounds: self.ae.rounds,
+            reconcile_repaired: self.ae.repaired,
+            outbox_posts: self.outbox_posts(),
         }
     }
 

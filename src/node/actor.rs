@@ -5,29 +5,38 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use lakitu_transport::{Outgoing, PeerAddr, SendError, SendId, TransportEvent};
 use tokio::sync::mpsc;
 use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
+use super::outbox::{self, Outbox};
+use super::metrics::{SendFailure, Snapshot};
 use super::posts::EnginePosts;
 use super::transports::Running;
 use super::{Command, Shared, now_ms};
 use crate::api::{PeerInfo, Status, TransportStatus};
 use crate::config::Config;
 use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState};
-use crate::gateway::{self, Gateway, Request, Verdict};
+use crate::gateway::{self, Digests, Gateway, Request, Verdict};
 use crate::id::{Identity, PublicId, encode_hex};
 use crate::post::{Post, Topic};
+use crate::routes::{RecentIds, Routes};
 use crate::store::Query;
 
 /// How long a batch of peer posts may wait before it is flushed to disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
+/// How long a frame for a store-and-forward peer may wait for the flush that makes it durable
+/// (it reaches the transport only after it).
+const OUTBOX_FLUSH: Duration = Duration::from_millis(20);
 /// Most sends awaiting a transport's verdict; beyond it the oldest verdicts are forgotten
 /// (the engine's own timeouts still notice lost frames).
 const MAX_PENDING_SENDS: usize = 65_536;
 /// How long a leaving node waits for its goodbyes to be sent.
 const LEAVE_GRACE: Duration = Duration::from_millis(300);
+/// Ids of muted posts remembered, so reconciliation does not fetch them again and again.
+const MUTED_IDS: usize = 65_536;
 
 /// Key under which peers added at run time are kept in the store's peer table.
 fn encode_peer_record(addrs: &[PeerAddr]) -> Vec<u8> {
@@ -97,6 +106,15 @@ pub(crate) struct Actor {
     gateway: Gateway,
     /// Per person (see [`gateway::person`]): where to write and which topics they follow.
     follows: BTreeMap<String, (PeerAddr, BTreeSet<Topic>)>,
+    /// Durable queue of frames for XMPP and email peers.
+    outbox: Outbox,
+    /// New posts for mail followers, sent as periodic digests.
+    digests: Digests,
+    /// Frames ignored because their (unauthenticated) sender is no peer, for the metrics.
+    frames_not_from_peer: u64,
+    /// `[[routes]]` and `[filters]`, replaced on reload.
+    routes: Routes,
+    muted: RecentIds,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -119,7 +137,7 @@ fn load_follows(store: &crate::store::Store) -> BTreeMap<String, (PeerAddr, BTre
 }
 
 impl Actor {
-    pub fn new(shared: Shared, transports: Running, identity: Identity) -> Actor {
+    pub fn new(shared: Shared, transports: Running, identity: Identity, outbox: Outbox) -> Actor {
         let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
         let config = shared.config.clone();
         let config = &*config;
@@ -150,6 +168,11 @@ impl Actor {
             flush_at: None,
             gateway: Gateway::new(&config.gateway.owners, mail_secret(config)),
             follows: BTreeMap::new(),
+            outbox,
+            digests: Digests::default(),
+            frames_not_from_peer: 0,
+            routes: Routes::from_config(config),
+            muted: RecentIds::new(MUTED_IDS),
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -191,6 +214,7 @@ impl Actor {
         loop {
             let tick_at = self.tick_deadline();
             let flush_at = self.flush_at;
+            let chores_at = self.chores_deadline();
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.on_command(cmd),
@@ -208,6 +232,7 @@ impl Actor {
                 }
                 () = sleep_until(tick_at) => self.engine_event(Event::Tick),
                 () = async { sleep_until(flush_at.unwrap_or(tick_at)).await }, if flush_at.is_some() => self.flush(),
+                () = async { sleep_until(chores_at.unwrap_or(tick_at)).await }, if chores_at.is_some() => self.chores(),
                 () = &mut shutdown => {
                     info!("shutting down: leaving the network");
                     self.engine_event(Event::Leave);
@@ -225,8 +250,13 @@ impl Actor {
             if self.dirty && self.flush_at.is_none() {
                 self.flush_at = Some(TokioInstant::now() + FLUSH_EVERY);
             }
+            if self.outbox.has_unreleased() {
+                let soon = TokioInstant::now() + OUTBOX_FLUSH;
+                self.flush_at = Some(self.flush_at.map_or(soon, |t| t.min(soon)));
+            }
         }
         self.flush();
+        self.send_digests(u64::MAX);
         self.transports.shutdown().await;
     }
 
@@ -238,11 +268,66 @@ impl Actor {
 
     fn flush(&mut self) {
         self.flush_at = None;
-        if std::mem::take(&mut self.dirty)
-            && let Err(e) = self.shared.store.flush()
-        {
-            warn!(error = %e, "store flush failed");
-            self.dirty = true;
+        if std::mem::take(&mut self.dirty) {
+            if let Err(e) = self.shared.store.flush() {
+                warn!(error = %e, "store flush failed");
+                self.dirty = true;
+                return;
+            }
+            self.outbox_send(false);
+        }
+    }
+
+    /// When the next outbox retry or digest is due.
+    fn chores_deadline(&self) -> Option<TokioInstant> {
+        let at = match (self.outbox.next_retry(), self.digests.next_due()) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
+        let wait = Duration::from_millis(at.saturating_sub(now_ms()));
+        Some(TokioInstant::now() + wait)
+    }
+
+    fn chores(&mut self) {
+        self.outbox_send(true);
+        self.send_digests(now_ms());
+    }
+
+    /// Send the digests due at `now` (all of them on shutdown, so none is lost).
+    fn send_digests(&mut self, now: u64) {
+        for mail in self.digests.take_due(now) {
+            info!(to = %mail.to, "sending a digest");
+            self.send_human_titled(&mail.to, Some(mail.subject), mail.text);
+        }
+    }
+
+    /// Hand outbox frames to their transports: the ones just made durable (`retry` false) or
+    /// the ones whose retry is due. Frames refused for good are reported to the engine.
+    fn outbox_send(&mut self, retry: bool) {
+        let Actor {
+            outbox,
+            transports,
+            next_send,
+            ..
+        } = self;
+        let mut send = |addr: &PeerAddr, frame: Bytes| {
+            let transport = transports
+                .get(addr.scheme())
+                .ok_or_else(|| SendError::BadAddress(format!("{addr} (transport not enabled)")))?;
+            *next_send += 1;
+            let id = SendId(*next_send);
+            transport
+                .send(id, addr, Outgoing::Frame(frame))
+                .map(|()| id)
+        };
+        let now = now_ms();
+        let refused = if retry {
+            outbox.retry_due(now, &mut send)
+        } else {
+            outbox.release(now, &mut send)
+        };
+        for (to, addr) in refused {
+            self.engine_event(Event::SendFailed { to, addr });
         }
     }
 
@@ -252,6 +337,8 @@ impl Actor {
         let mut posts = EnginePosts {
             store: &self.shared.store,
             dirty: &mut dirty,
+            routes: &self.routes,
+            muted: &mut self.muted,
         };
         self.engine.handle(event, now_ms(), &mut posts);
         self.dirty |= dirty;
@@ -263,25 +350,45 @@ impl Actor {
     fn act(&mut self, action: Action) {
         match action {
             Action::Send {
-                to, addr, bytes, ..
+                to,
+                addr,
+                kind,
+                bytes,
             } => {
+                let Some(bytes) = self.route(&to, &addr, kind, bytes) else {
+                    return;
+                };
+                // Store-and-forward peers: durable first, handed over after the flush.
+                if outbox::applies_to(&addr) && self.transports.get(addr.scheme()).is_some() {
+                    match self.outbox.push(to, &addr, kind, bytes.clone()) {
+                        Ok(()) => {
+                            self.dirty = true;
+                            return;
+                        }
+                        Err(e) => warn!(error = %e, "outbox write failed; sending without it"),
+                    }
+                }
                 let Some(transport) = self.transports.get(addr.scheme()) else {
                     debug!(%addr, "no transport for address");
                     return;
                 };
                 self.next_send += 1;
                 let id = SendId(self.next_send);
+                let (len, metrics) = (bytes.len(), &self.shared.metrics);
                 match transport.send(id, &addr, Outgoing::Frame(bytes)) {
                     Ok(()) => {
+                        metrics.frame_sent(addr.scheme(), kind, len, now_ms());
                         if self.pending.len() >= MAX_PENDING_SENDS {
                             self.pending.clear();
                         }
                         self.pending.insert(id, (to, addr));
                     }
                     Err(SendError::QueueFull) => {
+                        metrics.send_failed(addr.scheme(), SendFailure::QueueFull, now_ms());
                         debug!(peer = %to.short(), "transport queue full; frame dropped")
                     }
                     Err(e) => {
+                        metrics.send_failed(addr.scheme(), SendFailure::Refused, now_ms());
                         debug!(peer = %to.short(), error = %e, "send refused");
                         self.engine_event(Event::SendFailed { to, addr });
                     }
@@ -290,6 +397,7 @@ impl Actor {
             Action::Deliver { post, hops } => {
                 debug!(id = ?post.id(), hops, "post received");
                 self.tell_followers(&post);
+                self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
             }
             Action::PeerState { id, state } => info!(peer = %id.short(), ?state, "peer state"),
@@ -306,9 +414,13 @@ impl Actor {
                 authenticated,
                 payload,
             } => {
+                self.shared
+                    .metrics
+                    .frame_received(from.scheme(), &payload, now_ms());
                 // Over carriers that do not authenticate the sender (XMPP, email) anyone can
                 // write to our account: only addresses of configured or known members count.
                 if authenticated.is_none() && !self.is_peer_address(&from) {
+                    self.frames_not_from_peer += 1;
                     info!(%from, bytes = payload.len(), "frame from an address that is not a peer ignored");
                     return;
                 }
@@ -320,11 +432,17 @@ impl Actor {
                 });
             }
             TransportEvent::Sent { id } => {
-                self.pending.remove(&id);
+                if !self.outbox.on_sent(id) {
+                    self.pending.remove(&id);
+                }
             }
             TransportEvent::Failed { id, to, error } => {
                 debug!(%to, %error, "send failed");
-                if let Some((peer, addr)) = self.pending.remove(&id) {
+                self.shared
+                    .metrics
+                    .send_failed(to.scheme(), SendFailure::Failed, now_ms());
+                let failed = self.outbox.on_failed(id, now_ms());
+                if let Some((peer, addr)) = failed.or_else(|| self.pending.remove(&id)) {
                     self.engine_event(Event::SendFailed { to: peer, addr });
                 }
             }
@@ -345,6 +463,7 @@ impl Actor {
             Command::Published(post) => {
                 info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
                 self.tell_followers(&post);
+                self.forward_to_owners(&post);
                 self.engine_event(Event::LocalPost(post));
             }
             Command::Reply { to, text } => self.send_human(&to, text),
@@ -353,6 +472,9 @@ impl Actor {
             }
             Command::Peers(reply) => {
                 let _ = reply.send(self.peers());
+            }
+            Command::Snapshot(reply) => {
+                let _ = reply.send(self.snapshot());
             }
             Command::AddPeer(id, addrs) => {
                 if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
@@ -374,7 +496,12 @@ impl Actor {
                     });
                 }
                 self.engine_event(Event::SetInterests(interests(&config)));
-                info!(peers = config.peers.len(), "configuration reloaded");
+                self.routes = Routes::from_config(&config);
+                info!(
+                    peers = config.peers.len(),
+                    routes = config.routes.len(),
+                    "configuration reloaded"
+                );
             }
         }
     }
@@ -490,7 +617,8 @@ impl Actor {
         }
     }
 
-    /// Send a new post to every person following one of its topics.
+    /// Send a new post to every person following one of its topics: at once by chat, in the
+    /// next digest by mail.
     fn tell_followers(&mut self, post: &Post) {
         let to: Vec<PeerAddr> = self
             .follows
@@ -498,18 +626,68 @@ impl Actor {
             .filter(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)))
             .map(|(addr, _)| addr.clone())
             .collect();
+        let period = self.shared.config.gateway.digest_secs.max(1) * 1000;
         for addr in to {
-            self.send_human(&addr, gateway::render(post));
+            if addr.scheme() == lakitu_transport::Scheme::Mail {
+                self.digests.add(&addr, post.clone(), now_ms(), period);
+            } else {
+                self.send_human(&addr, gateway::render(post));
+            }
+        }
+    }
+
+    /// Apply `[[routes]]` and `[filters]` to a frame the engine sends: `None` when nothing in
+    /// it may go to that peer over that transport.
+    fn route(
+        &self,
+        to: &PublicId,
+        addr: &PeerAddr,
+        kind: crate::engine::Kind,
+        bytes: bytes::Bytes,
+    ) -> Option<bytes::Bytes> {
+        if self.routes.is_empty() {
+            return Some(bytes);
+        }
+        let store = &self.shared.store;
+        let out = self.routes.filter_frame(
+            to,
+            addr,
+            kind,
+            bytes,
+            self.shared.identity.signing_key(),
+            |id| store.get(id).ok().flatten(),
+        );
+        if out.withheld > 0 {
+            debug!(peer = %to.short(), %addr, ?kind, withheld = out.withheld, "routes withheld posts");
+        }
+        out.bytes
+    }
+
+    /// Send a new post to the owners the routes forward it to (once per person, and not to
+    /// someone who already follows one of its topics through the gateway).
+    fn forward_to_owners(&mut self, post: &Post) {
+        for addr in self.routes.forward_to(post) {
+            let follows = self
+                .follows
+                .get(&gateway::person(&addr))
+                .is_some_and(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)));
+            if !follows {
+                self.send_human(&addr, gateway::render(post));
+            }
         }
     }
 
     fn send_human(&mut self, to: &PeerAddr, text: String) {
+        let subject = (to.scheme() == lakitu_transport::Scheme::Mail).then(|| "Lakitu".to_string());
+        self.send_human_titled(to, subject, text);
+    }
+
+    fn send_human_titled(&mut self, to: &PeerAddr, subject: Option<String>, text: String) {
         let Some(transport) = self.transports.get(to.scheme()) else {
             debug!(%to, "no transport to answer a person on");
             return;
         };
         self.next_send += 1;
-        let subject = (to.scheme() == lakitu_transport::Scheme::Mail).then(|| "Lakitu".to_string());
         if let Err(e) = transport.send(
             SendId(self.next_send),
             to,
@@ -531,18 +709,44 @@ impl Actor {
             store_bytes: s.store.size_on_disk().unwrap_or(0),
             peers: peers.len(),
             peers_alive: peers.iter().filter(|p| p.state == PeerState::Alive).count(),
-            transports: self
-                .transports
-                .all
-                .iter()
-                .map(|(scheme, t)| TransportStatus {
-                    scheme: scheme.as_str().to_string(),
-                    address: t.local_addr().to_string(),
-                    up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
-                })
-                .collect(),
+            transports: self.transport_statuses(),
             world_hash: encode_hex(&self.engine.world_hash()),
             data_dir: s.config.node.data_dir.display().to_string(),
+        }
+    }
+
+    fn transport_statuses(&self) -> Vec<TransportStatus> {
+        self.transports
+            .all
+            .iter()
+            .map(|(scheme, t)| TransportStatus {
+                scheme: scheme.as_str().to_string(),
+                address: t.local_addr().to_string(),
+                up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
+            })
+            .collect()
+    }
+
+    /// The figures of a metrics scrape or a dashboard refresh.
+    fn snapshot(&self) -> Snapshot {
+        let mut peers_by_state = BTreeMap::new();
+        for p in self.engine.peers() {
+            let state = match p.state {
+                PeerState::Alive => "alive",
+                PeerState::Suspect => "suspect",
+                PeerState::Dead => "dead",
+                PeerState::Left => "left",
+            };
+            *peers_by_state.entry(state).or_insert(0) += 1;
+        }
+        Snapshot {
+            engine: self.engine.stats(),
+            world: self.engine.world_stats(),
+            posts_stored: self.shared.store.post_count(),
+            peers_by_state,
+            pending_sends: self.pending.len() as u64,
+            frames_not_from_peer: self.frames_not_from_peer,
+            transports: self.transport_statuses(),
         }
     }
 

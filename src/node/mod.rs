@@ -4,6 +4,8 @@
 
 mod actor;
 mod commit;
+mod outbox;
+pub(crate) mod metrics;
 mod posts;
 mod transports;
 
@@ -101,6 +103,8 @@ pub(crate) enum Command {
     RemovePeer(PublicId, oneshot::Sender<bool>),
     /// Apply a reloaded configuration (peers and interests).
     Reload(Box<Config>),
+    /// Report the figures a metrics scrape or the dashboard needs.
+    Snapshot(oneshot::Sender<metrics::Snapshot>),
     /// Send a plain message to a person (a gateway answer computed off the actor).
     Reply {
         /// The person.
@@ -120,6 +124,8 @@ pub(crate) struct Shared {
     /// New posts (local or from peers), for `feed --follow`.
     pub posts: broadcast::Sender<Post>,
     pub commands: mpsc::Sender<Command>,
+    /// Live counters for `/metrics` and the dashboard.
+    pub metrics: Arc<metrics::Metrics>,
     /// Group commit of local posts.
     committer: commit::Committer,
 }
@@ -221,6 +227,7 @@ pub async fn run(
         token: token.into(),
         posts,
         commands,
+        metrics: Arc::new(metrics::Metrics::new()),
         committer: commit::Committer::start(store.clone()),
     };
 
@@ -249,7 +256,8 @@ pub async fn run(
         let _ = api_stopped.await;
     }));
 
-    let actor = actor::Actor::new(shared, running, identity_seed_engine(&identity));
+    let outbox = outbox::Outbox::open(store.clone(), outbox::Limits::default(), now_ms())?;
+    let actor = actor::Actor::new(shared, running, identity_seed_engine(&identity), outbox);
     actor.run(command_rx, events_rx, shutdown).await;
     let _ = stop_api.send(());
     if let Err(e) = server.await {

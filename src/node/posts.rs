@@ -4,6 +4,7 @@ use tracing::warn;
 
 use crate::engine::{PostStore, Scope};
 use crate::post::{Post, PostId};
+use crate::routes::{RecentIds, Routes};
 use crate::store::{ItemScope, Store};
 
 /// Adapts the store for one call into the engine. Inserts are not flushed here: the actor
@@ -13,10 +14,17 @@ pub(crate) struct EnginePosts<'a> {
     pub store: &'a Store,
     /// Set when something was inserted and a flush is due.
     pub dirty: &'a mut bool,
+    /// The `[filters]` policy: muted posts are not stored.
+    pub routes: &'a Routes,
+    /// Ids of muted posts seen lately, reported as held so they are not asked for again.
+    pub muted: &'a mut RecentIds,
 }
 
 impl PostStore for EnginePosts<'_> {
     fn contains(&self, id: &PostId) -> bool {
+        if self.muted.contains(id) {
+            return true;
+        }
         self.store.contains(id).unwrap_or_else(|e| {
             warn!(error = %e, "store read failed");
             false
@@ -31,6 +39,11 @@ impl PostStore for EnginePosts<'_> {
     }
 
     fn insert(&mut self, post: &Post) -> bool {
+        if self.routes.muted(post) {
+            tracing::debug!(id = ?post.id(), author = %post.author().short(), "muted post not stored");
+            self.muted.insert(post.id());
+            return false;
+        }
         match self.store.insert(post) {
             Ok(new) => {
                 *self.dirty |= new;

@@ -49,6 +49,15 @@ impl Outbox {
 }
 
 impl Engine {
+    /// Posts waiting in every peer's outbox (for the node's metrics).
+    pub(crate) fn outbox_posts(&self) -> u64 {
+        self.diss
+            .outbox
+            .values()
+            .map(|o| o.entries.len() as u64)
+            .sum()
+    }
+
     /// Queue a payload for a peer; it leaves at the end of this `handle` call or, when the
     /// peer's bucket is empty, with the next batch (see the module documentation).
     pub(super) fn queue_push(&mut self, to: PublicId, hops: u8, relay: Relay, post: Post) {
