@@ -516,6 +516,12 @@ fn print_status(s: &Status) {
     println!("uptime     {}s", s.uptime_secs);
     println!("posts      {} ({} bytes on disk)", s.posts, s.store_bytes);
     println!("peers      {} known, {} alive", s.peers, s.peers_alive);
+    if s.outbox_queued > 0 {
+        println!(
+            "outbox     {} frames waiting for XMPP/email peers",
+            s.outbox_queued
+        );
+    }
     for t in &s.transports {
         println!(
             "transport  {:<6} {} {}",

@@ -361,6 +361,12 @@ fn posts_queued_while_smtp_is_down_survive_a_sigkill_and_all_arrive() {
         a.log()
             .contains("outbox: frames from the last run will be sent again")
     });
+    // SMTP is still down, so nothing can have been acknowledged: status shows the backlog.
+    let waiting = a.status()["outbox_queued"].as_u64().expect("outbox_queued");
+    assert!(
+        waiting > 0,
+        "status shows no outbox backlog while SMTP is down"
+    );
     mail.start_smtp();
     wait_or_dump(
         240,

@@ -78,6 +78,9 @@ pub struct Status {
     pub transports: Vec<TransportStatus>,
     /// The membership view's merkle root (hex), equal on nodes whose views agree.
     pub world_hash: String,
+    /// Frames waiting in the durable outbox for XMPP and email peers.
+    #[serde(default)]
+    pub outbox_queued: usize,
     /// The data directory.
     pub data_dir: String,
 }

@@ -718,6 +718,7 @@ impl Actor {
             peers_alive: peers.iter().filter(|p| p.state == PeerState::Alive).count(),
             transports: self.transport_statuses(),
             world_hash: encode_hex(&self.engine.world_hash()),
+            outbox_queued: self.outbox.stats().queued,
             data_dir: s.config.node.data_dir.display().to_string(),
         }
     }
