@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use serde::{Deserialize, Serialize};
 
-use crate::node::{Command, Shared, now_ms};
+use crate::node::{Shared, now_ms};
 use crate::post::{MAX_POST_BYTES, Post, PostError};
 
 /// Path of the batch ingest route.
@@ -217,11 +217,11 @@ async fn batch(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
         Err(e) => return refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
     // Durable now: hand the new posts on as local ones (followers, then dissemination).
-    for p in new {
+    for p in &new {
         let _ = s.posts.send(p.clone());
-        if s.commands.send(Command::Published(p)).await.is_err() {
-            return refuse(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
-        }
+    }
+    if !new.is_empty() && s.hand_to_actor(new).await.is_err() {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
     }
     (StatusCode::OK, axum::Json(result)).into_response()
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lakitu_transport::{Outgoing, PeerAddr, SendError, SendId, TransportEvent};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
@@ -108,6 +108,8 @@ pub(crate) struct Actor {
     follows: BTreeMap<String, (PeerAddr, BTreeSet<Topic>)>,
     /// Durable queue of frames for XMPP and email peers.
     outbox: Outbox,
+    /// Publishers waiting for the outbox frames of their posts to be durable.
+    after_flush: Vec<oneshot::Sender<()>>,
     /// New posts for mail followers, sent as periodic digests.
     digests: Digests,
     /// Frames ignored because their (unauthenticated) sender is no peer, for the metrics.
@@ -169,6 +171,7 @@ impl Actor {
             gateway: Gateway::new(&config.gateway.owners, mail_secret(config)),
             follows: BTreeMap::new(),
             outbox,
+            after_flush: Vec::new(),
             digests: Digests::default(),
             frames_not_from_peer: 0,
             routes: Routes::from_config(config),
@@ -276,6 +279,11 @@ impl Actor {
                 return;
             }
             self.outbox_send(false);
+        }
+        if !self.dirty {
+            for queued in self.after_flush.drain(..) {
+                let _ = queued.send(());
+            }
         }
     }
 
@@ -465,11 +473,20 @@ impl Actor {
 
     fn on_command(&mut self, cmd: Command) {
         match cmd {
-            Command::Published(post) => {
-                info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
-                self.tell_followers(&post);
-                self.forward_to_owners(&post);
-                self.engine_event(Event::LocalPost(post));
+            Command::Published(posts, queued) => {
+                for post in posts {
+                    info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
+                    self.tell_followers(&post);
+                    self.forward_to_owners(&post);
+                    self.engine_event(Event::LocalPost(post));
+                }
+                if let Some(queued) = queued {
+                    if self.outbox.has_unreleased() {
+                        self.after_flush.push(queued);
+                    } else {
+                        let _ = queued.send(());
+                    }
+                }
             }
             Command::Reply { to, text } => self.send_human(&to, text),
             Command::Status(reply) => {

@@ -91,8 +91,10 @@ pub enum PublishError {
 
 /// Requests from the API (and later the gateway) to the actor.
 pub(crate) enum Command {
-    /// A local post is durable; disseminate it.
-    Published(Post),
+    /// Local posts are durable; disseminate them. The sender, when given, is answered once the
+    /// frames they made for store-and-forward peers (the durable outbox) are durable too, so an
+    /// acknowledged post reaches a mail or XMPP peer even if the node is killed right after.
+    Published(Vec<Post>, Option<oneshot::Sender<()>>),
     /// Report status.
     Status(oneshot::Sender<Status>),
     /// Report peers.
@@ -154,11 +156,19 @@ impl Shared {
                 commit::CommitError::Stopped => PublishError::ShuttingDown,
             })?;
         let _ = self.posts.send(post.clone());
+        self.hand_to_actor(vec![post.clone()]).await?;
+        Ok(post)
+    }
+
+    /// Hand durable local posts to the actor and wait until what they queued for
+    /// store-and-forward peers is durable as well: only then are they acknowledged.
+    pub(crate) async fn hand_to_actor(&self, posts: Vec<Post>) -> Result<(), PublishError> {
+        let (queued, wait) = oneshot::channel();
         self.commands
-            .send(Command::Published(post.clone()))
+            .send(Command::Published(posts, Some(queued)))
             .await
             .map_err(|_| PublishError::ShuttingDown)?;
-        Ok(post)
+        wait.await.map_err(|_| PublishError::ShuttingDown)
     }
 
     /// Ask the actor something and wait for the answer.

@@ -1,6 +1,7 @@
 //! Test support: real `lakitu` processes in temporary data directories on loopback.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -93,7 +94,13 @@ impl Node {
     /// Start the daemon and wait (at most 20 s) until its API answers.
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
-        let log = std::fs::File::create(self.dir.path().join("daemon.log")).expect("log file");
+        // Appended, not truncated: a failure after a restart needs the run before it too.
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("daemon.log"))
+            .expect("log file");
+        let _ = writeln!(log, "----- daemon start -----");
         let child = Command::new(bin())
             .arg("--dir")
             .arg(self.dir.path())
@@ -114,12 +121,12 @@ impl Node {
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("daemon exited with {status}: {}", self.log());
+                panic!("daemon exited with {status}: {}", self.log_tail(300));
             }
             assert!(
                 Instant::now() < deadline,
                 "daemon did not answer in 20 s: {}",
-                self.log()
+                self.log_tail(300)
             );
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -130,9 +137,16 @@ impl Node {
         self.child.as_ref().expect("running").id()
     }
 
-    /// The daemon's log so far.
+    /// The daemon's log so far, every run of it.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// The last `lines` lines of the daemon's log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let log = self.log();
+        let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
     /// SIGKILL the daemon: no chance to flush anything.
@@ -156,13 +170,13 @@ impl Node {
                     assert!(
                         status.success(),
                         "daemon exited with {status}: {}",
-                        self.log()
+                        self.log_tail(300)
                     );
                     return;
                 }
                 if Instant::now() > deadline {
                     let _ = c.kill();
-                    panic!("daemon did not stop in 20 s: {}", self.log());
+                    panic!("daemon did not stop in 20 s: {}", self.log_tail(300));
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -422,6 +436,19 @@ impl Mail {
     /// Start the SMTP server again after [`Mail::stop_smtp`].
     pub fn start_smtp(&self) {
         self.smtp_script("start");
+    }
+
+    /// The last `lines` lines of the Postfix and Dovecot logs, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for name in ["postfix.log", "dovecot.log"] {
+            let log = std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(lines).collect();
+            out.push_str(&format!("--- {name} tail:\n"));
+            out.push_str(&tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+            out.push('\n');
+        }
+        out
     }
 
     fn smtp_script(&self, what: &str) {
