@@ -21,6 +21,7 @@
 mod buckets;
 mod hash;
 mod riblt;
+pub mod sample;
 mod wire;
 
 use buckets::{bucket_bounds, in_intervals, merge_buckets, range_fingerprint, summarise};
