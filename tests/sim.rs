@@ -203,6 +203,21 @@ fn lakitu_delivers_every_post_without_faults_in_one_copy_each() {
     assert!(r.max_hops <= 3, "{r:?}");
 }
 
+/// A burst leaves in PushBatch frames; every post in them counts as a copy, so a delivery
+/// can never cost less than one (the count once saw only the last post of a batch).
+#[test]
+fn lakitu_burst_posts_travel_in_batches_and_every_copy_is_counted() {
+    let s = Scenario {
+        posts: 300,
+        post_interval: 0,
+        ..Scenario::stable(200, SEED)
+    };
+    let r = lakitu(&s);
+    assert_full_delivery(&r);
+    assert!(r.copies_per_delivery >= 1.0, "{r:?}");
+    assert!(r.copies_per_delivery <= 1.1, "{r:?}");
+}
+
 #[test]
 fn lakitu_delivers_every_post_with_a_fifth_crashed() {
     let s = Scenario {

@@ -21,6 +21,7 @@ use lakitu_transport::{PeerAddr, Scheme};
 use super::net::Link;
 use super::scenario::{self, Scenario};
 use super::world::{Ctx, NodeId, Outbox, PeerStatus, PostIdx, Sim, SimNode, Time};
+use crate::engine::wire::{self, Message};
 use crate::engine::{
     Action, Engine, EngineConfig, Event, Interests, Kind, MemStore, PeerState, PostStore,
 };
@@ -165,10 +166,10 @@ impl LakituNode {
                         e.0 += 1;
                         e.1 += bytes.len() as u64;
                     }
-                    let carries = if kind.is_payload() {
-                        carried_post(ctx, &bytes).into_iter().collect()
-                    } else {
-                        Vec::new()
+                    let carries = match kind {
+                        Kind::Push => carried_post(ctx, &bytes).into_iter().collect(),
+                        Kind::PushBatch => batch_posts(ctx, &bytes, &to),
+                        _ => Vec::new(),
                     };
                     out.send(node, bytes, carries);
                 }
@@ -225,6 +226,17 @@ fn carried_post(ctx: &Ctx<'_>, frame: &Bytes) -> Option<PostIdx> {
     let end = frame.len().checked_sub(if signed { 64 } else { 0 })?;
     let sig: [u8; 64] = frame.get(end.checked_sub(64)?..end)?.try_into().ok()?;
     ctx.post_by_signature.get(&sig).copied()
+}
+
+/// Every post a PushBatch carries (all of them count as copies, not only the last one).
+fn batch_posts(ctx: &Ctx<'_>, frame: &Bytes, recipient: &PublicId) -> Vec<PostIdx> {
+    match wire::decode(frame, recipient, usize::MAX, false).map(|f| f.message) {
+        Ok(Message::PushBatch(entries)) => entries
+            .iter()
+            .filter_map(|e| ctx.post_index.get(&e.post.id()).copied())
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 impl SimNode for LakituNode {
