@@ -78,17 +78,12 @@ impl Netns {
         let path = format!("/run/netns/{}", self.name);
         std::thread::scope(|s| {
             let handle = s.spawn(|| {
-                let file = std::fs::File::open(&path)
-                    .unwrap_or_else(|e| panic!("open {path}: {e}"));
+                let file =
+                    std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
                 // SAFETY: setns only reads the descriptor, which `file` keeps open for the call;
                 // it changes the network namespace of this thread alone.
                 let rc = unsafe { setns(file.as_raw_fd(), CLONE_NEWNET) };
-                assert_eq!(
-                    rc,
-                    0,
-                    "setns({path}): {}",
-                    std::io::Error::last_os_error()
-                );
+                assert_eq!(rc, 0, "setns({path}): {}", std::io::Error::last_os_error());
                 f()
             });
             match handle.join() {
