@@ -186,6 +186,16 @@ fn a_packet_level_partition_heals_and_both_sides_converge() {
             })
         });
         let detected = cut.elapsed();
+        // Then dead: the long-partition case, where only the periodic reconnect probe of dead
+        // members (not the suspect probe) can find the other side again after the heal.
+        wait_until(90, "each side to declare the other dead", || {
+            (0..6).all(|i| {
+                across(i)
+                    .iter()
+                    .all(|&j| state_of(&nodes[i], &ids[j]).is_some_and(|s| s == "dead"))
+            })
+        });
+        let dead = cut.elapsed();
         // Each side still converges on its own posts.
         wait_until(60, "each side to hold its own side's posts", || {
             side_a.iter().all(|&i| holds_all(&nodes[i], &posted_a))
@@ -201,10 +211,6 @@ fn a_packet_level_partition_heals_and_both_sides_converge() {
             })
             .sum::<usize>();
         assert_eq!(leaked, 0, "posts crossed the partition: {}", ns.rules());
-        let states: Vec<String> = across(0)
-            .iter()
-            .filter_map(|&j| state_of(&nodes[0], &ids[j]))
-            .collect();
         let partitioned_for = cut.elapsed();
 
         // Heal: remove the rules; nobody is told. Failure detection and anti-entropy must find
@@ -230,11 +236,12 @@ fn a_packet_level_partition_heals_and_both_sides_converge() {
         }
         println!(
             "netfaults partition: 6 nodes (3 | 3), {} posts during the cut, 0 crossed; other side \
-             not alive everywhere {:.1} s after the cut (node 0 saw {states:?} after {:.1} s); \
-             after the heal every node held all {} posts in {:.1} s and membership (all alive, \
-             one world hash) converged in {:.1} s",
+             not alive everywhere {:.1} s after the cut, dead everywhere after {:.1} s; healed \
+             after {:.1} s; then every node held all {} posts in {:.1} s and membership (all \
+             alive, one world hash) converged in {:.1} s",
             posted_a.len() + posted_b.len(),
             detected.as_secs_f64(),
+            dead.as_secs_f64(),
             partitioned_for.as_secs_f64(),
             everything.len(),
             posts_converged.as_secs_f64(),
