@@ -3,61 +3,9 @@
 //!
 //! Run: `cargo run --release --example reconcile_bench` (add `-- quick` for fewer seeds).
 
+use lakitu::engine::reconcile::sample::{Layout, sets};
 use lakitu::engine::reconcile::{Item, Limits, Session};
-use rand::rngs::StdRng;
-use rand::{Rng, RngCore, SeedableRng};
-use std::collections::BTreeSet;
 use std::time::Instant;
-
-#[derive(Clone, Copy, Debug)]
-enum Layout {
-    Spread,
-    Newest,
-}
-
-/// Two sets of `n` items each whose symmetric difference is `d` items, half on each side.
-fn sets(n: usize, d: usize, layout: Layout, seed: u64) -> (Vec<Item>, Vec<Item>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let total = n + d.div_ceil(2);
-    let mut all: Vec<Item> = (0..total)
-        .map(|k| {
-            let mut id = [0u8; 32];
-            rng.fill_bytes(&mut id);
-            Item {
-                timestamp: 1_700_000_000_000 + k as u64 * 60_000 + rng.random_range(0..1000),
-                id,
-            }
-        })
-        .collect();
-    all.sort();
-    let mut diff: Vec<usize> = match layout {
-        Layout::Newest => (total - d..total).collect(),
-        Layout::Spread => {
-            let mut picked = BTreeSet::new();
-            while picked.len() < d {
-                picked.insert(rng.random_range(0..total));
-            }
-            picked.into_iter().collect()
-        }
-    };
-    if matches!(layout, Layout::Spread) {
-        for i in (1..diff.len()).rev() {
-            let j = rng.random_range(0..=i);
-            diff.swap(i, j);
-        }
-    }
-    let only_a: BTreeSet<usize> = diff.iter().step_by(2).copied().collect();
-    let only_b: BTreeSet<usize> = diff.iter().skip(1).step_by(2).copied().collect();
-    let a = (0..total)
-        .filter(|k| !only_b.contains(k))
-        .map(|k| all[k])
-        .collect();
-    let b = (0..total)
-        .filter(|k| !only_a.contains(k))
-        .map(|k| all[k])
-        .collect();
-    (a, b)
-}
 
 #[derive(Default, Clone, Copy)]
 struct Run {

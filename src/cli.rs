@@ -309,7 +309,8 @@ fn run(paths: &Paths) -> Result<()> {
         init(paths, false)?;
     }
     let config = paths.load()?;
-    runtime()?.block_on(async {
+    let rt = runtime()?;
+    let result = rt.block_on(async {
         crate::node::run(
             config,
             paths.config.exists().then(|| paths.config.clone()),
@@ -317,7 +318,11 @@ fn run(paths: &Paths) -> Result<()> {
         )
         .await
         .context("the node stopped with an error")
-    })
+    });
+    // The store is flushed by now; dropping the runtime would wait without limit for any
+    // blocking task still running, so give them a moment and exit.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
 }
 
 /// Resolves on SIGINT or SIGTERM.

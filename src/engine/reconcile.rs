@@ -21,6 +21,7 @@
 mod buckets;
 mod hash;
 mod riblt;
+pub mod sample;
 mod wire;
 
 use buckets::{bucket_bounds, in_intervals, merge_buckets, range_fingerprint, summarise};
@@ -318,6 +319,9 @@ impl Session {
         let local = riblt::encode(ours.iter().map(|i| &i.id), &keys, s.start, s.cells.len());
         let our_ids = id_set(ours.iter().copied(), &keys);
         decoder.extend(&s.cells, &local, &our_ids, &keys);
+        if decoder.is_inconsistent() {
+            return Err(ReconcileError::DecodeFailed(decoder.len()));
+        }
         if decoder.is_complete() {
             // The decoded difference must turn our range fingerprint into theirs.
             let mut fp = range_fingerprint(&ours, &keys);

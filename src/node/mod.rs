@@ -208,6 +208,9 @@ fn load_or_create_token(data_dir: &Path) -> Result<String, NodeError> {
     Ok(token)
 }
 
+/// Longest wait at shutdown for control API requests in progress.
+const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Run the daemon until `shutdown` resolves. With `config_path`, SIGHUP reloads peers and
 /// interests from that file (a broken file is reported and the running config kept).
 pub async fn run(
@@ -270,8 +273,16 @@ pub async fn run(
     let actor = actor::Actor::new(shared, running, identity_seed_engine(&identity), outbox);
     actor.run(command_rx, events_rx, shutdown).await;
     let _ = stop_api.send(());
-    if let Err(e) = server.await {
-        warn!(error = %e, "control API task failed");
+    // A graceful stop waits for open responses; a client that never finishes its request must
+    // not keep the node from exiting.
+    let mut server = server;
+    match tokio::time::timeout(API_DRAIN, &mut server).await {
+        Ok(Err(e)) => warn!(error = %e, "control API task failed"),
+        Ok(Ok(())) => {}
+        Err(_) => {
+            warn!(limit = ?API_DRAIN, "control API requests still open; closing them");
+            server.abort();
+        }
     }
     let _ = std::fs::remove_file(&addr_file);
     tokio::task::spawn_blocking(move || store.flush())

@@ -2,16 +2,22 @@
 //! adapter crates; the actor only sees `dyn Transport`.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lakitu_email::{EmailConfig, EmailTransport, Tls as MailTls};
 use lakitu_quic::{QuicConfig, QuicTransport};
 use lakitu_transport::{Scheme, Transport, TransportEvent};
 use lakitu_xmpp::{XmppConfig, XmppTls, XmppTransport};
 use tokio::sync::mpsc;
+use tracing::warn;
 
 use super::NodeError;
 use crate::config::{Config, TlsMode};
 use crate::id::Identity;
+
+/// Longest graceful close of the transports at shutdown. What is still unsent then is not
+/// lost: the store is crash-safe and the durable outbox sends it again after the restart.
+const CLOSE_LIMIT: Duration = Duration::from_secs(8);
 
 /// The running transports.
 pub(crate) struct Running {
@@ -31,16 +37,30 @@ impl Running {
         self.all.iter().find(|(s, _)| *s == scheme).map(|(_, t)| t)
     }
 
-    /// Close every transport, waiting for QUIC to flush what it can.
+    /// Close every transport, all at once, letting each flush what it can for at most
+    /// [`CLOSE_LIMIT`]: a stop must not hang on a server that stopped answering.
     pub async fn shutdown(&self) {
-        if let Some(q) = &self.quic {
-            q.shutdown().await;
-        }
-        if let Some(x) = &self.xmpp {
-            x.shutdown().await;
-        }
-        if let Some(e) = &self.email {
-            e.shutdown().await;
+        let graceful = async {
+            tokio::join!(
+                async {
+                    if let Some(q) = &self.quic {
+                        q.shutdown().await;
+                    }
+                },
+                async {
+                    if let Some(x) = &self.xmpp {
+                        x.shutdown().await;
+                    }
+                },
+                async {
+                    if let Some(e) = &self.email {
+                        e.shutdown().await;
+                    }
+                },
+            )
+        };
+        if tokio::time::timeout(CLOSE_LIMIT, graceful).await.is_err() {
+            warn!(limit = ?CLOSE_LIMIT, "transports still closing; stopping without them");
         }
         for (_, t) in &self.all {
             t.close();

@@ -152,6 +152,13 @@ pub(crate) struct Decoder {
     pub ours: Vec<[u8; 32]>,
     /// Decoded ids that the sender holds and we lack.
     pub theirs: Vec<[u8; 32]>,
+    /// Every id peeled so far. A consistent stream never yields one twice: once peeled it is
+    /// gone from every cell. A second peel means the symbols do not describe one fixed set (a
+    /// set changed between rounds, or a hostile sender), and peeling on would toggle that id
+    /// in and out of cells forever.
+    peeled: HashSet<Words>,
+    /// The stream was found inconsistent; nothing more is peeled.
+    inconsistent: bool,
 }
 
 impl Decoder {
@@ -163,6 +170,11 @@ impl Decoder {
     /// Whether every residual cell is empty (the difference is fully decoded).
     pub(crate) fn is_complete(&self) -> bool {
         !self.cells.is_empty() && self.cells.iter().all(Cell::is_zero)
+    }
+
+    /// Whether the symbols proved inconsistent (see `peeled`): the session must fail.
+    pub(crate) fn is_inconsistent(&self) -> bool {
+        self.inconsistent
     }
 
     /// Number of residual cells that are not empty.
@@ -190,6 +202,9 @@ impl Decoder {
         // whose cells were queued when they were peeled.
         let mut queue: Vec<usize> = (start..self.cells.len()).rev().collect();
         while let Some(i) = queue.pop() {
+            if self.inconsistent {
+                return;
+            }
             self.try_peel(i, our_ids, keys, &mut queue);
         }
     }
@@ -206,6 +221,11 @@ impl Decoder {
             m.advance();
         }
         if m.index != i as u64 {
+            return;
+        }
+        // Each genuine peel empties a cell for good, so there are never more peels than cells.
+        if self.decoded.len() >= self.cells.len() || !self.peeled.insert(id) {
+            self.inconsistent = true;
             return;
         }
         let check = cell.check;

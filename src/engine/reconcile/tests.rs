@@ -1,62 +1,10 @@
 //! Behaviour tests of set reconciliation: exact differences, limits, hostile bytes.
 
+use super::sample::{Layout, sets};
 use super::*;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
 use std::collections::BTreeSet;
-
-/// Where the differences sit in history.
-#[derive(Clone, Copy, Debug)]
-enum Layout {
-    Spread,
-    Newest,
-}
-
-/// Two sets of `n` items each whose symmetric difference has `d` items, half on each side.
-fn sets(n: usize, d: usize, layout: Layout, seed: u64) -> (Vec<Item>, Vec<Item>) {
-    let mut rng = StdRng::seed_from_u64(seed);
-    let total = n + d.div_ceil(2);
-    let mut all: Vec<Item> = (0..total)
-        .map(|k| {
-            let mut id = [0u8; 32];
-            rng.fill_bytes(&mut id);
-            // About one post a minute, with jitter, so timestamps are mostly distinct.
-            Item {
-                timestamp: 1_700_000_000_000 + k as u64 * 60_000 + rng.random_range(0..1000),
-                id,
-            }
-        })
-        .collect();
-    all.sort();
-    let mut diff: Vec<usize> = match layout {
-        Layout::Newest => (total - d..total).collect(),
-        Layout::Spread => {
-            let mut picked = BTreeSet::new();
-            while picked.len() < d {
-                picked.insert(rng.random_range(0..total));
-            }
-            picked.into_iter().collect()
-        }
-    };
-    // Alternate the different items between the sides (shuffled for the spread layout).
-    if matches!(layout, Layout::Spread) {
-        for i in (1..diff.len()).rev() {
-            let j = rng.random_range(0..=i);
-            diff.swap(i, j);
-        }
-    }
-    let only_a: BTreeSet<usize> = diff.iter().step_by(2).copied().collect();
-    let only_b: BTreeSet<usize> = diff.iter().skip(1).step_by(2).copied().collect();
-    let a = (0..total)
-        .filter(|k| !only_b.contains(k))
-        .map(|k| all[k])
-        .collect();
-    let b = (0..total)
-        .filter(|k| !only_a.contains(k))
-        .map(|k| all[k])
-        .collect();
-    (a, b)
-}
 
 /// What a full session produced.
 struct Outcome {
@@ -416,4 +364,51 @@ fn duplicated_messages_do_not_break_a_session() {
     }
     assert!(sa.is_finished());
     assert_eq!((a_lacks, b_lacks), truth(&a, &b));
+}
+
+/// A sender whose set changes between rounds (a store taking writes mid-session, or a hostile
+/// peer) sends symbols that describe no single set. The decoder must stop and say so rather
+/// than peel one id in and out of the cells forever (that loop once grew a node to 24 GB).
+#[test]
+fn a_set_changing_between_rounds_fails_the_decode_instead_of_looping() {
+    fn random_ids(rng: &mut StdRng, n: usize) -> Vec<[u8; 32]> {
+        (0..n)
+            .map(|_| {
+                let mut id = [0u8; 32];
+                rng.fill_bytes(&mut id);
+                id
+            })
+            .collect()
+    }
+    let mut caught = 0;
+    for seed in 0..300u64 {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let common = random_ids(&mut rng, 40);
+        let only_theirs = random_ids(&mut rng, 6);
+        let late = random_ids(&mut rng, 6);
+        let keys = hash::Keys::new(seed);
+        let before: Vec<[u8; 32]> = common.iter().chain(&only_theirs).copied().collect();
+        let after: Vec<[u8; 32]> = before.iter().chain(&late).copied().collect();
+        let our_ids: riblt::IdSet = common.iter().map(|id| hash::mix(id, keys.fp)).collect();
+        let mut decoder = riblt::Decoder::default();
+        // Round one from the set as it was, every later round from the set as it became.
+        let mut start = 0u64;
+        for round in 0..40 {
+            let count = 3;
+            let theirs = if round == 0 { &before } else { &after };
+            let remote = riblt::encode(theirs.iter(), &keys, start, count);
+            let local = riblt::encode(common.iter(), &keys, start, count);
+            decoder.extend(&remote, &local, &our_ids, &keys);
+            start += count as u64;
+            if decoder.is_inconsistent() || decoder.is_complete() {
+                break;
+            }
+        }
+        assert!(
+            decoder.ours.len() + decoder.theirs.len() <= decoder.len() as usize,
+            "seed {seed}: more ids decoded than symbols received"
+        );
+        caught += usize::from(decoder.is_inconsistent());
+    }
+    assert!(caught > 0, "no seed produced an inconsistent stream");
 }
