@@ -221,12 +221,12 @@ fn a_packet_level_partition_heals_and_both_sides_converge() {
         let mut everything = posted_a.clone();
         everything.extend(posted_b.iter().cloned());
         everything.push(first.clone());
-        wait_until(120, "every node to hold every post after the heal", || {
+        wait_until(180, "every node to hold every post after the heal", || {
             nodes.iter().all(|n| holds_all(n, &everything))
         });
         let posts_converged = heal.elapsed();
         let all: Vec<&Node> = nodes.iter().collect();
-        wait_until(120, "membership to converge after the heal", || {
+        wait_until(60, "membership to converge after the heal", || {
             membership_converged(&all)
         });
         let members_converged = heal.elapsed();
