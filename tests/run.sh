@@ -27,6 +27,13 @@ need postfix "apt-get install postfix"
 need dovecot "apt-get install dovecot-imapd dovecot-lmtpd"
 python3 -c 'import slixmpp' 2>/dev/null || python3 -m pip install -q slixmpp
 python3 -c 'import slixmpp' || { echo "tests/run.sh: slixmpp could not be installed" >&2; exit 1; }
+# tests/netfaults.rs partitions a private network namespace with `ip netns` / `ip rule`
+# (iproute2; run as root).
+if ! command -v ip >/dev/null; then
+  apt-get install -y -qq --no-install-recommends iproute2 >/dev/null 2>&1 \
+    || { apt-get update -qq && apt-get install -y -qq --no-install-recommends iproute2 >/dev/null; }
+fi
+need ip "apt-get install iproute2"
 # The dashboard's browser test (tests/operator.rs): Debian's Chromium, driven headless by
 # playwright-core from npm (Playwright's own browser download is not used).
 if ! command -v chromium >/dev/null; then

@@ -1,6 +1,8 @@
 //! Test support: real `lakitu` processes in temporary data directories on loopback.
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
