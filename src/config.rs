@@ -253,6 +253,8 @@ pub struct GossipConfig {
     pub anti_entropy_secs: u64,
     /// Interval between pings. Default 5, range 1 to 3600.
     pub ping_secs: u64,
+    /// Interval between probes of one peer held dead. Default 30, range 1 to 86400.
+    pub reconnect_secs: u64,
 }
 
 impl GossipConfig {

@@ -126,6 +126,7 @@ pub(crate) fn build(raw: RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<Config,
             cx,
         )?,
         ping_secs: in_range(g.ping_secs, 1, 3600, &at("ping_secs"), cx)?,
+        reconnect_secs: in_range(g.reconnect_secs, 1, DAY_SECS, &at("reconnect_secs"), cx)?,
     };
     let routes = super::routes::build_routes(&raw.routes, &peers, &gateway.owners, cx)?;
     let filters = super::routes::build_filters(&raw.filters, cx)?;

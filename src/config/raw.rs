@@ -254,6 +254,8 @@ pub(crate) struct RawGossip {
     pub anti_entropy_secs: u64,
     /// Default 5 s.
     pub ping_secs: u64,
+    /// Default 30 s.
+    pub reconnect_secs: u64,
 }
 
 impl Default for RawGossip {
@@ -263,6 +265,7 @@ impl Default for RawGossip {
             eager_fanout: 3,
             anti_entropy_secs: 30,
             ping_secs: 5,
+            reconnect_secs: 30,
         }
     }
 }

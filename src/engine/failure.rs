@@ -342,6 +342,7 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use super::super::EngineConfig;
     use super::super::testnet::Net;
     use super::*;
 
@@ -355,6 +356,51 @@ mod tests {
         net.run_for(120_000);
         for n in &net.nodes[..4] {
             assert_eq!(n.engine.peer(&gone).unwrap().state, PeerState::Dead);
+        }
+    }
+
+    /// Virtual ms from a heal until every node holds every other alive, after a 3 | 3
+    /// partition long enough for both sides to declare the other dead.
+    fn heal_time(seed: u64) -> u64 {
+        let mut net = Net::new(6, seed);
+        net.join_all_to(0);
+        net.run_for(20_000);
+        net.side = Some(vec![true, true, true, false, false, false]);
+        net.run_for(120_000);
+        let ids: Vec<PublicId> = (0..6).map(|i| net.id(i)).collect();
+        let state =
+            |net: &Net, i: usize, j: usize| net.nodes[i].engine.peer(&ids[j]).unwrap().state;
+        for (i, j) in [(0, 3), (3, 0), (2, 5), (5, 1)] {
+            assert_eq!(
+                state(&net, i, j),
+                PeerState::Dead,
+                "seed {seed}: {i} sees {j}"
+            );
+        }
+        net.side = None;
+        for t in 1..=600 {
+            net.run_for(500);
+            let healed =
+                (0..6).all(|i| (0..6).all(|j| i == j || state(&net, i, j) == PeerState::Alive));
+            if healed {
+                return t * 500;
+            }
+        }
+        panic!("seed {seed}: not healed 300 s after the heal");
+    }
+
+    /// One dead member is probed per reconnect interval (30 s); the first that answers spreads
+    /// the news through membership gossip, so a healed side is found within about one
+    /// reconnect interval, not one per member (2.5 to 15.5 s for these seeds).
+    #[test]
+    fn a_healed_partition_is_found_again_within_one_reconnect_interval() {
+        let config = EngineConfig::default();
+        for seed in 1..=5 {
+            let took = heal_time(seed);
+            assert!(
+                took <= config.reconnect_interval_ms + 5 * config.probe_interval_ms,
+                "seed {seed}: healed after {took} ms"
+            );
         }
     }
 

@@ -48,6 +48,8 @@ pub(crate) struct Net {
     pub(crate) reconcile_bytes: u64,
     /// Drop every payload frame addressed to this node (a lossy eager link).
     pub(crate) drop_payloads_to: Option<usize>,
+    /// A partition: frames between nodes on different sides (`side[i]`) are lost.
+    pub(crate) side: Option<Vec<bool>>,
     /// Frames to node `i` arriving before `lose_to[i]` are lost (a sender still writing to a
     /// dead connection of the node's previous run, as QUIC does until the idle timeout).
     pub(crate) lose_to: HashMap<usize, u64>,
@@ -118,6 +120,7 @@ impl Net {
             reconcile_frames: 0,
             reconcile_bytes: 0,
             drop_payloads_to: None,
+            side: None,
             lose_to: HashMap::new(),
             authenticate: false,
             config,
@@ -174,6 +177,9 @@ impl Net {
                         continue;
                     }
                     if kind.is_payload() && self.drop_payloads_to == Some(to) {
+                        continue;
+                    }
+                    if self.side.as_ref().is_some_and(|s| s[i] != s[to]) {
                         continue;
                     }
                     self.seq += 1;

@@ -60,6 +60,7 @@ pub(crate) fn engine_config(config: &Config) -> EngineConfig {
         eager_fanout: config.gossip.eager_fanout,
         anti_entropy_interval_ms: config.gossip.anti_entropy_secs * 1000,
         probe_interval_ms: config.gossip.ping_secs * 1000,
+        reconnect_interval_ms: config.gossip.reconnect_secs * 1000,
         max_frames_per_sec: config.limits.peer_frames_per_sec,
         author_posts_per_min: config.limits.author_posts_per_min,
         ..EngineConfig::default()
