@@ -1,6 +1,7 @@
 //! Anti-entropy: every `anti_entropy_interval` the node reconciles, with one partner, the set
-//! of recent posts in one scope both want. The partner is the best-reputed of a few random
-//! members sharing an interest; the scope is one of the topics/authors both want (or `All` for
+//! of recent posts in one scope both want. The partner is a random one of a few sampled
+//! members sharing an interest, among those with a non-negative reputation (the best-reputed
+//! of the sample when none has one); the scope is one of the topics/authors both want (or `All` for
 //! two relays); the window is the last `anti_entropy_window`.
 //!
 //! The set algorithm is [`super::reconcile`] (rateless IBLT over time buckets): its messages
