@@ -129,11 +129,16 @@ fn dead_node_is_detected<N: SimNode>(mut sim: Sim<N>, within: u64) {
 #[test]
 fn a_refuted_suspicion_never_marks_a_live_node_dead() {
     let s = Scenario::stable(N, SEED);
-    refuted_suspicion_is_not_death(detector_sim(&s), 2_500);
+    let suspected = refuted_suspicion_is_not_death(detector_sim(&s), 2_500);
+    assert!(
+        suspected > 0,
+        "the victim was never suspected: the test proves nothing"
+    );
 }
 
-/// Cut one node off for `cut` ms, then check it is suspected but never declared dead.
-fn refuted_suspicion_is_not_death<N: SimNode>(mut sim: Sim<N>, cut: u64) {
+/// Cut one node off for `cut` ms, then check it is never declared dead and alive everywhere
+/// at the end; returns how many live peers held it suspect at the most.
+fn refuted_suspicion_is_not_death<N: SimNode>(mut sim: Sim<N>, cut: u64) -> usize {
     let n = sim.len();
     let victim: NodeId = 42;
     // Cut the victim off for 2.5 probe periods: long enough to be suspected, shorter than the
@@ -158,11 +163,8 @@ fn refuted_suspicion_is_not_death<N: SimNode>(mut sim: Sim<N>, cut: u64) {
             "victim marked dead at {t}"
         );
     }
-    assert!(
-        suspected > 0,
-        "the victim was never suspected: the test proves nothing"
-    );
     assert_eq!(live_peers_seeing(&sim, victim, PeerStatus::Alive), n - 1);
+    suspected
 }
 
 #[test]
@@ -256,11 +258,21 @@ fn lakitu_a_dead_node_is_detected_by_all_live_peers() {
 
 #[test]
 fn lakitu_a_refuted_suspicion_never_marks_a_live_node_dead() {
-    let s = Scenario::stable(NL, SEED);
     // Each node probes one of its 999 peers per second, so the victim draws about one probe
     // per second network-wide and needs two misses in a row: cut it off for 4 probe periods
-    // (still under the 5 s suspicion time) so that some peer surely suspects it.
-    refuted_suspicion_is_not_death(lakitu_sim(&s), 4_000);
+    // (still under the 5 s suspicion time). Even so, for about one seed in three no peer
+    // probes it early enough to miss twice, so seeds are tried until one run suspects it
+    // (every run must still never declare it dead).
+    let suspected = (0..4)
+        .map(|k| {
+            let s = Scenario::stable(NL, SEED + k);
+            refuted_suspicion_is_not_death(lakitu_sim(&s), 4_000)
+        })
+        .find(|&n| n > 0);
+    assert!(
+        suspected.is_some(),
+        "the victim was never suspected: the test proves nothing"
+    );
 }
 
 #[test]
