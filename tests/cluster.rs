@@ -2,24 +2,10 @@
 
 mod support;
 
-use std::collections::HashSet;
-
-use support::{Node, peer_entry, wait_until};
+use support::{Node, peer_entry, wait_until, world_hashes};
 
 /// Fast timers so failure detection and repair happen within a test's patience.
 const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 2\n";
-
-fn world_hashes(nodes: &[Node]) -> HashSet<String> {
-    nodes
-        .iter()
-        .map(|n| {
-            n.status()["world_hash"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
-}
 
 #[test]
 fn ten_processes_converge_disseminate_detect_and_repair() {

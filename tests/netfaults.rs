@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::seq::index::sample;
 use rand::{Rng, SeedableRng};
 use support::netns::Netns;
-use support::{Node, peer_entry, wait_until};
+use support::{Node, peer_entry, wait_until, world_hashes};
 
 /// Fast timers so failure detection and repair happen within a test's patience.
 const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 2\n";
@@ -61,25 +61,13 @@ fn addr(i: usize) -> String {
     format!("127.0.0.{}", i + 2)
 }
 
-fn world_hashes(nodes: &[&Node]) -> HashSet<String> {
-    nodes
-        .iter()
-        .map(|n| {
-            n.status()["world_hash"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string()
-        })
-        .collect()
-}
-
 /// Every node sees all the others alive and the membership views hash the same.
 fn membership_converged(nodes: &[&Node]) -> bool {
     let others = Some(nodes.len() as u64 - 1);
     nodes
         .iter()
         .all(|n| n.status()["peers_alive"].as_u64() == others)
-        && world_hashes(nodes).len() == 1
+        && world_hashes(nodes.iter().copied()).len() == 1
 }
 
 /// `node`'s view of the peer `id`: its state in `lakitu peers --json`.

@@ -1,6 +1,7 @@
 //! Test support: real `lakitu` processes in temporary data directories on loopback.
 #![allow(dead_code)]
 
+use std::collections::HashSet;
 pub mod netns;
 
 use std::io::Write;
@@ -245,6 +246,20 @@ impl Drop for Node {
             let _ = c.wait();
         }
     }
+}
+
+/// The distinct membership hashes (`world_hash` in `status --json`) the nodes report: one
+/// when their views agree.
+pub fn world_hashes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> HashSet<String> {
+    nodes
+        .into_iter()
+        .map(|n| {
+            n.status()["world_hash"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect()
 }
 
 /// Poll `check` every 100 ms until it returns true, failing with `what` after `secs` seconds.
