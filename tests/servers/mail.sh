@@ -125,6 +125,11 @@ relayhost =
 biff = no
 virtual_mailbox_domains = example.test
 virtual_transport = lmtp:inet:127.0.0.1:$LMTP_PORT
+# Retry deferred mail within seconds, not Postfix's default minutes: a delivery that failed
+# while a test restarted Dovecot (LMTP) must not outlast the test's wait for it.
+queue_run_delay = 1s
+minimal_backoff_time = 1s
+maximal_backoff_time = 5s
 smtpd_sasl_auth_enable = yes
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = inet:127.0.0.1:$AUTH_PORT
