@@ -90,6 +90,25 @@ fn holds_all(node: &Node, ids: &[String]) -> bool {
     ids.iter().all(|id| have.contains(id))
 }
 
+/// Wait (at most `posts_secs`) until every node holds every post of `ids`, then (at most
+/// `members_secs` more) until the membership converged; returns both times since `since`.
+fn converge(
+    nodes: &[Node],
+    ids: &[String],
+    (posts_secs, members_secs): (u64, u64),
+    since: Instant,
+) -> (Duration, Duration) {
+    wait_until(posts_secs, "every node to hold every post", || {
+        nodes.iter().all(|n| holds_all(n, ids))
+    });
+    let posts = since.elapsed();
+    let all: Vec<&Node> = nodes.iter().collect();
+    wait_until(members_secs, "membership to converge", || {
+        membership_converged(&all)
+    });
+    (posts, since.elapsed())
+}
+
 /// Does a UDP datagram from `from` reach a socket on `to`? Checked twice, 300 ms each, on fresh
 /// ephemeral ports. Call inside the namespace.
 fn udp_passes(from: &str, to: &str) -> bool {
@@ -209,15 +228,7 @@ fn a_packet_level_partition_heals_and_both_sides_converge() {
         let mut everything = posted_a.clone();
         everything.extend(posted_b.iter().cloned());
         everything.push(first.clone());
-        wait_until(180, "every node to hold every post after the heal", || {
-            nodes.iter().all(|n| holds_all(n, &everything))
-        });
-        let posts_converged = heal.elapsed();
-        let all: Vec<&Node> = nodes.iter().collect();
-        wait_until(60, "membership to converge after the heal", || {
-            membership_converged(&all)
-        });
-        let members_converged = heal.elapsed();
+        let (posts_converged, members_converged) = converge(&nodes, &everything, (180, 60), heal);
         for n in &nodes {
             let log = n.log();
             assert!(!log.contains("panicked"), "a daemon panicked: {log}");
@@ -297,15 +308,7 @@ fn every_acknowledged_post_survives_twenty_percent_churn() {
 
         // The churn stops: every node must end up with every acknowledged post.
         let stop = Instant::now();
-        wait_until(120, "every node to hold every acknowledged post", || {
-            nodes.iter().all(|n| holds_all(n, &acked))
-        });
-        let converged = stop.elapsed();
-        let all: Vec<&Node> = nodes.iter().collect();
-        wait_until(90, "membership to converge after the churn", || {
-            membership_converged(&all)
-        });
-        let members = stop.elapsed();
+        let (converged, members) = converge(&nodes, &acked, (120, 90), stop);
         let lost: usize = nodes
             .iter()
             .map(|n| {
