@@ -135,6 +135,10 @@ fn main() {
         }
     }
 
+    if let Some(peak) = peak_rss_mib() {
+        println!("\nPeak memory of this process so far (VmHWM): {peak} MiB.");
+    }
+
     let mut fault_sizes = vec![args.fault_nodes, args.lakitu_faults];
     fault_sizes.dedup();
     for n in fault_sizes {
@@ -158,6 +162,14 @@ fn main() {
     for d in [0, 10, 100, 1_000] {
         reconcile_row(100_000, d, args.seed);
     }
+}
+
+/// The process's peak resident memory, where `/proc` tells it.
+fn peak_rss_mib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024)
 }
 
 /// Reconcile two sets of `n` items that differ in `d` (d/2 only on each side).

@@ -125,13 +125,16 @@ impl Engine {
         let period = self.config.anti_entropy_interval_ms.max(1_000);
         self.ae.answered.retain(|_, (t, _)| now < *t + period);
         let threshold = self.config.reputation_threshold;
+        let mine = self.interests.clone();
         let candidates: Vec<(PublicId, i32)> = self
-            .members
-            .values()
-            .filter(|m| m.view.state == super::PeerState::Alive && m.trusted(threshold))
-            .filter(|m| !self.interests.shared_scopes(&m.view.interests).is_empty())
-            .map(|m| (m.view.id, m.view.reputation))
-            .choose_multiple(&mut self.rng, PARTNER_SAMPLE);
+            .sample_members(PARTNER_SAMPLE, |m| {
+                m.state == super::PeerState::Alive
+                    && m.trusted(threshold)
+                    && mine.overlaps(&m.interests)
+            })
+            .into_iter()
+            .filter_map(|id| self.members.get(&id).map(|m| (id, m.reputation)))
+            .collect();
         // Any sampled partner in good standing, at random; the best-reputed only when none is.
         // Taking the best-reputed every time made the partner always one of the members that
         // stayed reachable: after a healed partition the other side's scores lag (they earned
@@ -147,7 +150,7 @@ impl Engine {
                 None => return,
             },
         };
-        let Some(theirs) = self.members.get(&peer).map(|m| m.view.interests.clone()) else {
+        let Some(theirs) = self.members.get(&peer).map(|m| m.interests.clone()) else {
             return;
         };
         let Some(scope) = self
@@ -301,6 +304,37 @@ impl Engine {
 mod tests {
     use super::super::testnet::Net;
     use super::*;
+
+    #[test]
+    fn partners_overlap_exactly_when_they_share_a_scope() {
+        use super::super::Interests;
+        use crate::id::Identity;
+        use crate::post::Topic;
+        let topic = |t: &str| Interests {
+            topics: [Topic::new(t).unwrap()].into(),
+            ..Interests::default()
+        };
+        let author = Interests {
+            authors: [Identity::from_seed([3; 32]).public()].into(),
+            ..Interests::default()
+        };
+        let cases = [
+            Interests::everything(),
+            Interests::default(),
+            topic("rust"),
+            topic("go"),
+            author,
+        ];
+        for a in &cases {
+            for b in &cases {
+                assert_eq!(
+                    a.overlaps(b),
+                    !a.shared_scopes(b).is_empty(),
+                    "{a:?} / {b:?}"
+                );
+            }
+        }
+    }
 
     /// Signed posts tagged `rust`, `n` of them, by key `k`, one second apart before T0.
     fn posts(k: u8, n: usize) -> Vec<crate::post::Post> {

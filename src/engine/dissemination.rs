@@ -118,19 +118,19 @@ impl Engine {
     /// optionally only those within `range`.
     fn interested(&self, post: &Post, range: Option<([u8; 32], [u8; 32])>) -> Vec<PublicId> {
         let threshold = self.config.reputation_threshold;
-        let iter: Box<dyn Iterator<Item = _>> = match range {
-            Some((lo, hi)) if lo <= hi => Box::new(self.members.range(PublicId(lo)..=PublicId(hi))),
-            Some(_) => Box::new(std::iter::empty()),
-            None => Box::new(self.members.iter()),
-        };
-        iter.filter(|(id, m)| {
-            m.reachable()
-                && m.trusted(threshold)
-                && **id != post.author()
-                && m.view.interests.wants(post)
-        })
-        .map(|(id, _)| *id)
-        .collect()
+        let (lo, hi) = range.map_or((PublicId([0; 32]), PublicId([0xff; 32])), |(lo, hi)| {
+            (PublicId(lo), PublicId(hi))
+        });
+        self.members
+            .range(lo, hi)
+            .filter(|m| {
+                m.reachable()
+                    && m.trusted(threshold)
+                    && m.id != post.author()
+                    && m.interests.wants(post)
+            })
+            .map(|m| m.id)
+            .collect()
     }
 
     /// A post this node created (already stored): send it on its way.
@@ -186,7 +186,7 @@ impl Engine {
                 .filter(|id| {
                     self.members
                         .get(id)
-                        .is_some_and(|m| !m.lazy && m.view.reputation >= 0)
+                        .is_some_and(|m| !m.lazy && m.reputation >= 0)
                 })
                 .collect();
             let pool = if eager.is_empty() { chunk } else { &eager[..] };
@@ -211,9 +211,9 @@ impl Engine {
         let picks = self.sample_members(n, |m| {
             m.reachable()
                 && m.trusted(threshold)
-                && m.view.id != post.author()
-                && !except.contains(&m.view.id)
-                && m.view.interests.wants(post)
+                && m.id != post.author()
+                && !except.contains(&m.id)
+                && m.interests.wants(post)
         });
         for id in picks {
             self.queue_ihave(id, post.id(), hops);

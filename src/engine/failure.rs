@@ -33,7 +33,7 @@ pub(crate) struct FdState {
     /// Members with an outstanding probe or held suspect: the only ones whose timers
     /// `failure_tick` has to check.
     pub(crate) watch: BTreeSet<PublicId>,
-    /// Where the next probe window starts in `member_ids`.
+    /// Where the next probe window starts, as an index into the view in id order.
     cursor: usize,
 }
 
@@ -53,14 +53,14 @@ impl Engine {
             return self.config.millis.ping_timeout_ms;
         };
         let base = self.config.timings(self.class_of_member(m)).ping_timeout_ms;
-        base.max(m.view.rtt_ms.unwrap_or(0).saturating_mul(4))
+        base.max(m.local().rtt_ms.unwrap_or(0).saturating_mul(4))
     }
 
     /// Send one probe to the member heard from longest ago among the next window of the
     /// view, if any is due.
     pub(crate) fn probe(&mut self) {
         let now = self.now;
-        let len = self.member_ids.len();
+        let len = self.members.len();
         if len == 0 {
             return;
         }
@@ -68,26 +68,22 @@ impl Engine {
         let start = self.fd.cursor % len;
         self.fd.cursor = (start + window) % len;
         let mut best: Option<(u64, PublicId)> = None;
-        for k in 0..window {
-            let id = &self.member_ids[(start + k) % len];
-            let Some(m) = self.members.get(id) else {
-                continue;
-            };
-            if !m.reachable() || m.probe.is_some() {
+        let (up, config) = (&self.up, &self.config);
+        for m in self.members.window_mut(start, window) {
+            // The window passes every member in turn: the place to drop stale bookkeeping.
+            m.tidy(now);
+            if !m.reachable() || m.local().probe.is_some() {
                 continue;
             }
-            let heard = m.view.last_heard.unwrap_or(0);
-            if let Some(h) = m.view.last_heard {
-                let interval = self
-                    .config
-                    .timings(self.class_of_member(m))
-                    .ping_interval_ms;
+            let heard = m.last_heard().unwrap_or(0);
+            if let Some(h) = m.last_heard() {
+                let interval = config.timings(super::member_class(up, m)).ping_interval_ms;
                 if now < h + interval {
                     continue;
                 }
             }
             if best.is_none_or(|(h, _)| heard < h) {
-                best = Some((heard, m.view.id));
+                best = Some((heard, m.id));
             }
         }
         if let Some((_, id)) = best {
@@ -109,7 +105,7 @@ impl Engine {
             .filter(|id| {
                 self.members
                     .get(id)
-                    .is_some_and(|m| m.view.state == PeerState::Suspect && m.probe.is_none())
+                    .is_some_and(|m| m.state == PeerState::Suspect && m.local().probe.is_none())
             })
             .choose(&mut self.rng)
             .copied();
@@ -136,11 +132,10 @@ impl Engine {
         self.timers.reconnect = now + period.max(1);
         let timeout = self.config.reconnect_timeout_ms;
         let pick = self.sample_members(1, |m| {
-            m.view.state == PeerState::Dead
-                && m.probe.is_none()
+            m.state == PeerState::Dead
+                && m.local().probe.is_none()
                 && m.trusted(threshold)
-                && m.view
-                    .last_heard
+                && m.last_heard()
                     .is_none_or(|h| now < h.saturating_add(timeout))
         });
         if let Some(id) = pick.first().copied() {
@@ -155,7 +150,7 @@ impl Engine {
         let now = self.now;
         let deadline = now + self.probe_timeout(&id);
         if let Some(m) = self.members.get_mut(&id) {
-            m.probe = Some((seq, now));
+            m.local_mut().probe = Some((seq, now));
             self.fd.watch.insert(id);
         }
         self.fd_schedule(deadline);
@@ -166,7 +161,10 @@ impl Engine {
     /// Periodic membership comparison with a random member: a ping carries our root.
     pub(crate) fn world_sync(&mut self) {
         if let Some(id) = self.random_members(1, &[]).first().copied()
-            && self.members.get(&id).is_some_and(|m| m.probe.is_none())
+            && self
+                .members
+                .get(&id)
+                .is_some_and(|m| m.local().probe.is_none())
         {
             self.ping(id);
         }
@@ -199,13 +197,14 @@ impl Engine {
         let Some(m) = self.members.get_mut(&sender) else {
             return;
         };
-        if let Some((s, sent)) = m.probe
+        if let Some((s, sent)) = m.local().probe
             && s == seq
         {
             let sample = now.saturating_sub(sent);
+            let l = m.local_mut();
             // Smoothed like TCP's SRTT (1/8 gain).
-            m.view.rtt_ms = Some(m.view.rtt_ms.map_or(sample, |r| (7 * r + sample) / 8));
-            m.probe = None;
+            l.rtt_ms = Some(l.rtt_ms.map_or(sample, |r| (7 * r + sample) / 8));
+            l.probe = None;
             self.reward(&sender, Merit::Answered);
         }
         self.compare_root(sender, root);
@@ -221,15 +220,18 @@ impl Engine {
         let Some(m) = self.members.get_mut(&id) else {
             return;
         };
-        match m.view.state {
-            PeerState::Suspect => m.suspect_since = Some(now),
+        match m.state {
+            PeerState::Suspect => m.local_mut().suspect_since = Some(now),
             PeerState::Dead => {}
             PeerState::Alive | PeerState::Left => return,
         }
-        if m.reminded.is_some_and(|t| now < t.saturating_add(gap)) {
+        if m.local()
+            .reminded
+            .is_some_and(|t| now < t.saturating_add(gap))
+        {
             return;
         }
-        m.reminded = Some(now);
+        m.local_mut().reminded = Some(now);
         let rec = m.record();
         self.send(
             id,
@@ -257,22 +259,22 @@ impl Engine {
                 self.fd.watch.remove(&id);
                 continue;
             };
-            if m.probe.is_none() && m.view.state != PeerState::Suspect {
+            if m.local().probe.is_none() && m.state != PeerState::Suspect {
                 self.fd.watch.remove(&id);
                 continue;
             }
             let timeout = self.probe_timeout(&id);
             let suspicion = self.config.timings(self.class_of_member(m)).suspicion_ms;
-            if let Some((_, sent)) = m.probe {
+            if let Some((_, sent)) = m.local().probe {
                 if now >= sent + timeout {
                     missed.push(id);
                 } else {
                     next = Some(next.map_or(sent + timeout, |n: u64| n.min(sent + timeout)));
                 }
             }
-            if m.view.state == PeerState::Suspect {
-                let since = m.suspect_since.unwrap_or(now);
-                let heard_after = m.view.last_heard.is_some_and(|h| h > since);
+            if m.state == PeerState::Suspect {
+                let since = m.local().suspect_since.unwrap_or(now);
+                let heard_after = m.last_heard().is_some_and(|h| h > since);
                 let due = since + suspicion;
                 if now >= due && !heard_after {
                     dead.push(id);
@@ -297,14 +299,18 @@ impl Engine {
         let Some(m) = self.members.get_mut(&id) else {
             return;
         };
-        m.probe = None;
+        let Some(l) = m.local_if_any() else {
+            return;
+        };
+        l.probe = None;
         if !m.reachable() {
             // A reconnection attempt: it is already known down; silence tells nothing new.
             return;
         }
-        m.missed += 1;
-        let missed = m.missed;
-        let state = m.view.state;
+        let l = m.local_mut();
+        l.missed += 1;
+        let missed = l.missed;
+        let state = m.state;
         self.penalise(&id, Offence::Unresponsive);
         if missed >= MISSES_TO_SUSPECT && state == PeerState::Alive {
             self.declare(id, PeerState::Suspect);

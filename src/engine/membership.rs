@@ -5,7 +5,7 @@
 //! or to publish a change. News travels by join, world pages, merkle comparison and a small
 //! bounded fan-out of changed records.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use lakitu_transport::PeerAddr;
 use rand::Rng;
@@ -13,8 +13,9 @@ use rand::seq::IndexedRandom;
 
 use crate::id::PublicId;
 
+use super::members::{Digest, Member};
 use super::wire::{MAX_ADDRS, MemberRecord, Message, PeerState};
-use super::{Action, Engine, Interests, NodeStats, PeerView};
+use super::{Action, Engine, Interests, NodeStats};
 
 /// Delay before queued membership news is sent, so news learned together travels in one
 /// frame per target instead of one frame per record.
@@ -35,94 +36,13 @@ pub(crate) struct News {
     pub(crate) at: Option<u64>,
 }
 
-/// One member: the public view plus the engine's private bookkeeping.
-#[derive(Debug, Clone)]
-pub(crate) struct Member {
-    pub(crate) view: PeerView,
-    /// BLAKE3 of the record's encoding, for the merkle tree.
-    pub(crate) digest: [u8; 32],
-    /// Outstanding probe: (seq, sent at).
-    pub(crate) probe: Option<(u32, u64)>,
-    /// Probes missed in a row.
-    pub(crate) missed: u32,
-    /// When we started suspecting it.
-    pub(crate) suspect_since: Option<u64>,
-    /// It pruned us: announce (IHave) instead of pushing payloads to it.
-    pub(crate) lazy: bool,
-    /// Last merkle comparison started with it.
-    pub(crate) last_sync: Option<u64>,
-    /// Addresses whose sends failed recently.
-    pub(crate) failed_addrs: BTreeSet<PeerAddr>,
-    /// Start of the current one-second flood window and frames counted in it.
-    pub(crate) flood_window: u64,
-    pub(crate) flood_count: u32,
-    /// Where its last carrier-authenticated frame came from: the address that works now.
-    pub(crate) reply_addr: Option<PeerAddr>,
-    /// The part of its (negative) reputation due to unanswered pings: capped, refunded when
-    /// it comes back with a new incarnation, and never a reason to ignore it.
-    pub(crate) unanswered: i32,
-    /// When we last showed it our suspect or dead record of it.
-    pub(crate) reminded: Option<u64>,
-}
-
-impl Member {
-    fn from_record(rec: MemberRecord) -> Self {
-        let digest = digest_of(&rec);
-        Member {
-            view: PeerView {
-                id: rec.id,
-                addrs: rec.addrs,
-                state: rec.state,
-                incarnation: rec.incarnation,
-                interests: rec.interests,
-                last_heard: None,
-                rtt_ms: None,
-                reputation: 0,
-                stats: None,
-            },
-            digest,
-            probe: None,
-            missed: 0,
-            suspect_since: None,
-            lazy: false,
-            last_sync: None,
-            failed_addrs: BTreeSet::new(),
-            flood_window: 0,
-            flood_count: 0,
-            reply_addr: None,
-            unanswered: 0,
-            reminded: None,
-        }
-    }
-
-    /// Not ignored: its score, leaving out unanswered pings (being down is no offence), is at
-    /// least `threshold`.
-    pub(crate) fn trusted(&self, threshold: i32) -> bool {
-        self.view.reputation.saturating_add(self.unanswered) >= threshold
-    }
-
-    /// The gossiped record.
-    pub(crate) fn record(&self) -> MemberRecord {
-        MemberRecord {
-            id: self.view.id,
-            incarnation: self.view.incarnation,
-            state: self.view.state,
-            addrs: self.view.addrs.clone(),
-            interests: self.view.interests.clone(),
-        }
-    }
-
-    /// Alive or suspect: worth sending to.
-    pub(crate) fn reachable(&self) -> bool {
-        matches!(self.view.state, PeerState::Alive | PeerState::Suspect)
-    }
-}
-
-/// The merkle digest of a record.
-pub(crate) fn digest_of(rec: &MemberRecord) -> [u8; 32] {
+/// The merkle digest of a record: the first half of the BLAKE3 hash of its encoding.
+pub(crate) fn digest_of(rec: &MemberRecord) -> Digest {
     let mut b = Vec::with_capacity(128);
     super::wire::write_record(&mut b, rec);
-    *blake3::hash(&b).as_bytes()
+    let mut d = [0; 16];
+    d.copy_from_slice(&blake3::hash(&b).as_bytes()[..16]);
+    d
 }
 
 /// True when `new` supersedes `old` (SWIM precedence).
@@ -151,7 +71,10 @@ impl Engine {
         if id == self.me {
             return;
         }
-        if let std::collections::btree_map::Entry::Vacant(slot) = self.members.entry(id) {
+        if let Some(m) = self.members.get_mut(&id) {
+            // The operator names this peer: whatever it did before (or a RemovePeer), talk again.
+            m.reputation = m.reputation.max(0);
+        } else {
             // Incarnation 0 loses against any record the seed publishes about itself.
             let rec = MemberRecord {
                 id,
@@ -160,12 +83,9 @@ impl Engine {
                 addrs: addrs.into_iter().take(MAX_ADDRS).collect(),
                 interests: Interests::default(),
             };
-            slot.insert(Member::from_record(rec));
-            self.member_ids.push(id);
+            let interests = self.members.intern(rec.interests.clone());
+            self.members.insert(Member::new(&rec, interests));
             self.merkle.touch(&id);
-        } else if let Some(m) = self.members.get_mut(&id) {
-            // The operator names this peer: whatever it did before (or a RemovePeer), talk again.
-            m.view.reputation = m.view.reputation.max(0);
         }
         let join = Message::Join(self.own_record());
         self.send(id, &join);
@@ -181,7 +101,7 @@ impl Engine {
     /// every other node still holds it) so membership comparison keeps converging.
     pub(crate) fn remove_member(&mut self, id: &PublicId) {
         if let Some(m) = self.members.get_mut(id) {
-            m.view.reputation = super::reputation::MIN_SCORE;
+            m.reputation = super::reputation::MIN_SCORE;
         }
     }
 
@@ -203,7 +123,7 @@ impl Engine {
             .members
             .values()
             .filter(|m| m.reachable())
-            .map(|m| m.view.id)
+            .map(|m| m.id)
             .collect();
         for id in ids {
             self.send(id, &msg);
@@ -225,8 +145,8 @@ impl Engine {
         let targets: Vec<PublicId> = if self.members.len() <= self.config.direct_push_limit {
             self.members
                 .values()
-                .filter(|m| m.reachable() && Some(m.view.id) != also)
-                .map(|m| m.view.id)
+                .filter(|m| m.reachable() && Some(m.id) != also)
+                .map(|m| m.id)
                 .collect()
         } else {
             self.random_members(self.config.membership_fanout, &[also.unwrap_or(me)])
@@ -240,7 +160,7 @@ impl Engine {
     pub(crate) fn random_members(&mut self, n: usize, except: &[PublicId]) -> Vec<PublicId> {
         let threshold = self.config.reputation_threshold;
         self.sample_members(n, |m| {
-            m.reachable() && m.trusted(threshold) && !except.contains(&m.view.id)
+            m.reachable() && m.trusted(threshold) && !except.contains(&m.id)
         })
     }
 
@@ -251,7 +171,7 @@ impl Engine {
         n: usize,
         mut pred: impl FnMut(&Member) -> bool,
     ) -> Vec<PublicId> {
-        let len = self.member_ids.len();
+        let len = self.members.len();
         if len == 0 || n == 0 {
             return Vec::new();
         }
@@ -261,18 +181,20 @@ impl Engine {
                 if out.len() == n {
                     return out;
                 }
-                let id = self.member_ids[self.rng.random_range(0..len)];
-                if !out.contains(&id) && self.members.get(&id).is_some_and(&mut pred) {
-                    out.push(id);
+                let Some(m) = self.members.nth(self.rng.random_range(0..len)) else {
+                    continue;
+                };
+                if !out.contains(&m.id) && pred(m) {
+                    out.push(m.id);
                 }
             }
         }
         out.clear();
         let all: Vec<PublicId> = self
-            .member_ids
-            .iter()
-            .filter(|id| self.members.get(id).is_some_and(&mut pred))
-            .copied()
+            .members
+            .values()
+            .filter(|m| pred(m))
+            .map(|m| m.id)
             .collect();
         all.choose_multiple(&mut self.rng, n).copied().collect()
     }
@@ -281,24 +203,36 @@ impl Engine {
     pub(crate) fn heard_from(&mut self, id: &PublicId, from: &PeerAddr) {
         let now = self.now;
         if let Some(m) = self.members.get_mut(id) {
-            m.view.last_heard = Some(now);
-            m.missed = 0;
-            m.failed_addrs.remove(from);
+            m.set_heard(now);
+            if let Some(l) = m.local_if_any() {
+                l.missed = 0;
+                l.failed_addrs.retain(|a| a != from);
+            }
         }
     }
 
     /// The carrier authenticated a frame of `id` from `from`: reply there from now on.
     pub(crate) fn set_reply_addr(&mut self, id: &PublicId, from: PeerAddr) {
         if let Some(m) = self.members.get_mut(id) {
-            m.failed_addrs.remove(&from);
-            m.reply_addr = Some(from);
+            if let Some(l) = m.local_if_any() {
+                l.failed_addrs.retain(|a| *a != from);
+            }
+            // The first recorded address is what we use anyway: no bookkeeping needed for it.
+            let first = m.addrs.iter().next().is_some_and(|a| a == from.as_str());
+            if first && m.local().reply_addr.is_none() {
+                return;
+            }
+            m.local_mut().reply_addr = (!first).then_some(from);
         }
     }
 
     /// A transport gave up on an address: prefer the member's other addresses for a while.
     pub(crate) fn on_send_failed(&mut self, to: PublicId, addr: PeerAddr) {
         if let Some(m) = self.members.get_mut(&to) {
-            m.failed_addrs.insert(addr);
+            let failed = &mut m.local_mut().failed_addrs;
+            if !failed.contains(&addr) {
+                failed.push(addr);
+            }
         }
     }
 
@@ -320,55 +254,63 @@ impl Engine {
             return false;
         }
         let now = self.now;
+        let interests = match self.members.get(&rec.id) {
+            Some(m) if *m.interests == rec.interests => Some(m.interests.clone()),
+            Some(_) => Some(self.members.intern(rec.interests.clone())),
+            None => None,
+        };
         let changed = match self.members.get_mut(&rec.id) {
             None => {
                 if self.members.len() >= self.config.max_members {
                     return false;
                 }
-                let state = rec.state;
-                let mut m = Member::from_record(rec);
+                let (id, state) = (rec.id, rec.state);
+                let interests = self.members.intern(rec.interests.clone());
+                let mut m = Member::new(&rec, interests);
                 if state == PeerState::Suspect {
-                    m.suspect_since = Some(now);
-                    self.fd.watch.insert(m.view.id);
+                    m.local_mut().suspect_since = Some(now);
+                    self.fd.watch.insert(id);
                 }
-                let id = m.view.id;
-                self.members.insert(id, m);
-                self.member_ids.push(id);
+                self.members.insert(m);
                 self.merkle.touch(&id);
                 self.push_action(Action::PeerState { id, state });
                 true
             }
             Some(m) => {
-                if !supersedes(&rec, m.view.incarnation, m.view.state) {
+                if !supersedes(&rec, m.incarnation, m.state) {
                     return false;
                 }
-                let old_state = m.view.state;
-                if rec.incarnation > m.view.incarnation && rec.state == PeerState::Alive {
+                let old_state = m.state;
+                if rec.incarnation > m.incarnation && rec.state == PeerState::Alive {
                     // It is back (restarted or refuted): whatever it missed while down is
                     // forgiven, and an address of its previous run no longer applies.
-                    m.view.reputation = m.view.reputation.saturating_add(m.unanswered);
+                    m.reputation = m.reputation.saturating_add(m.unanswered);
                     m.unanswered = 0;
-                    if m.reply_addr
-                        .as_ref()
-                        .is_some_and(|a| !rec.addrs.contains(a))
-                    {
-                        m.reply_addr = None;
+                    if let Some(l) = m.local_if_any() {
+                        if l.reply_addr
+                            .as_ref()
+                            .is_some_and(|a| !rec.addrs.contains(a))
+                        {
+                            l.reply_addr = None;
+                        }
+                        l.failed_addrs.retain(|a| !rec.addrs.contains(a));
                     }
-                    m.failed_addrs.retain(|a| !rec.addrs.contains(a));
                 }
-                m.view.incarnation = rec.incarnation;
-                m.view.state = rec.state;
-                m.view.addrs = rec.addrs;
-                m.view.interests = rec.interests;
-                m.digest = digest_of(&m.record());
+                m.incarnation = rec.incarnation;
+                m.state = rec.state;
+                m.addrs = super::members::Addrs::new(&rec.addrs);
+                m.interests = interests.unwrap_or_else(|| m.interests.clone());
+                m.digest = digest_of(&rec);
                 match rec.state {
                     PeerState::Suspect if old_state != PeerState::Suspect => {
-                        m.suspect_since = Some(now);
+                        m.local_mut().suspect_since = Some(now);
                         self.fd.watch.insert(rec.id);
                     }
                     PeerState::Alive => {
-                        m.suspect_since = None;
-                        m.missed = 0;
+                        if let Some(l) = m.local_if_any() {
+                            l.suspect_since = None;
+                            l.missed = 0;
+                        }
                     }
                     _ => {}
                 }
@@ -486,21 +428,16 @@ impl Engine {
             a[0] = to_bucket;
             a
         });
-        // `range` panics on an inverted range, and `start` comes from the network.
+        // `start` comes from the network: an inverted range is empty.
         let valid = start_id <= end_id;
-        let end_id = end_id.max(start_id);
         // Our own record takes its place in id order among the members'.
         let mut own =
             (valid && self.me >= start_id && self.me <= end_id).then(|| self.own_record());
         let mut enc = Vec::with_capacity(256);
-        let mut range = self
-            .members
-            .range(start_id..=end_id)
-            .filter(|_| valid)
-            .peekable();
+        let mut range = self.members.range(start_id, end_id).peekable();
         loop {
             let take_own = match (&own, range.peek()) {
-                (Some(o), Some((id, _))) => o.id < **id,
+                (Some(o), Some(m)) => o.id < m.id,
                 (Some(_), None) => true,
                 (None, Some(_)) => false,
                 (None, None) => break,
@@ -512,7 +449,7 @@ impl Engine {
                 }
             } else {
                 match range.next() {
-                    Some((_, m)) => m.record(),
+                    Some(m) => m.record(),
                     None => break,
                 }
             };
@@ -525,6 +462,7 @@ impl Engine {
             size += enc.len();
             records.push(rec);
         }
+        drop(range);
         let msg = Message::World { records, next };
         if self.members.contains_key(&sender) {
             self.send(sender, &msg);
@@ -568,9 +506,9 @@ impl Engine {
     /// A member's stats record arrived.
     pub(crate) fn set_member_stats(&mut self, id: &PublicId, s: NodeStats) {
         if let Some(m) = self.members.get_mut(id)
-            && m.view.stats.is_none_or(|old| old.at < s.at)
+            && m.local().stats.is_none_or(|old| old.at < s.at)
         {
-            m.view.stats = Some(s);
+            m.local_mut().stats = Some(s);
         }
     }
 }
@@ -660,9 +598,9 @@ mod tests {
         }
         let views: Vec<_> = net.nodes[..r]
             .iter()
-            .map(|node| node.engine.peer(&gone).cloned())
+            .map(|node| node.engine.peer(&gone))
             .collect();
-        let own: Vec<_> = net.nodes[r].engine.peers().cloned().collect();
+        let own: Vec<_> = net.nodes[r].engine.peers().collect();
         panic!(
             "node not re-admitted within 600 s (n={n}, new_addr={new_addr}): others see {views:#?}; it sees {own:#?}; caught up {}",
             net.nodes[r].store.count()

@@ -108,33 +108,25 @@ impl Engine {
         let dirty = std::mem::take(&mut self.merkle.dirty);
         let mut inner_dirty = BTreeSet::new();
         for b in dirty {
-            let lo = PublicId({
-                let mut a = [0u8; 32];
-                a[0] = b;
-                a
-            });
-            let hi = PublicId({
-                let mut a = [0xffu8; 32];
-                a[0] = b;
-                a
-            });
-            let mut digests: Vec<(PublicId, [u8; 32])> = self
-                .members
-                .range(lo..=hi)
-                .map(|(id, m)| (*id, m.digest))
-                .collect();
-            if self.me.0[0] == b {
-                digests.push((self.me, own_digest));
-                digests.sort_by_key(|d| d.0);
+            let bucket = self.members.bucket(b);
+            // Our own record takes its place in id order among the members'.
+            let own = (self.me.0[0] == b).then_some((&self.me, &own_digest));
+            let at = own.map_or(0, |(me, _)| bucket.partition_point(|m| m.id < *me));
+            let digests = bucket[..at]
+                .iter()
+                .map(|m| &m.digest)
+                .chain(own.map(|(_, d)| d))
+                .chain(bucket[at..].iter().map(|m| &m.digest));
+            let mut h = blake3::Hasher::new();
+            let mut any = false;
+            for d in digests {
+                h.update(d);
+                any = true;
             }
-            let leaf = if digests.is_empty() {
-                [0; 32]
-            } else {
-                let mut h = blake3::Hasher::new();
-                for (_, d) in &digests {
-                    h.update(d);
-                }
+            let leaf = if any {
                 *h.finalize().as_bytes()
+            } else {
+                [0; 32]
             };
             self.merkle.leaves[b as usize] = leaf;
             inner_dirty.insert(b as usize / MERKLE_FANOUT);
@@ -188,10 +180,10 @@ impl Engine {
         let Some(m) = self.members.get_mut(&peer) else {
             return;
         };
-        if m.last_sync.is_some_and(|t| now < t + period) {
+        if m.local().last_sync.is_some_and(|t| now < t + period) {
             return;
         }
-        m.last_sync = Some(now);
+        m.local_mut().last_sync = Some(now);
         self.merkle.last_start = Some(now);
         self.merkle.mark_syncing(peer, now);
         self.send(peer, &Message::WorldHashReq { level: 0, index: 0 });
@@ -291,8 +283,8 @@ impl Engine {
         });
         let mut all: Vec<_> = self
             .members
-            .range(lo_id..=hi_id)
-            .map(|(_, m)| m.record())
+            .range(lo_id, hi_id)
+            .map(|m| m.record())
             .collect();
         if (lo..=hi).contains(&self.me.0[0]) {
             all.push(self.own_record());

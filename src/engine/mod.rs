@@ -39,6 +39,7 @@ mod config;
 mod dissemination;
 mod failure;
 mod limits;
+mod members;
 mod membership;
 mod merkle;
 mod poststore;
@@ -50,7 +51,7 @@ pub mod wire;
 #[cfg(test)]
 mod testnet;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
 
 use bytes::Bytes;
 use lakitu_transport::{LatencyClass, PeerAddr, Scheme};
@@ -66,10 +67,10 @@ pub use reputation::Offence;
 pub use stats::{EngineStats, Summary, WorldStats};
 pub use wire::{Kind, NodeStats, PeerState, Scope};
 
-use membership::Member;
+use members::{Member, Members};
 
 /// What a node wants to receive.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Interests {
     /// Every post (a full relay).
     pub all: bool,
@@ -93,6 +94,20 @@ impl Interests {
         self.all
             || self.authors.contains(&post.author())
             || post.topics().iter().any(|t| self.topics.contains(t))
+    }
+
+    /// True when both sides want something in common ([`Interests::shared_scopes`] is not
+    /// empty), without building the scopes.
+    pub fn overlaps(&self, other: &Interests) -> bool {
+        let wants_some = |i: &Interests| i.all || !i.topics.is_empty() || !i.authors.is_empty();
+        if self.all {
+            return wants_some(other);
+        }
+        if other.all {
+            return wants_some(self);
+        }
+        self.topics.iter().any(|t| other.topics.contains(t))
+            || self.authors.iter().any(|a| other.authors.contains(a))
     }
 
     /// Scopes both sides want, for reconciliation: `All` if both want everything, else the
@@ -256,9 +271,7 @@ pub struct Engine {
     started: u64,
     now: u64,
     up: BTreeSet<Scheme>,
-    members: BTreeMap<PublicId, Member>,
-    /// The keys of `members`, for sampling without a scan.
-    member_ids: Vec<PublicId>,
+    members: Members,
     merkle: merkle::MerkleCache,
     fd: failure::FdState,
     news: membership::News,
@@ -290,6 +303,37 @@ pub fn latency_of(scheme: Scheme) -> LatencyClass {
         Scheme::Xmpp => LatencyClass::Seconds,
         Scheme::Mail => LatencyClass::Minutes,
     }
+}
+
+/// The address to reach a member by over the transports that are `up`, as text (without
+/// allocating, for the per-member checks of the failure detector): the one its last
+/// carrier-authenticated frame came from (what actually works, even before its new record
+/// arrives), else the fastest recorded one that has not failed recently.
+fn best_addr_text<'a>(up: &BTreeSet<Scheme>, m: &'a Member) -> Option<&'a str> {
+    let local = m.local();
+    let failed = |a: &str| local.failed_addrs.iter().any(|f| f.as_str() == a);
+    let usable = |a: &&str| members::scheme_of(a).is_some_and(|s| up.contains(&s));
+    let rank = |a: &&str| members::scheme_of(a).map_or(u8::MAX, scheme_rank);
+    if let Some(a) = &local.reply_addr
+        && up.contains(&a.scheme())
+        && !failed(a.as_str())
+    {
+        return Some(a.as_str());
+    }
+    m.addrs
+        .iter()
+        .filter(usable)
+        .filter(|a| !failed(a))
+        .min_by_key(rank)
+        // Every address failed recently: try the best again rather than go silent.
+        .or_else(|| m.addrs.iter().filter(usable).min_by_key(rank))
+}
+
+/// The latency class of the address a member is reached through.
+fn member_class(up: &BTreeSet<Scheme>, m: &Member) -> LatencyClass {
+    best_addr_text(up, m)
+        .and_then(members::scheme_of)
+        .map_or(LatencyClass::Millis, latency_of)
 }
 
 /// Preference order when a peer has several addresses: fastest carrier first.
@@ -344,8 +388,7 @@ impl Engine {
             started: now,
             now,
             up,
-            members: BTreeMap::new(),
-            member_ids: Vec::new(),
+            members: Members::default(),
             merkle: merkle::MerkleCache::default(),
             fd: failure::FdState::default(),
             news: membership::News::default(),
@@ -430,13 +473,13 @@ impl Engine {
     }
 
     /// Every member of the view except this node.
-    pub fn peers(&self) -> impl Iterator<Item = &PeerView> {
-        self.members.values().map(|m| &m.view)
+    pub fn peers(&self) -> impl Iterator<Item = PeerView> + '_ {
+        self.members.values().map(Member::view)
     }
 
     /// One member.
-    pub fn peer(&self, id: &PublicId) -> Option<&PeerView> {
-        self.members.get(id).map(|m| &m.view)
+    pub fn peer(&self, id: &PublicId) -> Option<PeerView> {
+        self.members.get(id).map(Member::view)
     }
 
     /// Root of the membership merkle tree (equal roots = equal views, own record included).
@@ -487,32 +530,12 @@ impl Engine {
     /// from (what actually works, even before its new record arrives), else the fastest
     /// recorded one whose transport is up.
     fn best_addr(&self, id: &PublicId) -> Option<PeerAddr> {
-        self.best_addr_ref(self.members.get(id)?).cloned()
-    }
-
-    /// [`Engine::best_addr`] without the clone, for the per-member checks of the failure
-    /// detector that would otherwise allocate for every member they look at.
-    fn best_addr_ref<'a>(&self, m: &'a Member) -> Option<&'a PeerAddr> {
-        if let Some(a) = &m.reply_addr
-            && self.up.contains(&a.scheme())
-            && (m.failed_addrs.is_empty() || !m.failed_addrs.contains(a))
-        {
-            return Some(a);
+        let m = self.members.get(id)?;
+        let reply = &m.local().reply_addr;
+        match best_addr_text(&self.up, m)? {
+            text if reply.as_ref().is_some_and(|a| a.as_str() == text) => reply.clone(),
+            text => text.parse().ok(),
         }
-        m.view
-            .addrs
-            .iter()
-            .filter(|a| self.up.contains(&a.scheme()))
-            .filter(|a| !m.failed_addrs.contains(*a))
-            .min_by_key(|a| scheme_rank(a.scheme()))
-            .or_else(|| {
-                // Every address failed recently: try the best again rather than go silent.
-                m.view
-                    .addrs
-                    .iter()
-                    .filter(|a| self.up.contains(&a.scheme()))
-                    .min_by_key(|a| scheme_rank(a.scheme()))
-            })
     }
 
     /// The latency class a member is reached through.
@@ -524,9 +547,7 @@ impl Engine {
 
     /// The latency class of a member already looked up.
     fn class_of_member(&self, m: &Member) -> LatencyClass {
-        self.best_addr_ref(m)
-            .map(|a| latency_of(a.scheme()))
-            .unwrap_or(LatencyClass::Millis)
+        member_class(&self.up, m)
     }
 
     /// Encode and queue a frame to a member over its best address.

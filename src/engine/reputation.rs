@@ -17,20 +17,22 @@ use super::{Action, Engine};
 /// Highest and lowest score.
 const MAX_SCORE: i32 = 100;
 pub(crate) const MIN_SCORE: i32 = -100;
+/// Flood meters held before the expired ones are swept out.
+const FLOOD_SWEEP: usize = 256;
 /// Most reputation unanswered pings can cost.
 const MAX_UNANSWERED: i32 = 20;
 
-/// Posts and bytes one peer sent in its current flood window (frames are counted on its
-/// member entry, whose window this follows).
+/// Frames, posts and bytes one peer sent in its current one-second flood window.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Meter {
     window: u64,
+    frames: u32,
     posts: u64,
     bytes: u64,
     penalised: bool,
 }
 
-/// The flood meters of the peers heard from.
+/// The flood meters of the peers heard from within the last second or so.
 pub(crate) type FloodMeters = HashMap<PublicId, Meter>;
 
 /// Something a peer did wrong.
@@ -86,8 +88,8 @@ impl Engine {
             }
             m.unanswered += penalty;
         }
-        m.view.reputation = (m.view.reputation - penalty).max(MIN_SCORE);
-        let score = m.view.reputation;
+        m.reputation = (m.reputation - penalty).max(MIN_SCORE);
+        let score = m.reputation;
         tracing::debug!(peer = %id, ?offence, score, "peer penalised");
         self.push_action(Action::Reputation {
             id: *id,
@@ -106,7 +108,7 @@ impl Engine {
             if merit == Merit::Answered {
                 m.unanswered = (m.unanswered - gain).max(0);
             }
-            m.view.reputation = (m.view.reputation + gain).min(MAX_SCORE);
+            m.reputation = (m.reputation + gain).min(MAX_SCORE);
         }
     }
 
@@ -140,26 +142,22 @@ impl Engine {
             u64::from(c.max_posts_per_sec),
             c.max_bytes_per_sec,
         );
-        let Some(m) = self.members.get_mut(id) else {
+        if !self.members.contains_key(id) {
             return false;
-        };
-        if now >= m.flood_window + 1000 {
-            m.flood_window = now;
-            m.flood_count = 0;
         }
-        m.flood_count += 1;
-        let (window, frames) = (m.flood_window, m.flood_count);
-        if !self.flood.contains_key(id) && self.flood.len() >= self.members.len() + 64 {
-            let members = &self.members;
-            self.flood.retain(|k, _| members.contains_key(k));
+        if !self.flood.contains_key(id) && self.flood.len() >= FLOOD_SWEEP {
+            // Only meters of the current window count: the map holds the recent senders.
+            self.flood.retain(|_, m| now < m.window + 1000);
         }
         let meter = self.flood.entry(*id).or_default();
-        if meter.window != window {
+        if now >= meter.window + 1000 {
             *meter = Meter {
-                window,
+                window: now,
                 ..Meter::default()
             };
         }
+        meter.frames += 1;
+        let frames = meter.frames;
         meter.posts += unasked.unwrap_or(0);
         meter.bytes += len as u64;
         let over = frames > max_frames || meter.posts > max_posts || meter.bytes > max_bytes;

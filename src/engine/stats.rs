@@ -139,7 +139,7 @@ impl Engine {
             peers: self
                 .members
                 .values()
-                .filter(|m| m.view.state == PeerState::Alive)
+                .filter(|m| m.state == PeerState::Alive)
                 .count() as u32,
             load: self.counters.last_load,
             uptime_ms: self.now.saturating_sub(self.started),
@@ -182,8 +182,8 @@ impl Engine {
         records.extend(
             self.members
                 .values()
-                .filter(|m| m.view.state == PeerState::Alive)
-                .filter_map(|m| m.view.stats),
+                .filter(|m| m.state == PeerState::Alive)
+                .filter_map(|m| m.local().stats),
         );
         let col = |f: fn(&NodeStats) -> u64| records.iter().map(f).collect::<Vec<u64>>();
         WorldStats {
@@ -191,7 +191,7 @@ impl Engine {
             alive: 1 + self
                 .members
                 .values()
-                .filter(|m| m.view.state == PeerState::Alive)
+                .filter(|m| m.state == PeerState::Alive)
                 .count(),
             posts: Summary::of(&col(|s| s.posts)),
             peers: Summary::of(&col(|s| u64::from(s.peers))),
@@ -211,8 +211,8 @@ impl Engine {
         let relayed: Vec<(PublicId, NodeStats)> = self
             .members
             .values()
-            .filter(|m| m.view.state == PeerState::Alive)
-            .filter_map(|m| m.view.stats.map(|s| (m.view.id, s)))
+            .filter(|m| m.state == PeerState::Alive)
+            .filter_map(|m| m.local().stats.map(|s| (m.id, s)))
             .choose_multiple(&mut self.rng, RELAYED.min(MAX_STATS - 1));
         entries.extend(relayed);
         let msg = Message::Stats(entries);

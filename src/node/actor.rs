@@ -533,14 +533,17 @@ impl Actor {
 
     fn is_peer_address(&self, from: &PeerAddr) -> bool {
         let who = gateway::person(from);
-        let configured = self
+        let mut configured = self
             .shared
             .config
             .peers
             .iter()
             .flat_map(|p| p.addresses.iter());
-        let known = self.engine.peers().flat_map(|p| p.addrs.iter());
-        configured.chain(known).any(|a| gateway::person(a) == who)
+        configured.any(|a| gateway::person(a) == who)
+            || self
+                .engine
+                .peers()
+                .any(|p| p.addrs.iter().any(|a| gateway::person(a) == who))
     }
 
     /// A message from a person: judge it, then answer or act.
