@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use lakitu::id::{Identity, PublicId};
 use lakitu::post::{Post, PostId, Topic};
@@ -299,9 +300,10 @@ fn run(ops: &[Op], dir: &Path) -> Result<(), TestCaseError> {
             }
             Op::Reopen => {
                 s.flush().unwrap();
-                // sled locks its directory: the old handle must be gone before reopening.
+                // sled locks its directory: the old handle must be gone before reopening, and
+                // its background threads may hold the lock a moment longer.
                 drop(store.take());
-                store = Some(Store::open(dir).unwrap());
+                store = Some(Store::reopen(dir, Duration::from_secs(30)).unwrap());
             }
         }
         prop_assert_eq!(

@@ -574,7 +574,8 @@ mod tests {
             o.store.flush().unwrap();
             // Crash: ids 1 and 3 were never confirmed.
         }
-        let mut o = Outbox::open(Store::open(dir.path()).unwrap(), Limits::default(), 50).unwrap();
+        let store = Store::reopen(dir.path(), crate::store::REOPEN_WAIT).unwrap();
+        let mut o = Outbox::open(store, Limits::default(), 50).unwrap();
         assert_eq!(o.stats().queued, 2);
         assert_eq!(o.next_retry(), Some(50));
         let mut t = Fake::default();

@@ -158,6 +158,25 @@ impl std::fmt::Debug for Store {
 }
 
 impl Store {
+    /// [`Store::open`] for a store whose last handle in this process was just dropped (an
+    /// in-process restart): sled's background threads can hold the directory's lock for a
+    /// moment after that, longer on a loaded machine, so a held lock is retried for up to
+    /// `wait`. Any other error is returned at once.
+    pub fn reopen(dir: &Path, wait: std::time::Duration) -> Result<Store, StoreError> {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match Store::open(dir) {
+                Err(StoreError::Sled(DbError(sled::Error::Io(e))))
+                    if e.to_string().contains("acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Open (or create) the store in `dir`. After a crash, sled recovers everything flushed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let db = sled::Config::new()
@@ -336,6 +355,10 @@ fn read_u64(tree: &'static str, key: &[u8], v: &[u8]) -> Result<u64, StoreError>
         .map_err(|_| corrupt(tree, key, "expected an 8-byte integer"))?;
     Ok(u64::from_be_bytes(b))
 }
+
+/// How long a test waits for a dropped handle's lock (see [`Store::reopen`]).
+#[cfg(test)]
+pub(crate) const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {
@@ -552,7 +575,7 @@ mod tests {
             s.insert_batch(&[post(2, T0, &[], "also")]).unwrap();
             s.flush().unwrap();
         }
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::reopen(dir.path(), REOPEN_WAIT).unwrap();
         assert_eq!(s.post_count(), 2);
         assert_eq!(s.get(&p.id()).unwrap(), Some(p.clone()));
         let q = Query {
@@ -591,6 +614,23 @@ mod tests {
     }
 
     #[test]
+    fn reopen_waits_for_the_lock_of_a_dropped_handle_and_gives_up_on_a_held_one() {
+        use std::time::{Duration, Instant};
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let t = Instant::now();
+        let held = Store::reopen(dir.path(), Duration::from_millis(200));
+        assert!(matches!(held, Err(StoreError::Sled(_))), "{held:?}");
+        assert!(t.elapsed() >= Duration::from_millis(200));
+        let dropper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            drop(first);
+        });
+        assert!(Store::reopen(dir.path(), REOPEN_WAIT).is_ok());
+        dropper.join().unwrap();
+    }
+
+    #[test]
     fn a_store_of_another_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         {
@@ -599,7 +639,7 @@ mod tests {
             s.flush().unwrap();
         }
         assert!(matches!(
-            Store::open(dir.path()),
+            Store::reopen(dir.path(), REOPEN_WAIT),
             Err(StoreError::Schema { found: 7 })
         ));
     }

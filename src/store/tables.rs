@@ -113,6 +113,7 @@ fn meta_key(key: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use crate::id::PublicId;
+    use crate::store::REOPEN_WAIT;
     use crate::store::Store;
 
     fn open() -> (tempfile::TempDir, Store) {
@@ -157,7 +158,7 @@ mod tests {
             s.flush().unwrap();
             seq
         };
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::reopen(dir.path(), REOPEN_WAIT).unwrap();
         let after = s.outbox_push("p", b"y").unwrap();
         assert!(after > before);
         assert_eq!(
@@ -194,7 +195,7 @@ mod tests {
         s.meta_put("s/post_count", b"garbage").unwrap();
         s.flush().unwrap();
         drop(s);
-        let s = Store::open(dir.path()).unwrap();
+        let s = Store::reopen(dir.path(), REOPEN_WAIT).unwrap();
         assert_eq!(s.post_count(), 0);
         assert_eq!(
             s.meta_get("s/post_count").unwrap(),
