@@ -213,16 +213,17 @@ impl Engine {
 
     /// The carrier authenticated a frame of `id` from `from`: reply there from now on.
     pub(crate) fn set_reply_addr(&mut self, id: &PublicId, from: PeerAddr) {
+        let up = &self.up;
         if let Some(m) = self.members.get_mut(id) {
             if let Some(l) = m.local_if_any() {
                 l.failed_addrs.retain(|a| *a != from);
             }
-            // The first recorded address is what we use anyway: no bookkeeping needed for it.
-            let first = m.addrs.iter().next().is_some_and(|a| a == from.as_str());
-            if first && m.local().reply_addr.is_none() {
-                return;
+            // Where we would reply anyway needs no bookkeeping.
+            let usual = m.local().reply_addr.is_none()
+                && super::best_addr_text(up, m) == Some(from.as_str());
+            if !usual {
+                m.local_mut().reply_addr = Some(from);
             }
-            m.local_mut().reply_addr = (!first).then_some(from);
         }
     }
 
@@ -517,6 +518,35 @@ impl Engine {
 mod tests {
     use super::super::testnet::Net;
     use super::*;
+
+    #[test]
+    fn replies_go_where_the_peer_last_wrote_from_and_the_usual_address_costs_nothing() {
+        use crate::id::Identity;
+        let mem: PeerAddr = "mem:me".parse().unwrap();
+        let xmpp: PeerAddr = "xmpp:me@example.org".parse().unwrap();
+        let mut e = Engine::new(
+            Identity::from_seed([1; 32]),
+            vec![mem, xmpp],
+            super::super::EngineConfig::default(),
+            Interests::everything(),
+            1,
+            1_000,
+        );
+        let peer = Identity::from_seed([2; 32]).public();
+        let (fast, slow): (PeerAddr, PeerAddr) = (
+            "mem:peer".parse().unwrap(),
+            "xmpp:peer@example.org".parse().unwrap(),
+        );
+        // Listed slow first: the fast one is still the usual choice.
+        e.add_seed(peer, vec![slow.clone(), fast.clone()]);
+        e.set_reply_addr(&peer, fast.clone());
+        assert_eq!(e.best_addr(&peer), Some(fast.clone()));
+        assert!(e.members.get_mut(&peer).unwrap().local_if_any().is_none());
+        e.set_reply_addr(&peer, slow.clone());
+        assert_eq!(e.best_addr(&peer), Some(slow), "where it last wrote from");
+        e.set_reply_addr(&peer, fast.clone());
+        assert_eq!(e.best_addr(&peer), Some(fast));
+    }
 
     #[test]
     fn nodes_learn_the_whole_view_from_one_seed() {
