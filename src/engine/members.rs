@@ -330,6 +330,16 @@ impl Members {
         &self.buckets[usize::from(b)]
     }
 
+    /// Add the member `rec` describes, never heard from, sharing its interests with the
+    /// members that want the same; `None` (and nothing changes) when its id is already one.
+    pub(crate) fn add(&mut self, rec: &MemberRecord) -> Option<&mut Member> {
+        let interests = self.intern(rec.interests.clone());
+        if !self.insert(Member::new(rec, interests)) {
+            return None;
+        }
+        self.get_mut(&rec.id)
+    }
+
     /// Members with `lo <= id <= hi`, in id order.
     pub(crate) fn range(&self, lo: PublicId, hi: PublicId) -> impl Iterator<Item = &Member> {
         let (first, last) = (usize::from(lo.0[0]), usize::from(hi.0[0]));

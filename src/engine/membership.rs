@@ -83,8 +83,7 @@ impl Engine {
                 addrs: addrs.into_iter().take(MAX_ADDRS).collect(),
                 interests: Interests::default(),
             };
-            let interests = self.members.intern(rec.interests.clone());
-            self.members.insert(Member::new(&rec, interests));
+            self.members.add(&rec);
             self.merkle.touch(&id);
         }
         let join = Message::Join(self.own_record());
@@ -266,13 +265,12 @@ impl Engine {
                     return false;
                 }
                 let (id, state) = (rec.id, rec.state);
-                let interests = self.members.intern(rec.interests.clone());
-                let mut m = Member::new(&rec, interests);
-                if state == PeerState::Suspect {
+                if let Some(m) = self.members.add(&rec)
+                    && state == PeerState::Suspect
+                {
                     m.local_mut().suspect_since = Some(now);
                     self.fd.watch.insert(id);
                 }
-                self.members.insert(m);
                 self.merkle.touch(&id);
                 self.push_action(Action::PeerState { id, state });
                 true
