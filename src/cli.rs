@@ -563,7 +563,11 @@ fn print_peers(peers: &[PeerInfo]) {
             heard,
             p.reputation,
             rtt,
-            p.addresses.first().map_or("", String::as_str)
+            if p.reached.is_empty() {
+                p.addresses.first().map_or("", String::as_str)
+            } else {
+                &p.reached
+            }
         );
     }
 }

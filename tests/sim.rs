@@ -286,3 +286,53 @@ fn lakitu_runs_are_reproducible_for_a_seed() {
     assert_eq!(a.trace_hash(), b.trace_hash());
     assert_eq!(a.report(), b.report());
 }
+
+/// 30% XMPP-only, 10% email-only, 10% bridges with every carrier, the rest QUIC-only: a node
+/// reaches across carriers only through a bridge.
+fn mixed_carriers(n: usize, seed: u64) -> Scenario {
+    let mut s = Scenario::stable(n, seed);
+    s.net.xmpp_share = 0.3;
+    s.net.email_share = 0.1;
+    s.net.bridge_share = 0.1;
+    s.deadline = 3_600_000;
+    s.warmup = 1_800_000;
+    s
+}
+
+#[test]
+fn lakitu_bridges_every_post_across_carriers_once_and_never_talks_over_a_missing_one() {
+    for seed in [1, 2] {
+        let s = mixed_carriers(100, seed);
+        let sim = s.run_lakitu(&LakituConfig::default());
+        let r = sim.report();
+        assert_full_delivery(&r);
+        assert!(r.copies_per_delivery <= 1.5, "seed {seed}: {r:?}");
+        // Every send went over a carrier both ends have: none was dropped for want of one.
+        assert_eq!(r.dropped, 0, "seed {seed}: {r:?}");
+        let carriers = s.net.carriers(s.nodes, seed);
+        let (mut bridged, mut direct) = (0, 0);
+        for i in 0..s.nodes as NodeId {
+            let e = sim.node(i).engine();
+            for p in e.peers() {
+                // Nobody holds a member that answers as anything but alive: no flapping.
+                assert_eq!(
+                    p.state,
+                    lakitu::engine::PeerState::Alive,
+                    "seed {seed}: {p:?}"
+                );
+                match &p.route {
+                    lakitu::engine::Route::Direct(_) => direct += 1,
+                    lakitu::engine::Route::Via(_) => bridged += 1,
+                    lakitu::engine::Route::Unreachable => panic!("seed {seed}: {p:?}"),
+                }
+            }
+            assert_eq!(e.reachable_alive(), s.nodes - 1, "seed {seed}, node {i}");
+        }
+        // QUIC-only nodes reach XMPP- and email-only ones only through bridges.
+        assert!(
+            bridged > 0 && direct > 0,
+            "{bridged} bridged, {direct} direct"
+        );
+        assert!(carriers.iter().any(|&c| c == 7), "the scenario has bridges");
+    }
+}

@@ -179,6 +179,10 @@ pub struct PeerInfo {
     pub reputation: f64,
     /// Smoothed round-trip time in milliseconds, if measured.
     pub rtt_ms: Option<f64>,
+    /// How this relay reaches it: the address it uses, "via <bridge>" when no carrier is
+    /// shared, or "unreachable".
+    #[serde(default)]
+    pub reached: String,
 }
 
 /// `POST /v1/peers`: add a peer while running.

@@ -124,11 +124,12 @@ impl Engine {
         self.ae.sessions.retain(|_, s| now < s.started + stale);
         let period = self.config.anti_entropy_interval_ms.max(1_000);
         self.ae.answered.retain(|_, (t, _)| now < *t + period);
-        let threshold = self.config.reputation_threshold;
+        let (threshold, carriers) = (self.config.reputation_threshold, self.carriers);
         let mine = self.interests.clone();
         let candidates: Vec<(PublicId, i32)> = self
             .sample_members(PARTNER_SAMPLE, |m| {
                 m.state == super::PeerState::Alive
+                    && m.carriers & carriers != 0
                     && m.trusted(threshold)
                     && mine.overlaps(&m.interests)
             })

@@ -32,10 +32,49 @@ use rand::seq::IndexedRandom;
 use crate::id::PublicId;
 use crate::post::{Post, PostId};
 
+use lakitu_transport::Scheme;
+
+use super::members;
 use super::reputation::Merit;
 use super::wire::{MAX_IDS, Message, PushEntry, Relay};
 use super::{Action, Engine, Offence, PostStore};
 
+/// The members a node is asked to cover with a post: ids in `lo..=hi` whose home carrier is
+/// in `home`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Duty {
+    lo: PublicId,
+    hi: PublicId,
+    home: u8,
+}
+
+impl Duty {
+    /// Everyone: what the origin of a post covers.
+    const ALL: Duty = Duty {
+        lo: PublicId([0; 32]),
+        hi: PublicId([0xff; 32]),
+        home: 0xff,
+    };
+
+    /// What a relayed push asks of its receiver; `None` for a push not to pass on.
+    pub(crate) fn of(relay: &Relay) -> Option<Duty> {
+        match *relay {
+            Relay::None => None,
+            Relay::Range { lo, hi } => Some(Duty {
+                lo: PublicId(lo),
+                hi: PublicId(hi),
+                home: 0xff,
+            }),
+            Relay::Class { lo, hi, home } => Some(Duty {
+                lo: PublicId(lo),
+                hi: PublicId(hi),
+                home,
+            }),
+        }
+    }
+}
+
+mod ack;
 mod batch;
 
 /// What became of one pushed post.
@@ -66,9 +105,12 @@ pub(crate) struct DissState {
     /// Ids we asked for, so their payloads are not taken for duplicates to prune.
     requested: HashSet<PostId>,
     requested_order: VecDeque<PostId>,
-    /// Batched IHave entries per peer, flushed at `lazy_at`.
-    lazy: BTreeMap<PublicId, Vec<(PostId, u8)>>,
+    /// Batched IHave entries per peer, with when they are due (each peer's class's lazy
+    /// delay after its first entry); `lazy_at` is the earliest.
+    lazy: BTreeMap<PublicId, (u64, Vec<(PostId, u8)>)>,
     lazy_at: Option<u64>,
+    /// Eager pushes waiting for their receiver's acknowledgement (see `ack`).
+    acks: ack::Pending,
     /// Payloads waiting per peer, with its pacing bucket.
     outbox: HashMap<PublicId, batch::Outbox>,
     /// Peers whose outbox holds posts, and when the first of them may send again.
@@ -80,7 +122,7 @@ impl DissState {
     /// The earliest pull, lazy-flush or paced-push deadline.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let pull = self.pull_deadlines.first().map(|(t, _)| *t);
-        [pull, self.lazy_at, self.push_at]
+        [pull, self.lazy_at, self.push_at, self.acks.next_deadline()]
             .into_iter()
             .flatten()
             .min()
@@ -114,22 +156,20 @@ impl Engine {
         self.diss.recent.contains_key(id) || store.contains(id)
     }
 
-    /// Interested, reachable, non-ignored members (not the author's own node), sorted by id,
-    /// optionally only those within `range`.
-    fn interested(&self, post: &Post, range: Option<([u8; 32], [u8; 32])>) -> Vec<PublicId> {
+    /// Interested, reachable, non-ignored members (not the author's own node) that `duty`
+    /// covers, sorted by id, with their home carriers.
+    fn interested(&self, post: &Post, duty: Duty) -> Vec<(PublicId, u8)> {
         let threshold = self.config.reputation_threshold;
-        let (lo, hi) = range.map_or((PublicId([0; 32]), PublicId([0xff; 32])), |(lo, hi)| {
-            (PublicId(lo), PublicId(hi))
-        });
         self.members
-            .range(lo, hi)
+            .range(duty.lo, duty.hi)
             .filter(|m| {
-                m.reachable()
+                m.home() & duty.home != 0
+                    && m.reachable()
                     && m.trusted(threshold)
                     && m.id != post.author()
                     && m.interests.wants(post)
             })
-            .map(|m| m.id)
+            .map(|m| (m.id, m.home()))
             .collect()
     }
 
@@ -142,34 +182,51 @@ impl Engine {
         self.diss
             .remember(post.id(), 0, self.config.recent_size.max(1));
         self.counters.originated += 1;
-        self.fan_out(&post, 0, None, &[]);
+        self.fan_out(&post, 0, Duty::ALL, &[]);
         self.announce(&post, 0, &[]);
     }
 
-    /// Push to the interested members in `range` (everyone when `None`), directly or through
-    /// delegates.
-    fn fan_out(
-        &mut self,
-        post: &Post,
-        hops: u8,
-        range: Option<([u8; 32], [u8; 32])>,
-        except: &[PublicId],
-    ) {
-        let targets: Vec<PublicId> = self
-            .interested(post, range)
-            .into_iter()
-            .filter(|id| !except.contains(id))
-            .collect();
-        if targets.is_empty() {
-            return;
+    /// Push to the interested members `duty` covers (everyone, for a new post), per home
+    /// carrier: the members of a carrier we have, directly or through delegates on that
+    /// carrier; the members of a carrier we lack, through one bridge that has it (MPG: direct
+    /// where possible, fan-out where needed). Each member is covered by exactly one node as
+    /// long as views agree; what a lost frame or a disagreeing view misses, acknowledgements
+    /// and the lazy pull repair.
+    pub(crate) fn fan_out(&mut self, post: &Post, hops: u8, duty: Duty, except: &[PublicId]) {
+        let mut by_home: BTreeMap<u8, Vec<PublicId>> = BTreeMap::new();
+        for (id, home) in self.interested(post, duty) {
+            if !except.contains(&id) {
+                by_home.entry(home).or_default().push(id);
+            }
         }
+        // A plain range (which version-2 nodes read) means "every home": right when one home
+        // is all there is.
+        let mixed = by_home.len() > 1 || duty.home != Duty::ALL.home;
+        let mut avoid: Vec<PublicId> = except.to_vec();
+        avoid.push(post.author());
+        for (home, group) in by_home {
+            if self.carriers & home != 0 {
+                self.cover(post, hops, home, &group, mixed);
+            } else {
+                self.bridge(post, hops, duty, home, &group, &avoid);
+            }
+        }
+    }
+
+    /// Cover the members of one home carrier that we have: push to each when they are few
+    /// (more of them on slow carriers, where a relay hop costs seconds or minutes and a direct
+    /// copy costs no more than a relayed one), else cut them into `eager_fanout` id ranges
+    /// with one delegate each.
+    fn cover(&mut self, post: &Post, hops: u8, home: u8, targets: &[PublicId], mixed: bool) {
         let next = hops.saturating_add(1);
-        if targets.len() <= self.config.direct_push_limit.max(1) {
-            for id in targets {
+        let fast = members::carrier_bit(Scheme::Quic) | members::carrier_bit(Scheme::Mem);
+        let limit = self.config.direct_push_limit.max(1) * if home & fast != 0 { 1 } else { 8 };
+        if targets.len() <= limit {
+            for &id in targets {
                 if self.members.get(&id).is_some_and(|m| m.lazy) {
                     self.queue_ihave(id, post.id(), hops);
                 } else {
-                    self.queue_push(id, next, Relay::None, post.clone());
+                    self.push_acked(id, next, Relay::None, post);
                 }
             }
             return;
@@ -180,24 +237,87 @@ impl Engine {
             let (Some(first), Some(last)) = (chunk.first(), chunk.last()) else {
                 continue;
             };
-            let eager: Vec<PublicId> = chunk
-                .iter()
-                .copied()
-                .filter(|id| {
-                    self.members
-                        .get(id)
-                        .is_some_and(|m| !m.lazy && m.reputation >= 0)
-                })
-                .collect();
-            let pool = if eager.is_empty() { chunk } else { &eager[..] };
-            let Some(delegate) = pool.choose(&mut self.rng).copied() else {
+            let Some(delegate) = self.pick_delegate(chunk, &[]) else {
                 continue;
             };
-            let relay = Relay::Range {
-                lo: first.0,
-                hi: last.0,
+            let relay = if mixed {
+                Relay::Class {
+                    lo: first.0,
+                    hi: last.0,
+                    home,
+                }
+            } else {
+                Relay::Range {
+                    lo: first.0,
+                    hi: last.0,
+                }
             };
-            self.queue_push(delegate, next, relay, post.clone());
+            self.push_acked(delegate, next, relay, post);
+        }
+    }
+
+    /// A delegate among `pool`, not in `not`: random, preferring members that did not prune
+    /// us and are in good standing.
+    pub(crate) fn pick_delegate(
+        &mut self,
+        pool: &[PublicId],
+        not: &[PublicId],
+    ) -> Option<PublicId> {
+        let pool: Vec<PublicId> = pool
+            .iter()
+            .copied()
+            .filter(|id| !not.contains(id))
+            .collect();
+        let eager: Vec<PublicId> = pool
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.members
+                    .get(id)
+                    .is_some_and(|m| !m.lazy && m.reputation >= 0)
+            })
+            .collect();
+        let pool = if eager.is_empty() {
+            &pool[..]
+        } else {
+            &eager[..]
+        };
+        pool.choose(&mut self.rng).copied()
+    }
+
+    /// Hand the members of a home carrier we lack to one bridge that has it: one of them when
+    /// one also shares a carrier with us (its copy is then no extra), else any member that
+    /// bridges. Without a bridge, push to those we reach over another carrier.
+    fn bridge(
+        &mut self,
+        post: &Post,
+        hops: u8,
+        duty: Duty,
+        home: u8,
+        group: &[PublicId],
+        avoid: &[PublicId],
+    ) {
+        let next = hops.saturating_add(1);
+        let own: Vec<PublicId> = group
+            .iter()
+            .copied()
+            .filter(|id| self.members.get(id).is_some_and(|m| self.shares_carrier(m)))
+            .collect();
+        let via = self
+            .pick_delegate(&own, avoid)
+            .or_else(|| self.bridge_for(home, avoid));
+        if let Some(b) = via {
+            let relay = Relay::Class {
+                lo: duty.lo.0,
+                hi: duty.hi.0,
+                home,
+            };
+            self.push_acked(b, next, relay, post);
+        } else {
+            for &id in &own {
+                self.push_acked(id, next, Relay::None, post);
+            }
+            self.counters.unreachable += (group.len() - own.len()) as u64;
         }
     }
 
@@ -207,9 +327,10 @@ impl Engine {
         if n == 0 {
             return;
         }
-        let threshold = self.config.reputation_threshold;
+        let (threshold, carriers) = (self.config.reputation_threshold, self.carriers);
         let picks = self.sample_members(n, |m| {
             m.reachable()
+                && m.carriers & carriers != 0
                 && m.trusted(threshold)
                 && m.id != post.author()
                 && !except.contains(&m.id)
@@ -221,14 +342,13 @@ impl Engine {
     }
 
     fn queue_ihave(&mut self, to: PublicId, id: PostId, hops: u8) {
-        let q = self.diss.lazy.entry(to).or_default();
+        let delay = self.config.timings(self.class_of(&to)).lazy_delay_ms;
+        let due = self.now + delay;
+        let (_, q) = self.diss.lazy.entry(to).or_insert((due, Vec::new()));
         if q.len() < self.config.max_pending_pulls {
             q.push((id, hops));
         }
-        if self.diss.lazy_at.is_none() {
-            let delay = self.config.timings(self.class_of(&to)).lazy_delay_ms;
-            self.diss.lazy_at = Some(self.now + delay);
-        }
+        self.diss.lazy_at = Some(self.diss.lazy_at.map_or(due, |t| t.min(due)));
     }
 
     /// Payloads arrived (one Push, or a PushBatch): take each, then answer unasked
@@ -265,6 +385,15 @@ impl Engine {
         let id = post.id();
         if self.seen(&id, store) {
             self.counters.duplicates += 1;
+            self.acknowledge(sender, id, hops);
+            if let Some(duty) = Duty::of(&relay)
+                && hops < self.config.hop_limit
+            {
+                // We hold it already (it reached us another way) but are asked to pass it on:
+                // the members this duty covers get it from no one else.
+                self.fan_out(&post, hops, duty, &[sender]);
+                return Accepted::Fine;
+            }
             if self.diss.requested.contains(&id) {
                 return Accepted::Fine;
             }
@@ -276,6 +405,7 @@ impl Engine {
             self.penalise(&sender, Offence::InvalidPost);
             return Accepted::Invalid;
         }
+        self.acknowledge(sender, id, hops);
         let (per_min, max_authors) = (
             self.config.author_posts_per_min,
             self.config.max_tracked_authors,
@@ -305,10 +435,10 @@ impl Engine {
                 hops,
             });
         }
-        if let Relay::Range { lo, hi } = relay
+        if let Some(duty) = Duty::of(&relay)
             && hops < self.config.hop_limit
         {
-            self.fan_out(&post, hops, Some((lo, hi)), &[sender]);
+            self.fan_out(&post, hops, duty, &[sender]);
         }
         self.announce(&post, hops, &[sender]);
         Accepted::Fine
@@ -336,6 +466,8 @@ impl Engine {
     ) {
         let timeout = self.config.timings(self.class_of(&sender)).pull_timeout_ms;
         for (id, _hops) in entries {
+            // An IHave from a peer we pushed to is also its acknowledgement.
+            self.acked(sender, id);
             if self.seen(&id, store) {
                 continue;
             }
@@ -398,14 +530,24 @@ impl Engine {
         }
         self.forget_idle_outboxes();
         if self.diss.lazy_at.is_some_and(|t| t <= now) {
-            self.diss.lazy_at = None;
-            let lazy = std::mem::take(&mut self.diss.lazy);
-            for (peer, entries) in lazy {
+            let due: Vec<PublicId> = self
+                .diss
+                .lazy
+                .iter()
+                .filter(|(_, (t, _))| *t <= now)
+                .map(|(p, _)| *p)
+                .collect();
+            for peer in due {
+                let Some((_, entries)) = self.diss.lazy.remove(&peer) else {
+                    continue;
+                };
                 for chunk in entries.chunks(max) {
                     self.send(peer, &Message::IHave(chunk.to_vec()));
                 }
             }
+            self.diss.lazy_at = self.diss.lazy.values().map(|(t, _)| *t).min();
         }
+        self.ack_tick(store);
     }
 
     /// Ask for posts by id (from a pull or from reconciliation).
@@ -539,14 +681,44 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_eager_push_is_repaired_by_a_lazy_pull() {
+    fn a_lost_eager_push_is_sent_again_when_it_is_not_acknowledged() {
         let mut net = settled(6, 44, EngineConfig::default());
         net.drop_payloads_to = Some(5);
         let id = net.post_from(0, "lossy", &["rust"]);
         net.run_for(100);
         assert!(!net.nodes[5].store.contains(&id));
+        assert_eq!(
+            net.nodes[0].engine.diss.acks.len(),
+            1,
+            "only node 5's ack is missing"
+        );
         net.drop_payloads_to = None;
-        net.run_for(1_000);
+        // The pull timeout (300 ms) plus a hop, well before anti-entropy's 30 s.
+        net.run_for(400);
+        assert!(net.nodes[5].store.contains(&id), "sent again");
+        assert!(net.nodes[0].engine.stats().push_retries >= 1);
+        net.run_for(200);
+        assert_eq!(
+            net.nodes[0].engine.diss.acks.len(),
+            0,
+            "acknowledged at last"
+        );
+    }
+
+    #[test]
+    fn a_lost_eager_push_is_repaired_by_a_lazy_pull_when_the_sender_gives_up() {
+        let config = EngineConfig {
+            lazy_fanout: 5,
+            ..EngineConfig::default()
+        };
+        let mut net = settled(6, 44, config);
+        net.drop_payloads_to = Some(5);
+        let id = net.post_from(0, "lossy", &["rust"]);
+        // Every retry of the origin is lost too; the others announce the post to node 5.
+        net.run_for(1_500);
+        net.drop_payloads_to = None;
+        assert!(!net.nodes[5].store.contains(&id));
+        net.run_for(2_000);
         assert!(net.nodes[5].store.contains(&id), "pulled after an IHave");
         assert!(net.nodes[5].engine.stats().pulls >= 1);
     }

@@ -68,11 +68,13 @@ impl Engine {
         let start = self.fd.cursor % len;
         self.fd.cursor = (start + window) % len;
         let mut best: Option<(u64, PublicId)> = None;
-        let (up, config) = (&self.up, &self.config);
+        let (up, config, carriers) = (&self.up, &self.config, self.carriers);
         for m in self.members.window_mut(start, window) {
             // The window passes every member in turn: the place to drop stale bookkeeping.
             m.tidy(now);
-            if !m.reachable() || m.local().probe.is_some() {
+            // A member on no carrier of ours is judged by those who reach it (its bridges),
+            // never by our own timeouts on a path we do not have.
+            if !m.reachable() || m.carriers & carriers == 0 || m.local().probe.is_some() {
                 continue;
             }
             let heard = m.last_heard().unwrap_or(0);
@@ -103,9 +105,11 @@ impl Engine {
             .watch
             .iter()
             .filter(|id| {
-                self.members
-                    .get(id)
-                    .is_some_and(|m| m.state == PeerState::Suspect && m.local().probe.is_none())
+                self.members.get(id).is_some_and(|m| {
+                    m.state == PeerState::Suspect
+                        && m.carriers & self.carriers != 0
+                        && m.local().probe.is_none()
+                })
             })
             .choose(&mut self.rng)
             .copied();
@@ -123,7 +127,7 @@ impl Engine {
         let isolated = !self
             .members
             .values()
-            .any(|m| m.reachable() && m.trusted(threshold));
+            .any(|m| m.reachable() && self.shares_carrier(m) && m.trusted(threshold));
         let period = if isolated {
             self.config.probe_interval_ms
         } else {
@@ -131,8 +135,10 @@ impl Engine {
         };
         self.timers.reconnect = now + period.max(1);
         let timeout = self.config.reconnect_timeout_ms;
+        let carriers = self.carriers;
         let pick = self.sample_members(1, |m| {
             m.state == PeerState::Dead
+                && m.carriers & carriers != 0
                 && m.local().probe.is_none()
                 && m.trusted(threshold)
                 && m.last_heard()
@@ -145,6 +151,13 @@ impl Engine {
 
     /// Ping a member now.
     pub(crate) fn ping(&mut self, id: PublicId) {
+        if !self
+            .members
+            .get(&id)
+            .is_some_and(|m| self.shares_carrier(m))
+        {
+            return;
+        }
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let now = self.now;
@@ -259,7 +272,11 @@ impl Engine {
                 self.fd.watch.remove(&id);
                 continue;
             };
-            if m.local().probe.is_none() && m.state != PeerState::Suspect {
+            // Suspicion of a member we cannot reach ourselves runs where it can be checked: its
+            // bridges confirm it or it refutes, and we take their word from the gossip.
+            if (m.local().probe.is_none() && m.state != PeerState::Suspect)
+                || !self.shares_carrier(m)
+            {
                 self.fd.watch.remove(&id);
                 continue;
             }

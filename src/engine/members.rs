@@ -78,6 +78,33 @@ impl Addrs {
     }
 }
 
+/// The carrier bit of a scheme: a member's carriers are a mask of these, so "do we share a
+/// carrier" is one AND.
+pub(crate) fn carrier_bit(s: Scheme) -> u8 {
+    match s {
+        Scheme::Quic => 1,
+        Scheme::Mem => 2,
+        Scheme::Xmpp => 4,
+        Scheme::Mail => 8,
+    }
+}
+
+/// The carriers of a set of address texts, as a mask of [`carrier_bit`]s.
+pub(crate) fn carriers_of<'a>(addrs: impl IntoIterator<Item = &'a str>) -> u8 {
+    addrs
+        .into_iter()
+        .filter_map(scheme_of)
+        .fold(0, |m, s| m | carrier_bit(s))
+}
+
+/// A member's home carrier: the fastest one it has (the lowest bit of its mask, since bits
+/// go fastest first), or 0 when it has none. Every node computes the same home for a member
+/// from its record, which is what lets a relayed push name "the members whose home is X"
+/// without listing them.
+pub(crate) fn home_of(carriers: u8) -> u8 {
+    carriers & carriers.wrapping_neg()
+}
+
 /// The scheme of a canonical address form.
 pub(crate) fn scheme_of(addr: &str) -> Option<Scheme> {
     let (scheme, _) = addr.split_once(':')?;
@@ -153,6 +180,8 @@ pub(crate) struct Member {
     pub(crate) state: PeerState,
     /// It pruned us: announce (IHave) instead of pushing payloads to it.
     pub(crate) lazy: bool,
+    /// The carriers its addresses are on ([`carrier_bit`] mask), kept with the addresses.
+    pub(crate) carriers: u8,
 }
 
 impl Member {
@@ -170,6 +199,7 @@ impl Member {
             unanswered: 0,
             state: rec.state,
             lazy: false,
+            carriers: carriers_of(rec.addrs.iter().map(PeerAddr::as_str)),
         }
     }
 
@@ -197,6 +227,8 @@ impl Member {
             rtt_ms: local.rtt_ms,
             reputation: self.reputation,
             stats: local.stats,
+            // The engine knows the route; it fills this in.
+            route: super::Route::Unreachable,
         }
     }
 
@@ -250,6 +282,17 @@ impl Member {
     /// least `threshold`.
     pub(crate) fn trusted(&self, threshold: i32) -> bool {
         self.reputation.saturating_add(self.unanswered) >= threshold
+    }
+
+    /// Its home carrier (see [`home_of`]).
+    pub(crate) fn home(&self) -> u8 {
+        home_of(self.carriers)
+    }
+
+    /// Replace its addresses (a new record), keeping the carrier mask in step.
+    pub(crate) fn set_addrs(&mut self, addrs: &[PeerAddr]) {
+        self.addrs = Addrs::new(addrs);
+        self.carriers = carriers_of(addrs.iter().map(PeerAddr::as_str));
     }
 
     /// Alive or suspect: worth sending to.

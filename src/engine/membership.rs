@@ -121,7 +121,7 @@ impl Engine {
         let ids: Vec<PublicId> = self
             .members
             .values()
-            .filter(|m| m.reachable())
+            .filter(|m| m.reachable() && self.shares_carrier(m))
             .map(|m| m.id)
             .collect();
         for id in ids {
@@ -144,7 +144,7 @@ impl Engine {
         let targets: Vec<PublicId> = if self.members.len() <= self.config.direct_push_limit {
             self.members
                 .values()
-                .filter(|m| m.reachable() && Some(m.id) != also)
+                .filter(|m| m.reachable() && self.shares_carrier(m) && Some(m.id) != also)
                 .map(|m| m.id)
                 .collect()
         } else {
@@ -155,11 +155,15 @@ impl Engine {
         }
     }
 
-    /// Up to `n` random reachable, non-ignored members, excluding `except`.
+    /// Up to `n` random reachable, non-ignored members that share a carrier with us (the ones
+    /// we can talk to), excluding `except`.
     pub(crate) fn random_members(&mut self, n: usize, except: &[PublicId]) -> Vec<PublicId> {
-        let threshold = self.config.reputation_threshold;
+        let (threshold, carriers) = (self.config.reputation_threshold, self.carriers);
         self.sample_members(n, |m| {
-            m.reachable() && m.trusted(threshold) && !except.contains(&m.id)
+            m.reachable()
+                && m.carriers & carriers != 0
+                && m.trusted(threshold)
+                && !except.contains(&m.id)
         })
     }
 
@@ -297,7 +301,7 @@ impl Engine {
                 }
                 m.incarnation = rec.incarnation;
                 m.state = rec.state;
-                m.addrs = super::members::Addrs::new(&rec.addrs);
+                m.set_addrs(&rec.addrs);
                 m.interests = interests.unwrap_or_else(|| m.interests.clone());
                 m.digest = digest_of(&rec);
                 match rec.state {

@@ -67,7 +67,7 @@ pub use reputation::Offence;
 pub use stats::{EngineStats, Summary, WorldStats};
 pub use wire::{Kind, NodeStats, PeerState, Scope};
 
-use members::{Member, Members};
+use members::{Member, Members, home_of};
 
 /// What a node wants to receive.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -223,6 +223,24 @@ pub enum Action {
     },
 }
 
+/// How this node reaches a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Over a carrier both have, at this address.
+    Direct(PeerAddr),
+    /// Through a member that shares a carrier with both of us (a bridge).
+    Via(PublicId),
+    /// It shares no carrier with us and no member known bridges to it.
+    Unreachable,
+}
+
+impl Route {
+    /// True unless [`Route::Unreachable`].
+    pub fn is_reachable(&self) -> bool {
+        !matches!(self, Route::Unreachable)
+    }
+}
+
 /// What the engine knows about one member, for the UI and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerView {
@@ -244,6 +262,8 @@ pub struct PeerView {
     pub reputation: i32,
     /// Its latest statistics record, if any.
     pub stats: Option<NodeStats>,
+    /// How this node reaches it.
+    pub route: Route,
 }
 
 /// Deadlines of the periodic tasks.
@@ -263,6 +283,9 @@ pub struct Engine {
     identity: Identity,
     me: PublicId,
     own_addrs: Vec<PeerAddr>,
+    /// The carriers this node has (a mask of `members::carrier_bit`), from its own addresses:
+    /// it talks to a member only over one of these.
+    carriers: u8,
     config: EngineConfig,
     interests: Interests,
     incarnation: u64,
@@ -359,6 +382,7 @@ impl Engine {
     ) -> Engine {
         let me = identity.public();
         let up = own_addrs.iter().map(PeerAddr::scheme).collect();
+        let carriers = members::carriers_of(own_addrs.iter().map(PeerAddr::as_str));
         let mut rng = StdRng::seed_from_u64(seed);
         // Spread the periodic tasks so thousands of simulated nodes do not tick in lockstep.
         let jitter = |rng: &mut StdRng, period: u64| {
@@ -377,6 +401,7 @@ impl Engine {
             identity,
             me,
             own_addrs,
+            carriers,
             config,
             interests,
             // Unix ms as the first incarnation: a restarted node outranks its old records
@@ -474,12 +499,91 @@ impl Engine {
 
     /// Every member of the view except this node.
     pub fn peers(&self) -> impl Iterator<Item = PeerView> + '_ {
-        self.members.values().map(Member::view)
+        self.members.values().map(|m| self.view_of(m))
     }
 
     /// One member.
     pub fn peer(&self, id: &PublicId) -> Option<PeerView> {
-        self.members.get(id).map(Member::view)
+        self.members.get(id).map(|m| self.view_of(m))
+    }
+
+    /// One member's state, without working out its route (cheap, for simulators).
+    pub fn peer_state(&self, id: &PublicId) -> Option<PeerState> {
+        self.members.get(id).map(|m| m.state)
+    }
+
+    fn view_of(&self, m: &Member) -> PeerView {
+        let mut v = m.view();
+        v.route = self.route_of(m);
+        v
+    }
+
+    /// How a member is reached: directly over a shared carrier, else through the best bridge
+    /// (alive first, then the fastest carrier to us).
+    fn route_of(&self, m: &Member) -> Route {
+        if self.shares_carrier(m) {
+            let addr = best_addr_text(&self.up, m)
+                .or_else(|| {
+                    m.addrs
+                        .iter()
+                        .find(|a| members::scheme_of(a).is_some_and(|s| self.has_carrier(s)))
+                })
+                .and_then(|a| a.parse().ok());
+            return addr.map_or(Route::Unreachable, Route::Direct);
+        }
+        self.bridge_for(m.carriers, &[])
+            .map_or(Route::Unreachable, Route::Via)
+    }
+
+    /// Alive members this node really reaches: over a shared carrier, or over a carrier that
+    /// an alive member sharing one of ours also has (a bridge).
+    pub fn reachable_alive(&self) -> usize {
+        let alive = |m: &&Member| m.state == PeerState::Alive;
+        let bridged = self
+            .members
+            .values()
+            .filter(alive)
+            .filter(|m| self.shares_carrier(m))
+            .fold(self.carriers, |acc, m| acc | m.carriers);
+        self.members
+            .values()
+            .filter(alive)
+            .filter(|m| m.carriers & bridged != 0)
+            .count()
+    }
+
+    /// True when the member has a carrier this node has too.
+    fn shares_carrier(&self, m: &Member) -> bool {
+        m.carriers & self.carriers != 0
+    }
+
+    /// True when this node has the carrier of `s`.
+    fn has_carrier(&self, s: Scheme) -> bool {
+        self.carriers & members::carrier_bit(s) != 0
+    }
+
+    /// A bridge to members on `carriers`: a live, trusted member that shares a carrier with
+    /// us and has one of `carriers`, not in `except`; alive before suspect, then the fastest
+    /// link to us, then the best reputation, then the lowest id (so the choice is stable).
+    fn bridge_for(&self, carriers: u8, except: &[PublicId]) -> Option<PublicId> {
+        let threshold = self.config.reputation_threshold;
+        self.members
+            .values()
+            .filter(|b| {
+                b.carriers & carriers != 0
+                    && self.shares_carrier(b)
+                    && b.reachable()
+                    && b.trusted(threshold)
+                    && !except.contains(&b.id)
+            })
+            .min_by_key(|b| {
+                (
+                    b.state != PeerState::Alive,
+                    home_of(b.carriers & self.carriers),
+                    -b.reputation,
+                )
+            })
+            .map(|b| b.id)
     }
 
     /// Root of the membership merkle tree (equal roots = equal views, own record included).

@@ -33,6 +33,7 @@ pub(crate) struct Counters {
     pub(crate) max_hops: u8,
     pub(crate) dropped_sends: u64,
     pub(crate) unreachable: u64,
+    pub(crate) push_retries: u64,
     /// Frames handled at the last stats period, to compute the load.
     pub(crate) frames_at_last_period: u64,
     pub(crate) last_load: u32,
@@ -70,6 +71,8 @@ pub struct EngineStats {
     pub dropped_sends: u64,
     /// Sends skipped because no transport reaches the peer.
     pub unreachable: u64,
+    /// Eager pushes sent again because their receiver did not acknowledge them in time.
+    pub push_retries: u64,
     /// Members believed alive.
     pub peers_alive: u32,
     /// Members in the view (any state).
@@ -136,11 +139,7 @@ impl Engine {
     fn own_stats(&self) -> NodeStats {
         NodeStats {
             posts: self.counters.posts_stored,
-            peers: self
-                .members
-                .values()
-                .filter(|m| m.state == PeerState::Alive)
-                .count() as u32,
+            peers: self.reachable_alive() as u32,
             load: self.counters.last_load,
             uptime_ms: self.now.saturating_sub(self.started),
             at: self.now,
@@ -166,6 +165,7 @@ impl Engine {
             max_hops: c.max_hops,
             dropped_sends: c.dropped_sends,
             unreachable: c.unreachable,
+            push_retries: c.push_retries,
             peers_alive: own.peers,
             members: self.members.len() as u32,
             posts_stored: c.posts_stored,

@@ -19,7 +19,7 @@ pub const MAGIC: [u8; 2] = *b"LK";
 /// Newest frame format version this implementation speaks. A frame carries the lowest version
 /// that defines its kind (see [`Kind::version`]), so a version-1 node still reads every frame
 /// but PushBatch.
-pub const WIRE_VERSION: u8 = 2;
+pub const WIRE_VERSION: u8 = 3;
 /// Oldest frame format version this implementation reads.
 pub const MIN_WIRE_VERSION: u8 = 1;
 /// Header length: magic 2, version 1, kind 1, flags 1, sender 32, timestamp 8.
@@ -252,6 +252,28 @@ pub enum Relay {
         /// Highest id of the delegated range.
         hi: [u8; 32],
     },
+    /// Forward to interested members whose id is in `lo..=hi` and whose home carrier (the
+    /// fastest carrier of their record) is one of `home` (a carrier mask), excluding oneself
+    /// (version 3). This is how a node hands the members of one carrier to a delegate or to a
+    /// bridge that has that carrier.
+    Class {
+        /// Lowest id of the delegated range.
+        lo: [u8; 32],
+        /// Highest id of the delegated range.
+        hi: [u8; 32],
+        /// Home carriers covered (bits: 1 QUIC, 2 mem, 4 XMPP, 8 email).
+        home: u8,
+    },
+}
+
+impl Relay {
+    /// The frame version that introduced this relay form.
+    pub fn version(&self) -> u8 {
+        match self {
+            Relay::Class { .. } => 3,
+            _ => 1,
+        }
+    }
 }
 
 /// One post of a PushBatch, with how to pass it on.
@@ -271,6 +293,7 @@ impl PushEntry {
         let range = match self.relay {
             Relay::None => 0,
             Relay::Range { .. } => 64,
+            Relay::Class { .. } => 65,
         };
         1 + 1 + range + 2 + post_len(&self.post)
     }
@@ -389,6 +412,19 @@ pub enum Message {
 }
 
 impl Message {
+    /// The frame version this message is written as: its kind's, or 3 when it carries a
+    /// [`Relay::Class`] (which a version-2 node would misread).
+    pub fn version(&self) -> u8 {
+        let relay = match self {
+            Message::Push { relay, .. } => relay.version(),
+            Message::PushBatch(entries) => {
+                entries.iter().map(|e| e.relay.version()).max().unwrap_or(1)
+            }
+            _ => 1,
+        };
+        self.kind().version().max(relay)
+    }
+
     /// The frame kind of this body.
     pub fn kind(&self) -> Kind {
         match self {
@@ -434,7 +470,7 @@ pub fn encode(
 ) -> Vec<u8> {
     let mut b = Vec::with_capacity(128);
     b.extend_from_slice(&MAGIC);
-    b.push(message.kind().version());
+    b.push(message.version());
     b.push(message.kind() as u8);
     b.push(if sign.is_some() { FLAG_SIGNED } else { 0 });
     b.extend_from_slice(&sender.0);

@@ -18,7 +18,7 @@ use super::transports::Running;
 use super::{Command, Shared, now_ms};
 use crate::api::{PeerInfo, Status, TransportStatus};
 use crate::config::Config;
-use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState};
+use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState, Route};
 use crate::gateway::{self, Digests, Gateway, Request, Verdict};
 use crate::id::{Identity, PublicId, encode_hex};
 use crate::post::{Post, Topic};
@@ -736,7 +736,8 @@ impl Actor {
             posts: s.store.post_count(),
             store_bytes: s.store.size_on_disk().unwrap_or(0),
             peers: peers.len(),
-            peers_alive: peers.iter().filter(|p| p.state == PeerState::Alive).count(),
+            // Only members it really reaches, directly or through a bridge.
+            peers_alive: self.engine.reachable_alive(),
             transports: self.transport_statuses(),
             world_hash: encode_hex(&self.engine.world_hash()),
             outbox_queued: self.outbox.stats().queued,
@@ -789,9 +790,20 @@ impl Actor {
             .iter()
             .filter_map(|p| p.name.clone().map(|n| (p.id, n)))
             .collect();
+        let label = |id: &PublicId| {
+            names.get(id).cloned().unwrap_or_else(|| {
+                let s = id.to_string();
+                s[..10.min(s.len())].to_string()
+            })
+        };
         self.engine
             .peers()
             .map(|p| PeerInfo {
+                reached: match &p.route {
+                    Route::Direct(a) => a.to_string(),
+                    Route::Via(b) => format!("via {}", label(b)),
+                    Route::Unreachable => "unreachable".to_string(),
+                },
                 id: p.id.to_string(),
                 name: names.get(&p.id).cloned(),
                 addresses: p.addrs.iter().map(ToString::to_string).collect(),

@@ -1,9 +1,11 @@
 //! The Lakitu adapter: each simulated node owns a real [`Engine`] and an in-memory
 //! [`MemStore`], and the simulator carries the engine's frames.
 //!
-//! Addresses follow the node's link class (`mem:n<i>` for QUIC-class nodes, `xmpp:n<i>@sim`
-//! and `mailto:n<i>@sim` for the slow ones) so the engine picks its timings per class. Every
-//! node has every transport up. Frames are passed with the sender's id as authenticated (the
+//! Addresses follow the node's carriers (`mem:n<i>` for QUIC, `xmpp:n<i>@sim.example` and
+//! `mailto:n<i>@sim.example`), so the engine picks its timings per carrier and knows whom it
+//! can reach; a node has exactly the transports of its carriers, and the simulator delivers
+//! only over a carrier both ends have, so QUIC-only, XMPP-only and email-only nodes meet
+//! through the bridges (nodes with all three). Frames are passed with the sender's id as authenticated (the
 //! simulator is the carrier), so the engine does not sign in-memory frames
 //! (`sign_mem_frames = false`); posts are still signed and verified.
 //!
@@ -16,9 +18,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use lakitu_transport::{PeerAddr, Scheme};
+use lakitu_transport::PeerAddr;
 
-use super::net::Link;
+use super::net::{EMAIL, QUIC, XMPP};
 use super::scenario::{self, Scenario};
 use super::world::{Ctx, NodeId, Outbox, PeerStatus, PostIdx, Sim, SimNode, Time};
 use crate::engine::wire::{self, Message};
@@ -32,32 +34,38 @@ use crate::post::Topic;
 #[derive(Debug)]
 pub struct Directory {
     ids: Vec<PublicId>,
-    addrs: Vec<PeerAddr>,
+    /// Each node's addresses, fastest carrier first.
+    addrs: Vec<Vec<PeerAddr>>,
+    carriers: Vec<u8>,
     by_id: HashMap<PublicId, NodeId>,
     /// Frames and bytes sent per frame kind, over the whole run.
     kinds: RefCell<BTreeMap<Kind, (u64, u64)>>,
 }
 
 impl Directory {
-    /// Ids and class-matching addresses for nodes with the given links.
-    pub fn new(seed: u64, links: &[Link]) -> Directory {
-        let ids: Vec<PublicId> = (0..links.len() as NodeId)
+    /// Ids and carrier-matching addresses for nodes with the given carriers (masks of
+    /// [`QUIC`], [`XMPP`], [`EMAIL`]).
+    pub fn new(seed: u64, carriers: &[u8]) -> Directory {
+        let ids: Vec<PublicId> = (0..carriers.len() as NodeId)
             .map(|i| scenario::identity(seed, i).public())
             .collect();
-        let addrs = links
+        let addrs = carriers
             .iter()
             .enumerate()
-            .map(|(i, link)| {
-                let text = match link {
-                    Link::Quic => format!("mem:n{i}"),
-                    Link::Xmpp => format!("xmpp:n{i}@sim.example"),
-                    Link::Email => format!("mailto:n{i}@sim.example"),
-                };
-                text.parse::<PeerAddr>()
-                    .or_else(|_| PeerAddr::mem(&format!("n{i}")))
+            .map(|(i, &c)| {
+                let mut v = Vec::new();
+                if c & QUIC != 0 {
+                    v.extend(PeerAddr::mem(&format!("n{i}")).ok());
+                }
+                if c & XMPP != 0 {
+                    v.extend(format!("xmpp:n{i}@sim.example").parse().ok());
+                }
+                if c & EMAIL != 0 {
+                    v.extend(format!("mailto:n{i}@sim.example").parse().ok());
+                }
+                v
             })
-            .collect::<Result<Vec<_>, _>>()
-            .unwrap_or_default();
+            .collect();
         let by_id = ids
             .iter()
             .enumerate()
@@ -66,9 +74,29 @@ impl Directory {
         Directory {
             ids,
             addrs,
+            carriers: carriers.to_vec(),
             by_id,
             kinds: RefCell::new(BTreeMap::new()),
         }
+    }
+
+    /// The address of `from` on the fastest carrier it shares with `to` (what a frame between
+    /// them travels on), else its first.
+    fn addr_towards(&self, from: NodeId, to: NodeId) -> PeerAddr {
+        let shared = self.carriers[from as usize] & self.carriers[to as usize];
+        let bit = shared & shared.wrapping_neg();
+        let list = &self.addrs[from as usize];
+        let i = [QUIC, XMPP, EMAIL]
+            .iter()
+            .filter(|&&c| self.carriers[from as usize] & c != 0)
+            .position(|&c| c == bit)
+            .unwrap_or(0);
+        list[i.min(list.len().saturating_sub(1))].clone()
+    }
+
+    /// True when `a` and `b` have a carrier in common.
+    fn share(&self, a: NodeId, b: NodeId) -> bool {
+        self.carriers[a as usize] & self.carriers[b as usize] != 0
     }
 
     /// Frames and bytes sent per frame kind since the start of the run, all nodes together.
@@ -187,7 +215,7 @@ impl LakituNode {
         for &s in &self.seeds {
             let event = Event::AddPeer {
                 id: self.dir.ids[s as usize],
-                addrs: vec![self.dir.addrs[s as usize].clone()],
+                addrs: self.dir.addrs[s as usize].clone(),
             };
             self.engine.handle(event, now, &mut self.store);
         }
@@ -204,19 +232,15 @@ fn make_engine(
     now: Time,
 ) -> Engine {
     let identity = scenario::identity(run_seed, me);
-    let mut engine = Engine::new(
+    // Its own addresses' transports start up; it has no others.
+    Engine::new(
         identity,
-        vec![dir.addrs[me as usize].clone()],
+        dir.addrs[me as usize].clone(),
         config.clone(),
         interests.clone(),
         seed,
         now,
-    );
-    let mut scratch = MemStore::new();
-    for scheme in [Scheme::Mem, Scheme::Xmpp, Scheme::Mail] {
-        engine.handle(Event::TransportUp(scheme), now, &mut scratch);
-    }
-    engine
+    )
 }
 
 /// Which post a payload frame carries: the post's signature ends the frame, or sits just
@@ -252,7 +276,7 @@ impl SimNode for LakituNode {
 
     fn on_message(&mut self, ctx: &Ctx<'_>, from: NodeId, bytes: &[u8], out: &mut Outbox) {
         let event = Event::Frame {
-            from: self.dir.addrs[from as usize].clone(),
+            from: self.dir.addr_towards(from, self.me),
             authenticated: Some(self.dir.ids[from as usize]),
             bytes: Bytes::copy_from_slice(bytes),
         };
@@ -299,7 +323,7 @@ impl SimNode for LakituNode {
         let Some(id) = self.dir.ids.get(peer as usize) else {
             return PeerStatus::Unknown;
         };
-        match self.engine.peer(id).map(|v| v.state) {
+        match self.engine.peer_state(id) {
             Some(PeerState::Alive) => PeerStatus::Alive,
             Some(PeerState::Suspect) => PeerStatus::Suspect,
             Some(PeerState::Dead) | Some(PeerState::Left) => PeerStatus::Dead,
@@ -335,23 +359,25 @@ impl Default for LakituConfig {
 
 /// Build the Lakitu nodes of a scenario.
 pub fn nodes(s: &Scenario, config: &LakituConfig) -> Vec<LakituNode> {
-    let links = s.net.links(s.nodes, s.seed);
-    let dir = Rc::new(Directory::new(s.seed, &links));
+    let carriers = s.net.carriers(s.nodes, s.seed);
+    let dir = Rc::new(Directory::new(s.seed, &carriers));
     let graph = s.graph();
     let interests = s.interests();
     let spread = (s.warmup as f64 * config.join_spread) as Time;
     (0..s.nodes as NodeId)
         .map(|i| {
             // Earlier neighbours (the ones this node followed); the first node has none.
+            // (Only those it shares a carrier with: it could not reach the others.)
             let mut seeds: Vec<NodeId> = graph
                 .neighbours(i)
                 .iter()
                 .copied()
-                .filter(|&j| j < i)
+                .filter(|&j| j < i && dir.share(i, j))
                 .take(config.seeds)
                 .collect();
-            if seeds.is_empty() && i > 0 {
-                seeds.push(0);
+            if seeds.is_empty() {
+                // Else the first node it shares a carrier with, later nodes included.
+                seeds.extend((0..s.nodes as NodeId).find(|&j| j != i && dir.share(i, j)));
             }
             let wants = topic_interests(&interests[i as usize]);
             let join_at = spread * u64::from(i) / s.nodes.max(1) as u64;
@@ -387,6 +413,9 @@ fn topic_interests(topics: &[u16]) -> Interests {
 impl Scenario {
     /// Run Lakitu.
     pub fn run_lakitu(&self, config: &LakituConfig) -> Sim<LakituNode> {
-        self.run(nodes(self, config))
+        // Lakitu gets only the carriers each node has, and has to bridge between them.
+        let mut s = self.clone();
+        s.net.carriers_enforced = true;
+        s.run(nodes(&s, config))
     }
 }

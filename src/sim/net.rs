@@ -34,6 +34,13 @@ pub struct NetConfig {
     pub xmpp_share: f64,
     /// Share of nodes reachable only by email (0.0–1.0); taken after the XMPP share.
     pub email_share: f64,
+    /// Share of nodes with all three carriers, QUIC, XMPP and email (0.0–1.0); taken after
+    /// the email share. Only these bridge QUIC-only, XMPP-only and email-only nodes.
+    pub bridge_share: f64,
+    /// Deliver a message only over a carrier both ends have (at the fastest one's latency).
+    /// Off, any two nodes reach each other at the slower end's latency, the idealised network
+    /// the baselines assume; Lakitu runs with it on (see `Scenario::run_lakitu`).
+    pub carriers_enforced: bool,
     /// Probability that any one message is lost (0.0–1.0).
     pub loss: f64,
 }
@@ -44,6 +51,8 @@ impl Default for NetConfig {
         NetConfig {
             xmpp_share: 0.0,
             email_share: 0.0,
+            bridge_share: 0.0,
+            carriers_enforced: false,
             loss: 0.0,
         }
     }
@@ -53,20 +62,48 @@ impl NetConfig {
     /// The link class of each of `n` nodes in a run seeded with `seed` (what [`super::Sim`]
     /// uses, so adapters can pick matching addresses before the run starts).
     pub fn links(&self, n: usize, seed: u64) -> Vec<Link> {
+        self.carriers(n, seed).into_iter().map(class_of).collect()
+    }
+
+    /// The carriers of each of `n` nodes in a run seeded with `seed`, as masks of
+    /// [`QUIC`], [`XMPP`] and [`EMAIL`].
+    pub fn carriers(&self, n: usize, seed: u64) -> Vec<u8> {
         use rand::SeedableRng;
         let mut rng = StdRng::seed_from_u64(seed ^ 0x6c69_6e6b);
+        let (x1, x2) = (self.xmpp_share, self.xmpp_share + self.email_share);
+        let x3 = x2 + self.bridge_share;
         (0..n)
             .map(|_| {
                 let x: f64 = rng.random();
-                if x < self.xmpp_share {
-                    Link::Xmpp
-                } else if x < self.xmpp_share + self.email_share {
-                    Link::Email
+                if x < x1 {
+                    XMPP
+                } else if x < x2 {
+                    EMAIL
+                } else if x < x3 {
+                    QUIC | XMPP | EMAIL
                 } else {
-                    Link::Quic
+                    QUIC
                 }
             })
             .collect()
+    }
+}
+
+/// Carrier bit of QUIC (the simulator's `mem:` addresses).
+pub const QUIC: u8 = 1;
+/// Carrier bit of XMPP.
+pub const XMPP: u8 = 2;
+/// Carrier bit of email.
+pub const EMAIL: u8 = 4;
+
+/// The link class of the fastest carrier in `carriers`.
+fn class_of(carriers: u8) -> Link {
+    if carriers & QUIC != 0 {
+        Link::Quic
+    } else if carriers & XMPP != 0 {
+        Link::Xmpp
+    } else {
+        Link::Email
     }
 }
 
@@ -74,6 +111,8 @@ impl NetConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct Network {
     pub(crate) links: Vec<Link>,
+    /// Each node's carriers, when only shared carriers deliver.
+    carriers: Option<Vec<u8>>,
     pub(crate) loss: f64,
     /// Side of each node while a partition is in force; messages between sides are dropped.
     pub(crate) partition: Option<Vec<bool>>,
@@ -84,20 +123,28 @@ impl Network {
     pub(crate) fn new(n: usize, config: &NetConfig, seed: u64) -> Self {
         Network {
             links: config.links(n, seed),
+            carriers: config.carriers_enforced.then(|| config.carriers(n, seed)),
             loss: config.loss,
             partition: None,
         }
     }
 
-    /// The class of the link between two nodes: the slower end decides.
-    pub(crate) fn link(&self, a: NodeId, b: NodeId) -> Link {
-        self.links[a as usize].max(self.links[b as usize])
+    /// The class of the link between two nodes: their fastest shared carrier when carriers
+    /// are enforced (`None` when they share none), else the slower end's.
+    pub(crate) fn link(&self, a: NodeId, b: NodeId) -> Option<Link> {
+        match &self.carriers {
+            Some(c) => {
+                let shared = c[a as usize] & c[b as usize];
+                (shared != 0).then(|| class_of(shared))
+            }
+            None => Some(self.links[a as usize].max(self.links[b as usize])),
+        }
     }
 
-    /// Draw a one-way latency for a message from `a` to `b`.
-    pub(crate) fn latency(&self, a: NodeId, b: NodeId, rng: &mut StdRng) -> Time {
-        let (lo, hi) = self.link(a, b).range_ms();
-        rng.random_range(lo..=hi)
+    /// Draw a one-way latency for a message from `a` to `b`; `None` when no carrier joins them.
+    pub(crate) fn latency(&self, a: NodeId, b: NodeId, rng: &mut StdRng) -> Option<Time> {
+        let (lo, hi) = self.link(a, b)?.range_ms();
+        Some(rng.random_range(lo..=hi))
     }
 
     /// Whether a partition currently separates `a` from `b`.

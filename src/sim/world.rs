@@ -252,6 +252,11 @@ impl<N: SimNode> Sim<N> {
         self.tracker.delivered[post as usize][id as usize].is_some()
     }
 
+    /// When node `id` delivered post `post` (virtual ms) and after how many hops, if it did.
+    pub fn delivery(&self, id: NodeId, post: PostIdx) -> Option<(Time, u16)> {
+        self.tracker.delivered[post as usize][id as usize]
+    }
+
     /// Node `id` publishes `post` on `topic` now.
     pub fn publish(&mut self, id: NodeId, topic: u16, post: Post) -> PostIdx {
         let idx = self.posts.len() as PostIdx;
@@ -418,7 +423,12 @@ impl<N: SimNode> Sim<N> {
                 self.counters.dropped += 1;
                 continue;
             }
-            let time = self.now + self.net.latency(id, to, &mut self.rng);
+            let Some(latency) = self.net.latency(id, to, &mut self.rng) else {
+                // No carrier joins them: the send goes nowhere.
+                self.counters.dropped += 1;
+                continue;
+            };
+            let time = self.now + latency;
             self.push(
                 time,
                 Kind::Msg {

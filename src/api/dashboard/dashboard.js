@@ -95,6 +95,13 @@ function transportOf(addresses) {
   return i > 0 ? a.slice(0, i) : "–";
 }
 
+// The carrier a peer is reached on, or "via <bridge>" when it shares none with this relay.
+function reachedBy(p) {
+  if (!p.reached) return transportOf(p.addresses);
+  if (p.reached.startsWith("via ") || p.reached === "unreachable") return p.reached;
+  return transportOf([p.reached]);
+}
+
 function renderStatus(s) {
   selfId = s.id;
   $("node-id").textContent = s.id;
@@ -113,7 +120,7 @@ function renderPeers(peers) {
       const tr = el("tr", { cls: "peer" }, [
         el("td", {}, [el("code", { text: p.name ? p.name + " (" + short(p.id) + ")" : short(p.id), title: p.id })]),
         el("td", { text: p.state, cls: "state-" + p.state }),
-        el("td", { text: transportOf(p.addresses), title: p.addresses.join("\n") }),
+        el("td", { text: reachedBy(p), title: p.addresses.join("\n") }),
         el("td", { text: ago(p.last_heard_ms_ago) }),
         el("td", { text: p.reputation.toFixed(0) }),
         el("td", { text: p.rtt_ms === null ? "–" : p.rtt_ms.toFixed(1) + " ms" }),

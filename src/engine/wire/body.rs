@@ -124,6 +124,12 @@ fn write_relay(b: &mut Vec<u8>, relay: &Relay) {
             b.extend_from_slice(lo);
             b.extend_from_slice(hi);
         }
+        Relay::Class { lo, hi, home } => {
+            b.push(2);
+            b.extend_from_slice(lo);
+            b.extend_from_slice(hi);
+            b.push(*home);
+        }
     }
 }
 
@@ -360,6 +366,11 @@ fn read_relay(r: &mut Reader<'_>) -> Result<Relay, WireError> {
         1 => Relay::Range {
             lo: r.array()?,
             hi: r.array()?,
+        },
+        2 => Relay::Class {
+            lo: r.array()?,
+            hi: r.array()?,
+            home: r.u8()?,
         },
         _ => return Err(WireError::Malformed("relay")),
     })

@@ -51,7 +51,11 @@ fn arb_message() -> impl Strategy<Value = Message> {
         (any::<u8>(), proptest::option::of((id, id)), "[a-z ]{0,40}").prop_map(
             |(hops, r, body)| Message::Push {
                 hops,
-                relay: r.map_or(Relay::None, |(lo, hi)| Relay::Range { lo, hi }),
+                relay: r.map_or(Relay::None, |(lo, hi)| if hops % 2 == 0 {
+                    Relay::Range { lo, hi }
+                } else {
+                    Relay::Class { lo, hi, home: hops }
+                }),
                 post: post(hops, &body),
             }
         ),
@@ -124,7 +128,7 @@ proptest! {
             let sign = signed.then_some((a.signing_key(), &b));
             let bytes = encode(&a.public(), ts, &m, sign);
             prop_assert_eq!(peek_kind(&bytes), Some(m.kind()));
-            prop_assert_eq!(bytes[2], m.kind().version());
+            prop_assert_eq!(bytes[2], m.version());
             if let Message::PushBatch(entries) = &m {
                 let body: usize = entries.iter().map(PushEntry::encoded_len).sum();
                 let sig = if signed { SIGNATURE_LEN } else { 0 };
@@ -164,7 +168,7 @@ proptest! {
         let entries = (0..4u8)
             .map(|n| PushEntry {
                 hops: n,
-                relay: if n % 2 == 0 { Relay::None } else { Relay::Range { lo: [n; 32], hi: [9; 32] } },
+                relay: match n % 3 { 0 => Relay::None, 1 => Relay::Range { lo: [n; 32], hi: [9; 32] }, _ => Relay::Class { lo: [n; 32], hi: [9; 32], home: n } },
                 post: post(n, "batched"),
             })
             .collect();

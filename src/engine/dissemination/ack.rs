@@ -1,0 +1,167 @@
+//! Acknowledged eager pushes: the fast repair of a lost push.
+//!
+//! A receiver of an eager push over a millisecond or second carrier answers with an IHave of
+//! the post (batched with its other announcements, so it costs a few bytes per post). A
+//! sender that hears nothing within the carrier's pull timeout sends again: the same post to
+//! the same member when it was a plain push, or the same duty to another delegate or bridge
+//! when the lost push carried one (the member that missed it is inside that duty and gets it
+//! from the new delegate). So a lost push, even one that carried a whole subtree, is repaired
+//! within about one pull timeout instead of waiting for anti-entropy.
+//!
+//! Not over email: a mail is queued durably and retried by the node, an acknowledgement would
+//! cost a mail of its own, and the pull timeout there is half an hour anyway.
+
+use std::collections::{BTreeSet, HashMap};
+
+use lakitu_transport::LatencyClass;
+
+use crate::id::PublicId;
+use crate::post::{Post, PostId};
+
+use super::super::wire::Relay;
+use super::super::{Engine, PostStore};
+use super::Duty;
+
+/// Sends of one push in all (the first and the retries).
+const MAX_TRIES: u8 = 3;
+/// Most pushes waiting for an acknowledgement; beyond it new pushes go unwatched (the lazy
+/// pull and anti-entropy still cover them).
+const MAX_PENDING: usize = 65_536;
+
+/// One push waiting for its acknowledgement.
+#[derive(Debug, Clone)]
+struct Waiting {
+    due: u64,
+    hops: u8,
+    relay: Relay,
+    post: Post,
+    tries: u8,
+    /// Delegates or bridges already tried for this duty.
+    tried: Vec<PublicId>,
+}
+
+/// Pushes waiting for acknowledgements, by (receiver, post).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Pending {
+    waiting: HashMap<(PublicId, PostId), Waiting>,
+    deadlines: BTreeSet<(u64, PublicId, PostId)>,
+}
+
+impl Pending {
+    /// The earliest retry, if any.
+    pub(crate) fn next_deadline(&self) -> Option<u64> {
+        self.deadlines.first().map(|(t, _, _)| *t)
+    }
+
+    /// Pushes waiting (for tests and metrics).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+impl Engine {
+    /// True when pushes to `to` are acknowledged (see the module documentation).
+    fn acks_with(&self, to: &PublicId) -> bool {
+        self.class_of(to) != LatencyClass::Minutes
+    }
+
+    /// Queue an eager push and watch for its acknowledgement.
+    pub(crate) fn push_acked(&mut self, to: PublicId, hops: u8, relay: Relay, post: &Post) {
+        self.queue_push(to, hops, relay.clone(), post.clone());
+        self.watch(to, hops, relay, post.clone(), 1, Vec::new());
+    }
+
+    fn watch(
+        &mut self,
+        to: PublicId,
+        hops: u8,
+        relay: Relay,
+        post: Post,
+        tries: u8,
+        tried: Vec<PublicId>,
+    ) {
+        if !self.acks_with(&to) || self.diss.acks.waiting.len() >= MAX_PENDING {
+            return;
+        }
+        let timeout = self.config.timings(self.class_of(&to)).pull_timeout_ms;
+        let due = self.now + timeout;
+        let id = post.id();
+        let w = Waiting {
+            due,
+            hops,
+            relay,
+            post,
+            tries,
+            tried,
+        };
+        if let Some(old) = self.diss.acks.waiting.insert((to, id), w) {
+            self.diss.acks.deadlines.remove(&(old.due, to, id));
+        }
+        self.diss.acks.deadlines.insert((due, to, id));
+    }
+
+    /// We got a push of `id` from `sender`: acknowledge it (an IHave, batched).
+    pub(crate) fn acknowledge(&mut self, sender: PublicId, id: PostId, hops: u8) {
+        if self.acks_with(&sender) {
+            self.queue_ihave(sender, id, hops);
+        }
+    }
+
+    /// `from` announced `id`: it has the post, so a push of it to `from` needs no retry.
+    pub(crate) fn acked(&mut self, from: PublicId, id: PostId) {
+        if let Some(w) = self.diss.acks.waiting.remove(&(from, id)) {
+            self.diss.acks.deadlines.remove(&(w.due, from, id));
+        }
+    }
+
+    /// Retry the pushes whose acknowledgement is overdue.
+    pub(crate) fn ack_tick(&mut self, store: &mut dyn PostStore) {
+        let now = self.now;
+        while let Some(&(t, to, id)) = self.diss.acks.deadlines.first() {
+            if t > now {
+                break;
+            }
+            self.diss.acks.deadlines.pop_first();
+            let Some(w) = self.diss.acks.waiting.remove(&(to, id)) else {
+                continue;
+            };
+            if w.tries >= MAX_TRIES || self.left {
+                continue;
+            }
+            let _ = store;
+            self.counters.push_retries += 1;
+            match Duty::of(&w.relay) {
+                None => {
+                    // A plain push: the same member again, while it is still a member we send to.
+                    if self.members.get(&to).is_some_and(|m| m.reachable()) {
+                        self.queue_push(to, w.hops, Relay::None, w.post.clone());
+                        self.watch(to, w.hops, w.relay, w.post, w.tries + 1, w.tried);
+                    }
+                }
+                Some(duty) => self.redelegate(to, duty, w),
+            }
+        }
+    }
+
+    /// A delegate or bridge did not acknowledge its duty: give the same duty to another.
+    fn redelegate(&mut self, failed: PublicId, duty: Duty, w: Waiting) {
+        let mut tried = w.tried;
+        tried.push(failed);
+        let mut not = tried.clone();
+        not.push(w.post.author());
+        let candidates: Vec<PublicId> = self
+            .interested(&w.post, duty)
+            .into_iter()
+            .map(|(id, _)| id)
+            .filter(|id| self.members.get(id).is_some_and(|m| self.shares_carrier(m)))
+            .collect();
+        let next = self
+            .pick_delegate(&candidates, &not)
+            .or_else(|| self.bridge_for(duty.home, &not))
+            // Nobody else: the same one again (its answer may only have been lost).
+            .unwrap_or(failed);
+        self.queue_push(next, w.hops, w.relay.clone(), w.post.clone());
+        self.watch(next, w.hops, w.relay, w.post, w.tries + 1, tried);
+    }
+}
