@@ -21,6 +21,7 @@
 use std::collections::HashMap;
 
 use bytes::Bytes;
+use lakitu_transport::LatencyClass;
 use rand::Rng;
 use rand::seq::IteratorRandom;
 
@@ -62,6 +63,11 @@ pub(crate) struct AeState {
     sessions: HashMap<u32, Outgoing>,
     /// Per peer: start of the current answering period and messages answered in it.
     answered: HashMap<PublicId, (u64, u32)>,
+    /// When a session last started with each partner on a slow carrier (XMPP, email), and how
+    /// many posts our store held then. Another starts only once the store changed or the
+    /// class's suspicion time passed (6 h over email), so an idle mail peer costs a few mails
+    /// a day while a catching-up one reconciles every period.
+    slow_started: HashMap<PublicId, (u64, u64)>,
     /// Sessions completed, ids repaired and Reconcile payload bytes sent, for tests and stats.
     pub(crate) rounds: u64,
     pub(crate) repaired: u64,
@@ -126,9 +132,22 @@ impl Engine {
         self.ae.answered.retain(|_, (t, _)| now < *t + period);
         let (threshold, carriers) = (self.config.reputation_threshold, self.carriers);
         let mine = self.interests.clone();
+        let (up, config) = (self.up.clone(), self.config.clone());
+        let posts = store.count();
+        let longest = config.minutes.suspicion_ms;
+        self.ae
+            .slow_started
+            .retain(|_, (t, _)| now < t.saturating_add(longest));
+        let slow = std::mem::take(&mut self.ae.slow_started);
         let candidates: Vec<(PublicId, i32)> = self
             .sample_members(PARTNER_SAMPLE, |m| {
+                let class = super::member_class(&up, m);
+                let due = class == LatencyClass::Millis
+                    || slow.get(&m.id).is_none_or(|&(t, n)| {
+                        n != posts || now >= t.saturating_add(config.timings(class).suspicion_ms)
+                    });
                 m.state == super::PeerState::Alive
+                    && due
                     && m.carriers & carriers != 0
                     && m.trusted(threshold)
                     && mine.overlaps(&m.interests)
@@ -136,6 +155,7 @@ impl Engine {
             .into_iter()
             .filter_map(|id| self.members.get(&id).map(|m| (id, m.reputation)))
             .collect();
+        self.ae.slow_started = slow;
         // Any sampled partner in good standing, at random; the best-reputed only when none is.
         // Taking the best-reputed every time made the partner always one of the members that
         // stayed reachable: after a healed partition the other side's scores lag (they earned
@@ -162,6 +182,9 @@ impl Engine {
         else {
             return;
         };
+        if self.class_of(&peer) != LatencyClass::Millis {
+            self.ae.slow_started.insert(peer, (now, posts));
+        }
         // One session per partner: a new one replaces an unfinished one.
         self.ae.sessions.retain(|_, s| s.peer != peer);
         if self.ae.sessions.len() >= MAX_SESSIONS {

@@ -136,7 +136,9 @@ impl Default for EngineConfig {
                 lazy_delay_ms: 2_000,
             },
             minutes: ClassTimings {
-                ping_interval_ms: 3_600_000,
+                // Every two hours: with the pong exempting the pair, about 12 mails a day
+                // each way between two idle relays.
+                ping_interval_ms: 2 * 3_600_000,
                 ping_timeout_ms: 1_800_000,
                 suspicion_ms: 6 * 3_600_000,
                 pull_timeout_ms: 1_800_000,

@@ -328,9 +328,13 @@ impl Engine {
             return;
         }
         let (threshold, carriers) = (self.config.reputation_threshold, self.carriers);
+        let up = self.up.clone();
         let picks = self.sample_members(n, |m| {
             m.reachable()
                 && m.carriers & carriers != 0
+                // An announcement over email would cost a mail of its own; the payload mail is
+                // queued durably and retried, so it needs no such insurance.
+                && super::member_class(&up, m) != lakitu_transport::LatencyClass::Minutes
                 && m.trusted(threshold)
                 && m.id != post.author()
                 && !except.contains(&m.id)

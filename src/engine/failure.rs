@@ -135,10 +135,13 @@ impl Engine {
         };
         self.timers.reconnect = now + period.max(1);
         let timeout = self.config.reconnect_timeout_ms;
-        let carriers = self.carriers;
+        let (carriers, up) = (self.carriers, self.up.clone());
         let pick = self.sample_members(1, |m| {
             m.state == PeerState::Dead
                 && m.carriers & carriers != 0
+                // Not by mail: a ping every reconnect period would be thousands of mails a
+                // day. A mail peer comes back by its own join or any frame it sends.
+                && super::member_class(&up, m) != lakitu_transport::LatencyClass::Minutes
                 && m.local().probe.is_none()
                 && m.trusted(threshold)
                 && m.last_heard()
@@ -173,7 +176,7 @@ impl Engine {
 
     /// Periodic membership comparison with a random member: a ping carries our root.
     pub(crate) fn world_sync(&mut self) {
-        if let Some(id) = self.random_members(1, &[]).first().copied()
+        if let Some(id) = self.random_fast_members(1).first().copied()
             && self
                 .members
                 .get(&id)

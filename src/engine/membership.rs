@@ -167,6 +167,24 @@ impl Engine {
         })
     }
 
+    /// Like [`Engine::random_members`], but only members reached over a millisecond carrier:
+    /// the periodic chatter (membership comparison, statistics) that would cost a stanza or a
+    /// mail on a slow carrier. Slow members are compared through their probes instead, which
+    /// carry our membership root at their class's ping interval (an hour over email).
+    pub(crate) fn random_fast_members(&mut self, n: usize) -> Vec<PublicId> {
+        let (threshold, carriers, up) = (
+            self.config.reputation_threshold,
+            self.carriers,
+            self.up.clone(),
+        );
+        self.sample_members(n, |m| {
+            m.reachable()
+                && m.carriers & carriers != 0
+                && m.trusted(threshold)
+                && super::member_class(&up, m) == lakitu_transport::LatencyClass::Millis
+        })
+    }
+
     /// Up to `n` distinct random members satisfying `pred`. Samples by index first so a large
     /// view is not scanned for every post; scans only when matches are rare.
     pub(crate) fn sample_members(

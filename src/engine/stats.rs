@@ -217,7 +217,7 @@ impl Engine {
         entries.extend(relayed);
         let msg = Message::Stats(entries);
         let n = self.config.stats_fanout;
-        for id in self.random_members(n, &[]) {
+        for id in self.random_fast_members(n) {
             self.send(id, &msg);
         }
     }

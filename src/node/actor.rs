@@ -94,6 +94,9 @@ fn mail_secret(config: &Config) -> Option<String> {
     }
 }
 
+/// Peers whose last logged state is remembered at most (a bound against a flood of joins).
+const MAX_LOGGED_STATES: usize = 10_000;
+
 pub(crate) struct Actor {
     shared: Shared,
     engine: Engine,
@@ -115,6 +118,8 @@ pub(crate) struct Actor {
     digests: Digests,
     /// Frames ignored because their (unauthenticated) sender is no peer, for the metrics.
     frames_not_from_peer: u64,
+    /// The state last logged at INFO per peer (see `log_state`).
+    logged_states: HashMap<PublicId, PeerState>,
     /// `[[routes]]` and `[filters]`, replaced on reload.
     routes: Routes,
     muted: RecentIds,
@@ -175,6 +180,7 @@ impl Actor {
             after_flush: Vec::new(),
             digests: Digests::default(),
             frames_not_from_peer: 0,
+            logged_states: HashMap::new(),
             routes: Routes::from_config(config),
             muted: RecentIds::new(MUTED_IDS),
         };
@@ -414,11 +420,30 @@ impl Actor {
                 self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
             }
-            Action::PeerState { id, state } => info!(peer = %id.short(), ?state, "peer state"),
+            Action::PeerState { id, state } => self.log_state(id, state),
             Action::Reputation { id, offence, score } => {
-                info!(peer = %id.short(), ?offence, score, "peer penalised");
+                // Not answering a ping is no misbehaviour, and happens whenever a peer is down.
+                if offence == crate::engine::Offence::Unresponsive {
+                    debug!(peer = %id.short(), ?offence, score, "peer penalised");
+                } else {
+                    info!(peer = %id.short(), ?offence, score, "peer penalised");
+                }
             }
         }
+    }
+
+    /// One INFO line per lasting change of a peer's state (alive, dead, left); a suspicion,
+    /// and a return to the state last logged, only at DEBUG, so a relay stays quiet at idle.
+    fn log_state(&mut self, id: PublicId, state: PeerState) {
+        if state == PeerState::Suspect || self.logged_states.get(&id) == Some(&state) {
+            debug!(peer = %id.short(), ?state, "peer state");
+            return;
+        }
+        if self.logged_states.len() >= MAX_LOGGED_STATES && !self.logged_states.contains_key(&id) {
+            self.logged_states.clear();
+        }
+        self.logged_states.insert(id, state);
+        info!(peer = %id.short(), ?state, "peer state");
     }
 
     fn on_transport(&mut self, ev: TransportEvent) {
