@@ -72,7 +72,14 @@ fn wait_or_dump(secs: u64, what: &str, mail: &Mail, nodes: &[&Node], check: impl
     });
     if let Err(e) = r {
         for (i, n) in nodes.iter().enumerate() {
-            eprintln!("--- node {i} log tail:\n{}", n.log_tail(150));
+            // Without the line per received post, which would hide everything else.
+            let log = n.log();
+            let lines: Vec<&str> = log
+                .lines()
+                .filter(|l| !l.contains("post received"))
+                .collect();
+            let tail = lines[lines.len().saturating_sub(200)..].join("\n");
+            eprintln!("--- node {i} log tail (without 'post received'):\n{tail}");
         }
         eprintln!("{}", mail.log_tail(60));
         std::panic::resume_unwind(e);
@@ -96,9 +103,10 @@ fn post_count(node: &Node) -> u64 {
 fn two_email_nodes_exchange_posts_and_repair_a_gap_of_1000_posts() {
     let mail = Mail::start();
     // Pings every 30 s: the repair's mail count should be the repair, not liveness chatter.
-    // Anti-entropy every 5 s: a round trip by mail takes a few seconds, and a shorter period
-    // starts sessions that overlap the one still in the mail.
-    let gossip = "[gossip]\nping_secs = 30\nanti_entropy_secs = 5\n";
+    // Anti-entropy every 2 s, shorter than a round trip by mail (4 to 5 s: each way waits
+    // out the 2 s batch window) on purpose: a round must not replace the session still in
+    // the mail (when it did, every reply found its session gone and the repair never ended).
+    let gossip = "[gossip]\nping_secs = 30\nanti_entropy_secs = 2\n";
     let mut a = Node::init_with(&format!("{}\n{gossip}", mail.node_config("alice")));
     let mut b = Node::init_with(&format!("{}\n{gossip}", mail.node_config("bob")));
     let a_peers = peer_at(&b, "mailto:bob@example.test");
@@ -115,9 +123,13 @@ fn two_email_nodes_exchange_posts_and_repair_a_gap_of_1000_posts() {
         .ok(&["post", "-t", "mail", "and back by mail"])
         .trim()
         .to_string();
-    wait_until(120, "posts to cross both ways by mail", || {
-        b.feed_ids(&[]).contains(&from_a) && a.feed_ids(&[]).contains(&from_b)
-    });
+    wait_or_dump(
+        120,
+        "posts to cross both ways by mail",
+        &mail,
+        &[&a, &b],
+        || b.feed_ids(&[]).contains(&from_a) && a.feed_ids(&[]).contains(&from_b),
+    );
 
     // The gap: a writes 1,000 posts while it does not know b at all, so nothing is pushed or
     // queued for b; only anti-entropy can bring them over afterwards.
@@ -141,9 +153,13 @@ fn two_email_nodes_exchange_posts_and_repair_a_gap_of_1000_posts() {
     let repair = std::time::Instant::now();
     a.start();
     b.start();
-    wait_until(300, "b to catch up on the 1,000-post gap by mail", || {
-        post_count(&b) >= 1002
-    });
+    wait_or_dump(
+        300,
+        "b to catch up on the 1,000-post gap by mail",
+        &mail,
+        &[&a, &b],
+        || post_count(&b) >= 1002,
+    );
     let took = repair.elapsed();
     let have: std::collections::HashSet<String> = b.feed_ids(&[]).into_iter().collect();
     assert!(missed.iter().all(|m| have.contains(m)), "every missed post");

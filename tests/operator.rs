@@ -316,11 +316,18 @@ fn a_node_with_a_live_feed_open_still_stops() {
         }
     });
     let wait_for_line = |id: &str| {
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let start = std::time::Instant::now();
+        let deadline = start + Duration::from_secs(20);
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             match rx.recv_timeout(left) {
-                Ok(line) if line.contains(id) => return,
+                Ok(line) if line.contains(id) => {
+                    eprintln!(
+                        "waited {:.2} s for the follower to print {id}",
+                        start.elapsed().as_secs_f64()
+                    );
+                    return;
+                }
                 Ok(_) => {}
                 Err(e) => panic!("the follower never printed {id}: {e}"),
             }
@@ -332,9 +339,14 @@ fn a_node_with_a_live_feed_open_still_stops() {
     wait_for_line(&second);
 
     a.stop(); // asserts a clean exit within 20 s
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let start = std::time::Instant::now();
+    let deadline = start + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = follower.try_wait().expect("wait") {
+            eprintln!(
+                "waited {:.2} s for the follower to exit after the daemon stopped",
+                start.elapsed().as_secs_f64()
+            );
             break status;
         }
         if std::time::Instant::now() > deadline {

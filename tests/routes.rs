@@ -40,7 +40,8 @@ fn never_arrives(node: &Node, id: &str, secs: u64, what: &str) {
 
 /// Like [`wait_until`], printing the nodes' logs when it times out.
 fn wait_logged(secs: u64, what: &str, nodes: &[&Node], mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
     while !check() {
         if Instant::now() > deadline {
             for (i, n) in nodes.iter().enumerate() {
@@ -50,6 +51,7 @@ fn wait_logged(secs: u64, what: &str, nodes: &[&Node], mut check: impl FnMut() -
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("waited {:.2} s for {what}", start.elapsed().as_secs_f64());
 }
 
 fn post(node: &Node, topic: &str, text: &str) -> String {

@@ -50,4 +50,36 @@ need npm "install npm"
 
 # One build profile for everything (the dev profile in Cargo.toml).
 cargo build --workspace --all-targets --locked
-cargo test --workspace --locked -- --test-threads="${TEST_THREADS:-2}"
+
+# Every test binary runs even when an earlier one fails (--no-fail-fast); the output is kept so
+# the end of the run can list every failure (binary and test), which a long log would bury.
+# --nocapture: the tests print what they measured ("waited 0.06 s for …"), passing or not.
+log=$(mktemp -t lakitu-tests.XXXXXX)
+started=$SECONDS
+set +e
+cargo test --workspace --locked --no-fail-fast -- --test-threads="${TEST_THREADS:-2}" --nocapture 2>&1 \
+  | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+elapsed=$((SECONDS - started))
+# `Running tests/email.rs (target/debug/deps/email-…)` names the binary of the list of failed
+# tests libtest prints at its end (`failures:` then one indented name a line); cargo's own
+# `error: N targets failed:` list also catches a binary that crashed before it could report.
+failures=$(awk '
+  /^ *Running / { bin = $0; sub(/^ *Running /, "", bin) }
+  /^ *Doc-tests / { bin = $0; sub(/^ */, "", bin) }
+  listing && /^    [^ ]+$/ { sub(/^ +/, ""); print "  " bin ": " $0; next }
+  { listing = ($0 == "failures:") }
+' "$log")
+targets=$(sed -n '/^error: [0-9]* targets\? failed:/,/^[^ ]/p' "$log" | grep '^ ' || true)
+echo
+echo "tests/run.sh: cargo test finished in $((elapsed / 60)) min $((elapsed % 60)) s (exit status $status)"
+if [ "$status" -ne 0 ]; then
+  echo "tests/run.sh: FAILED. Failing tests:"
+  echo "${failures:-  (no failed test listed: see the failing binaries below)}"
+  [ -n "$targets" ] && { echo "Failing test binaries:"; echo "$targets"; }
+  echo "Full log: $log"
+  exit "$status"
+fi
+rm -f "$log"
+echo "tests/run.sh: every test passed"

@@ -108,9 +108,14 @@ fn a_key_file_readable_by_others_stops_the_daemon_at_start() {
     let key = node.file("node.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
     let mut child = run_with_log(&node, "info");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(20);
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
+            eprintln!(
+                "waited {:.2} s for the daemon to refuse the world-readable key",
+                start.elapsed().as_secs_f64()
+            );
             break status;
         }
         if Instant::now() > deadline {

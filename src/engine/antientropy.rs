@@ -182,11 +182,16 @@ impl Engine {
         else {
             return;
         };
+        // One session per partner, and it runs until it finishes or goes stale: a carrier
+        // whose round trip is longer than the period (mail) would otherwise get every reply
+        // after its session had been replaced, and never finish one.
+        if self.ae.sessions.values().any(|s| s.peer == peer) {
+            tracing::debug!(peer = %peer, "anti-entropy: the session with this partner is still running");
+            return;
+        }
         if self.class_of(&peer) != LatencyClass::Millis {
             self.ae.slow_started.insert(peer, (now, posts));
         }
-        // One session per partner: a new one replaces an unfinished one.
-        self.ae.sessions.retain(|_, s| s.peer != peer);
         if self.ae.sessions.len() >= MAX_SESSIONS {
             return;
         }
@@ -208,6 +213,7 @@ impl Engine {
                 session,
             },
         );
+        tracing::debug!(peer = %peer, session = id, items = items.len(), "anti-entropy: session started");
         self.send_reconcile(peer, id, scope, (from, to), payload);
     }
 
@@ -282,6 +288,7 @@ impl Engine {
     ) {
         let Some(out) = self.ae.sessions.get(&session).filter(|s| s.peer == sender) else {
             // Not ours (any more): we restarted or it aged out; the next round starts afresh.
+            tracing::debug!(peer = %sender, session, "anti-entropy: reply to an unknown session dropped");
             return;
         };
         let (scope, from, to) = (out.scope.clone(), out.from, out.to);
@@ -305,6 +312,8 @@ impl Engine {
             self.ae.sessions.remove(&session);
             self.ae.rounds += 1;
         }
+        tracing::debug!(peer = %sender, session, done = step.done, we_lack = step.we_lack.len(),
+            they_lack = step.they_lack.len(), "anti-entropy: reply");
         let mut we_lack: Vec<PostId> = step
             .we_lack
             .into_iter()
@@ -438,6 +447,70 @@ mod tests {
         );
         assert!(node.engine.poll_action().is_none());
         assert!(node.engine.ae.sessions.is_empty());
+    }
+
+    /// A Reconcile frame `i` sent, taken off its action queue (other actions are dropped).
+    fn take_reconcile(net: &mut Net, i: usize) -> Option<Bytes> {
+        let mut found = None;
+        while let Some(a) = net.nodes[i].engine.poll_action() {
+            if let super::super::Action::Send { bytes, kind, .. } = a
+                && kind == super::super::Kind::Reconcile
+            {
+                found = Some(bytes);
+            }
+        }
+        found
+    }
+
+    /// Hand `bytes` to node `to` as a frame from node `from`.
+    fn deliver(net: &mut Net, from: usize, to: usize, bytes: Bytes) {
+        let from = net.nodes[from].addr.clone();
+        let now = net.now;
+        let node = &mut net.nodes[to];
+        node.engine.handle(
+            super::super::Event::Frame {
+                from,
+                authenticated: None,
+                bytes,
+            },
+            now,
+            &mut node.store,
+        );
+    }
+
+    /// By mail a round trip takes longer than a short period. When each round replaced the
+    /// unfinished session, every reply arrived for a session already gone and no session with
+    /// that partner ever finished (seen as a 1,000-post repair by mail that never ended).
+    #[test]
+    fn a_reply_slower_than_the_period_still_finishes_its_session() {
+        let mut net = Net::new(2, 44);
+        net.join_all_to(0);
+        net.run_for(5_000);
+        for p in posts(1, 50) {
+            net.nodes[0].store.insert(&p);
+        }
+        take_reconcile(&mut net, 0);
+        take_reconcile(&mut net, 1);
+        let node = &mut net.nodes[0];
+        node.engine.anti_entropy_start(&mut node.store);
+        let summary = take_reconcile(&mut net, 0).expect("a summary");
+        // The next round comes before the summary has even arrived.
+        let node = &mut net.nodes[0];
+        node.engine.anti_entropy_start(&mut node.store);
+        take_reconcile(&mut net, 0);
+        deliver(&mut net, 0, 1, summary);
+        let reply = take_reconcile(&mut net, 1).expect("a reply");
+        let rounds = net.nodes[0].engine.ae.rounds;
+        deliver(&mut net, 1, 0, reply);
+        assert_eq!(
+            net.nodes[0].engine.ae.rounds,
+            rounds + 1,
+            "the session finished"
+        );
+        assert!(
+            net.nodes[0].engine.ae.repaired >= 50,
+            "the difference was found"
+        );
     }
 
     #[test]

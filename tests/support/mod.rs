@@ -245,6 +245,21 @@ impl Drop for Node {
             let _ = c.kill();
             let _ = c.wait();
         }
+        keep_log(self.dir.path(), "daemon.log");
+    }
+}
+
+/// With `LAKITU_TEST_LOGS=<dir>` set, copy `name` from `dir` there before the temporary
+/// directory goes (to study a run that passed, but slowly).
+fn keep_log(dir: &Path, name: &str) {
+    if let Some(keep) = std::env::var_os("LAKITU_TEST_LOGS") {
+        let name_of = dir.file_name().unwrap_or_default().to_string_lossy();
+        let tag = name_of.trim_start_matches('.');
+        let _ = std::fs::create_dir_all(&keep);
+        let _ = std::fs::copy(
+            dir.join(name),
+            Path::new(&keep).join(format!("{tag}-{name}")),
+        );
     }
 }
 
@@ -263,8 +278,11 @@ pub fn world_hashes<'a>(nodes: impl IntoIterator<Item = &'a Node>) -> HashSet<St
 }
 
 /// Poll `check` every 100 ms until it returns true, failing with `what` after `secs` seconds.
+/// Prints how long the wait took (`waited 0.31 s for …`): the bound is only a safety net, so
+/// a path that got slow shows in the log long before it hits the bound.
 pub fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(secs);
     while !check() {
         assert!(
             Instant::now() < deadline,
@@ -272,6 +290,7 @@ pub fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    eprintln!("waited {:.2} s for {what}", start.elapsed().as_secs_f64());
 }
 
 /// A `[[peers]]` entry for `node`.
@@ -487,6 +506,8 @@ impl Mail {
 
 impl Drop for Mail {
     fn drop(&mut self) {
+        keep_log(self.dir.path(), "postfix.log");
+        keep_log(self.dir.path(), "dovecot.log");
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/mail-down.sh");
         let _ = Command::new("bash")
             .arg(script)

@@ -67,10 +67,19 @@ impl<T: Transport> Endpoint<T> {
                 return event;
             }
         }
-        let deadline = tokio::time::Instant::now() + self.wait;
+        let start = tokio::time::Instant::now();
+        let deadline = start + self.wait;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(event)) if pred(&event) => return event,
+                Ok(Some(event)) if pred(&event) => {
+                    // The bound is a safety net: the time taken is what shows a slow carrier.
+                    eprintln!(
+                        "{}: waited {:.2} s for {what}",
+                        self.name(),
+                        start.elapsed().as_secs_f64()
+                    );
+                    return event;
+                }
                 Ok(Some(event)) => self.pending.push_back(event),
                 Ok(None) => panic!("{}: event channel closed waiting for {what}", self.name()),
                 Err(_) => panic!(

@@ -18,8 +18,10 @@ use tokio::sync::mpsc;
 pub const WAIT: Duration = Duration::from_secs(30);
 
 /// Poll `cond` every 20 ms until it holds; panics naming `what` after [`WAIT`].
+/// Prints how long the wait took: [`WAIT`] is a safety net, not the expected time.
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    let start = tokio::time::Instant::now();
+    let deadline = start + WAIT;
     while !cond() {
         assert!(
             tokio::time::Instant::now() < deadline,
@@ -27,6 +29,7 @@ pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    eprintln!("waited {:.2} s for {what}", start.elapsed().as_secs_f64());
 }
 
 /// The mail servers of one test.
@@ -281,10 +284,14 @@ impl Node {
                 return e;
             }
         }
-        let deadline = tokio::time::Instant::now() + WAIT;
+        let start = tokio::time::Instant::now();
+        let deadline = start + WAIT;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(e)) if pred(&e) => return e,
+                Ok(Some(e)) if pred(&e) => {
+                    eprintln!("waited {:.2} s for {what}", start.elapsed().as_secs_f64());
+                    return e;
+                }
                 Ok(Some(e)) => self.pending.push_back(e),
                 Ok(None) => panic!("event channel closed waiting for {what}"),
                 Err(_) => panic!(
