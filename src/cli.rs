@@ -528,8 +528,21 @@ fn print_status(s: &Status) {
         );
     }
     for t in &s.transports {
+        let budget = t.budget.map_or(String::new(), |b| match b.limit {
+            0 => format!(", {} mails sent today (no budget)", b.used),
+            l => format!(
+                ", {} of {l} mails today, {} left{}",
+                b.used,
+                l.saturating_sub(b.used),
+                if b.held > 0 {
+                    format!(", {} frames waiting", b.held)
+                } else {
+                    String::new()
+                }
+            ),
+        });
         println!(
-            "transport  {:<6} {} {}",
+            "transport  {:<6} {} {}{budget}",
             t.scheme,
             t.address,
             if t.up { "up" } else { "down" }

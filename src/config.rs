@@ -173,6 +173,10 @@ pub struct EmailConfig {
     pub idle_restart_secs: u64,
     /// Frames are batched into mails up to this size. Default 1 MiB, range 16 KiB to 25 MiB.
     pub max_mail_bytes: usize,
+    /// Mails the account may send per budget window; 0 = no limit. Default 400.
+    pub max_mails_per_day: u32,
+    /// The budget's window. Default 86400 s, range 1 s to 7 days.
+    pub budget_window_secs: u64,
 }
 
 impl EmailConfig {

@@ -185,7 +185,7 @@ fn two_email_nodes_exchange_posts_and_repair_a_gap_of_1000_posts() {
 }
 
 #[test]
-fn a_bridge_carries_a_post_from_email_to_quic_and_xmpp_intact() {
+fn a_bridge_joins_quic_only_xmpp_only_and_email_only_relays_both_ways() {
     // Mail before Prosody, always (see support::Mail).
     let mail = Mail::start();
     let xmpp = Prosody::start();
@@ -247,6 +247,77 @@ fn a_bridge_carries_a_post_from_email_to_quic_and_xmpp_intact() {
         post.verify(u64::MAX / 2, 0).expect("signature intact");
         assert_eq!(post.id().to_string(), id);
     }
+
+    // Each end reaches the other two only through the bridge, and lists them so.
+    let ends = [
+        (&qonly, "QUIC-only"),
+        (&xonly, "XMPP-only"),
+        (&eonly, "email-only"),
+    ];
+    wait_or_dump(
+        180,
+        "every end to know the other two",
+        &mail,
+        &[&bridge, &eonly, &qonly, &xonly],
+        || ends.iter().all(|(n, _)| n.peers().len() == 3),
+    );
+    for (node, name) in ends {
+        for p in node.peers() {
+            if p["id"] == bridge.id().as_str() {
+                continue;
+            }
+            assert!(
+                p["reached"].as_str().is_some_and(|r| r.starts_with("via ")),
+                "the {name} node must reach {p} through the bridge"
+            );
+        }
+    }
+
+    // Posts from the other two ends reach every relay.
+    for (from, name) in [(&xonly, "XMPP-only"), (&qonly, "QUIC-only")] {
+        let id = from
+            .ok(&["post", "-t", "bridge", &format!("from the {name} side")])
+            .trim()
+            .to_string();
+        for (to, to_name) in ends {
+            if to.id() == from.id() {
+                continue;
+            }
+            wait_or_dump(
+                180,
+                &format!("the {name} post to reach the {to_name} node"),
+                &mail,
+                &[&bridge, &eonly, &qonly, &xonly],
+                || to.feed_ids(&[]).contains(&id),
+            );
+        }
+    }
+
+    // Prosody restarts mid-run: a post made meanwhile still crosses once it is back.
+    xmpp.restart();
+    let id = qonly
+        .ok(&["post", "-t", "bridge", "while Prosody restarts"])
+        .trim()
+        .to_string();
+    wait_or_dump(
+        180,
+        "the post made during Prosody's restart to reach the XMPP-only and email-only nodes",
+        &mail,
+        &[&bridge, &eonly, &qonly, &xonly],
+        || xonly.feed_ids(&[]).contains(&id) && eonly.feed_ids(&[]).contains(&id),
+    );
+
+    // Nobody holds anybody suspect or dead: no end probes another over a carrier it lacks.
+    for node in [&qonly, &xonly, &eonly, &bridge] {
+        for p in node.peers() {
+            assert_eq!(p["state"], "alive", "{p}");
+        }
+    }
+    let (to_bridge, _) = mail.mailbox("bob");
+    let (to_eonly, _) = mail.mailbox("alice");
+    eprintln!(
+        "mails over the whole run: {to_bridge} to the bridge, {to_eonly} to the email-only node"
+    );
     for n in [&mut qonly, &mut xonly, &mut eonly, &mut bridge] {
         n.stop();
     }
@@ -407,4 +478,55 @@ fn posts_queued_while_smtp_is_down_survive_a_sigkill_and_all_arrive() {
     );
     a.stop();
     b.stop();
+}
+
+#[test]
+fn a_relay_whose_mail_budget_is_spent_loses_no_post_and_sends_as_the_budget_allows() {
+    let mail = Mail::start();
+    // Four mails per 30 s for alice's relay: its start-up chatter alone spends that.
+    let budget = "max_mails_per_day = 4\nbudget_window_secs = 30\n";
+    let mut a = Node::init_with(&format!("{}{budget}\n{FAST}", mail.node_config("alice")));
+    let mut b = Node::init_with(&format!("{}\n{FAST}", mail.node_config("bob")));
+    a.append_config(&peer_at(&b, "mailto:bob@example.test"));
+    b.append_config(&peer_at(&a, "mailto:alice@example.test"));
+    a.start();
+    b.start();
+    let started = std::time::Instant::now();
+    let ids: Vec<String> = (0..5)
+        .map(|i| {
+            a.ok(&["post", "-t", "budget", &format!("budgeted post {i}")])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    let status = a.status();
+    let t = status["transports"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["scheme"] == "mailto"))
+        .expect("the mail transport")
+        .clone();
+    assert_eq!(t["budget"]["limit"], 4, "{t}");
+    assert!(t["budget"]["used"].as_u64().is_some_and(|u| u <= 4), "{t}");
+    wait_or_dump(
+        240,
+        "every post to reach bob as the budget allows",
+        &mail,
+        &[&a, &b],
+        || {
+            let have = b.feed_ids(&[]);
+            ids.iter().all(|id| have.contains(id))
+        },
+    );
+    let took = started.elapsed().as_secs_f64();
+    let (to_bob, _) = mail.mailbox("bob");
+    let windows = (took / 30.0).ceil() as usize + 1;
+    eprintln!("{to_bob} mails to bob in {took:.1} s ({windows} budget windows of 4 mails)");
+    assert!(to_bob <= 4 * windows, "{to_bob} mails in {windows} windows");
+    assert!(
+        a.log().contains("mail budget spent"),
+        "the budget was spent and said so"
+    );
+    for n in [&mut a, &mut b] {
+        n.stop();
+    }
 }

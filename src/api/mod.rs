@@ -94,6 +94,20 @@ pub struct TransportStatus {
     pub address: String,
     /// Whether it is currently connected/usable.
     pub up: bool,
+    /// Its sending budget, where the carrier has one (email).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// A carrier's sending budget: what was used in the current window and what is left.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Budget {
+    /// Sent within the window (mails).
+    pub used: u64,
+    /// The limit per window; 0 means none.
+    pub limit: u64,
+    /// Sent items waiting for the budget (frames).
+    pub held: u64,
 }
 
 /// `GET /v1/overview`: what the dashboard shows besides status, peers and the feed.

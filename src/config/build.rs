@@ -266,6 +266,20 @@ fn build_email(raw: &RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<EmailConfig
             &p.key("max_mail_bytes"),
             cx,
         )? as usize,
+        max_mails_per_day: in_range(
+            e.max_mails_per_day,
+            0,
+            1_000_000,
+            &p.key("max_mails_per_day"),
+            cx,
+        )? as u32,
+        budget_window_secs: in_range(
+            e.budget_window_secs,
+            1,
+            7 * DAY_SECS,
+            &p.key("budget_window_secs"),
+            cx,
+        )?,
     })
 }
 

@@ -131,6 +131,9 @@ pub(crate) struct RawXmpp {
     pub accept_invalid_certs: bool,
 }
 
+/// Seconds in a day: the default mail budget window.
+const DAY: u64 = 86_400;
+
 /// `[email]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -159,6 +162,10 @@ pub(crate) struct RawEmail {
     pub idle_restart_secs: u64,
     /// Default 1 MiB, which every mail provider accepts.
     pub max_mail_bytes: u64,
+    /// Default 400, under consumer providers' daily caps.
+    pub max_mails_per_day: u64,
+    /// Default 86400 (a day).
+    pub budget_window_secs: u64,
 }
 
 impl Default for RawEmail {
@@ -176,6 +183,8 @@ impl Default for RawEmail {
             poll_secs: 60,
             idle_restart_secs: 1500,
             max_mail_bytes: 1 << 20,
+            max_mails_per_day: 400,
+            budget_window_secs: DAY,
         }
     }
 }

@@ -16,7 +16,7 @@ use super::outbox::{self, Outbox};
 use super::posts::EnginePosts;
 use super::transports::Running;
 use super::{Command, Shared, now_ms};
-use crate::api::{PeerInfo, Status, TransportStatus};
+use crate::api::{Budget, PeerInfo, Status, TransportStatus};
 use crate::config::Config;
 use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState, Route};
 use crate::gateway::{self, Digests, Gateway, Request, Verdict};
@@ -778,6 +778,19 @@ impl Actor {
                 scheme: scheme.as_str().to_string(),
                 address: t.local_addr().to_string(),
                 up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
+                budget: self
+                    .transports
+                    .email
+                    .as_ref()
+                    .filter(|_| *scheme == lakitu_transport::Scheme::Mail)
+                    .map(|e| {
+                        let s = e.stats();
+                        Budget {
+                            used: s.budget_used,
+                            limit: s.budget_limit,
+                            held: s.frames_held,
+                        }
+                    }),
             })
             .collect()
     }

@@ -439,6 +439,30 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         "Posts asked for after an announcement was not followed by the post",
         e.pulls,
     );
+    if let Some(b) = snap.transports.iter().find_map(|t| t.budget) {
+        gauge(
+            &mut r,
+            "mail_budget_used",
+            "Mails sent within the current budget window ([email] budget_window_secs)",
+            b.used,
+        );
+        gauge(
+            &mut r,
+            "mail_budget_left",
+            "Mails the budget still allows in the current window (0 when spent)",
+            if b.limit == 0 {
+                u64::MAX >> 1
+            } else {
+                b.limit.saturating_sub(b.used)
+            },
+        );
+        gauge(
+            &mut r,
+            "mail_budget_held",
+            "Frames waiting for the mail budget",
+            b.held,
+        );
+    }
     let peers = Family::<TransportLabel, Gauge>::default();
     for state in ["alive", "suspect", "dead", "left"] {
         let n = snap.peers_by_state.get(state).copied().unwrap_or(0);
@@ -633,6 +657,7 @@ mod tests {
                 scheme: "quic".into(),
                 address: "quic://127.0.0.1:1#x".into(),
                 up: true,
+                budget: None,
             }],
             ..Snapshot::default()
         };

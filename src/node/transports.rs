@@ -152,6 +152,8 @@ pub(crate) fn start(
         ec.poll_interval = m.poll_interval();
         ec.idle_restart = m.idle_restart();
         ec.max_mail_bytes = m.max_mail_bytes;
+        ec.max_mails_per_day = m.max_mails_per_day;
+        ec.budget_window = std::time::Duration::from_secs(m.budget_window_secs);
         let email = EmailTransport::start(ec, events).map_err(|e| fail(e.to_string()))?;
         let email = Arc::new(email);
         running

@@ -84,6 +84,13 @@ pub struct EmailConfig {
     /// On close, how long queued mail may take to flush before it is reported `Failed`.
     /// Default 5 s.
     pub close_grace: Duration,
+    /// Mails (frames and human mails alike) this account may send within `budget_window`;
+    /// 0 means no limit. Default 400: under consumer providers' daily caps (Gmail allows 500),
+    /// which suspend accounts that exceed them. Once spent, frame mails wait (their frames stay
+    /// in the node's durable outbox) until the oldest mail of the window ages out.
+    pub max_mails_per_day: u32,
+    /// The window the budget counts over. Default 24 h.
+    pub budget_window: Duration,
 }
 
 impl EmailConfig {
@@ -118,6 +125,8 @@ impl EmailConfig {
             smtp_concurrency: 4,
             io_timeout: Duration::from_secs(60),
             close_grace: Duration::from_secs(5),
+            max_mails_per_day: 400,
+            budget_window: Duration::from_secs(86_400),
         }
     }
 
@@ -192,6 +201,8 @@ impl std::fmt::Debug for EmailConfig {
             .field("smtp_concurrency", &self.smtp_concurrency)
             .field("io_timeout", &self.io_timeout)
             .field("close_grace", &self.close_grace)
+            .field("max_mails_per_day", &self.max_mails_per_day)
+            .field("budget_window", &self.budget_window)
             .finish()
     }
 }

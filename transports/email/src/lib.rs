@@ -58,10 +58,18 @@ pub struct EmailStats {
     pub malformed_dropped: u64,
     /// IMAP sessions established.
     pub imap_sessions: u64,
+    /// Mails submitted within the current budget window.
+    pub budget_used: u64,
+    /// The budget (`max_mails_per_day`; 0 = no limit).
+    pub budget_limit: u64,
+    /// Frames waiting because the budget is spent.
+    pub frames_held: u64,
 }
 
 #[derive(Default)]
 struct Counters {
+    budget_used: AtomicU64,
+    frames_held: AtomicU64,
     mails_sent: AtomicU64,
     frames_sent: AtomicU64,
     smtp_retries: AtomicU64,
@@ -187,6 +195,9 @@ impl EmailTransport {
             oversize_skipped: get(&c.oversize_skipped),
             malformed_dropped: get(&c.malformed_dropped),
             imap_sessions: get(&c.imap_sessions),
+            budget_used: get(&c.budget_used),
+            budget_limit: u64::from(self.shared.config.max_mails_per_day),
+            frames_held: get(&c.frames_held),
         }
     }
 

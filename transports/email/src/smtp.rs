@@ -1,8 +1,9 @@
 //! The outbox: batches queued frames per peer into mails and submits them by SMTP, retrying
 //! transient failures with capped exponential backoff.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -82,6 +83,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mailer: Mailer, mut jobs: mpsc::Rec
         batches: HashMap::new(),
         submissions: JoinSet::new(),
         slots: Arc::new(Semaphore::new(shared.config.smtp_concurrency)),
+        sent: VecDeque::new(),
+        warned: false,
     };
     loop {
         let next_due = outbox.batches.values().map(|b| b.due).min();
@@ -113,13 +116,58 @@ struct Outbox {
     batches: HashMap<PeerAddr, Batch>,
     submissions: JoinSet<()>,
     slots: Arc<Semaphore>,
+    /// When each mail of the budget window was submitted, oldest first.
+    sent: VecDeque<Instant>,
+    /// The spent budget was logged (once per exhaustion).
+    warned: bool,
 }
 
 impl Outbox {
+    /// `None` while the budget allows another mail now; else when it will.
+    fn budget_spent(&mut self, now: Instant) -> Option<Instant> {
+        let (max, window) = (
+            self.shared.config.max_mails_per_day as usize,
+            self.shared.config.budget_window,
+        );
+        while self.sent.front().is_some_and(|t| *t + window <= now) {
+            self.sent.pop_front();
+        }
+        self.shared
+            .counters
+            .budget_used
+            .store(self.sent.len() as u64, Ordering::Relaxed);
+        if max == 0 || self.sent.len() < max {
+            if self.warned {
+                tracing::info!(used = self.sent.len(), max, "mail budget available again");
+                self.warned = false;
+            }
+            return None;
+        }
+        let resume = self.sent.front().map_or(now, |t| *t + window);
+        if !self.warned {
+            self.warned = true;
+            tracing::warn!(max, window = ?window, resume_in = ?resume.saturating_duration_since(now),
+                "mail budget spent: frames wait in the outbox until it allows more");
+        }
+        Some(resume)
+    }
+
+    /// Frames waiting in batches (for the stats).
+    fn count_held(&self) {
+        let held: usize = self.batches.values().map(|b| b.frames.len()).sum();
+        self.shared
+            .counters
+            .frames_held
+            .store(held as u64, Ordering::Relaxed);
+    }
+
     async fn accept(&mut self, job: Job) {
         let shared = self.shared.clone();
         let config = &shared.config;
         match job.what {
+            Outgoing::Human { .. } if self.budget_spent(Instant::now()).is_some() => {
+                fail(&self.shared, &job.to, &[job.id], "the mail budget is spent").await;
+            }
             Outgoing::Human { subject, text } => {
                 match mime::human_mail(&config.address, job.to.rest(), subject.as_deref(), &text) {
                     Ok(message) => self.submit(Outmail {
@@ -139,6 +187,12 @@ impl Outbox {
                 });
                 if full {
                     self.flush(&job.to).await;
+                    if self.batches.contains_key(&job.to) {
+                        // Held for the budget and full: the node keeps this frame and offers
+                        // it again later.
+                        fail(&self.shared, &job.to, &[job.id], "the mail budget is spent").await;
+                        return;
+                    }
                 }
                 let window = config.batch_window;
                 let batch = self.batches.entry(job.to.clone()).or_insert_with(|| Batch {
@@ -171,9 +225,17 @@ impl Outbox {
     }
 
     async fn flush(&mut self, to: &PeerAddr) {
+        if let Some(resume) = self.budget_spent(Instant::now()) {
+            if let Some(b) = self.batches.get_mut(to) {
+                b.due = b.due.max(resume);
+            }
+            self.count_held();
+            return;
+        }
         let Some(batch) = self.batches.remove(to) else {
             return;
         };
+        self.count_held();
         let from = &self.shared.config.address;
         match mime::frames_mail(from, to.rest(), &batch.frames) {
             Ok(message) => self.submit(Outmail {
@@ -187,6 +249,7 @@ impl Outbox {
     }
 
     fn submit(&mut self, mail: Outmail) {
+        self.sent.push_back(Instant::now());
         let shared = self.shared.clone();
         let mailer = self.mailer.clone();
         let slots = self.slots.clone();
