@@ -52,7 +52,11 @@ for u in $USERS; do
   echo "$u@example.test:{PLAIN}${u}pw:65534:65534::$D/vmail/example.test/$u::" >> "$D/users"
 done
 
-TLS_LISTENER=""
+# Dovecot's built-in imaps listener binds 993 unless told otherwise: port 0 turns it off, so
+# two test servers (or two suites on one machine) never fight over it.
+TLS_LISTENER="inet_listener imaps {
+    port = 0
+  }"
 [ -n "$IMAPS_PORT" ] && TLS_LISTENER="inet_listener imaps {
     address = 127.0.0.1
     port = $IMAPS_PORT
