@@ -35,6 +35,9 @@ pub(crate) struct FdState {
     pub(crate) watch: BTreeSet<PublicId>,
     /// Where the next probe window starts, as an index into the view in id order.
     cursor: usize,
+    /// Members on a slow carrier (XMPP, email): when we last compared views with them, and our
+    /// membership root then (see `world_sync`).
+    slow_synced: std::collections::HashMap<PublicId, (u64, [u8; 32])>,
 }
 
 impl Engine {
@@ -174,16 +177,38 @@ impl Engine {
         self.send(id, &Message::Ping { seq, root });
     }
 
-    /// Periodic membership comparison with a random member: a ping carries our root.
+    /// Periodic membership comparison with a random member: a ping carries our root. A member
+    /// on a slow carrier costs a stanza or a mail per ping, so it is compared only when our
+    /// view changed since the last comparison with it, and at most once per its class's ping
+    /// timeout (30 min by mail); at idle, slow members are compared only by their probes.
     pub(crate) fn world_sync(&mut self) {
-        if let Some(id) = self.random_fast_members(1).first().copied()
-            && self
-                .members
-                .get(&id)
-                .is_some_and(|m| m.local().probe.is_none())
-        {
-            self.ping(id);
+        let Some(id) = self.random_members(1, &[]).first().copied() else {
+            return;
+        };
+        let Some(m) = self.members.get(&id) else {
+            return;
+        };
+        if m.local().probe.is_some() {
+            return;
         }
+        let class = self.class_of_member(m);
+        if class != lakitu_transport::LatencyClass::Millis {
+            let (now, root) = (self.now, self.merkle_root());
+            let gap = self.config.timings(class).ping_timeout_ms;
+            if self
+                .fd
+                .slow_synced
+                .get(&id)
+                .is_some_and(|&(t, r)| r == root || now < t.saturating_add(gap))
+            {
+                return;
+            }
+            if self.fd.slow_synced.len() >= self.members.len().max(64) {
+                self.fd.slow_synced.clear();
+            }
+            self.fd.slow_synced.insert(id, (now, root));
+        }
+        self.ping(id);
     }
 
     pub(crate) fn on_ping(&mut self, sender: PublicId, from: PeerAddr, seq: u32, root: [u8; 32]) {
