@@ -48,9 +48,10 @@ fn main() {
         peer_at(&e2, "mailto:alice@example.test")
     ));
     e2.append_config(&peer_at(&e3, "mailto:bob@example.test"));
-    let mut e1 = Node::init(&peer_entry(&e2));
     e2.start();
     e3.start();
+    // QUIC's port is known once E2 runs.
+    let mut e1 = Node::init(&peer_entry(&e2));
     e1.start();
     wait_until(300, "E3 to know E1 through the bridge", || {
         e3.peers().iter().any(|p| p["id"] == e1.id().as_str())
