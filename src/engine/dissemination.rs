@@ -224,7 +224,7 @@ impl Engine {
         if targets.len() <= limit {
             for &id in targets {
                 if self.members.get(&id).is_some_and(|m| m.lazy) {
-                    self.queue_ihave(id, post.id(), hops);
+                    self.announce_acked(id, hops, post);
                 } else {
                     self.push_acked(id, next, Relay::None, post);
                 }
@@ -589,6 +589,10 @@ impl Engine {
         if graft && let Some(m) = self.members.get_mut(&sender) {
             m.lazy = false;
         }
+        // Asking is answering: it is alive, and gets the posts now.
+        for id in &ids {
+            self.acked(sender, *id);
+        }
         self.give(sender, &ids, store);
     }
 
@@ -685,7 +689,7 @@ mod tests {
     }
 
     #[test]
-    fn a_lost_eager_push_is_sent_again_when_it_is_not_acknowledged() {
+    fn a_lost_eager_push_is_announced_again_and_pulled_when_it_is_not_acknowledged() {
         let mut net = settled(6, 44, EngineConfig::default());
         net.drop_payloads_to = Some(5);
         let id = net.post_from(0, "lossy", &["rust"]);
@@ -697,15 +701,22 @@ mod tests {
             "only node 5's ack is missing"
         );
         net.drop_payloads_to = None;
-        // The pull timeout (300 ms) plus a hop, well before anti-entropy's 30 s.
-        net.run_for(400);
-        assert!(net.nodes[5].store.contains(&id), "sent again");
+        // Two pull timeouts (300 ms: the ack's, then the pull's) and a few hops, well before
+        // anti-entropy's 30 s.
+        net.run_for(700);
+        assert!(
+            net.nodes[5].store.contains(&id),
+            "announced again and pulled"
+        );
         assert!(net.nodes[0].engine.stats().push_retries >= 1);
-        net.run_for(200);
+        assert!(net.nodes[5].engine.stats().pulls >= 1);
+        // Acknowledged by the pull, or (when it pulled from another announcer) given up after
+        // a few announcements: nothing is watched for ever.
+        net.run_for(2_000);
         assert_eq!(
             net.nodes[0].engine.diss.acks.len(),
             0,
-            "acknowledged at last"
+            "nothing left to retry"
         );
     }
 

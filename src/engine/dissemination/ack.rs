@@ -2,10 +2,11 @@
 //!
 //! A receiver of an eager push over a millisecond or second carrier answers with an IHave of
 //! the post (batched with its other announcements, so it costs a few bytes per post). A
-//! sender that hears nothing within the carrier's pull timeout sends again: the same post to
-//! the same member when it was a plain push, or the same duty to another delegate or bridge
-//! when the lost push carried one (the member that missed it is inside that duty and gets it
-//! from the new delegate). So a lost push, even one that carried a whole subtree, is repaired
+//! sender that hears nothing within the carrier's pull timeout tries again: it announces the
+//! post (IHave) to the member when it was a plain push, so the member pulls it if it lacks it
+//! and a member that is down costs a few bytes; it gives the same duty to another delegate or
+//! bridge when the lost push carried one (the member that missed it is inside that duty and
+//! gets it from the new delegate). So a lost push, even one that carried a whole subtree, is repaired
 //! within about one pull timeout instead of waiting for anti-entropy.
 //!
 //! Not over email: a mail is queued durably and retried by the node, an acknowledgement would
@@ -18,12 +19,16 @@ use lakitu_transport::LatencyClass;
 use crate::id::PublicId;
 use crate::post::{Post, PostId};
 
-use super::super::wire::Relay;
+use super::super::wire::{Message, Relay};
 use super::super::{Engine, PostStore};
 use super::Duty;
 
-/// Sends of one push in all (the first and the retries).
-const MAX_TRIES: u8 = 3;
+/// Sends of one plain push in all: the payload, then announcements (IHave) of it, which cost
+/// a few bytes where a payload costs a post, so a member that is down costs little.
+const MAX_TRIES: u8 = 4;
+/// Sends of one relay duty in all, each to another delegate or bridge: a lost duty loses a
+/// whole subtree, and a delegate that crashed is silent to every retry.
+const MAX_DUTY_TRIES: u8 = 6;
 /// Most pushes waiting for an acknowledgement; beyond it new pushes go unwatched (the lazy
 /// pull and anti-entropy still cover them).
 const MAX_PENDING: usize = 65_536;
@@ -70,6 +75,13 @@ impl Engine {
     pub(crate) fn push_acked(&mut self, to: PublicId, hops: u8, relay: Relay, post: &Post) {
         self.queue_push(to, hops, relay.clone(), post.clone());
         self.watch(to, hops, relay, post.clone(), 1, Vec::new());
+    }
+
+    /// Announce a post to a member that pruned us (it pulls what it lacks), and watch that
+    /// announcement like a push: a lost one is announced again.
+    pub(crate) fn announce_acked(&mut self, to: PublicId, hops: u8, post: &Post) {
+        self.queue_ihave(to, post.id(), hops);
+        self.watch(to, hops, Relay::None, post.clone(), 1, Vec::new());
     }
 
     fn watch(
@@ -126,16 +138,25 @@ impl Engine {
             let Some(w) = self.diss.acks.waiting.remove(&(to, id)) else {
                 continue;
             };
-            if w.tries >= MAX_TRIES || self.left {
+            let duty = Duty::of(&w.relay);
+            let max = if duty.is_some() {
+                MAX_DUTY_TRIES
+            } else {
+                MAX_TRIES
+            };
+            if w.tries >= max || self.left {
                 continue;
             }
             let _ = store;
             self.counters.push_retries += 1;
-            match Duty::of(&w.relay) {
+            match duty {
                 None => {
-                    // A plain push: the same member again, while it is still a member we send to.
+                    // A plain push, while it is still a member we send to: an announcement,
+                    // so it pulls the post if it lacks it (and one lost or down costs a few
+                    // bytes, not a payload). Its answer, the pull or an IHave, is the ack.
                     if self.members.get(&to).is_some_and(|m| m.reachable()) {
-                        self.queue_push(to, w.hops, Relay::None, w.post.clone());
+                        let id = w.post.id();
+                        self.send(to, &Message::IHave(vec![(id, w.hops)]));
                         self.watch(to, w.hops, w.relay, w.post, w.tries + 1, w.tried);
                     }
                 }
