@@ -74,32 +74,32 @@ fn main() {
         let gap = Duration::from_secs_f64(60.0 / rate as f64);
         let before_bob = mail.mailbox("bob").0;
         let mut sent: HashMap<String, Instant> = HashMap::new();
-        let start = Instant::now();
-        for i in 0..rate {
-            let due = start + gap * i as u32;
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            let id = e1
-                .ok(&[
-                    "post",
-                    "-t",
-                    "bench",
-                    &format!("post {i} at {rate} a minute"),
-                ])
-                .trim()
-                .to_string();
-            sent.insert(id, Instant::now());
-        }
         let mut arrived: HashMap<String, Instant> = HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(600);
-        while arrived.len() < sent.len() && Instant::now() < deadline {
+        // Arrivals are polled every 100 ms from the first post on, between posts too.
+        let poll = |sent: &HashMap<String, Instant>, arrived: &mut HashMap<String, Instant>| {
             for id in e3.feed_ids(&["--topic", "bench"]) {
                 if sent.contains_key(&id) {
                     arrived.entry(id).or_insert_with(Instant::now);
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
+        };
+        let start = Instant::now();
+        for i in 0..rate {
+            let due = start + gap * i as u32;
+            while Instant::now() + Duration::from_millis(150) < due {
+                poll(&sent, &mut arrived);
+            }
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let text = format!("post {i} at {rate} a minute");
+            let id = e1.ok(&["post", "-t", "bench", &text]).trim().to_string();
+            sent.insert(id, Instant::now());
+        }
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while arrived.len() < sent.len() && Instant::now() < deadline {
+            poll(&sent, &mut arrived);
         }
         let to_bob = mail.mailbox("bob").0 - before_bob;
         let mut times: Vec<f64> = arrived

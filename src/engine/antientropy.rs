@@ -68,13 +68,28 @@ pub(crate) struct AeState {
     /// class's suspicion time passed (6 h over email), so an idle mail peer costs a few mails
     /// a day while a catching-up one reconciles every period.
     slow_started: HashMap<PublicId, (u64, u64)>,
+    /// Members that just came back from the dead (a healed cut, a restart): they likely
+    /// missed posts, so the next round, brought forward, reconciles with one of them first.
+    revived: std::collections::VecDeque<PublicId>,
     /// Sessions completed, ids repaired and Reconcile payload bytes sent, for tests and stats.
     pub(crate) rounds: u64,
     pub(crate) repaired: u64,
     pub(crate) bytes_sent: u64,
 }
 
+/// Revived members remembered for a prompt reconciliation at most.
+const MAX_REVIVED: usize = 16;
+
 impl Engine {
+    /// A member came back from the dead: reconcile with it soon (see `AeState::revived`).
+    pub(crate) fn ae_revived(&mut self, id: PublicId) {
+        if self.ae.revived.len() < MAX_REVIVED && !self.ae.revived.contains(&id) {
+            self.ae.revived.push_back(id);
+        }
+        let soon = self.now + self.config.probe_interval_ms.max(1);
+        self.timers.anti_entropy = self.timers.anti_entropy.min(soon);
+    }
+
     /// Reconciliation limits: each message fits in one frame.
     fn ae_limits(&self) -> Limits {
         Limits {
@@ -139,6 +154,20 @@ impl Engine {
             .slow_started
             .retain(|_, (t, _)| now < t.saturating_add(longest));
         let slow = std::mem::take(&mut self.ae.slow_started);
+        let mut back = None;
+        while let Some(id) = self.ae.revived.pop_front() {
+            let ok = self.members.get(&id).is_some_and(|m| {
+                m.state == super::PeerState::Alive
+                    && m.carriers & carriers != 0
+                    && super::member_class(&up, m) == LatencyClass::Millis
+                    && m.trusted(threshold)
+                    && mine.overlaps(&m.interests)
+            });
+            if ok && !self.ae.sessions.values().any(|s| s.peer == id) {
+                back = Some(id);
+                break;
+            }
+        }
         let candidates: Vec<(PublicId, i32)> = self
             .sample_members(PARTNER_SAMPLE, |m| {
                 let class = super::member_class(&up, m);
@@ -156,6 +185,10 @@ impl Engine {
             .filter_map(|id| self.members.get(&id).map(|m| (id, m.reputation)))
             .collect();
         self.ae.slow_started = slow;
+        let candidates = match back {
+            Some(id) => vec![(id, 0)],
+            None => candidates,
+        };
         // Any sampled partner in good standing, at random; the best-reputed only when none is.
         // Taking the best-reputed every time made the partner always one of the members that
         // stayed reachable: after a healed partition the other side's scores lag (they earned

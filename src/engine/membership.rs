@@ -302,6 +302,7 @@ impl Engine {
                     return false;
                 }
                 let old_state = m.state;
+                let revived = old_state == PeerState::Dead && rec.state == PeerState::Alive;
                 if rec.incarnation > m.incarnation && rec.state == PeerState::Alive {
                     // It is back (restarted or refuted): whatever it missed while down is
                     // forgiven, and an address of its previous run no longer applies.
@@ -337,6 +338,9 @@ impl Engine {
                 }
                 let id = rec.id;
                 self.merkle.touch(&id);
+                if revived {
+                    self.ae_revived(id);
+                }
                 if old_state != rec.state {
                     self.push_action(Action::PeerState {
                         id,
