@@ -145,24 +145,27 @@ impl Engine {
         self.ae.sessions.retain(|_, s| now < s.started + stale);
         let period = self.config.anti_entropy_interval_ms.max(1_000);
         self.ae.answered.retain(|_, (t, _)| now < *t + period);
-        let (threshold, carriers) = (self.config.reputation_threshold, self.carriers);
+        let (threshold, carriers, up) = (self.config.reputation_threshold, self.carriers, self.up);
         let mine = self.interests.clone();
-        let (up, config) = (self.up.clone(), self.config.clone());
+        // A partner we talk to directly, in good standing, that wants something we want.
+        let partner = |m: &super::members::Member| {
+            m.state == super::PeerState::Alive
+                && m.on_any(carriers)
+                && m.trusted(threshold)
+                && mine.overlaps(&m.interests)
+        };
         let posts = store.count();
-        let longest = config.minutes.suspicion_ms;
+        let (seconds, minutes) = (self.config.seconds, self.config.minutes);
         self.ae
             .slow_started
-            .retain(|_, (t, _)| now < t.saturating_add(longest));
+            .retain(|_, (t, _)| now < t.saturating_add(minutes.suspicion_ms));
         let slow = std::mem::take(&mut self.ae.slow_started);
         let mut back = None;
         while let Some(id) = self.ae.revived.pop_front() {
-            let ok = self.members.get(&id).is_some_and(|m| {
-                m.state == super::PeerState::Alive
-                    && m.carriers & carriers != 0
-                    && super::member_class(&up, m) == LatencyClass::Millis
-                    && m.trusted(threshold)
-                    && mine.overlaps(&m.interests)
-            });
+            let ok = self
+                .members
+                .get(&id)
+                .is_some_and(|m| partner(m) && super::member_class(up, m) == LatencyClass::Millis);
             if ok && !self.ae.sessions.values().any(|s| s.peer == id) {
                 back = Some(id);
                 break;
@@ -170,16 +173,16 @@ impl Engine {
         }
         let candidates: Vec<(PublicId, i32)> = self
             .sample_members(PARTNER_SAMPLE, |m| {
-                let class = super::member_class(&up, m);
-                let due = class == LatencyClass::Millis
-                    || slow.get(&m.id).is_none_or(|&(t, n)| {
-                        n != posts || now >= t.saturating_add(config.timings(class).suspicion_ms)
-                    });
-                m.state == super::PeerState::Alive
-                    && due
-                    && m.carriers & carriers != 0
-                    && m.trusted(threshold)
-                    && mine.overlaps(&m.interests)
+                let gap = match super::member_class(up, m) {
+                    LatencyClass::Millis => None,
+                    LatencyClass::Seconds => Some(seconds.suspicion_ms),
+                    LatencyClass::Minutes => Some(minutes.suspicion_ms),
+                };
+                let due = gap.is_none_or(|gap| {
+                    slow.get(&m.id)
+                        .is_none_or(|&(t, n)| n != posts || now >= t.saturating_add(gap))
+                });
+                due && partner(m)
             })
             .into_iter()
             .filter_map(|id| self.members.get(&id).map(|m| (id, m.reputation)))

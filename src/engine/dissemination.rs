@@ -327,14 +327,13 @@ impl Engine {
         if n == 0 {
             return;
         }
-        let (threshold, carriers) = (self.config.reputation_threshold, self.carriers);
-        let up = self.up.clone();
+        let (threshold, carriers, up) = (self.config.reputation_threshold, self.carriers, self.up);
         let picks = self.sample_members(n, |m| {
             m.reachable()
-                && m.carriers & carriers != 0
+                && m.on_any(carriers)
                 // An announcement over email would cost a mail of its own; the payload mail is
                 // queued durably and retried, so it needs no such insurance.
-                && super::member_class(&up, m) != lakitu_transport::LatencyClass::Minutes
+                && super::member_class(up, m) != lakitu_transport::LatencyClass::Minutes
                 && m.trusted(threshold)
                 && m.id != post.author()
                 && !except.contains(&m.id)
@@ -346,12 +345,19 @@ impl Engine {
     }
 
     fn queue_ihave(&mut self, to: PublicId, id: PostId, hops: u8) {
-        let delay = self.config.timings(self.class_of(&to)).lazy_delay_ms;
-        let due = self.now + delay;
-        let (_, q) = self.diss.lazy.entry(to).or_insert((due, Vec::new()));
-        if q.len() < self.config.max_pending_pulls {
-            q.push((id, hops));
+        let max = self.config.max_pending_pulls;
+        if let Some((_, q)) = self.diss.lazy.get_mut(&to) {
+            // Its batch is already due (and counted in `lazy_at`): no class lookup per entry.
+            if q.len() < max {
+                q.push((id, hops));
+            }
+            return;
         }
+        let due = self.now + self.config.timings(self.class_of(&to)).lazy_delay_ms;
+        let first = (max > 0).then_some((id, hops));
+        self.diss
+            .lazy
+            .insert(to, (due, first.into_iter().collect()));
         self.diss.lazy_at = Some(self.diss.lazy_at.map_or(due, |t| t.min(due)));
     }
 
@@ -551,7 +557,7 @@ impl Engine {
             }
             self.diss.lazy_at = self.diss.lazy.values().map(|(t, _)| *t).min();
         }
-        self.ack_tick(store);
+        self.ack_tick();
     }
 
     /// Ask for posts by id (from a pull or from reconciliation).

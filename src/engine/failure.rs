@@ -71,13 +71,13 @@ impl Engine {
         let start = self.fd.cursor % len;
         self.fd.cursor = (start + window) % len;
         let mut best: Option<(u64, PublicId)> = None;
-        let (up, config, carriers) = (&self.up, &self.config, self.carriers);
+        let (up, config, carriers) = (self.up, &self.config, self.carriers);
         for m in self.members.window_mut(start, window) {
             // The window passes every member in turn: the place to drop stale bookkeeping.
             m.tidy(now);
             // A member on no carrier of ours is judged by those who reach it (its bridges),
             // never by our own timeouts on a path we do not have.
-            if !m.reachable() || m.carriers & carriers == 0 || m.local().probe.is_some() {
+            if !m.reachable() || !m.on_any(carriers) || m.local().probe.is_some() {
                 continue;
             }
             let heard = m.last_heard().unwrap_or(0);
@@ -103,15 +103,14 @@ impl Engine {
     /// us remind it, and it refutes.
     fn probe_a_suspect(&mut self) {
         use rand::seq::IteratorRandom;
+        let carriers = self.carriers;
         let pick = self
             .fd
             .watch
             .iter()
             .filter(|id| {
                 self.members.get(id).is_some_and(|m| {
-                    m.state == PeerState::Suspect
-                        && m.carriers & self.carriers != 0
-                        && m.local().probe.is_none()
+                    m.state == PeerState::Suspect && m.on_any(carriers) && m.local().probe.is_none()
                 })
             })
             .choose(&mut self.rng)
@@ -138,13 +137,13 @@ impl Engine {
         };
         self.timers.reconnect = now + period.max(1);
         let timeout = self.config.reconnect_timeout_ms;
-        let (carriers, up) = (self.carriers, self.up.clone());
+        let (carriers, up) = (self.carriers, self.up);
         let pick = self.sample_members(1, |m| {
             m.state == PeerState::Dead
-                && m.carriers & carriers != 0
+                && m.on_any(carriers)
                 // Not by mail: a ping every reconnect period would be thousands of mails a
                 // day. A mail peer comes back by its own join or any frame it sends.
-                && super::member_class(&up, m) != lakitu_transport::LatencyClass::Minutes
+                && super::member_class(up, m) != lakitu_transport::LatencyClass::Minutes
                 && m.local().probe.is_none()
                 && m.trusted(threshold)
                 && m.last_heard()

@@ -284,6 +284,11 @@ impl Member {
         self.reputation.saturating_add(self.unanswered) >= threshold
     }
 
+    /// True when it has any of the carriers in `mask`.
+    pub(crate) fn on_any(&self, mask: u8) -> bool {
+        self.carriers & mask != 0
+    }
+
     /// Its home carrier (see [`home_of`]).
     pub(crate) fn home(&self) -> u8 {
         home_of(self.carriers)

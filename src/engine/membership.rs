@@ -160,10 +160,7 @@ impl Engine {
     pub(crate) fn random_members(&mut self, n: usize, except: &[PublicId]) -> Vec<PublicId> {
         let (threshold, carriers) = (self.config.reputation_threshold, self.carriers);
         self.sample_members(n, |m| {
-            m.reachable()
-                && m.carriers & carriers != 0
-                && m.trusted(threshold)
-                && !except.contains(&m.id)
+            m.reachable() && m.on_any(carriers) && m.trusted(threshold) && !except.contains(&m.id)
         })
     }
 
@@ -172,16 +169,12 @@ impl Engine {
     /// mail on a slow carrier. Slow members are compared through their probes instead, which
     /// carry our membership root at their class's ping interval (an hour over email).
     pub(crate) fn random_fast_members(&mut self, n: usize) -> Vec<PublicId> {
-        let (threshold, carriers, up) = (
-            self.config.reputation_threshold,
-            self.carriers,
-            self.up.clone(),
-        );
+        let (threshold, carriers, up) = (self.config.reputation_threshold, self.carriers, self.up);
         self.sample_members(n, |m| {
             m.reachable()
-                && m.carriers & carriers != 0
+                && m.on_any(carriers)
                 && m.trusted(threshold)
-                && super::member_class(&up, m) == lakitu_transport::LatencyClass::Millis
+                && super::member_class(up, m) == lakitu_transport::LatencyClass::Millis
         })
     }
 
@@ -234,7 +227,7 @@ impl Engine {
 
     /// The carrier authenticated a frame of `id` from `from`: reply there from now on.
     pub(crate) fn set_reply_addr(&mut self, id: &PublicId, from: PeerAddr) {
-        let up = &self.up;
+        let up = self.up;
         if let Some(m) = self.members.get_mut(id) {
             if let Some(l) = m.local_if_any() {
                 l.failed_addrs.retain(|a| *a != from);

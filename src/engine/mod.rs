@@ -234,13 +234,6 @@ pub enum Route {
     Unreachable,
 }
 
-impl Route {
-    /// True unless [`Route::Unreachable`].
-    pub fn is_reachable(&self) -> bool {
-        !matches!(self, Route::Unreachable)
-    }
-}
-
 /// What the engine knows about one member, for the UI and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerView {
@@ -293,7 +286,8 @@ pub struct Engine {
     rng: StdRng,
     started: u64,
     now: u64,
-    up: BTreeSet<Scheme>,
+    /// The carriers whose transport is up now (a `members::carrier_bit` mask).
+    up: u8,
     members: Members,
     merkle: merkle::MerkleCache,
     fd: failure::FdState,
@@ -332,13 +326,14 @@ pub fn latency_of(scheme: Scheme) -> LatencyClass {
 /// allocating, for the per-member checks of the failure detector): the one its last
 /// carrier-authenticated frame came from (what actually works, even before its new record
 /// arrives), else the fastest recorded one that has not failed recently.
-fn best_addr_text<'a>(up: &BTreeSet<Scheme>, m: &'a Member) -> Option<&'a str> {
+fn best_addr_text(up: u8, m: &Member) -> Option<&str> {
     let local = m.local();
     let failed = |a: &str| local.failed_addrs.iter().any(|f| f.as_str() == a);
-    let usable = |a: &&str| members::scheme_of(a).is_some_and(|s| up.contains(&s));
+    let is_up = |s: Scheme| up & members::carrier_bit(s) != 0;
+    let usable = |a: &&str| members::scheme_of(a).is_some_and(is_up);
     let rank = |a: &&str| members::scheme_of(a).map_or(u8::MAX, scheme_rank);
     if let Some(a) = &local.reply_addr
-        && up.contains(&a.scheme())
+        && is_up(a.scheme())
         && !failed(a.as_str())
     {
         return Some(a.as_str());
@@ -353,7 +348,7 @@ fn best_addr_text<'a>(up: &BTreeSet<Scheme>, m: &'a Member) -> Option<&'a str> {
 }
 
 /// The latency class of the address a member is reached through.
-fn member_class(up: &BTreeSet<Scheme>, m: &Member) -> LatencyClass {
+fn member_class(up: u8, m: &Member) -> LatencyClass {
     best_addr_text(up, m)
         .and_then(members::scheme_of)
         .map_or(LatencyClass::Millis, latency_of)
@@ -381,8 +376,8 @@ impl Engine {
         now: u64,
     ) -> Engine {
         let me = identity.public();
-        let up = own_addrs.iter().map(PeerAddr::scheme).collect();
         let carriers = members::carriers_of(own_addrs.iter().map(PeerAddr::as_str));
+        let up = carriers;
         let mut rng = StdRng::seed_from_u64(seed);
         // Spread the periodic tasks so thousands of simulated nodes do not tick in lockstep.
         let jitter = |rng: &mut StdRng, period: u64| {
@@ -444,10 +439,10 @@ impl Engine {
             Event::LocalPost(post) => self.on_local_post(post, store),
             Event::Tick => self.on_tick(store),
             Event::TransportUp(s) => {
-                self.up.insert(s);
+                self.up |= members::carrier_bit(s);
             }
             Event::TransportDown(s) => {
-                self.up.remove(&s);
+                self.up &= !members::carrier_bit(s);
             }
             Event::AddPeer { id, addrs } => self.add_seed(id, addrs),
             Event::RemovePeer(id) => self.remove_member(&id),
@@ -522,7 +517,7 @@ impl Engine {
     /// (alive first, then the fastest carrier to us).
     fn route_of(&self, m: &Member) -> Route {
         if self.shares_carrier(m) {
-            let addr = best_addr_text(&self.up, m)
+            let addr = best_addr_text(self.up, m)
                 .or_else(|| {
                     m.addrs
                         .iter()
@@ -548,13 +543,13 @@ impl Engine {
         self.members
             .values()
             .filter(alive)
-            .filter(|m| m.carriers & bridged != 0)
+            .filter(|m| m.on_any(bridged))
             .count()
     }
 
     /// True when the member has a carrier this node has too.
     fn shares_carrier(&self, m: &Member) -> bool {
-        m.carriers & self.carriers != 0
+        m.on_any(self.carriers)
     }
 
     /// True when this node has the carrier of `s`.
@@ -570,7 +565,7 @@ impl Engine {
         self.members
             .values()
             .filter(|b| {
-                b.carriers & carriers != 0
+                b.on_any(carriers)
                     && self.shares_carrier(b)
                     && b.reachable()
                     && b.trusted(threshold)
@@ -636,7 +631,7 @@ impl Engine {
     fn best_addr(&self, id: &PublicId) -> Option<PeerAddr> {
         let m = self.members.get(id)?;
         let reply = &m.local().reply_addr;
-        match best_addr_text(&self.up, m)? {
+        match best_addr_text(self.up, m)? {
             text if reply.as_ref().is_some_and(|a| a.as_str() == text) => reply.clone(),
             text => text.parse().ok(),
         }
@@ -651,7 +646,7 @@ impl Engine {
 
     /// The latency class of a member already looked up.
     fn class_of_member(&self, m: &Member) -> LatencyClass {
-        member_class(&self.up, m)
+        member_class(self.up, m)
     }
 
     /// Encode and queue a frame to a member over its best address.

@@ -19,8 +19,8 @@ use lakitu_transport::LatencyClass;
 use crate::id::PublicId;
 use crate::post::{Post, PostId};
 
+use super::super::Engine;
 use super::super::wire::{Message, Relay};
-use super::super::{Engine, PostStore};
 use super::Duty;
 
 /// Sends of one plain push in all: the payload, then announcements (IHave) of it, which cost
@@ -128,7 +128,7 @@ impl Engine {
     }
 
     /// Retry the pushes whose acknowledgement is overdue.
-    pub(crate) fn ack_tick(&mut self, store: &mut dyn PostStore) {
+    pub(crate) fn ack_tick(&mut self) {
         let now = self.now;
         while let Some(&(t, to, id)) = self.diss.acks.deadlines.first() {
             if t > now {
@@ -147,7 +147,6 @@ impl Engine {
             if w.tries >= max || self.left {
                 continue;
             }
-            let _ = store;
             self.counters.push_retries += 1;
             match duty {
                 None => {
