@@ -237,6 +237,11 @@ impl Member {
         (self.heard != NEVER).then_some(self.heard)
     }
 
+    /// True when we have not heard from it directly since `t` (ms).
+    pub(crate) fn last_heard_before(&self, t: u64) -> bool {
+        self.heard == NEVER || self.heard < t
+    }
+
     /// Note that we heard from it at `now`.
     pub(crate) fn set_heard(&mut self, now: u64) {
         self.heard = now.min(NEVER - 1);

@@ -216,6 +216,7 @@ impl Engine {
     /// Any frame from a member counts as hearing from it.
     pub(crate) fn heard_from(&mut self, id: &PublicId, from: &PeerAddr) {
         let now = self.now;
+        self.diss_heard(id);
         if let Some(m) = self.members.get_mut(id) {
             m.set_heard(now);
             if let Some(l) = m.local_if_any() {
@@ -269,6 +270,9 @@ impl Engine {
             return false;
         }
         let now = self.now;
+        if rec.state == PeerState::Alive {
+            self.ae_member_alive();
+        }
         let interests = match self.members.get(&rec.id) {
             Some(m) if *m.interests == rec.interests => Some(m.interests.clone()),
             Some(_) => Some(self.members.intern(rec.interests.clone())),

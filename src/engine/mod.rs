@@ -284,7 +284,7 @@ pub struct Engine {
     incarnation: u64,
     left: bool,
     rng: StdRng,
-    started: u64,
+    pub(crate) started: u64,
     now: u64,
     /// The carriers whose transport is up now (a `members::carrier_bit` mask).
     up: u8,
@@ -388,7 +388,9 @@ impl Engine {
             probe: jitter(&mut rng, config.probe_interval_ms),
             reconnect: jitter(&mut rng, config.reconnect_interval_ms),
             world_sync: jitter(&mut rng, config.world_sync_interval_ms),
-            anti_entropy: jitter(&mut rng, config.anti_entropy_interval_ms),
+            // A node that starts (or restarts after a crash) catches up at once from its first
+            // partner instead of up to a whole period later: see `anti_entropy_start`.
+            anti_entropy: jitter(&mut rng, config.probe_interval_ms),
             stats: jitter(&mut rng, config.stats_interval_ms),
             fd: None,
         };

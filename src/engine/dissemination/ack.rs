@@ -36,6 +36,8 @@ const MAX_PENDING: usize = 65_536;
 /// One push waiting for its acknowledgement.
 #[derive(Debug, Clone)]
 struct Waiting {
+    /// When this try was sent.
+    sent: u64,
     due: u64,
     hops: u8,
     relay: Relay,
@@ -100,6 +102,7 @@ impl Engine {
         let due = self.now + timeout;
         let id = post.id();
         let w = Waiting {
+            sent: self.now,
             due,
             hops,
             relay,
@@ -144,6 +147,16 @@ impl Engine {
             } else {
                 MAX_TRIES
             };
+            // Silent since we pushed: later posts announce to it and delegate elsewhere, so a
+            // member that crashed or was cut off costs a few bytes per post, not a payload
+            // and a lost duty each (1.9 copies per delivery in the partition run before).
+            if self
+                .members
+                .get(&to)
+                .is_some_and(|m| m.last_heard_before(w.sent))
+            {
+                self.diss.silent.insert(to);
+            }
             if w.tries >= max || self.left {
                 continue;
             }
