@@ -131,6 +131,9 @@ pub(crate) fn build(raw: RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<Config,
     let routes = super::routes::build_routes(&raw.routes, &peers, &gateway.owners, cx)?;
     let filters = super::routes::build_filters(&raw.filters, cx)?;
     Ok(Config {
+        access: super::AccessConfig {
+            mode: raw.access.mode,
+        },
         routes,
         filters,
         node,

@@ -27,6 +27,15 @@ pub(crate) struct RawConfig {
     pub gossip: RawGossip,
     pub routes: Vec<super::routes::RawRoute>,
     pub filters: super::routes::RawFilters,
+    pub access: RawAccess,
+}
+
+/// `[access]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    /// Default `named`: a personal relay talks only to the nodes its owner chose.
+    pub mode: super::AccessMode,
 }
 
 /// `[node]`

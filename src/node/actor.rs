@@ -51,6 +51,18 @@ fn decode_peer_record(bytes: &[u8]) -> Vec<PeerAddr> {
         .collect()
 }
 
+/// The nodes the owner named: `[[peers]]`, peers added with `lakitu peer add` (the store's
+/// peer table) and the nodes of followed authors. The `[access]` policy admits them.
+pub(crate) fn named_ids(config: &Config, store: &crate::store::Store) -> Vec<PublicId> {
+    let mut ids: Vec<PublicId> = config.peers.iter().map(|p| p.id).collect();
+    ids.extend(config.interests.authors.iter().copied());
+    match store.peers() {
+        Ok(stored) => ids.extend(stored.into_iter().map(|(id, _)| id)),
+        Err(e) => warn!(error = %e, "cannot read the peer table"),
+    }
+    ids
+}
+
 /// The engine's settings derived from the node's config.
 pub(crate) fn engine_config(config: &Config) -> EngineConfig {
     EngineConfig {
@@ -123,6 +135,11 @@ pub(crate) struct Actor {
     /// `[[routes]]` and `[filters]`, replaced on reload.
     routes: Routes,
     muted: RecentIds,
+    /// The config in force (replaced on reload), for the access policy's named set.
+    config: std::sync::Arc<Config>,
+    /// The named peer whose frame the engine is handling: in friends-of-friends mode the
+    /// members it introduces are vouched for.
+    vouching: Option<PublicId>,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -147,8 +164,8 @@ fn load_follows(store: &crate::store::Store) -> BTreeMap<String, (PeerAddr, BTre
 impl Actor {
     pub fn new(shared: Shared, transports: Running, identity: Identity, outbox: Outbox) -> Actor {
         let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
-        let config = shared.config.clone();
-        let config = &*config;
+        let config_arc = shared.config.clone();
+        let config = &*config_arc.clone();
         let seed =
             u64::from_le_bytes(identity.seed()[..8].try_into().unwrap_or_default()) ^ now_ms();
         let engine = Engine::new(
@@ -183,6 +200,8 @@ impl Actor {
             logged_states: HashMap::new(),
             routes: Routes::from_config(config),
             muted: RecentIds::new(MUTED_IDS),
+            config: config_arc,
+            vouching: None,
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -374,6 +393,13 @@ impl Actor {
                 kind,
                 bytes,
             } => {
+                if !self
+                    .shared
+                    .access
+                    .check(&to, super::access::Refusal::Send, now_ms())
+                {
+                    return;
+                }
                 let Some(bytes) = self.route(&to, &addr, kind, bytes) else {
                     return;
                 };
@@ -420,7 +446,12 @@ impl Actor {
                 self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
             }
-            Action::PeerState { id, state } => self.log_state(id, state),
+            Action::PeerState { id, state } => {
+                if !self.admit_member(id) {
+                    return;
+                }
+                self.log_state(id, state)
+            }
             Action::Reputation { id, offence, score } => {
                 // Not answering a ping is no misbehaviour, and happens whenever a peer is down.
                 if offence == crate::engine::Offence::Unresponsive {
@@ -429,6 +460,35 @@ impl Actor {
                     info!(peer = %id.short(), ?offence, score, "peer penalised");
                 }
             }
+        }
+    }
+
+    /// A member entered the view or changed state: keep it only if `[access]` admits it (in
+    /// friends-of-friends mode, a member a named peer just introduced is vouched for). A
+    /// refused one is removed from the engine's dealings: ignored, never sent to.
+    fn admit_member(&mut self, id: PublicId) -> bool {
+        let access = &self.shared.access;
+        if access.admits(&id) || self.vouching.is_some_and(|by| access.vouch(id, &by)) {
+            return true;
+        }
+        debug!(peer = %id.short(), "member not allowed by [access]; ignored");
+        self.engine_event(Event::RemovePeer(id));
+        false
+    }
+
+    /// Recompute the named set after the config or the peer table changed; members no
+    /// longer admitted are removed from the engine's dealings.
+    fn refresh_access(&mut self) {
+        let named = named_ids(&self.config, &self.shared.store);
+        self.shared.access.set(self.config.access.mode, named);
+        let refused: Vec<PublicId> = self
+            .engine
+            .peers()
+            .map(|p| p.id)
+            .filter(|id| !self.shared.access.admits(id))
+            .collect();
+        for id in refused {
+            self.engine_event(Event::RemovePeer(id));
         }
     }
 
@@ -464,11 +524,22 @@ impl Actor {
                     return;
                 }
                 let authenticated = authenticated.map(PublicId);
+                // A forged claim is refused by the engine's signature check afterwards.
+                let sender =
+                    authenticated.or_else(|| crate::engine::wire::peek_sender(&payload));
+                if let Some(sender) = sender {
+                    let access = &self.shared.access;
+                    if !access.check(&sender, super::access::Refusal::Frame, now_ms()) {
+                        return;
+                    }
+                    self.vouching = access.is_named(&sender).then_some(sender);
+                }
                 self.engine_event(Event::Frame {
                     from,
                     authenticated,
                     bytes: payload,
                 });
+                self.vouching = None;
             }
             TransportEvent::Sent { id } => {
                 if !self.outbox.on_sent(id) {
@@ -528,15 +599,19 @@ impl Actor {
                 if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
                     warn!(error = %e, "cannot save peer");
                 }
+                self.refresh_access();
                 self.engine_event(Event::AddPeer { id, addrs });
             }
             Command::RemovePeer(id, reply) => {
                 let known = self.engine.peer(&id).is_some();
                 let _ = self.shared.store.remove_peer(&id);
                 self.engine_event(Event::RemovePeer(id));
+                self.refresh_access();
                 let _ = reply.send(known);
             }
             Command::Reload(config) => {
+                self.config = std::sync::Arc::new((*config).clone());
+                self.refresh_access();
                 for p in &config.peers {
                     self.engine_event(Event::AddPeer {
                         id: p.id,
@@ -752,8 +827,10 @@ impl Actor {
 
     fn status(&self) -> Status {
         let s = &self.shared;
-        let peers: Vec<_> = self.engine.peers().collect();
+        let access = &s.access;
+        let peers: Vec<_> = self.engine.peers().filter(|p| access.admits(&p.id)).collect();
         Status {
+            access: access.mode().as_str().to_string(),
             id: s.identity.public().to_string(),
             name: s.config.node.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -816,6 +893,7 @@ impl Actor {
             frames_not_from_peer: self.frames_not_from_peer,
             transports: self.transport_statuses(),
             outbox: self.outbox.stats(),
+            access: self.shared.access.stats(),
         }
     }
 
@@ -834,8 +912,10 @@ impl Actor {
                 s[..10.min(s.len())].to_string()
             })
         };
+        let access = &self.shared.access;
         self.engine
             .peers()
+            .filter(|p| access.admits(&p.id))
             .map(|p| PeerInfo {
                 reached: match &p.route {
                     Route::Direct(a) => a.to_string(),

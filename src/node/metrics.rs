@@ -94,6 +94,8 @@ pub(crate) struct Snapshot {
     pub transports: Vec<TransportStatus>,
     /// The durable store-and-forward outbox (XMPP and email peers).
     pub outbox: OutboxStats,
+    /// Refusals of the `[access]` policy.
+    pub access: super::access::AccessStats,
 }
 
 impl Default for Metrics {
@@ -420,6 +422,19 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         "frames_rejected",
         "Frames refused: malformed, unsigned or badly signed, or from an address that is no peer",
         frames_rejected,
+    );
+    let refused = Family::<TransportLabel, Counter>::default();
+    for (how, v) in [
+        ("handshake", snap.access.refused_handshakes),
+        ("frame", snap.access.refused_frames),
+        ("send", snap.access.withheld_sends),
+    ] {
+        refused.get_or_create(&[("how", how)]).inc_by(v);
+    }
+    r.register(
+        "access_refused",
+        "Nodes refused by the [access] policy: QUIC handshakes refused, XMPP/email frames dropped, frames withheld from them",
+        refused,
     );
     let dropped = Family::<TransportLabel, Counter>::default();
     for (reason, v) in [

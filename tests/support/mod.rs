@@ -38,10 +38,19 @@ impl Node {
     }
 
     /// A new data directory whose config has the node and API sections, then `rest`.
+    ///
+    /// Unless `rest` has an `[access]` table, the node runs in open mode: most suites join
+    /// nodes through one seed, as a public relay allows, and test something other than who may
+    /// join (tests/access.rs tests the owner's default, `named`).
     pub fn init_with(rest: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
+        let access = if rest.contains("[access]") {
+            ""
+        } else {
+            "[access]\nmode = \"open\"\n\n"
+        };
         let config = format!(
-            "[node]\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n{rest}",
+            "[node]\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n{access}{rest}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("config.toml"), config).expect("write config");

@@ -1,0 +1,142 @@
+//! `[access]` with real processes on loopback: a stranger that knows a relay's address and key
+//! gets nothing from a relay in the default `named` mode, is never listed, and its posts never
+//! reach the relay; once the owner switches to `open` (SIGHUP), the same stranger syncs as any
+//! node did before access control existed.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::{Node, peer_entry, wait_until};
+
+/// Fast timers, so the stranger retries and reconciliation runs several times a second.
+const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 1\nreconnect_secs = 1\n";
+const NAMED: &str = "[access]\nmode = \"named\"\n";
+
+fn metrics(node: &Node) -> String {
+    let addr = std::fs::read_to_string(node.file("api.addr")).expect("api.addr");
+    let token = std::fs::read_to_string(node.file("api.token")).expect("api.token");
+    let mut s = TcpStream::connect(addr.trim()).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+        addr.trim(),
+        token.trim()
+    )
+    .expect("send");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    String::from_utf8_lossy(&raw).into_owned()
+}
+
+/// The value of `lakitu_access_refused_total{how="<how>"}` (0 when absent).
+fn refused(node: &Node, how: &str) -> f64 {
+    let series = format!("lakitu_access_refused_total{{how=\"{how}\"}} ");
+    metrics(node)
+        .lines()
+        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn lists(node: &Node, id: &str) -> bool {
+    node.peers().iter().any(|p| p["id"] == id)
+}
+
+fn hup(node: &Node) {
+    let ok = std::process::Command::new("kill")
+        .arg("-HUP")
+        .arg(node.pid().to_string())
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "kill -HUP");
+}
+
+fn post(node: &Node, topic: &str, body: &str) -> String {
+    let out = node.ok(&["post", "--json", "-t", topic, body]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("post JSON");
+    v["id"].as_str().expect("id").to_string()
+}
+
+#[test]
+fn a_stranger_gets_nothing_from_a_named_relay_and_everything_from_an_open_one() {
+    let mut alice = Node::init(&format!("{NAMED}{FAST}"));
+    alice.start();
+    let mut bob = Node::init(&format!("{NAMED}{FAST}{}", peer_entry(&alice)));
+    bob.start();
+    // Both sides name each other.
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    assert_eq!(alice.status()["access"], "named");
+    let (alice_id, bob_id) = (alice.id(), bob.id());
+
+    let mut made = Vec::new();
+    for i in 0..20 {
+        made.push(post(&alice, "news", &format!("alice {i}")));
+    }
+    made.push(post(&bob, "family", "bob's family post"));
+    wait_until(30, "alice and bob in sync", || {
+        let (a, b) = (alice.feed_ids(&[]), bob.feed_ids(&[]));
+        made.iter().all(|id| a.contains(id) && b.contains(id))
+    });
+
+    // Mallory knows alice's and bob's addresses and keys, and is open herself.
+    let mut mallory = Node::init(&format!("{FAST}{}", peer_entry(&alice)));
+    mallory.start();
+    mallory.ok(&["peer", "add", &bob.quic_addr()]);
+    let mallory_id = mallory.id();
+    let intruder = post(&mallory, "news", "mallory was here");
+
+    wait_until(20, "alice and bob refusing mallory's handshakes", || {
+        refused(&alice, "handshake") >= 2.0 && refused(&bob, "handshake") >= 2.0
+    });
+    // Several more reconnection and reconciliation rounds: nothing may pass meanwhile.
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(6) {
+        assert!(!lists(&alice, &mallory_id), "alice lists mallory");
+        assert!(!lists(&bob, &mallory_id), "bob lists mallory");
+        assert!(!alice.feed_ids(&[]).contains(&intruder));
+        assert!(!bob.feed_ids(&[]).contains(&intruder));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let held = mallory.feed_ids(&[]);
+    assert_eq!(held, [intruder.clone()], "mallory got posts of alice or bob");
+    assert_eq!(mallory.status()["peers_alive"], 0);
+    let log = alice.log();
+    let lines = log
+        .lines()
+        .filter(|l| l.contains("not allowed by [access]") && l.contains(&mallory_id))
+        .count();
+    assert!(
+        lines <= 1,
+        "refusals of one node are logged at most once a minute, found {lines}"
+    );
+    eprintln!(
+        "named: alice refused {} handshakes, bob {}; mallory holds 0 of {} posts",
+        refused(&alice, "handshake"),
+        refused(&bob, "handshake"),
+        made.len()
+    );
+
+    // The owner opens alice: the same stranger now joins and syncs, as before [access].
+    let config = alice.file("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace(NAMED, "[access]\nmode = \"open\"\n")).expect("config");
+    hup(&alice);
+    wait_until(30, "alice open: mallory syncs both ways", || {
+        alice.status()["access"] == "open"
+            && lists(&alice, &mallory_id)
+            && alice.feed_ids(&[]).contains(&intruder)
+            && made.iter().all(|id| mallory.feed_ids(&[]).contains(id))
+    });
+    // Bob is still named: he never lists mallory (alice relays her post, by its author's
+    // signature, as an open relay does).
+    assert!(!lists(&bob, &mallory_id));
+    assert!(lists(&alice, &bob_id) && lists(&bob, &alice_id));
+    mallory.stop();
+    bob.stop();
+    alice.stop();
+}
