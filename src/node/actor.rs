@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
-use super::metrics::{SendFailure, Snapshot};
+use super::metrics::{self, SendFailure, Snapshot};
 use super::outbox::{self, Outbox};
 use super::posts::EnginePosts;
 use super::transports::Running;
@@ -24,6 +24,7 @@ use crate::id::{Identity, PublicId, encode_hex};
 use crate::post::{Post, Topic};
 use crate::routes::{RecentIds, Routes};
 use crate::store::Query;
+use crate::text::shown;
 
 /// How long a batch of peer posts may wait before it is flushed to disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -130,6 +131,10 @@ pub(crate) struct Actor {
     digests: Digests,
     /// Frames ignored because their (unauthenticated) sender is no peer, for the metrics.
     frames_not_from_peer: u64,
+    /// How often an owner's address is told its message was refused (forged mails).
+    refusals: gateway::RefusalLimit,
+    /// Messages from people the gateway dropped without an answer, for the metrics.
+    gateway_dropped: metrics::GatewayDropped,
     /// The state last logged at INFO per peer (see `log_state`).
     logged_states: HashMap<PublicId, PeerState>,
     /// `[[routes]]` and `[filters]`, replaced on reload.
@@ -197,6 +202,8 @@ impl Actor {
             after_flush: Vec::new(),
             digests: Digests::default(),
             frames_not_from_peer: 0,
+            refusals: gateway::RefusalLimit::default(),
+            gateway_dropped: metrics::GatewayDropped::default(),
             logged_states: HashMap::new(),
             routes: Routes::from_config(config),
             muted: RecentIds::new(MUTED_IDS),
@@ -649,7 +656,24 @@ impl Actor {
     /// A message from a person: judge it, then answer or act.
     fn on_human(&mut self, from: PeerAddr, subject: Option<&str>, text: &str, auto: bool) {
         match self.gateway.judge(&from, subject, text, auto) {
-            Verdict::Ignore => debug!(%from, "machine-generated message ignored"),
+            Verdict::Ignore => {
+                self.gateway_dropped.machine += 1;
+                debug!(%from, "machine-generated message ignored");
+            }
+            Verdict::Stranger => {
+                // No answer: the sender address may be forged (backscatter).
+                self.gateway_dropped.stranger += 1;
+                debug!(from = %shown(from.as_str()), "message from someone who is not an owner dropped");
+            }
+            Verdict::Refuse(answer) => {
+                if self.refusals.allow(&from, now_ms()) {
+                    info!(from = %shown(from.as_str()), "owner address without proof: refused");
+                    self.send_human(&from, answer);
+                } else {
+                    self.gateway_dropped.refusal_limited += 1;
+                    debug!(from = %shown(from.as_str()), "owner address without proof: refusal withheld (rate limit)");
+                }
+            }
             Verdict::Reply(answer) => {
                 info!(%from, owner = self.gateway.is_owner(&from), "gateway answered without acting");
                 self.send_human(&from, answer);
@@ -816,6 +840,10 @@ impl Actor {
             return;
         };
         self.next_send += 1;
+        // Post bodies, names and echoed commands came from other people: what reaches a
+        // person's screen carries no control characters or bidi overrides.
+        let subject = subject.map(|s| shown(&s).into_owned());
+        let text = shown(&text).into_owned();
         if let Err(e) = transport.send(
             SendId(self.next_send),
             to,
@@ -894,6 +922,7 @@ impl Actor {
             transports: self.transport_statuses(),
             outbox: self.outbox.stats(),
             access: self.shared.access.stats(),
+            gateway_dropped: self.gateway_dropped,
         }
     }
 

@@ -96,6 +96,19 @@ pub(crate) struct Snapshot {
     pub outbox: OutboxStats,
     /// Refusals of the `[access]` policy.
     pub access: super::access::AccessStats,
+    /// Messages from people dropped without an answer.
+    pub gateway_dropped: GatewayDropped,
+}
+
+/// Messages from people the gateway dropped without answering.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GatewayDropped {
+    /// From someone who is not an owner.
+    pub stranger: u64,
+    /// From an owner's address without the proof, over the refusal rate limit.
+    pub refusal_limited: u64,
+    /// Machine-generated (auto-replies, bounces).
+    pub machine: u64,
 }
 
 impl Default for Metrics {
@@ -435,6 +448,19 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         "access_refused",
         "Nodes refused by the [access] policy: QUIC handshakes refused, XMPP/email frames dropped, frames withheld from them",
         refused,
+    );
+    let gw = Family::<TransportLabel, Counter>::default();
+    for (reason, v) in [
+        ("stranger", snap.gateway_dropped.stranger),
+        ("refusal_limited", snap.gateway_dropped.refusal_limited),
+        ("machine", snap.gateway_dropped.machine),
+    ] {
+        gw.get_or_create(&[("reason", reason)]).inc_by(v);
+    }
+    r.register(
+        "gateway_dropped",
+        "Messages from people dropped without an answer: not an owner, refusal rate limit, machine-generated",
+        gw,
     );
     let dropped = Family::<TransportLabel, Counter>::default();
     for (reason, v) in [
