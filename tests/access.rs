@@ -5,8 +5,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::{Node, peer_entry, wait_until};
@@ -15,31 +13,9 @@ use support::{Node, peer_entry, wait_until};
 const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 1\nreconnect_secs = 1\n";
 const NAMED: &str = "[access]\nmode = \"named\"\n";
 
-fn metrics(node: &Node) -> String {
-    let addr = std::fs::read_to_string(node.file("api.addr")).expect("api.addr");
-    let token = std::fs::read_to_string(node.file("api.token")).expect("api.token");
-    let mut s = TcpStream::connect(addr.trim()).expect("connect to the API");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-        addr.trim(),
-        token.trim()
-    )
-    .expect("send");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read");
-    String::from_utf8_lossy(&raw).into_owned()
-}
-
 /// The value of `lakitu_access_refused_total{how="<how>"}` (0 when absent).
 fn refused(node: &Node, how: &str) -> f64 {
-    let series = format!("lakitu_access_refused_total{{how=\"{how}\"}} ");
-    metrics(node)
-        .lines()
-        .find_map(|l| l.strip_prefix(&series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    node.metric(&format!("lakitu_access_refused_total{{how=\"{how}\"}}"))
 }
 
 fn lists(node: &Node, id: &str) -> bool {

@@ -135,6 +135,8 @@ pub(crate) struct Actor {
     refusals: gateway::RefusalLimit,
     /// Messages from people the gateway dropped without an answer, for the metrics.
     gateway_dropped: metrics::GatewayDropped,
+    /// Peers' posts over `[limits] max_body`, refused.
+    oversize_posts: u64,
     /// The state last logged at INFO per peer (see `log_state`).
     logged_states: HashMap<PublicId, PeerState>,
     /// `[[routes]]` and `[filters]`, replaced on reload.
@@ -204,6 +206,7 @@ impl Actor {
             frames_not_from_peer: 0,
             refusals: gateway::RefusalLimit::default(),
             gateway_dropped: metrics::GatewayDropped::default(),
+            oversize_posts: 0,
             logged_states: HashMap::new(),
             routes: Routes::from_config(config),
             muted: RecentIds::new(MUTED_IDS),
@@ -384,6 +387,8 @@ impl Actor {
             dirty: &mut dirty,
             routes: &self.routes,
             muted: &mut self.muted,
+            max_body: self.config.limits.max_body,
+            oversize: &mut self.oversize_posts,
         };
         self.engine.handle(event, now_ms(), &mut posts);
         self.dirty |= dirty;
@@ -923,6 +928,7 @@ impl Actor {
             outbox: self.outbox.stats(),
             access: self.shared.access.stats(),
             gateway_dropped: self.gateway_dropped,
+            oversize_posts: self.oversize_posts,
         }
     }
 

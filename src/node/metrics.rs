@@ -73,6 +73,9 @@ pub(crate) struct Metrics {
     posts_forwarded: Family<TransportLabel, Counter>,
     send_failures: Family<FrameLabels, Counter>,
     activity: Mutex<BTreeMap<&'static str, Activity>>,
+    /// Control API connections closed at once because [`crate::api::server::MAX_CONNECTIONS`]
+    /// were open.
+    pub api_connections_refused: Counter,
 }
 
 /// What the actor reports for a scrape: the engine's statistics and a few node-level figures.
@@ -98,6 +101,8 @@ pub(crate) struct Snapshot {
     pub access: super::access::AccessStats,
     /// Messages from people dropped without an answer.
     pub gateway_dropped: GatewayDropped,
+    /// Peers' posts refused for a body over `[limits] max_body`.
+    pub oversize_posts: u64,
 }
 
 /// Messages from people the gateway dropped without answering.
@@ -157,7 +162,14 @@ impl Metrics {
             "Frames a transport dropped, refused or gave up on, by transport and reason",
             send_failures.clone(),
         );
+        let api_connections_refused = Counter::default();
+        registry.register(
+            "api_connections_refused",
+            "Control API connections closed at once because too many were open",
+            api_connections_refused.clone(),
+        );
         Metrics {
+            api_connections_refused,
             registry,
             frames_sent,
             frames_received,
@@ -414,12 +426,16 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         e.originated,
     );
     let rejected = Family::<TransportLabel, Counter>::default();
-    for (reason, v) in [("invalid", e.invalid_posts), ("duplicate", e.duplicates)] {
+    for (reason, v) in [
+        ("invalid", e.invalid_posts),
+        ("duplicate", e.duplicates),
+        ("oversize", snap.oversize_posts),
+    ] {
         rejected.get_or_create(&[("reason", reason)]).inc_by(v);
     }
     r.register(
         "posts_rejected",
-        "Posts received and not stored: failed verification, or already held",
+        "Posts received and not stored: failed verification, already held, or a body over [limits] max_body",
         rejected,
     );
     let frames_rejected = Family::<TransportLabel, Counter>::default();

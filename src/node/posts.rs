@@ -18,6 +18,10 @@ pub(crate) struct EnginePosts<'a> {
     pub routes: &'a Routes,
     /// Ids of muted posts seen lately, reported as held so they are not asked for again.
     pub muted: &'a mut RecentIds,
+    /// `[limits] max_body`: a peer's post with a longer body is not stored.
+    pub max_body: usize,
+    /// Peers' posts refused for their body size, for the metrics.
+    pub oversize: &'a mut u64,
 }
 
 impl PostStore for EnginePosts<'_> {
@@ -39,6 +43,13 @@ impl PostStore for EnginePosts<'_> {
     }
 
     fn insert(&mut self, post: &Post) -> bool {
+        if post.body().len() > self.max_body {
+            // As for a muted post: held as seen, so reconciliation does not fetch it again.
+            *self.oversize += 1;
+            tracing::debug!(id = ?post.id(), len = post.body().len(), max = self.max_body, "post over [limits] max_body not stored");
+            self.muted.insert(post.id());
+            return false;
+        }
         if self.routes.muted(post) {
             tracing::debug!(id = ?post.id(), author = %post.author().short(), "muted post not stored");
             self.muted.insert(post.id());

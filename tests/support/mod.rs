@@ -221,6 +221,35 @@ impl Node {
         self.ok(&["id"]).trim().to_string()
     }
 
+    /// The `/metrics` exposition text (with the API token).
+    pub fn metrics(&self) -> String {
+        use std::io::Read;
+        let addr = std::fs::read_to_string(self.file("api.addr")).expect("api.addr");
+        let token = std::fs::read_to_string(self.file("api.token")).expect("api.token");
+        let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect to the API");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            addr.trim(),
+            token.trim()
+        )
+        .expect("send");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read");
+        String::from_utf8_lossy(&raw).into_owned()
+    }
+
+    /// The value of the exposition line `series` (e.g. `lakitu_x_total{how="y"}`), 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let prefix = format!("{series} ");
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Append TOML to the config file.
     pub fn append_config(&self, extra: &str) {
         let path = self.file("config.toml");
