@@ -52,12 +52,13 @@ pub enum Verdict {
     Command(Request),
     /// Answer the owner with this text and do nothing else (errors, help).
     Reply(String),
-    /// An owner's address without the proof a mail needs: a forged From, or the owner forgot
-    /// the secret. Answer it only as often as [`RefusalLimit`] allows, so forged mails cannot
-    /// make the relay flood its owner.
+    /// A refusal: an owner's address without the proof a mail needs (a forged From, or the
+    /// owner forgot the secret), or a chat from someone who is not an owner. Answer it only as
+    /// often as [`RefusalLimit`] allows, so forged mails cannot make the relay flood its owner.
     Refuse(String),
-    /// Not an owner: drop it without an answer. A From header is easy to forge, so answering
-    /// strangers would make the relay mail innocent third parties (backscatter).
+    /// A mail from someone who is not an owner: drop it without an answer. A From header is
+    /// easy to forge, so answering would make the relay mail innocent third parties
+    /// (backscatter).
     Stranger,
     /// Do not answer at all (machine-generated mail: answering it risks mail loops).
     Ignore,
@@ -151,7 +152,15 @@ impl Gateway {
             return Verdict::Ignore;
         }
         if !self.is_owner(from) {
-            return Verdict::Stranger;
+            // A mail's From is easy to forge: answering it would mail a third party. A chat's
+            // sender is authenticated by its server, so a stranger there learns why, at the
+            // refusal rate limit.
+            if from.scheme() == Scheme::Mail {
+                return Verdict::Stranger;
+            }
+            return Verdict::Refuse(
+                "Sorry, this is a personal Lakitu relay and only its owner can use it. Nothing was stored.".into(),
+            );
         }
         let mut subject = subject.unwrap_or("").trim().to_string();
         let mut text = text.to_string();
@@ -440,11 +449,14 @@ mod tests {
     }
 
     #[test]
-    fn strangers_get_no_answer_and_machines_are_ignored() {
-        for from in ["xmpp:eve@example.org", "mailto:eve@example.org"] {
-            let v = gw(None).judge(&addr(from), None, "post hi", false);
-            assert_eq!(v, Verdict::Stranger);
-        }
+    fn mail_strangers_get_no_answer_chat_strangers_a_refusal_and_machines_nothing() {
+        let v = gw(None).judge(&addr("mailto:eve@example.org"), None, "post hi", false);
+        assert_eq!(v, Verdict::Stranger);
+        let v = gw(None).judge(&addr("xmpp:eve@example.org"), None, "post hi", false);
+        assert!(
+            matches!(v, Verdict::Refuse(ref t) if t.contains("only its owner")),
+            "{v:?}"
+        );
         let v = gw(None).judge(&addr("mailto:me@example.org"), Some("post"), "hi", true);
         assert_eq!(v, Verdict::Ignore);
     }

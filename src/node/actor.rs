@@ -672,11 +672,11 @@ impl Actor {
             }
             Verdict::Refuse(answer) => {
                 if self.refusals.allow(&from, now_ms()) {
-                    info!(from = %shown(from.as_str()), "owner address without proof: refused");
+                    info!(from = %shown(from.as_str()), "refused: not an owner, or no proof");
                     self.send_human(&from, answer);
                 } else {
                     self.gateway_dropped.refusal_limited += 1;
-                    debug!(from = %shown(from.as_str()), "owner address without proof: refusal withheld (rate limit)");
+                    debug!(from = %shown(from.as_str()), "refusal withheld (rate limit)");
                 }
             }
             Verdict::Reply(answer) => {
