@@ -511,7 +511,10 @@ fn format_time(ms: u64) -> String {
 
 fn print_post(p: &PostJson, json: bool) {
     if json {
-        println!("{}", json_shown(serde_json::to_string(p).unwrap_or_default()));
+        println!(
+            "{}",
+            json_shown(serde_json::to_string(p).unwrap_or_default())
+        );
         return;
     }
     let tags: Vec<String> = p.topics.iter().map(|t| format!("#{}", shown(t))).collect();
@@ -540,6 +543,9 @@ fn print_status(s: &Status) {
     println!("uptime     {}s", s.uptime_secs);
     println!("posts      {} ({} bytes on disk)", s.posts, s.store_bytes);
     println!("peers      {} known, {} alive", s.peers, s.peers_alive);
+    if !s.access.is_empty() {
+        println!("access     {}", s.access);
+    }
     if s.outbox_queued > 0 {
         println!(
             "outbox     {} frames waiting for XMPP/email peers",

@@ -66,10 +66,13 @@ pub struct Config {
 }
 
 /// `[access]`
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessConfig {
     /// Who may join the view, sync and receive posts. Default [`AccessMode::Named`].
     pub mode: AccessMode,
+    /// Outside open mode: posts per minute stored from unknown authors (neither named nor
+    /// followed), all of them together, so minting keys gains nothing. Default 60.
+    pub unknown_authors_per_min: u32,
 }
 
 /// Which nodes may sync with this one (`[access] mode`).

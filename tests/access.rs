@@ -47,6 +47,7 @@ fn a_stranger_gets_nothing_from_a_named_relay_and_everything_from_an_open_one() 
     // Both sides name each other.
     alice.ok(&["peer", "add", &bob.quic_addr()]);
     assert_eq!(alice.status()["access"], "named");
+    assert!(alice.ok(&["status"]).contains("access     named"));
     let (alice_id, bob_id) = (alice.id(), bob.id());
 
     let mut made = Vec::new();
@@ -79,7 +80,11 @@ fn a_stranger_gets_nothing_from_a_named_relay_and_everything_from_an_open_one() 
         std::thread::sleep(Duration::from_millis(300));
     }
     let held = mallory.feed_ids(&[]);
-    assert_eq!(held, [intruder.clone()], "mallory got posts of alice or bob");
+    assert_eq!(
+        held,
+        [intruder.clone()],
+        "mallory got posts of alice or bob"
+    );
     assert_eq!(mallory.status()["peers_alive"], 0);
     let log = alice.log();
     let lines = log
@@ -113,6 +118,86 @@ fn a_stranger_gets_nothing_from_a_named_relay_and_everything_from_an_open_one() 
     assert!(!lists(&bob, &mallory_id));
     assert!(lists(&alice, &bob_id) && lists(&bob, &alice_id));
     mallory.stop();
+    bob.stop();
+    alice.stop();
+}
+
+#[test]
+fn unknown_authors_share_one_budget_so_minted_keys_gain_nothing() {
+    use lakitu::api::client::Client;
+    use lakitu::id::Identity;
+    use lakitu::post::{Post, Topic};
+    let mut alice = Node::init(&format!(
+        "[access]\nmode = \"named\"\nunknown_authors_per_min = 120\n{FAST}"
+    ));
+    alice.start();
+    let mut bob = Node::init(&format!("{NAMED}{FAST}{}", peer_entry(&alice)));
+    bob.start();
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    let own = post(&bob, "news", "bob's own post");
+    wait_until(30, "bob's post at alice", || {
+        alice.feed_ids(&[]).contains(&own)
+    });
+
+    // 100 freshly minted keys, 2 posts each, handed to bob (who relays them) in one batch.
+    let now = lakitu::node::now_ms();
+    let minted: Vec<Post> = (0..200u32)
+        .map(|i| {
+            let key = Identity::from_seed([(i / 2) as u8 + 100; 32]);
+            let topic = [Topic::new("minted").expect("topic")];
+            Post::sign(
+                key.signing_key(),
+                now + u64::from(i),
+                topic,
+                &format!("minted {i}"),
+            )
+            .expect("sign")
+        })
+        .collect();
+    let ids: Vec<String> = minted.iter().map(|p| p.id().to_string()).collect();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client =
+        Client::for_data_dir(bob.path(), "127.0.0.1:1".parse().expect("addr")).expect("client");
+    let stored = rt.block_on(client.publish_batch(&minted)).expect("batch");
+    assert_eq!(stored.stored, 200);
+    let held = |n: &Node| {
+        let feed = n.feed_ids(&[]);
+        ids.iter().filter(|id| feed.contains(id)).count()
+    };
+    let started = Instant::now();
+    wait_until(
+        20,
+        "alice to refuse the minted keys over the shared budget",
+        || alice.metric("lakitu_posts_rejected_total{reason=\"unknown_author_budget\"}") >= 60.0,
+    );
+    let first = held(&alice);
+    let allowed = 120 + 2 * started.elapsed().as_secs() as usize + 4;
+    assert!(
+        (100..=allowed).contains(&first),
+        "alice stored {first} of 200 posts by 100 unknown keys; the shared budget allows {allowed}"
+    );
+    // Several reconciliation rounds later the bound still holds.
+    std::thread::sleep(Duration::from_secs(3));
+    let later = held(&alice);
+    let allowed = 120 + 2 * started.elapsed().as_secs() as usize + 4;
+    assert!(
+        later <= allowed,
+        "{later} stored, the budget allows {allowed}"
+    );
+    // A known author is not held to it: bob's posts still arrive.
+    let again = post(&bob, "news", "bob again");
+    wait_until(10, "bob's next post at alice", || {
+        alice.feed_ids(&[]).contains(&again)
+    });
+    eprintln!(
+        "unknown authors: 200 posts by 100 minted keys, shared budget 120/min: {first} stored at once, \
+         {later} after {:.1} s; refused {} times",
+        started.elapsed().as_secs_f64(),
+        alice.metric("lakitu_posts_rejected_total{reason=\"unknown_author_budget\"}")
+    );
     bob.stop();
     alice.stop();
 }

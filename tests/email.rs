@@ -549,8 +549,8 @@ fn strangers_and_forgers_cause_no_backscatter_and_mails_show_no_control_characte
         .enable_all()
         .build()
         .expect("runtime");
-    let client = Client::for_data_dir(relay.path(), "127.0.0.1:1".parse().expect("addr"))
-        .expect("client");
+    let client =
+        Client::for_data_dir(relay.path(), "127.0.0.1:1".parse().expect("addr")).expect("client");
     let evil = "evil-marker \u{1b}[2J\u{1b}]0;pwned\u{7} nul\0 \u{202e}gnp.exe \u{2066}x\u{2069} del\u{7f} c1\u{85}";
     let post: PostJson = rt
         .block_on(client.post(
@@ -563,7 +563,10 @@ fn strangers_and_forgers_cause_no_backscatter_and_mails_show_no_control_characte
         .expect("post");
     person(&mail, &["digest", "evil-marker"]);
     assert_eq!(
-        feed(&relay).iter().find(|p| p.id == post.id).map(|p| p.body.as_str()),
+        feed(&relay)
+            .iter()
+            .find(|p| p.id == post.id)
+            .map(|p| p.body.as_str()),
         Some(evil),
         "the stored post stays byte-exact"
     );
@@ -573,11 +576,17 @@ fn strangers_and_forgers_cause_no_backscatter_and_mails_show_no_control_characte
     let flood = std::time::Instant::now();
     person(&mail, &["flood", "20"]);
     let dropped = |reason: &str| {
-        relay.metric(&format!("lakitu_gateway_dropped_total{{reason=\"{reason}\"}}"))
+        relay.metric(&format!(
+            "lakitu_gateway_dropped_total{{reason=\"{reason}\"}}"
+        ))
     };
-    wait_or_dump(120, "the relay to read all 40 mails", &mail, &[&relay], || {
-        dropped("stranger") >= 20.0 && dropped("refusal_limited") >= 17.0
-    });
+    wait_or_dump(
+        120,
+        "the relay to read all 40 mails",
+        &mail,
+        &[&relay],
+        || dropped("stranger") >= 20.0 && dropped("refusal_limited") >= 17.0,
+    );
     // Time for any answer the relay might still send to arrive.
     std::thread::sleep(std::time::Duration::from_secs(5));
     let (bob, alice, dave) = (
@@ -594,9 +603,14 @@ fn strangers_and_forgers_cause_no_backscatter_and_mails_show_no_control_characte
     );
     assert_eq!(bob, 0, "a stranger got mail from the relay");
     assert_eq!(alice, 0, "a third party got mail from the relay");
-    assert!(dave <= 3, "the owner got {dave} refusals, more than the rate limit");
     assert!(
-        feed(&relay).iter().all(|p| !p.body.contains("stranger") && !p.body.contains("forged")),
+        dave <= 3,
+        "the owner got {dave} refusals, more than the rate limit"
+    );
+    assert!(
+        feed(&relay)
+            .iter()
+            .all(|p| !p.body.contains("stranger") && !p.body.contains("forged")),
         "nothing stored from the flood"
     );
 

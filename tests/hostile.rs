@@ -69,7 +69,10 @@ fn a_hostile_post_travels_byte_exact_and_no_cli_output_shows_it_raw() {
         assert_safe("feed --json", &json);
         let plain = node.ok(&["feed"]);
         assert!(plain.contains("evil-marker"), "{plain}");
-        assert!(plain.contains("\\u{1b}[2J") && plain.contains("\\u{202e}"), "{plain}");
+        assert!(
+            plain.contains("\\u{1b}[2J") && plain.contains("\\u{202e}"),
+            "{plain}"
+        );
         assert_safe("feed", &plain);
         assert_safe("peers", &node.ok(&["peers"]));
         assert_safe("status", &node.ok(&["status"]));
@@ -136,9 +139,11 @@ fn slow_clients_are_cut_off_and_the_api_keeps_answering() {
         asked.elapsed().as_secs_f64() * 1000.0
     );
     let limit = HEADER_TIMEOUT + Duration::from_secs(3);
-    wait_until(limit.as_secs(), "the server to close 300 slow connections", || {
-        slow.iter_mut().all(closed)
-    });
+    wait_until(
+        limit.as_secs(),
+        "the server to close 300 slow connections",
+        || slow.iter_mut().all(closed),
+    );
     let all_closed = opened.elapsed();
     assert!(all_closed >= HEADER_TIMEOUT - Duration::from_millis(500));
 
@@ -153,7 +158,11 @@ fn slow_clients_are_cut_off_and_the_api_keeps_answering() {
         slow.iter_mut().all(closed)
     });
     let refused = a.metric("lakitu_api_connections_refused_total");
-    assert_eq!(a.status()["posts"], 0, "a normal request is answered afterwards");
+    assert_eq!(
+        a.status()["posts"],
+        0,
+        "a normal request is answered afterwards"
+    );
     eprintln!(
         "slowloris: 300 under the bound all closed after {:.1} s (header timeout {} s); \
          {n} over the bound of {MAX_CONNECTIONS}: {at_once} closed at once, all closed after {:.1} s; \
@@ -184,7 +193,10 @@ fn a_peers_post_over_the_local_body_limit_is_refused_and_counted() {
     // Several reconciliation rounds: the big ones must not come back that way either.
     std::thread::sleep(std::time::Duration::from_secs(3));
     let held = a.feed_ids(&[]);
-    assert!(big.iter().all(|id| !held.contains(id)), "a stored an oversize post");
+    assert!(
+        big.iter().all(|id| !held.contains(id)),
+        "a stored an oversize post"
+    );
     let refused = a.metric("lakitu_posts_rejected_total{reason=\"oversize\"}");
     assert!(refused >= 5.0, "oversize posts counted: {refused}");
     eprintln!("peer posts over max_body = 100: 5 sent, 0 stored, {refused} refusals counted");
@@ -202,7 +214,8 @@ fn a_post_dated_outside_the_sync_window_is_refused_with_a_clear_error() {
     let topic = || [Topic::new("old").expect("topic")];
     let now = lakitu::node::now_ms();
     let old = Post::sign(key.signing_key(), 0, topic(), "dated 1970").expect("sign");
-    let recent = Post::sign(key.signing_key(), now - 3_600_000, topic(), "an hour ago").expect("sign");
+    let recent =
+        Post::sign(key.signing_key(), now - 3_600_000, topic(), "an hour ago").expect("sign");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -103,7 +103,10 @@ pub(crate) async fn serve(
         };
         let Ok(permit) = limits.clone().try_acquire_owned() else {
             refused.inc();
-            debug!(limit = MAX_CONNECTIONS, "control API connection limit reached; closing a new connection");
+            debug!(
+                limit = MAX_CONNECTIONS,
+                "control API connection limit reached; closing a new connection"
+            );
             drop(stream);
             continue;
         };

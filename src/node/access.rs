@@ -167,6 +167,55 @@ impl Access {
     }
 }
 
+impl Access {
+    /// True when posts by `author` are stored without the unknown authors' budget: any author
+    /// in open mode, else the named nodes (followed authors included).
+    pub fn knows_author(&self, author: &PublicId) -> bool {
+        let s = self.read();
+        s.mode == AccessMode::Open || s.named.contains(author)
+    }
+}
+
+/// One token bucket shared by every unknown author (`[access] unknown_authors_per_min`): keys
+/// minted to get around the per-author budget all draw on it, so they gain nothing.
+#[derive(Debug)]
+pub(crate) struct UnknownAuthors {
+    per_min: u32,
+    tokens: f64,
+    last_ms: u64,
+}
+
+impl UnknownAuthors {
+    /// A full bucket of `per_min` posts at `now_ms`.
+    pub fn new(per_min: u32, now_ms: u64) -> Self {
+        UnknownAuthors {
+            per_min,
+            tokens: f64::from(per_min),
+            last_ms: now_ms,
+        }
+    }
+
+    /// A new rate (config reload); the tokens held stay, up to the new burst.
+    pub fn set_rate(&mut self, per_min: u32) {
+        self.per_min = per_min;
+        self.tokens = self.tokens.min(f64::from(per_min));
+    }
+
+    /// Spend one post at `now_ms`; false when the bucket is empty.
+    pub fn take(&mut self, now_ms: u64) -> bool {
+        let elapsed = now_ms.saturating_sub(self.last_ms) as f64;
+        self.last_ms = self.last_ms.max(now_ms);
+        let cap = f64::from(self.per_min);
+        self.tokens = (self.tokens + elapsed * cap / 60_000.0).min(cap);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +244,19 @@ mod tests {
         assert!(a.admits(&id(2)));
         assert!(!a.vouch(id(3), &id(2)), "a vouched node cannot vouch");
         assert!(!a.admits(&id(3)));
+    }
+
+    #[test]
+    fn unknown_authors_share_one_bucket_refilled_per_minute() {
+        let mut b = UnknownAuthors::new(60, 0);
+        let taken = (0..100).filter(|_| b.take(0)).count();
+        assert_eq!(taken, 60, "the burst is the per-minute rate");
+        assert!(!b.take(500), "half a token after 500 ms");
+        assert!(b.take(1000), "one a second");
+        let a = Access::new(AccessMode::Named, [id(1)]);
+        assert!(a.knows_author(&id(1)) && !a.knows_author(&id(2)));
+        a.set(AccessMode::Open, []);
+        assert!(a.knows_author(&id(2)));
     }
 
     #[test]

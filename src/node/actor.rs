@@ -137,6 +137,12 @@ pub(crate) struct Actor {
     gateway_dropped: metrics::GatewayDropped,
     /// Peers' posts over `[limits] max_body`, refused.
     oversize_posts: u64,
+    /// The budget every unknown author shares, and the posts refused over it.
+    unknown_authors: super::access::UnknownAuthors,
+    unknown_refused: u64,
+    /// Posts from peers this node refused (size, unknown authors' budget): withheld from the
+    /// frames it sends, since the engine relays what it receives whether stored or not.
+    refused: RecentIds,
     /// The state last logged at INFO per peer (see `log_state`).
     logged_states: HashMap<PublicId, PeerState>,
     /// `[[routes]]` and `[filters]`, replaced on reload.
@@ -172,7 +178,7 @@ impl Actor {
     pub fn new(shared: Shared, transports: Running, identity: Identity, outbox: Outbox) -> Actor {
         let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
         let config_arc = shared.config.clone();
-        let config = &*config_arc.clone();
+        let config = &*config_arc;
         let seed =
             u64::from_le_bytes(identity.seed()[..8].try_into().unwrap_or_default()) ^ now_ms();
         let engine = Engine::new(
@@ -207,10 +213,16 @@ impl Actor {
             refusals: gateway::RefusalLimit::default(),
             gateway_dropped: metrics::GatewayDropped::default(),
             oversize_posts: 0,
+            unknown_authors: super::access::UnknownAuthors::new(
+                config.access.unknown_authors_per_min,
+                now_ms(),
+            ),
+            unknown_refused: 0,
+            refused: RecentIds::new(MUTED_IDS),
             logged_states: HashMap::new(),
             routes: Routes::from_config(config),
             muted: RecentIds::new(MUTED_IDS),
-            config: config_arc,
+            config: config_arc.clone(),
             vouching: None,
         };
         actor.follows = load_follows(&actor.shared.store);
@@ -389,6 +401,11 @@ impl Actor {
             muted: &mut self.muted,
             max_body: self.config.limits.max_body,
             oversize: &mut self.oversize_posts,
+            access: &self.shared.access,
+            me: self.shared.identity.public(),
+            unknown: &mut self.unknown_authors,
+            unknown_refused: &mut self.unknown_refused,
+            refused: &mut self.refused,
         };
         self.engine.handle(event, now_ms(), &mut posts);
         self.dirty |= dirty;
@@ -537,8 +554,7 @@ impl Actor {
                 }
                 let authenticated = authenticated.map(PublicId);
                 // A forged claim is refused by the engine's signature check afterwards.
-                let sender =
-                    authenticated.or_else(|| crate::engine::wire::peek_sender(&payload));
+                let sender = authenticated.or_else(|| crate::engine::wire::peek_sender(&payload));
                 if let Some(sender) = sender {
                     let access = &self.shared.access;
                     if !access.check(&sender, super::access::Refusal::Frame, now_ms()) {
@@ -624,6 +640,8 @@ impl Actor {
             Command::Reload(config) => {
                 self.config = std::sync::Arc::new((*config).clone());
                 self.refresh_access();
+                self.unknown_authors
+                    .set_rate(config.access.unknown_authors_per_min);
                 for p in &config.peers {
                     self.engine_event(Event::AddPeer {
                         id: p.id,
@@ -802,17 +820,19 @@ impl Actor {
         kind: crate::engine::Kind,
         bytes: bytes::Bytes,
     ) -> Option<bytes::Bytes> {
-        if self.routes.is_empty() {
+        if self.routes.is_empty() && self.refused.is_empty() {
             return Some(bytes);
         }
         let store = &self.shared.store;
-        let out = self.routes.filter_frame(
+        let refused = &self.refused;
+        let out = self.routes.filter_frame_with(
             to,
             addr,
             kind,
             bytes,
             self.shared.identity.signing_key(),
             |id| store.get(id).ok().flatten(),
+            |post| !refused.contains(&post.id()),
         );
         if out.withheld > 0 {
             debug!(peer = %to.short(), %addr, ?kind, withheld = out.withheld, "routes withheld posts");
@@ -861,7 +881,11 @@ impl Actor {
     fn status(&self) -> Status {
         let s = &self.shared;
         let access = &s.access;
-        let peers: Vec<_> = self.engine.peers().filter(|p| access.admits(&p.id)).collect();
+        let peers: Vec<_> = self
+            .engine
+            .peers()
+            .filter(|p| access.admits(&p.id))
+            .collect();
         Status {
             access: access.mode().as_str().to_string(),
             id: s.identity.public().to_string(),
@@ -929,6 +953,7 @@ impl Actor {
             access: self.shared.access.stats(),
             gateway_dropped: self.gateway_dropped,
             oversize_posts: self.oversize_posts,
+            unknown_refused: self.unknown_refused,
         }
     }
 

@@ -103,6 +103,8 @@ pub(crate) struct Snapshot {
     pub gateway_dropped: GatewayDropped,
     /// Peers' posts refused for a body over `[limits] max_body`.
     pub oversize_posts: u64,
+    /// Posts by unknown authors refused over their shared budget.
+    pub unknown_refused: u64,
 }
 
 /// Messages from people the gateway dropped without answering.
@@ -430,12 +432,13 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         ("invalid", e.invalid_posts),
         ("duplicate", e.duplicates),
         ("oversize", snap.oversize_posts),
+        ("unknown_author_budget", snap.unknown_refused),
     ] {
         rejected.get_or_create(&[("reason", reason)]).inc_by(v);
     }
     r.register(
         "posts_rejected",
-        "Posts received and not stored: failed verification, already held, or a body over [limits] max_body",
+        "Posts received and not stored: failed verification, already held, a body over [limits] max_body, or an unknown author over [access] unknown_authors_per_min",
         rejected,
     );
     let frames_rejected = Family::<TransportLabel, Counter>::default();

@@ -242,7 +242,9 @@ async fn a_key_the_node_does_not_admit_fails_the_handshake() {
     // TLS 1.3: the client may finish its side before the server checks its certificate; the
     // server then closes the connection before any stream is read.
     if let Ok(conn) = stranger {
-        let why = timeout(WAIT, conn.closed()).await.expect("closed by the server");
+        let why = timeout(WAIT, conn.closed())
+            .await
+            .expect("closed by the server");
         assert!(
             matches!(why, quinn::ConnectionError::ConnectionClosed(_)),
             "{why:?}"
