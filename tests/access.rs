@@ -201,3 +201,34 @@ fn unknown_authors_share_one_budget_so_minted_keys_gain_nothing() {
     bob.stop();
     alice.stop();
 }
+
+#[test]
+fn friends_of_friends_admits_the_node_a_named_peer_introduces() {
+    let mut alice = Node::init(&format!("[access]\nmode = \"friends-of-friends\"\n{FAST}"));
+    alice.start();
+    let mut bob = Node::init(&format!("{NAMED}{FAST}{}", peer_entry(&alice)));
+    bob.start();
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    assert_eq!(alice.status()["access"], "friends-of-friends");
+    // Carol is bob's friend, not alice's; she knows alice's address too.
+    let mut carol = Node::init(&format!("{NAMED}{FAST}{}", peer_entry(&bob)));
+    carol.start();
+    bob.ok(&["peer", "add", &carol.quic_addr()]);
+    carol.ok(&["peer", "add", &alice.quic_addr()]);
+    let carol_id = carol.id();
+    let from_carol = post(&carol, "news", "carol, introduced by bob");
+    wait_until(30, "alice to admit carol, vouched for by bob", || {
+        lists(&alice, &carol_id) && alice.feed_ids(&[]).contains(&from_carol)
+    });
+    // The same alice in named mode drops the vouch: carol is no longer listed or admitted.
+    let config = alice.file("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, text.replace("friends-of-friends", "named")).expect("config");
+    hup(&alice);
+    wait_until(10, "alice in named mode to drop carol", || {
+        alice.status()["access"] == "named" && !lists(&alice, &carol_id)
+    });
+    carol.stop();
+    bob.stop();
+    alice.stop();
+}
