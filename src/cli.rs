@@ -19,6 +19,7 @@ use crate::api::{NewPost, PeerInfo, Status};
 use crate::config::Config;
 use crate::id::Identity;
 use crate::post::PostJson;
+use crate::text::{json_shown, shown};
 
 /// Lakitu: a personal gossip relay for signed posts over QUIC, XMPP and email.
 #[derive(Debug, Parser)]
@@ -178,7 +179,7 @@ pub fn main() -> ExitCode {
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lakitu: {e:#}");
+            eprintln!("lakitu: {}", shown(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }
@@ -294,12 +295,29 @@ fn init(paths: &Paths, loud: bool) -> Result<()> {
 fn init_tracing() {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_env("LAKITU_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
+    // No colours: every log line passes through `text::shown`, which would show their escape
+    // sequences; names and addresses in log fields come from other people.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .with_writer(|| SafeLog(std::io::stderr()))
         .init();
+}
+
+/// Standard error for the log, with control characters and bidi overrides shown as escapes.
+/// The formatter hands over one whole event per write.
+struct SafeLog(std::io::Stderr);
+
+impl std::io::Write for SafeLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0.write_all(shown(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn run(paths: &Paths) -> Result<()> {
@@ -350,7 +368,7 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             let body = text.join(" ");
             let post: PostJson = client.post("/v1/posts", &NewPost { topics, body }).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&post)?);
+                println!("{}", json_shown(serde_json::to_string_pretty(&post)?));
             } else {
                 println!("{}", post.id);
             }
@@ -374,7 +392,7 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 .get(&format!("/v1/posts?limit={limit}&{filter}"))
                 .await?;
             if json && !follow {
-                println!("{}", serde_json::to_string_pretty(&posts)?);
+                println!("{}", json_shown(serde_json::to_string_pretty(&posts)?));
             } else {
                 // Oldest first on screen, so the newest ends up next to the prompt.
                 for p in posts.iter().rev() {
@@ -393,7 +411,7 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
         Command::Status { json } => {
             let s: Status = client.get("/v1/status").await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&s)?);
+                println!("{}", json_shown(serde_json::to_string_pretty(&s)?));
             } else {
                 print_status(&s);
             }
@@ -401,7 +419,7 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
         Command::Peers { json } => {
             let peers: Vec<PeerInfo> = client.get("/v1/peers").await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&peers)?);
+                println!("{}", json_shown(serde_json::to_string_pretty(&peers)?));
             } else {
                 print_peers(&peers);
             }
@@ -493,18 +511,22 @@ fn format_time(ms: u64) -> String {
 
 fn print_post(p: &PostJson, json: bool) {
     if json {
-        println!("{}", serde_json::to_string(p).unwrap_or_default());
+        println!(
+            "{}",
+            json_shown(serde_json::to_string(p).unwrap_or_default())
+        );
         return;
     }
-    let tags: Vec<String> = p.topics.iter().map(|t| format!("#{t}")).collect();
+    let tags: Vec<String> = p.topics.iter().map(|t| format!("#{}", shown(t))).collect();
     println!(
         "{}  {}  {}",
         format_time(p.timestamp),
-        &p.author[..10.min(p.author.len())],
+        shown(p.author.get(..10).unwrap_or(&p.author)),
         tags.join(" ")
     );
-    for line in p.body.lines() {
-        println!("    {line}");
+    // Split on newlines only: a bare `\r` is shown as an escape, not swallowed.
+    for line in p.body.split('\n') {
+        println!("    {}", shown(line));
     }
 }
 
@@ -514,13 +536,16 @@ fn print_status(s: &Status) {
         s.id,
         s.name
             .as_ref()
-            .map(|n| format!(" ({n})"))
+            .map(|n| format!(" ({})", shown(n)))
             .unwrap_or_default()
     );
     println!("version    {}", s.version);
     println!("uptime     {}s", s.uptime_secs);
     println!("posts      {} ({} bytes on disk)", s.posts, s.store_bytes);
     println!("peers      {} known, {} alive", s.peers, s.peers_alive);
+    if !s.access.is_empty() {
+        println!("access     {}", s.access);
+    }
     if s.outbox_queued > 0 {
         println!(
             "outbox     {} frames waiting for XMPP/email peers",
@@ -544,7 +569,7 @@ fn print_status(s: &Status) {
         println!(
             "transport  {:<6} {} {}{budget}",
             t.scheme,
-            t.address,
+            shown(&t.address),
             if t.up { "up" } else { "down" }
         );
     }
@@ -570,17 +595,17 @@ fn print_peers(peers: &[PeerInfo]) {
         let rtt = p.rtt_ms.map_or("-".into(), |r| format!("{r:.1}ms"));
         println!(
             "{:<12} {:<8} {:<10} {:>10} {:>6.2} {:>8}  {}",
-            &p.id[..10.min(p.id.len())],
+            shown(p.id.get(..10).unwrap_or(&p.id)),
             p.state,
-            p.name.as_deref().unwrap_or("-"),
+            shown(p.name.as_deref().unwrap_or("-")),
             heard,
             p.reputation,
             rtt,
-            if p.reached.is_empty() {
+            shown(if p.reached.is_empty() {
                 p.addresses.first().map_or("", String::as_str)
             } else {
                 &p.reached
-            }
+            })
         );
     }
 }

@@ -61,6 +61,43 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// `[filters]`: muted authors and topics.
     pub filters: FiltersConfig,
+    /// `[access]`: which nodes may sync with this one.
+    pub access: AccessConfig,
+}
+
+/// `[access]`
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessConfig {
+    /// Who may join the view, sync and receive posts. Default [`AccessMode::Named`].
+    pub mode: AccessMode,
+    /// Outside open mode: posts per minute stored from unknown authors (neither named nor
+    /// followed), all of them together, so minting keys gains nothing. Default 60.
+    pub unknown_authors_per_min: u32,
+}
+
+/// Which nodes may sync with this one (`[access] mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AccessMode {
+    /// Only the nodes the owner named (`[[peers]]`, `lakitu peer add`) and the nodes of the
+    /// authors the owner follows (`[interests] authors`).
+    #[default]
+    Named,
+    /// Those, plus the nodes a named peer introduces (one hop: a friend vouches for them).
+    FriendsOfFriends,
+    /// Any node (a public relay).
+    Open,
+}
+
+impl AccessMode {
+    /// The name used in the config file and in `status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessMode::Named => "named",
+            AccessMode::FriendsOfFriends => "friends-of-friends",
+            AccessMode::Open => "open",
+        }
+    }
 }
 
 /// `[node]`

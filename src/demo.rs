@@ -92,8 +92,15 @@ impl Cluster {
             std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
             // 127.0.0.x: every node its own loopback address, as separate hosts would have.
             let ip = format!("127.0.{}.{}", 1 + i / 250, 2 + i % 250);
+            // The demo's nodes join through the first one, which names none of them: they are
+            // a throwaway public cluster, so open access unless `extra` says otherwise.
+            let access = if extra.contains("[access]") {
+                ""
+            } else {
+                "[access]\nmode = \"open\"\n\n"
+            };
             let mut text = format!(
-                "[node]\ndata_dir = \"{}\"\nname = \"node-{i}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"{ip}:0\"\n\n{extra}\n",
+                "[node]\ndata_dir = \"{}\"\nname = \"node-{i}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n[quic]\nlisten = \"{ip}:0\"\n\n{access}{extra}\n",
                 dir.display()
             );
             if let Some(seed) = cluster.nodes.first() {

@@ -8,7 +8,7 @@
 //! `post #topic… text`, `feed [#topic] [N]`, `follow #topic`, `unfollow #topic`, `status`, `help`.
 //! By mail, the subject may hold the command (`post #rust`) and the body the text.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, UNIX_EPOCH};
 
 use lakitu_transport::{PeerAddr, Scheme};
@@ -50,10 +50,63 @@ pub enum Request {
 pub enum Verdict {
     /// An owner's command.
     Command(Request),
-    /// Answer with this text and do nothing else (refusals, errors, help).
+    /// Answer the owner with this text and do nothing else (errors, help).
     Reply(String),
+    /// A refusal: an owner's address without the proof a mail needs (a forged From, or the
+    /// owner forgot the secret), or a chat from someone who is not an owner. Answer it only as
+    /// often as [`RefusalLimit`] allows, so forged mails cannot make the relay flood its owner.
+    Refuse(String),
+    /// A mail from someone who is not an owner: drop it without an answer. A From header is
+    /// easy to forge, so answering would make the relay mail innocent third parties
+    /// (backscatter).
+    Stranger,
     /// Do not answer at all (machine-generated mail: answering it risks mail loops).
     Ignore,
+}
+
+/// How many refusals ([`Verdict::Refuse`]) one owner address gets per window, at most.
+#[derive(Debug)]
+pub struct RefusalLimit {
+    per_window: u32,
+    window_ms: u64,
+    /// Per person: the window's start and the refusals sent in it.
+    sent: BTreeMap<String, (u64, u32)>,
+}
+
+/// Refusals per owner per window by default: enough for an owner who forgot the secret to
+/// learn why, too few for forged mails to matter.
+pub const REFUSALS_PER_WINDOW: u32 = 3;
+/// The refusal window by default: an hour.
+pub const REFUSAL_WINDOW_MS: u64 = 3_600_000;
+
+impl Default for RefusalLimit {
+    fn default() -> Self {
+        RefusalLimit::new(REFUSALS_PER_WINDOW, REFUSAL_WINDOW_MS)
+    }
+}
+
+impl RefusalLimit {
+    /// At most `per_window` refusals per person every `window_ms`.
+    pub fn new(per_window: u32, window_ms: u64) -> Self {
+        RefusalLimit {
+            per_window,
+            window_ms,
+            sent: BTreeMap::new(),
+        }
+    }
+
+    /// True when a refusal to `to` may be sent at `now` (ms); counts it.
+    pub fn allow(&mut self, to: &PeerAddr, now: u64) -> bool {
+        let (start, n) = self.sent.entry(person(to)).or_insert((now, 0));
+        if now.saturating_sub(*start) >= self.window_ms {
+            (*start, *n) = (now, 0);
+        }
+        if *n >= self.per_window {
+            return false;
+        }
+        *n += 1;
+        true
+    }
 }
 
 /// The gateway's configuration.
@@ -99,7 +152,13 @@ impl Gateway {
             return Verdict::Ignore;
         }
         if !self.is_owner(from) {
-            return Verdict::Reply(
+            // A mail's From is easy to forge: answering it would mail a third party. A chat's
+            // sender is authenticated by its server, so a stranger there learns why, at the
+            // refusal rate limit.
+            if from.scheme() == Scheme::Mail {
+                return Verdict::Stranger;
+            }
+            return Verdict::Refuse(
                 "Sorry, this is a personal Lakitu relay and only its owner can use it. Nothing was stored.".into(),
             );
         }
@@ -112,7 +171,7 @@ impl Gateway {
                 let in_subject = subject.contains(secret.as_str());
                 let in_body = text.lines().any(|l| l.trim() == secret.as_str());
                 if !in_subject && !in_body {
-                    return Verdict::Reply(
+                    return Verdict::Refuse(
                         "Refused: this mail does not carry the relay's secret, so it cannot prove it comes from the owner. Nothing was stored.".into(),
                     );
                 }
@@ -390,14 +449,26 @@ mod tests {
     }
 
     #[test]
-    fn strangers_are_refused_politely_and_machines_ignored() {
+    fn mail_strangers_get_no_answer_chat_strangers_a_refusal_and_machines_nothing() {
+        let v = gw(None).judge(&addr("mailto:eve@example.org"), None, "post hi", false);
+        assert_eq!(v, Verdict::Stranger);
         let v = gw(None).judge(&addr("xmpp:eve@example.org"), None, "post hi", false);
         assert!(
-            matches!(v, Verdict::Reply(ref t) if t.contains("only its owner")),
+            matches!(v, Verdict::Refuse(ref t) if t.contains("only its owner")),
             "{v:?}"
         );
         let v = gw(None).judge(&addr("mailto:me@example.org"), Some("post"), "hi", true);
         assert_eq!(v, Verdict::Ignore);
+    }
+
+    #[test]
+    fn refusals_to_one_owner_are_rate_limited_per_window() {
+        let mut limit = RefusalLimit::new(3, 1000);
+        let me = addr("mailto:Me@example.org");
+        let sent = (0..20).filter(|i| limit.allow(&me, *i)).count();
+        assert_eq!(sent, 3);
+        assert!(limit.allow(&addr("mailto:other@example.org"), 20));
+        assert!(limit.allow(&me, 1000), "a new window");
     }
 
     #[test]
@@ -406,7 +477,7 @@ mod tests {
         let me = addr("mailto:me@example.org");
         let v = g.judge(&me, Some("post #rust"), "hello by mail\n", false);
         assert!(
-            matches!(v, Verdict::Reply(ref t) if t.contains("secret")),
+            matches!(v, Verdict::Refuse(ref t) if t.contains("secret")),
             "{v:?}"
         );
         let v = g.judge(

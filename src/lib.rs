@@ -28,3 +28,4 @@ pub mod post;
 pub mod routes;
 pub mod sim;
 pub mod store;
+pub mod text;

@@ -111,11 +111,33 @@ impl Routes {
         key: &SigningKey,
         lookup: impl Fn(&PostId) -> Option<Post>,
     ) -> Filtered {
+        if self.is_empty() {
+            return Filtered {
+                bytes: Some(bytes),
+                withheld: 0,
+            };
+        }
+        self.filter_frame_with(to, addr, kind, bytes, key, lookup, |_| true)
+    }
+
+    /// [`Routes::filter_frame`], also withholding every post `also` refuses (posts this node
+    /// itself refused to store), even when no route or filter is configured.
+    #[allow(clippy::too_many_arguments)]
+    pub fn filter_frame_with(
+        &self,
+        to: &PublicId,
+        addr: &PeerAddr,
+        kind: Kind,
+        bytes: Bytes,
+        key: &SigningKey,
+        lookup: impl Fn(&PostId) -> Option<Post>,
+        also: impl Fn(&Post) -> bool,
+    ) -> Filtered {
         let unchanged = |bytes| Filtered {
             bytes: Some(bytes),
             withheld: 0,
         };
-        if self.is_empty() || !matches!(kind, Kind::Push | Kind::PushBatch | Kind::IHave) {
+        if !matches!(kind, Kind::Push | Kind::PushBatch | Kind::IHave) {
             return unchanged(bytes);
         }
         // Our own frame, addressed (and, when signed, signed) for `to`: it decodes. If it did
@@ -128,7 +150,7 @@ impl Routes {
             };
         };
         let scheme = addr.scheme();
-        let ok = |post: &Post| self.allows(post, to, scheme);
+        let ok = |post: &Post| self.allows(post, to, scheme) && also(post);
         let (message, withheld) = match frame.message {
             Message::Push { ref post, .. } if ok(post) => return unchanged(bytes),
             Message::Push { .. } => (None, 1),
@@ -445,6 +467,40 @@ mod tests {
                 withheld: 1
             }
         );
+    }
+
+    #[test]
+    fn posts_the_node_refused_are_withheld_without_any_route() {
+        let me = key(1);
+        let carol = pid(3);
+        let r = Routes::new(&[], &FiltersConfig::default());
+        let refused = post(2, &["news"], "too long for us");
+        let push = Message::Push {
+            hops: 0,
+            relay: Relay::None,
+            post: refused.clone(),
+        };
+        let bytes = frame(&push, &me, &carol, false);
+        let out = r.filter_frame_with(
+            &carol,
+            &quic(3),
+            Kind::Push,
+            bytes.clone(),
+            me.signing_key(),
+            |_| None,
+            |p| p.id() != refused.id(),
+        );
+        assert_eq!(out.bytes, None);
+        let out = r.filter_frame_with(
+            &carol,
+            &quic(3),
+            Kind::Push,
+            bytes.clone(),
+            me.signing_key(),
+            |_| None,
+            |_| true,
+        );
+        assert_eq!(out.bytes, Some(bytes));
     }
 
     #[test]

@@ -532,3 +532,90 @@ fn a_relay_whose_mail_budget_is_spent_loses_no_post_and_sends_as_the_budget_allo
         n.stop();
     }
 }
+
+#[test]
+fn strangers_and_forgers_cause_no_backscatter_and_mails_show_no_control_characters() {
+    let mail = Mail::start();
+    let secret = "proof-9d2e1b";
+    let mut relay = Node::init_with(&format!(
+        "{}\n{FAST}\n[gateway]\nowners = [\"mailto:dave@example.test\"]\nmail_secret = \"{secret}\"\ndigest_secs = 2\n",
+        mail.node_config("carol")
+    ));
+    relay.start();
+
+    // The owner follows a topic on which a hostile post then appears: it goes out in a digest.
+    person(&mail, &["follow", secret, "evil"]);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let client =
+        Client::for_data_dir(relay.path(), "127.0.0.1:1".parse().expect("addr")).expect("client");
+    let evil = "evil-marker \u{1b}[2J\u{1b}]0;pwned\u{7} nul\0 \u{202e}gnp.exe \u{2066}x\u{2069} del\u{7f} c1\u{85}";
+    let post: PostJson = rt
+        .block_on(client.post(
+            "/v1/posts",
+            &NewPost {
+                topics: vec!["evil".into()],
+                body: evil.into(),
+            },
+        ))
+        .expect("post");
+    person(&mail, &["digest", "evil-marker"]);
+    assert_eq!(
+        feed(&relay)
+            .iter()
+            .find(|p| p.id == post.id)
+            .map(|p| p.body.as_str()),
+        Some(evil),
+        "the stored post stays byte-exact"
+    );
+
+    let before = |user: &str| mail.mailbox(user).0;
+    let (bob0, alice0, dave0) = (before("bob"), before("alice"), before("dave"));
+    let flood = std::time::Instant::now();
+    person(&mail, &["flood", "20"]);
+    let dropped = |reason: &str| {
+        relay.metric(&format!(
+            "lakitu_gateway_dropped_total{{reason=\"{reason}\"}}"
+        ))
+    };
+    wait_or_dump(
+        120,
+        "the relay to read all 40 mails",
+        &mail,
+        &[&relay],
+        || dropped("stranger") >= 20.0 && dropped("refusal_limited") >= 17.0,
+    );
+    // Time for any answer the relay might still send to arrive.
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let (bob, alice, dave) = (
+        before("bob") - bob0,
+        before("alice") - alice0,
+        before("dave") - dave0,
+    );
+    eprintln!(
+        "backscatter: 20 stranger + 20 forged-owner mails read in {:.1} s; mails to the stranger {bob}, \
+         to the login the forger used {alice}, to the owner {dave}; dropped: {} stranger, {} refusals over the limit",
+        flood.elapsed().as_secs_f64(),
+        dropped("stranger"),
+        dropped("refusal_limited")
+    );
+    assert_eq!(bob, 0, "a stranger got mail from the relay");
+    assert_eq!(alice, 0, "a third party got mail from the relay");
+    assert!(
+        dave <= 3,
+        "the owner got {dave} refusals, more than the rate limit"
+    );
+    assert!(
+        feed(&relay)
+            .iter()
+            .all(|p| !p.body.contains("stranger") && !p.body.contains("forged")),
+        "nothing stored from the flood"
+    );
+
+    let check = person(&mail, &["unsafe-check", "dave"]);
+    assert!(check["mails"].as_u64().unwrap_or(0) >= 3, "{check}");
+    assert_eq!(check["unsafe"], serde_json::json!([]), "{check}");
+    relay.stop();
+}

@@ -12,6 +12,11 @@ usage: email_person.py SMTP_PORT IMAP_PORT STEP [ARGS...]
   digest TEXT...            wait for digest mails until every TEXT was listed in one
   forged TEXT               write as dave, logged in as alice, without the proof; wait for
                             the refusal
+  flood N                   send N commands from bob (a stranger) and N as dave without the
+                            proof (logged in as alice); wait for nothing
+  unsafe-check USER         read every mail in USER's INBOX (password USER + "pw"); report how
+                            many there are and any control or bidi character in a decoded
+                            subject or text
 """
 import email
 import email.policy
@@ -95,6 +100,36 @@ def main():
         send("post #byperson", text + "\n", login=("alice@example.test", "alicepw"))
         got = wait_for(lambda m: "Refused" in text_of(m))
         print(json.dumps(describe(got)))
+    elif step == "flood":
+        (n,) = args
+        for i in range(int(n)):
+            m = EmailMessage()
+            m["From"] = "bob@example.test"
+            m["To"] = RELAY
+            m["Subject"] = "post #flood"
+            m.set_content(f"stranger {i}\n")
+            with smtplib.SMTP(HOST, SMTP_PORT, timeout=10) as s:
+                s.login("bob@example.test", "bobpw")
+                s.send_message(m)
+            send("post #flood", f"forged owner {i}\n", login=("alice@example.test", "alicepw"))
+        print(json.dumps({"sent": 2 * int(n)}))
+    elif step == "unsafe-check":
+        (user,) = args
+        found, count = [], 0
+        with imaplib.IMAP4(HOST, IMAP_PORT, timeout=10) as im:
+            im.login(f"{user}@example.test", f"{user}pw")
+            im.select("INBOX")
+            _, data = im.search(None, "ALL")
+            for num in data[0].split():
+                _, got = im.fetch(num, "(BODY.PEEK[])")
+                msg = email.message_from_bytes(got[0][1], policy=email.policy.default)
+                count += 1
+                for c in str(msg["Subject"]) + text_of(msg):
+                    o = ord(c)
+                    if (o < 0x20 and c not in "\n\t\r") or 0x7F <= o <= 0x9F \
+                            or 0x202A <= o <= 0x202E or 0x2066 <= o <= 0x2069:
+                        found.append(hex(o))
+        print(json.dumps({"mails": count, "unsafe": found}))
     else:
         sys.exit(f"unknown step {step}")
 

@@ -38,10 +38,17 @@ fn two_xmpp_nodes_exchange_posts_and_repair_a_gap() {
         .ok(&["post", "-t", "rust", "hello over jabber"])
         .trim()
         .to_string();
-    let from_b = b.ok(&["post", "-t", "rust", "and back"]).trim().to_string();
+    // Terminal escapes, CR, DEL, C1 and bidi controls travel byte-exact in XMPP frames.
+    let hostile =
+        "and back \u{1b}[2J\u{1b}]0;t\u{7} cr\r del\u{7f} c1\u{85} \u{202e}x\u{2066}y\u{2069}";
+    let from_b = b.ok(&["post", "-t", "rust", hostile]).trim().to_string();
     wait_until(60, "posts to cross both ways", || {
         b.feed_ids(&[]).contains(&from_a) && a.feed_ids(&[]).contains(&from_b)
     });
+    let at_a: Vec<lakitu::post::PostJson> =
+        serde_json::from_str(&a.ok(&["feed", "--json", "--limit", "10"])).unwrap();
+    let got = at_a.iter().find(|p| p.id == from_b).expect("b's post at a");
+    assert_eq!(got.body, hostile, "the post changed over XMPP");
 
     // A gap: b is down while a posts; anti-entropy over XMPP repairs it after b returns.
     b.stop();
@@ -215,9 +222,20 @@ fn a_person_with_a_jabber_client_posts_reads_and_strangers_are_refused() {
         serde_json::from_str(&relay.ok(&["feed", "--json", "--topic", "rust"])).unwrap();
     assert!(posts.iter().any(|p| p.body == token), "{posts:?}");
     expect_line(&lines, "READY");
-    relay.ok(&["post", "-t", "rust", &want]);
+    // What the relay writes in a chat line shows another person's escapes and bidi controls
+    // as text, never raw.
+    let hostile = format!("{want} \u{1b}[2J\u{1b}]0;t\u{7} \u{202e}x\u{2069} \u{85}");
+    relay.ok(&["post", "-t", "rust", &hostile]);
     let got = expect_line(&lines, "GOT");
     assert!(got.contains(&want) && got.contains("#rust"), "{got}");
+    assert!(
+        got.contains("\\u{1b}[2J") && got.contains("\\u{202e}x"),
+        "{got}"
+    );
+    assert!(
+        !got.chars().any(|c| matches!(c, '\u{0}'..='\u{8}' | '\u{b}'..='\u{1f}' | '\u{7f}'..='\u{9f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')),
+        "a raw control character in the chat line: {got:?}"
+    );
     assert!(owner.wait().unwrap().success());
 
     // Someone else is refused politely and nothing is stored.

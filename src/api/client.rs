@@ -78,7 +78,12 @@ impl Client {
                 });
             }
         };
-        let http = HyperClient::builder(TokioExecutor::new()).build_http();
+        // Idle connections are dropped before the server's header timeout closes them, so a
+        // request never goes out on a connection the server is closing.
+        let http = HyperClient::builder(TokioExecutor::new())
+            .pool_timer(hyper_util::rt::TokioTimer::new())
+            .pool_idle_timeout(super::server::HEADER_TIMEOUT / 2)
+            .build_http();
         Ok(Client {
             http,
             base: format!("http://{addr}"),

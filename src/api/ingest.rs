@@ -152,6 +152,29 @@ pub fn decode_and_verify(
     })
 }
 
+/// How old a post added through the API may be: the window anti-entropy reconciles. An older
+/// post would reach only the peers it is pushed to right now, and never one that is offline:
+/// such a post is refused rather than stored where it can never sync.
+pub fn max_post_age_ms() -> u64 {
+    crate::engine::EngineConfig::default().anti_entropy_window_ms
+}
+
+/// True when a post dated `timestamp` is older than [`max_post_age_ms`] at `now`.
+pub fn too_old(timestamp: u64, now: u64) -> bool {
+    timestamp < now.saturating_sub(max_post_age_ms())
+}
+
+fn too_old_message(timestamp: u64) -> String {
+    let when = humantime::format_rfc3339_seconds(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(timestamp),
+    );
+    format!(
+        "timestamp {when} is older than the {} days that peers reconcile: no peer that is \
+         offline now would ever fetch it, so it is not stored",
+        max_post_age_ms() / 86_400_000
+    )
+}
+
 /// The route, with its own body limit (the API's default is one post's worth).
 pub(crate) fn route() -> MethodRouter<Shared> {
     post(batch).layer(DefaultBodyLimit::max(MAX_BATCH_BYTES))
@@ -187,11 +210,16 @@ async fn batch(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Resp
     // Verify, store and flush off the runtime: all of it is CPU or disk work.
     let work = tokio::task::spawn_blocking(move || {
         let encodings = split_batch(&body).unwrap_or_default();
-        let checked = decode_and_verify(&encodings, now_ms(), max_skew_ms, max_body);
+        let now = now_ms();
+        let checked = decode_and_verify(&encodings, now, max_skew_ms, max_body);
         let mut result = BatchResult::default();
         let mut good = Vec::with_capacity(checked.len());
         for (index, c) in checked.into_iter().enumerate() {
             match c {
+                Ok(p) if too_old(p.timestamp(), now) => result.rejected.push(Rejected {
+                    index,
+                    error: too_old_message(p.timestamp()),
+                }),
                 Ok(p) => good.push(p),
                 Err(e) => result.rejected.push(Rejected {
                     index,
@@ -309,6 +337,15 @@ mod tests {
                 i => assert_eq!(r.as_ref().unwrap(), &ps[i]),
             }
         }
+    }
+
+    #[test]
+    fn posts_older_than_the_sync_window_are_too_old() {
+        let now = 10 * 86_400_000 + 5;
+        assert!(too_old(0, now));
+        assert!(!too_old(now - max_post_age_ms(), now));
+        assert!(too_old(now - max_post_age_ms() - 1, now));
+        assert!(too_old_message(0).contains("1970-01-01T00:00:00Z"));
     }
 
     #[test]

@@ -83,6 +83,9 @@ pub struct Status {
     pub outbox_queued: usize,
     /// The data directory.
     pub data_dir: String,
+    /// Who may sync with this node: `named`, `friends-of-friends` or `open` (`[access] mode`).
+    #[serde(default)]
+    pub access: String,
 }
 
 /// One transport in [`Status`].

@@ -2,6 +2,8 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
@@ -13,7 +15,7 @@ use axum::{Json, Router};
 use futures_util::stream::{Stream, StreamExt};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use super::{AddPeer, ApiError, FeedQuery, NewPost};
 use crate::id::PublicId;
@@ -25,6 +27,14 @@ use crate::store::Query as StoreQuery;
 pub const MAX_FEED_LIMIT: usize = 1000;
 /// Largest request body accepted: a post body plus JSON overhead.
 const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Longest a client may take to send a request's head (request line and headers), and to wait
+/// between requests on a kept-alive connection. The CLI on loopback needs milliseconds; a
+/// client that trickles its headers (slowloris) is cut off.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest a client may take to send a request's body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most connections open at once; a connection beyond it is closed as soon as it is accepted.
+pub const MAX_CONNECTIONS: usize = 512;
 
 pub(crate) fn error(status: StatusCode, msg: impl ToString) -> Response {
     (
@@ -56,10 +66,6 @@ pub(crate) async fn serve(
     stop: impl Future<Output = ()> + Send + 'static,
 ) {
     let (closing_tx, closing_rx) = watch::channel(false);
-    let stop = async move {
-        stop.await;
-        let _ = closing_tx.send(true);
-    };
     let app = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/id", get(id))
@@ -75,15 +81,88 @@ pub(crate) async fn serve(
         ))
         // After the token layer: the dashboard's page and assets hold no data.
         .merge(super::dashboard::routes())
-        .layer(axum::Extension(Closing(closing_rx)))
+        .layer(axum::Extension(Closing(closing_rx.clone())))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
-        .with_state(shared);
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        warn!(error = %e, "control API stopped with an error");
+        .layer(middleware::from_fn(body_deadline))
+        .with_state(shared.clone());
+    let limits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let refused = &shared.metrics.api_connections_refused;
+    tokio::pin!(stop);
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause rather than spin.
+                    warn!(error = %e, "control API cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let Ok(permit) = limits.clone().try_acquire_owned() else {
+            refused.inc();
+            debug!(
+                limit = MAX_CONNECTIONS,
+                "control API connection limit reached; closing a new connection"
+            );
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut closing = closing_rx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            let done = tokio::select! {
+                r = conn.as_mut() => Some(r),
+                _ = closing.wait_for(|c| *c) => None,
+            };
+            let r = match done {
+                Some(r) => r,
+                None => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = r {
+                debug!(error = %e, "control API connection ended");
+            }
+        });
     }
+    // Graceful: the follow streams end, requests in progress finish (the node bounds the wait).
+    let _ = closing_tx.send(true);
+    let _ = limits.acquire_many(MAX_CONNECTIONS as u32).await;
+}
+
+/// A request body must arrive within [`BODY_TIMEOUT`]; a client that trickles it gets an
+/// error and its connection is closed.
+async fn body_deadline(req: Request, next: Next) -> Response {
+    use futures_util::stream;
+    let (parts, body) = req.into_parts();
+    let deadline = tokio::time::Instant::now() + BODY_TIMEOUT;
+    let data = body.into_data_stream();
+    let timed = stream::unfold(Some(data), move |state| async move {
+        let mut data = state?;
+        match tokio::time::timeout_at(deadline, data.next()).await {
+            Ok(Some(chunk)) => Some((chunk, Some(data))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(axum::Error::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "request body not received in time",
+                ))),
+                None,
+            )),
+        }
+    });
+    let req = Request::from_parts(parts, axum::body::Body::from_stream(timed));
+    next.run(req).await
 }
 
 /// Every route needs `Authorization: Bearer <token from the data dir>`: only a user who can

@@ -131,6 +131,16 @@ pub(crate) fn build(raw: RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<Config,
     let routes = super::routes::build_routes(&raw.routes, &peers, &gateway.owners, cx)?;
     let filters = super::routes::build_filters(&raw.filters, cx)?;
     Ok(Config {
+        access: super::AccessConfig {
+            mode: raw.access.mode,
+            unknown_authors_per_min: in_range(
+                raw.access.unknown_authors_per_min,
+                1,
+                1_000_000,
+                &KeyPath::keys("access").key("unknown_authors_per_min"),
+                cx,
+            )? as u32,
+        },
         routes,
         filters,
         node,

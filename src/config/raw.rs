@@ -27,6 +27,26 @@ pub(crate) struct RawConfig {
     pub gossip: RawGossip,
     pub routes: Vec<super::routes::RawRoute>,
     pub filters: super::routes::RawFilters,
+    pub access: RawAccess,
+}
+
+/// `[access]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawAccess {
+    /// Default `named`: a personal relay talks only to the nodes its owner chose.
+    pub mode: super::AccessMode,
+    /// Default 60: posts by unknown authors, all of them together, per minute.
+    pub unknown_authors_per_min: u64,
+}
+
+impl Default for RawAccess {
+    fn default() -> Self {
+        RawAccess {
+            mode: super::AccessMode::default(),
+            unknown_authors_per_min: 60,
+        }
+    }
 }
 
 /// `[node]`

@@ -39,7 +39,12 @@ listen = "127.0.0.1:7070"
 # smtp = "smtp.example.org:587"
 # imap = "imap.example.org:993"
 
-# One [[peers]] table per node to sync with:
+[access]
+# "named": only the peers below (and `lakitu peer add`) may sync with this node;
+# "friends-of-friends" also admits the peers they introduce; "open" admits anyone.
+mode = "named"
+
+# One [[peers]] table per node to sync with (both sides must name each other):
 # [[peers]]
 # id = "<the peer's 52-character node id>"
 # name = "alice"

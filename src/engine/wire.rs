@@ -491,6 +491,15 @@ pub fn peek_kind(bytes: &[u8]) -> Option<Kind> {
     kind_for(bytes[2], bytes[3]).ok()
 }
 
+/// The sender a frame claims, read from its header without checking anything (the node's
+/// access policy drops frames of refused nodes before they are decoded); `None` if not a frame.
+pub fn peek_sender(bytes: &[u8]) -> Option<PublicId> {
+    peek_kind(bytes)?;
+    let mut sender = [0u8; 32];
+    sender.copy_from_slice(bytes.get(5..37)?);
+    Some(PublicId(sender))
+}
+
 /// How many full posts a frame carries, read from its header and batch count without decoding
 /// (for accounting): 1 for Push, the entry count for PushBatch, 0 for anything else.
 pub fn peek_post_count(bytes: &[u8]) -> usize {

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
-use super::metrics::{SendFailure, Snapshot};
+use super::metrics::{self, SendFailure, Snapshot};
 use super::outbox::{self, Outbox};
 use super::posts::EnginePosts;
 use super::transports::Running;
@@ -24,6 +24,7 @@ use crate::id::{Identity, PublicId, encode_hex};
 use crate::post::{Post, Topic};
 use crate::routes::{RecentIds, Routes};
 use crate::store::Query;
+use crate::text::shown;
 
 /// How long a batch of peer posts may wait before it is flushed to disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
@@ -49,6 +50,18 @@ fn decode_peer_record(bytes: &[u8]) -> Vec<PeerAddr> {
         .iter()
         .filter_map(|s| s.parse().ok())
         .collect()
+}
+
+/// The nodes the owner named: `[[peers]]`, peers added with `lakitu peer add` (the store's
+/// peer table) and the nodes of followed authors. The `[access]` policy admits them.
+pub(crate) fn named_ids(config: &Config, store: &crate::store::Store) -> Vec<PublicId> {
+    let mut ids: Vec<PublicId> = config.peers.iter().map(|p| p.id).collect();
+    ids.extend(config.interests.authors.iter().copied());
+    match store.peers() {
+        Ok(stored) => ids.extend(stored.into_iter().map(|(id, _)| id)),
+        Err(e) => warn!(error = %e, "cannot read the peer table"),
+    }
+    ids
 }
 
 /// The engine's settings derived from the node's config.
@@ -118,11 +131,28 @@ pub(crate) struct Actor {
     digests: Digests,
     /// Frames ignored because their (unauthenticated) sender is no peer, for the metrics.
     frames_not_from_peer: u64,
+    /// How often an owner's address is told its message was refused (forged mails).
+    refusals: gateway::RefusalLimit,
+    /// Messages from people the gateway dropped without an answer, for the metrics.
+    gateway_dropped: metrics::GatewayDropped,
+    /// Peers' posts over `[limits] max_body`, refused.
+    oversize_posts: u64,
+    /// The budget every unknown author shares, and the posts refused over it.
+    unknown_authors: super::access::UnknownAuthors,
+    unknown_refused: u64,
+    /// Posts from peers this node refused (size, unknown authors' budget): withheld from the
+    /// frames it sends, since the engine relays what it receives whether stored or not.
+    refused: RecentIds,
     /// The state last logged at INFO per peer (see `log_state`).
     logged_states: HashMap<PublicId, PeerState>,
     /// `[[routes]]` and `[filters]`, replaced on reload.
     routes: Routes,
     muted: RecentIds,
+    /// The config in force (replaced on reload), for the access policy's named set.
+    config: std::sync::Arc<Config>,
+    /// The named peer whose frame the engine is handling: in friends-of-friends mode the
+    /// members it introduces are vouched for.
+    vouching: Option<PublicId>,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -147,8 +177,8 @@ fn load_follows(store: &crate::store::Store) -> BTreeMap<String, (PeerAddr, BTre
 impl Actor {
     pub fn new(shared: Shared, transports: Running, identity: Identity, outbox: Outbox) -> Actor {
         let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
-        let config = shared.config.clone();
-        let config = &*config;
+        let config_arc = shared.config.clone();
+        let config = &*config_arc;
         let seed =
             u64::from_le_bytes(identity.seed()[..8].try_into().unwrap_or_default()) ^ now_ms();
         let engine = Engine::new(
@@ -180,9 +210,20 @@ impl Actor {
             after_flush: Vec::new(),
             digests: Digests::default(),
             frames_not_from_peer: 0,
+            refusals: gateway::RefusalLimit::default(),
+            gateway_dropped: metrics::GatewayDropped::default(),
+            oversize_posts: 0,
+            unknown_authors: super::access::UnknownAuthors::new(
+                config.access.unknown_authors_per_min,
+                now_ms(),
+            ),
+            unknown_refused: 0,
+            refused: RecentIds::new(MUTED_IDS),
             logged_states: HashMap::new(),
             routes: Routes::from_config(config),
             muted: RecentIds::new(MUTED_IDS),
+            config: config_arc.clone(),
+            vouching: None,
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -358,6 +399,13 @@ impl Actor {
             dirty: &mut dirty,
             routes: &self.routes,
             muted: &mut self.muted,
+            max_body: self.config.limits.max_body,
+            oversize: &mut self.oversize_posts,
+            access: &self.shared.access,
+            me: self.shared.identity.public(),
+            unknown: &mut self.unknown_authors,
+            unknown_refused: &mut self.unknown_refused,
+            refused: &mut self.refused,
         };
         self.engine.handle(event, now_ms(), &mut posts);
         self.dirty |= dirty;
@@ -374,6 +422,13 @@ impl Actor {
                 kind,
                 bytes,
             } => {
+                if !self
+                    .shared
+                    .access
+                    .check(&to, super::access::Refusal::Send, now_ms())
+                {
+                    return;
+                }
                 let Some(bytes) = self.route(&to, &addr, kind, bytes) else {
                     return;
                 };
@@ -420,7 +475,12 @@ impl Actor {
                 self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
             }
-            Action::PeerState { id, state } => self.log_state(id, state),
+            Action::PeerState { id, state } => {
+                if !self.admit_member(id) {
+                    return;
+                }
+                self.log_state(id, state)
+            }
             Action::Reputation { id, offence, score } => {
                 // Not answering a ping is no misbehaviour, and happens whenever a peer is down.
                 if offence == crate::engine::Offence::Unresponsive {
@@ -429,6 +489,35 @@ impl Actor {
                     info!(peer = %id.short(), ?offence, score, "peer penalised");
                 }
             }
+        }
+    }
+
+    /// A member entered the view or changed state: keep it only if `[access]` admits it (in
+    /// friends-of-friends mode, a member a named peer just introduced is vouched for). A
+    /// refused one is removed from the engine's dealings: ignored, never sent to.
+    fn admit_member(&mut self, id: PublicId) -> bool {
+        let access = &self.shared.access;
+        if access.admits(&id) || self.vouching.is_some_and(|by| access.vouch(id, &by)) {
+            return true;
+        }
+        debug!(peer = %id.short(), "member not allowed by [access]; ignored");
+        self.engine_event(Event::RemovePeer(id));
+        false
+    }
+
+    /// Recompute the named set after the config or the peer table changed; members no
+    /// longer admitted are removed from the engine's dealings.
+    fn refresh_access(&mut self) {
+        let named = named_ids(&self.config, &self.shared.store);
+        self.shared.access.set(self.config.access.mode, named);
+        let refused: Vec<PublicId> = self
+            .engine
+            .peers()
+            .map(|p| p.id)
+            .filter(|id| !self.shared.access.admits(id))
+            .collect();
+        for id in refused {
+            self.engine_event(Event::RemovePeer(id));
         }
     }
 
@@ -464,11 +553,21 @@ impl Actor {
                     return;
                 }
                 let authenticated = authenticated.map(PublicId);
+                // A forged claim is refused by the engine's signature check afterwards.
+                let sender = authenticated.or_else(|| crate::engine::wire::peek_sender(&payload));
+                if let Some(sender) = sender {
+                    let access = &self.shared.access;
+                    if !access.check(&sender, super::access::Refusal::Frame, now_ms()) {
+                        return;
+                    }
+                    self.vouching = access.is_named(&sender).then_some(sender);
+                }
                 self.engine_event(Event::Frame {
                     from,
                     authenticated,
                     bytes: payload,
                 });
+                self.vouching = None;
             }
             TransportEvent::Sent { id } => {
                 if !self.outbox.on_sent(id) {
@@ -528,15 +627,21 @@ impl Actor {
                 if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
                     warn!(error = %e, "cannot save peer");
                 }
+                self.refresh_access();
                 self.engine_event(Event::AddPeer { id, addrs });
             }
             Command::RemovePeer(id, reply) => {
                 let known = self.engine.peer(&id).is_some();
                 let _ = self.shared.store.remove_peer(&id);
                 self.engine_event(Event::RemovePeer(id));
+                self.refresh_access();
                 let _ = reply.send(known);
             }
             Command::Reload(config) => {
+                self.config = std::sync::Arc::new((*config).clone());
+                self.refresh_access();
+                self.unknown_authors
+                    .set_rate(config.access.unknown_authors_per_min);
                 for p in &config.peers {
                     self.engine_event(Event::AddPeer {
                         id: p.id,
@@ -574,7 +679,24 @@ impl Actor {
     /// A message from a person: judge it, then answer or act.
     fn on_human(&mut self, from: PeerAddr, subject: Option<&str>, text: &str, auto: bool) {
         match self.gateway.judge(&from, subject, text, auto) {
-            Verdict::Ignore => debug!(%from, "machine-generated message ignored"),
+            Verdict::Ignore => {
+                self.gateway_dropped.machine += 1;
+                debug!(%from, "machine-generated message ignored");
+            }
+            Verdict::Stranger => {
+                // No answer: the sender address may be forged (backscatter).
+                self.gateway_dropped.stranger += 1;
+                debug!(from = %shown(from.as_str()), "message from someone who is not an owner dropped");
+            }
+            Verdict::Refuse(answer) => {
+                if self.refusals.allow(&from, now_ms()) {
+                    info!(from = %shown(from.as_str()), "refused: not an owner, or no proof");
+                    self.send_human(&from, answer);
+                } else {
+                    self.gateway_dropped.refusal_limited += 1;
+                    debug!(from = %shown(from.as_str()), "refusal withheld (rate limit)");
+                }
+            }
             Verdict::Reply(answer) => {
                 info!(%from, owner = self.gateway.is_owner(&from), "gateway answered without acting");
                 self.send_human(&from, answer);
@@ -698,17 +820,19 @@ impl Actor {
         kind: crate::engine::Kind,
         bytes: bytes::Bytes,
     ) -> Option<bytes::Bytes> {
-        if self.routes.is_empty() {
+        if self.routes.is_empty() && self.refused.is_empty() {
             return Some(bytes);
         }
         let store = &self.shared.store;
-        let out = self.routes.filter_frame(
+        let refused = &self.refused;
+        let out = self.routes.filter_frame_with(
             to,
             addr,
             kind,
             bytes,
             self.shared.identity.signing_key(),
             |id| store.get(id).ok().flatten(),
+            |post| !refused.contains(&post.id()),
         );
         if out.withheld > 0 {
             debug!(peer = %to.short(), %addr, ?kind, withheld = out.withheld, "routes withheld posts");
@@ -741,6 +865,10 @@ impl Actor {
             return;
         };
         self.next_send += 1;
+        // Post bodies, names and echoed commands came from other people: what reaches a
+        // person's screen carries no control characters or bidi overrides.
+        let subject = subject.map(|s| shown(&s).into_owned());
+        let text = shown(&text).into_owned();
         if let Err(e) = transport.send(
             SendId(self.next_send),
             to,
@@ -752,8 +880,14 @@ impl Actor {
 
     fn status(&self) -> Status {
         let s = &self.shared;
-        let peers: Vec<_> = self.engine.peers().collect();
+        let access = &s.access;
+        let peers: Vec<_> = self
+            .engine
+            .peers()
+            .filter(|p| access.admits(&p.id))
+            .collect();
         Status {
+            access: access.mode().as_str().to_string(),
             id: s.identity.public().to_string(),
             name: s.config.node.name.clone(),
             version: env!("CARGO_PKG_VERSION").to_string(),
@@ -816,6 +950,10 @@ impl Actor {
             frames_not_from_peer: self.frames_not_from_peer,
             transports: self.transport_statuses(),
             outbox: self.outbox.stats(),
+            access: self.shared.access.stats(),
+            gateway_dropped: self.gateway_dropped,
+            oversize_posts: self.oversize_posts,
+            unknown_refused: self.unknown_refused,
         }
     }
 
@@ -834,8 +972,10 @@ impl Actor {
                 s[..10.min(s.len())].to_string()
             })
         };
+        let access = &self.shared.access;
         self.engine
             .peers()
+            .filter(|p| access.admits(&p.id))
             .map(|p| PeerInfo {
                 reached: match &p.route {
                     Route::Direct(a) => a.to_string(),

@@ -73,6 +73,9 @@ pub(crate) struct Metrics {
     posts_forwarded: Family<TransportLabel, Counter>,
     send_failures: Family<FrameLabels, Counter>,
     activity: Mutex<BTreeMap<&'static str, Activity>>,
+    /// Control API connections closed at once because [`crate::api::server::MAX_CONNECTIONS`]
+    /// were open.
+    pub api_connections_refused: Counter,
 }
 
 /// What the actor reports for a scrape: the engine's statistics and a few node-level figures.
@@ -94,6 +97,25 @@ pub(crate) struct Snapshot {
     pub transports: Vec<TransportStatus>,
     /// The durable store-and-forward outbox (XMPP and email peers).
     pub outbox: OutboxStats,
+    /// Refusals of the `[access]` policy.
+    pub access: super::access::AccessStats,
+    /// Messages from people dropped without an answer.
+    pub gateway_dropped: GatewayDropped,
+    /// Peers' posts refused for a body over `[limits] max_body`.
+    pub oversize_posts: u64,
+    /// Posts by unknown authors refused over their shared budget.
+    pub unknown_refused: u64,
+}
+
+/// Messages from people the gateway dropped without answering.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct GatewayDropped {
+    /// From someone who is not an owner.
+    pub stranger: u64,
+    /// From an owner's address without the proof, over the refusal rate limit.
+    pub refusal_limited: u64,
+    /// Machine-generated (auto-replies, bounces).
+    pub machine: u64,
 }
 
 impl Default for Metrics {
@@ -142,7 +164,14 @@ impl Metrics {
             "Frames a transport dropped, refused or gave up on, by transport and reason",
             send_failures.clone(),
         );
+        let api_connections_refused = Counter::default();
+        registry.register(
+            "api_connections_refused",
+            "Control API connections closed at once because too many were open",
+            api_connections_refused.clone(),
+        );
         Metrics {
+            api_connections_refused,
             registry,
             frames_sent,
             frames_received,
@@ -399,12 +428,17 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         e.originated,
     );
     let rejected = Family::<TransportLabel, Counter>::default();
-    for (reason, v) in [("invalid", e.invalid_posts), ("duplicate", e.duplicates)] {
+    for (reason, v) in [
+        ("invalid", e.invalid_posts),
+        ("duplicate", e.duplicates),
+        ("oversize", snap.oversize_posts),
+        ("unknown_author_budget", snap.unknown_refused),
+    ] {
         rejected.get_or_create(&[("reason", reason)]).inc_by(v);
     }
     r.register(
         "posts_rejected",
-        "Posts received and not stored: failed verification, or already held",
+        "Posts received and not stored: failed verification, already held, a body over [limits] max_body, or an unknown author over [access] unknown_authors_per_min",
         rejected,
     );
     let frames_rejected = Family::<TransportLabel, Counter>::default();
@@ -420,6 +454,32 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         "frames_rejected",
         "Frames refused: malformed, unsigned or badly signed, or from an address that is no peer",
         frames_rejected,
+    );
+    let refused = Family::<TransportLabel, Counter>::default();
+    for (how, v) in [
+        ("handshake", snap.access.refused_handshakes),
+        ("frame", snap.access.refused_frames),
+        ("send", snap.access.withheld_sends),
+    ] {
+        refused.get_or_create(&[("how", how)]).inc_by(v);
+    }
+    r.register(
+        "access_refused",
+        "Nodes refused by the [access] policy: QUIC handshakes refused, XMPP/email frames dropped, frames withheld from them",
+        refused,
+    );
+    let gw = Family::<TransportLabel, Counter>::default();
+    for (reason, v) in [
+        ("stranger", snap.gateway_dropped.stranger),
+        ("refusal_limited", snap.gateway_dropped.refusal_limited),
+        ("machine", snap.gateway_dropped.machine),
+    ] {
+        gw.get_or_create(&[("reason", reason)]).inc_by(v);
+    }
+    r.register(
+        "gateway_dropped",
+        "Messages from people dropped without an answer: not an owner, refusal rate limit, machine-generated",
+        gw,
     );
     let dropped = Family::<TransportLabel, Counter>::default();
     for (reason, v) in [

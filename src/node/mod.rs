@@ -2,6 +2,7 @@
 //! the store, serves the control API and runs one actor loop that owns the mutable state.
 //! Handlers and transports only talk to the actor through bounded channels.
 
+mod access;
 mod actor;
 mod commit;
 pub(crate) mod metrics;
@@ -128,6 +129,8 @@ pub(crate) struct Shared {
     pub commands: mpsc::Sender<Command>,
     /// Live counters for `/metrics` and the dashboard.
     pub metrics: Arc<metrics::Metrics>,
+    /// Who may sync with this node (`[access]`).
+    pub access: Arc<access::Access>,
     /// Group commit of local posts.
     committer: commit::Committer,
 }
@@ -227,6 +230,10 @@ pub async fn run(
     check_data_dir_permissions(&data_dir);
     let store = Store::open(&data_dir.join("store"))?;
     let token = load_or_create_token(&data_dir)?;
+    let access = Arc::new(access::Access::new(
+        config.access.mode,
+        actor::named_ids(&config, &store),
+    ));
     let (posts, _) = broadcast::channel(1024);
     let (commands, command_rx) = mpsc::channel(1024);
     let config = Arc::new(config);
@@ -241,11 +248,18 @@ pub async fn run(
         posts,
         commands,
         metrics: Arc::new(metrics::Metrics::new()),
+        access: access.clone(),
         committer: commit::Committer::start(store.clone()),
     };
 
     let (events_tx, events_rx) = mpsc::channel(4096);
-    let running = transports::start(&config, &identity, events_tx)?;
+    let admit: lakitu_quic::Admit = {
+        let access = access.clone();
+        Arc::new(move |key: &[u8; 32]| {
+            access.check(&PublicId(*key), access::Refusal::Handshake, now_ms())
+        })
+    };
+    let running = transports::start(&config, &identity, events_tx, Some(admit))?;
 
     let listener = tokio::net::TcpListener::bind(config.api.listen)
         .await

@@ -18,6 +18,21 @@ pub(crate) struct EnginePosts<'a> {
     pub routes: &'a Routes,
     /// Ids of muted posts seen lately, reported as held so they are not asked for again.
     pub muted: &'a mut RecentIds,
+    /// `[limits] max_body`: a peer's post with a longer body is not stored.
+    pub max_body: usize,
+    /// Peers' posts refused for their body size, for the metrics.
+    pub oversize: &'a mut u64,
+    /// Who is a known author (`[access]`).
+    pub access: &'a super::access::Access,
+    /// This node's id: its own posts are always known.
+    pub me: crate::id::PublicId,
+    /// The budget every unknown author shares.
+    pub unknown: &'a mut super::access::UnknownAuthors,
+    /// Posts by unknown authors refused over that budget, for the metrics.
+    pub unknown_refused: &'a mut u64,
+    /// Ids of the posts refused here (size, budget): the engine may still pass them on, and
+    /// the node withholds them from the frames it sends.
+    pub refused: &'a mut RecentIds,
 }
 
 impl PostStore for EnginePosts<'_> {
@@ -39,9 +54,30 @@ impl PostStore for EnginePosts<'_> {
     }
 
     fn insert(&mut self, post: &Post) -> bool {
+        if post.body().len() > self.max_body {
+            // As for a muted post: held as seen, so reconciliation does not fetch it again.
+            *self.oversize += 1;
+            tracing::debug!(id = ?post.id(), len = post.body().len(), max = self.max_body, "post over [limits] max_body not stored");
+            self.muted.insert(post.id());
+            self.refused.insert(post.id());
+            return false;
+        }
         if self.routes.muted(post) {
             tracing::debug!(id = ?post.id(), author = %post.author().short(), "muted post not stored");
             self.muted.insert(post.id());
+            return false;
+        }
+        let author = post.author();
+        if author != self.me
+            && !self.access.knows_author(&author)
+            && !self.contains(&post.id())
+            && !self.unknown.take(super::now_ms())
+        {
+            // Not marked as held: once the engine forgets the id (a restart, or some thousands
+            // of newer posts), reconciliation offers the post again.
+            *self.unknown_refused += 1;
+            self.refused.insert(post.id());
+            tracing::debug!(id = ?post.id(), author = %author.short(), "unknown author's post over the shared budget not stored");
             return false;
         }
         match self.store.insert(post) {

@@ -73,6 +73,7 @@ pub(crate) fn start(
     config: &Config,
     identity: &Identity,
     events: mpsc::Sender<TransportEvent>,
+    admit: Option<lakitu_quic::Admit>,
 ) -> Result<Running, NodeError> {
     let mut running = Running {
         all: Vec::new(),
@@ -83,6 +84,7 @@ pub(crate) fn start(
     if config.quic.enabled {
         let mut qc = QuicConfig::new(config.quic.listen, identity.seed());
         qc.max_frame = config.limits.max_frame_bytes;
+        qc.admit = admit;
         let quic = QuicTransport::start(qc, events.clone()).map_err(|e| NodeError::Transport {
             scheme: "quic",
             message: e.to_string(),

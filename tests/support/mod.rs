@@ -38,10 +38,19 @@ impl Node {
     }
 
     /// A new data directory whose config has the node and API sections, then `rest`.
+    ///
+    /// Unless `rest` has an `[access]` table, the node runs in open mode: most suites join
+    /// nodes through one seed, as a public relay allows, and test something other than who may
+    /// join (tests/access.rs tests the owner's default, `named`).
     pub fn init_with(rest: &str) -> Node {
         let dir = tempfile::tempdir().expect("temp dir");
+        let access = if rest.contains("[access]") {
+            ""
+        } else {
+            "[access]\nmode = \"open\"\n\n"
+        };
         let config = format!(
-            "[node]\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n{rest}",
+            "[node]\ndata_dir = \"{}\"\n\n[api]\nlisten = \"127.0.0.1:0\"\n\n{access}{rest}",
             dir.path().display()
         );
         std::fs::write(dir.path().join("config.toml"), config).expect("write config");
@@ -210,6 +219,35 @@ impl Node {
     /// This node's id.
     pub fn id(&self) -> String {
         self.ok(&["id"]).trim().to_string()
+    }
+
+    /// The `/metrics` exposition text (with the API token).
+    pub fn metrics(&self) -> String {
+        use std::io::Read;
+        let addr = std::fs::read_to_string(self.file("api.addr")).expect("api.addr");
+        let token = std::fs::read_to_string(self.file("api.token")).expect("api.token");
+        let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect to the API");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
+            addr.trim(),
+            token.trim()
+        )
+        .expect("send");
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).expect("read");
+        String::from_utf8_lossy(&raw).into_owned()
+    }
+
+    /// The value of the exposition line `series` (e.g. `lakitu_x_total{how="y"}`), 0 if absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        let prefix = format!("{series} ");
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Append TOML to the config file.

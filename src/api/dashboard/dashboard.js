@@ -13,9 +13,15 @@ let selfId = null;
 
 const $ = (id) => document.getElementById(id);
 
+// The same characters as `lakitu::text::shown` (keep the two in step): controls other than
+// newline and tab, DEL, C1 and the bidi overrides and isolates, shown as `\u{…}` so another
+// person's text cannot reorder what surrounds it.
+const UNSAFE = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g;
+const shown = (v) => String(v).replace(UNSAFE, (c) => "\\u{" + c.charCodeAt(0).toString(16) + "}");
+
 function el(tag, opts = {}, children = []) {
   const e = document.createElement(tag);
-  if (opts.text !== undefined) e.textContent = String(opts.text);
+  if (opts.text !== undefined) e.textContent = shown(opts.text);
   if (opts.cls) e.className = opts.cls;
   if (opts.title) e.title = opts.title;
   for (const c of children) e.appendChild(c);
@@ -59,7 +65,7 @@ function showLogin(message) {
 
 function setConn(text, cls) {
   const c = $("conn");
-  c.textContent = text;
+  c.textContent = shown(text);
   c.className = "badge " + cls;
 }
 
@@ -105,7 +111,7 @@ function reachedBy(p) {
 function renderStatus(s) {
   selfId = s.id;
   $("node-id").textContent = s.id;
-  $("node-name").textContent = s.name || "";
+  $("node-name").textContent = shown(s.name || "");
   $("stat-posts").textContent = s.posts;
   $("stat-peers").textContent = s.peers_alive + " / " + s.peers;
   $("stat-uptime").textContent = duration(s.uptime_secs);

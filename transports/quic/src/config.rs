@@ -3,6 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Decides whether a node key may connect to us; called during the handshake of every
+/// incoming connection, so it must be quick. The node owns the policy; the transport only asks.
+pub type Admit = std::sync::Arc<dyn Fn(&[u8; 32]) -> bool + Send + Sync>;
+
 /// Settings of a [`crate::QuicTransport`]. Build with [`QuicConfig::new`] and adjust fields.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -43,6 +47,10 @@ pub struct QuicConfig {
     pub max_connections: usize,
     /// On close, how long queued and unacknowledged frames may take to flush. Default 2 s.
     pub close_grace: Duration,
+    /// Which client keys may complete a handshake with us. Default `None`: any Ed25519 key
+    /// (each frame still reports its sender's key). A refused key's handshake fails before
+    /// any stream opens, so it learns nothing.
+    pub admit: Option<Admit>,
 }
 
 impl QuicConfig {
@@ -64,6 +72,7 @@ impl QuicConfig {
             max_concurrent_frames: 256,
             max_connections: 1024,
             close_grace: Duration::from_secs(2),
+            admit: None,
         }
     }
 
@@ -110,6 +119,7 @@ impl std::fmt::Debug for QuicConfig {
             .field("max_concurrent_frames", &self.max_concurrent_frames)
             .field("max_connections", &self.max_connections)
             .field("close_grace", &self.close_grace)
+            .field("admit", &self.admit.as_ref().map(|_| "<policy>"))
             .finish()
     }
 }

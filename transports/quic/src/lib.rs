@@ -18,7 +18,7 @@ mod peer;
 mod tests;
 mod tls;
 
-pub use config::{QuicConfig, QuicError};
+pub use config::{Admit, QuicConfig, QuicError};
 pub use tls::{ALPN, SNI_SUFFIX, TlsError};
 
 use std::collections::HashMap;
@@ -173,9 +173,10 @@ impl QuicTransport {
         let identity = tls::Identity::from_seed(&config.secret_key)?;
         let transport = Arc::new(conn::transport_config(&config));
 
-        let server_tls =
-            quinn::crypto::rustls::QuicServerConfig::try_from(identity.server_config()?)
-                .map_err(|e| QuicError::Crypto(e.to_string()))?;
+        let server_tls = quinn::crypto::rustls::QuicServerConfig::try_from(
+            identity.server_config(config.admit.clone())?,
+        )
+        .map_err(|e| QuicError::Crypto(e.to_string()))?;
         let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(server_tls));
         server_config.transport_config(transport.clone());
         let client_tls =

@@ -226,6 +226,46 @@ async fn raw_client(seed: u8, server: &PeerAddr) -> (quinn::Endpoint, quinn::Con
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_the_node_does_not_admit_fails_the_handshake() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let allowed = tls::Identity::from_seed(&[20; 32]).unwrap().key;
+    let asked = Arc::new(AtomicU64::new(0));
+    let mut c = config(22);
+    let counter = asked.clone();
+    c.admit = Some(Arc::new(move |k: &[u8; 32]| {
+        counter.fetch_add(1, Ordering::Relaxed);
+        *k == allowed
+    }));
+    let b = node(c).await;
+    let addr = b.transport.local_addr();
+    let (_stranger_endpoint, stranger) = try_raw_client(21, &addr).await;
+    // TLS 1.3: the client may finish its side before the server checks its certificate; the
+    // server then closes the connection before any stream is read.
+    if let Ok(conn) = stranger {
+        let why = timeout(WAIT, conn.closed())
+            .await
+            .expect("closed by the server");
+        assert!(
+            matches!(why, quinn::ConnectionError::ConnectionClosed(_)),
+            "{why:?}"
+        );
+    }
+    let (_friend_endpoint, _friend) = raw_client(20, &addr).await;
+    let registered = timeout(WAIT, async {
+        while lock(&b.transport.shared.conns).is_empty() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(registered.is_ok(), "the admitted key never connected");
+    let stats = b.transport.stats();
+    assert_eq!(stats.connections_accepted, 1);
+    assert!(stats.handshakes_failed >= 1, "{stats:?}");
+    assert_eq!(asked.load(Ordering::Relaxed), 2);
+    b.transport.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_limit_are_refused() {
     let mut c = config(14);
     c.max_connections = 1;

@@ -83,11 +83,15 @@ impl Identity {
         PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(self.pkcs8.clone()))
     }
 
-    /// The rustls server side: requires a client certificate, accepts any Ed25519 key.
-    pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
+    /// The rustls server side: requires a client certificate, accepts any Ed25519 key that
+    /// `admit` (when given) allows.
+    pub fn server_config(
+        &self,
+        admit: Option<crate::config::Admit>,
+    ) -> Result<rustls::ServerConfig, TlsError> {
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_client_cert_verifier(Arc::new(AnyEd25519Client))
+            .with_client_cert_verifier(Arc::new(AnyEd25519Client { admit }))
             .with_single_cert(self.chain(), self.private_key())?;
         config.alpn_protocols = vec![ALPN.to_vec()];
         Ok(config)
@@ -225,10 +229,19 @@ impl ServerCertVerifier for PinnedServer {
     }
 }
 
-/// Listener side: any Ed25519 client key is accepted here and reported with each frame; the
-/// node decides whether that peer is allowed.
-#[derive(Debug)]
-struct AnyEd25519Client;
+/// Listener side: any Ed25519 client key the node's `admit` allows is accepted here and
+/// reported with each frame.
+struct AnyEd25519Client {
+    admit: Option<crate::config::Admit>,
+}
+
+impl std::fmt::Debug for AnyEd25519Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyEd25519Client")
+            .field("admit", &self.admit.is_some())
+            .finish()
+    }
+}
 
 impl ClientCertVerifier for AnyEd25519Client {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
@@ -242,7 +255,12 @@ impl ClientCertVerifier for AnyEd25519Client {
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         match cert_key(end_entity) {
-            Some(_) => Ok(ClientCertVerified::assertion()),
+            Some(key) if self.admit.as_ref().is_none_or(|admit| admit(&key)) => {
+                Ok(ClientCertVerified::assertion())
+            }
+            Some(_) => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::ApplicationVerificationFailure,
+            )),
             None => Err(not_ed25519()),
         }
     }
@@ -317,7 +335,7 @@ mod tests {
     #[test]
     fn configs_build_with_ring_and_tls13_only() {
         let id = Identity::from_seed(&[3; 32]).unwrap();
-        let server = id.server_config().unwrap();
+        let server = id.server_config(None).unwrap();
         assert_eq!(server.alpn_protocols, vec![ALPN.to_vec()]);
         let client = id.client_config().unwrap();
         assert_eq!(client.alpn_protocols, vec![ALPN.to_vec()]);
