@@ -198,6 +198,10 @@ impl Engine {
                 break;
             }
         }
+        // Partners whose session still runs are not sampled: with a mail session running for
+        // up to an hour, picking one of them and skipping the round held up the repair of
+        // every other member (the mixed-carrier run's last delivery waited 12.6 min).
+        let busy: Vec<PublicId> = self.ae.sessions.values().map(|s| s.peer).collect();
         let candidates: Vec<(PublicId, i32)> = self
             .sample_members(PARTNER_SAMPLE, |m| {
                 let gap = match super::member_class(up, m) {
@@ -209,7 +213,7 @@ impl Engine {
                     slow.get(&m.id)
                         .is_none_or(|&(t, n)| n != posts || now >= t.saturating_add(gap))
                 });
-                due && partner(m)
+                due && partner(m) && !busy.contains(&m.id)
             })
             .into_iter()
             .filter_map(|id| self.members.get(&id).map(|m| (id, m.reputation)))

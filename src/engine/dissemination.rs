@@ -400,7 +400,13 @@ impl Engine {
             }
         }
         let already_lazy = self.members.get(&sender).is_none_or(|m| m.lazy);
-        if prune && !already_lazy {
+        // Never by mail: a pruned mail member is only announced to, and announcements never
+        // go by mail, so one duplicate around an outage (the outbox and anti-entropy both
+        // delivering a post) cut it off from pushes (12-35 s crossings in the bridge test).
+        if prune
+            && !already_lazy
+            && self.class_of(&sender) != lakitu_transport::LatencyClass::Minutes
+        {
             self.send(sender, &Message::Prune);
         }
     }
@@ -634,6 +640,11 @@ impl Engine {
     }
 
     pub(crate) fn on_prune(&mut self, sender: PublicId) {
+        // A mail member stays eager whatever it says (see `on_push`): a version-3 node
+        // could still send one.
+        if self.class_of(&sender) == lakitu_transport::LatencyClass::Minutes {
+            return;
+        }
         if let Some(m) = self.members.get_mut(&sender) {
             m.lazy = true;
         }
