@@ -532,3 +532,105 @@ fn a_relay_whose_mail_budget_is_spent_loses_no_post_and_sends_as_the_budget_allo
         n.stop();
     }
 }
+
+/// What `user` finds from `relay`'s Jabber account when logging in (offline storage
+/// included), by tests/xmpp_person.py: one line per chat message.
+fn jabber_inbox(server: &Prosody, user: &str, relay: &str) -> Vec<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp_person.py");
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("python3")
+        .arg(script)
+        .arg(server.port.to_string())
+        .arg(format!("{user}@localhost/person"))
+        .arg(format!("{user}pw"))
+        .arg(relay)
+        .arg("inbox")
+        .arg("5")
+        .output()
+        .expect("python3 with slixmpp (tests/run.sh installs it)");
+    assert!(
+        out.status.success(),
+        "xmpp_person.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("MSG ").map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_low_mail_budget_sends_posts_first_tells_the_owner_once_by_chat_and_resumes() {
+    let mail = Mail::start();
+    let server = Prosody::start();
+    // Three mails per 45 s. FAST gossip pings bob every second, so control frames alone
+    // would spend it: once it runs low (one mail left) they wait and only posts go.
+    let budget = "max_mails_per_day = 3\nbudget_window_secs = 45\n";
+    let xmpp = server
+        .node_config("carol")
+        .replace("[quic]\nenabled = false\n\n", "");
+    let owner = "[gateway]\nowners = [\"xmpp:dave@localhost\"]\n";
+    let mut a = Node::init_with(&format!(
+        "{}{budget}\n{xmpp}\n{owner}\n{FAST}",
+        mail.node_config("alice")
+    ));
+    let mut b = Node::init_with(&format!("{}\n{FAST}", mail.node_config("bob")));
+    a.append_config(&peer_at(&b, "mailto:bob@example.test"));
+    b.append_config(&peer_at(&a, "mailto:alice@example.test"));
+    a.start();
+    b.start();
+    let mail_budget = |node: &Node| {
+        node.status()["transports"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["scheme"] == "mailto"))
+            .map(|t| t["budget"].clone())
+            .expect("the mail transport")
+    };
+    wait_or_dump(
+        60,
+        "alice's mail budget to run low",
+        &mail,
+        &[&a, &b],
+        || mail_budget(&a)["low"] == true,
+    );
+    let ids: Vec<String> = (0..4)
+        .map(|i| {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            a.ok(&["post", "-t", "budget", &format!("post {i} on a low budget")])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    wait_or_dump(
+        60,
+        "the budget to be spent, and shown so",
+        &mail,
+        &[&a, &b],
+        || mail_budget(&a)["spent"] == true,
+    );
+    wait_or_dump(
+        240,
+        "every post to reach bob as the budget allows",
+        &mail,
+        &[&a, &b],
+        || {
+            let have = b.feed_ids(&[]);
+            ids.iter().all(|id| have.contains(id))
+        },
+    );
+    let log = a.log();
+    assert!(
+        log.contains("budget low: posts and their repair go first"),
+        "control frames were held back"
+    );
+    let told: Vec<String> = jabber_inbox(&server, "dave", "carol@localhost")
+        .into_iter()
+        .filter(|m| m.contains("sending budget is spent"))
+        .collect();
+    assert_eq!(told.len(), 1, "the owner is told once by chat: {told:?}");
+    assert!(told[0].contains("of 3 mails"), "{told:?}");
+    for n in [&mut a, &mut b] {
+        n.stop();
+    }
+}

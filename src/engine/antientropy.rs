@@ -63,10 +63,12 @@ pub(crate) struct AeState {
     sessions: HashMap<u32, Outgoing>,
     /// Per peer: start of the current answering period and messages answered in it.
     answered: HashMap<PublicId, (u64, u32)>,
-    /// When a session last started with each partner on a slow carrier (XMPP, email), and how
-    /// many posts our store held then. Another starts only once the store changed or the
-    /// class's suspicion time passed (6 h over email), so an idle mail peer costs a few mails
-    /// a day while a catching-up one reconciles every period.
+    /// When a session last ran with each partner on a slow carrier (XMPP, email), started by
+    /// either side, and how many posts our store held then. Another starts only once the
+    /// store changed or [`Engine::slow_ae_gap`] passed (a day over email), so an idle mail
+    /// peer costs two mails a day while a catching-up one reconciles every period. A slow
+    /// partner not in here yet is reconciled with first, so start-up pays its session at once
+    /// instead of at some random later round.
     slow_started: HashMap<PublicId, (u64, u64)>,
     /// Members that just came back from the dead (a healed cut, a restart): they likely
     /// missed posts, so the next round, brought forward, reconciles with one of them first.
@@ -88,6 +90,17 @@ impl Engine {
         }
         let soon = self.now + self.config.probe_interval_ms.max(1);
         self.timers.anti_entropy = self.timers.anti_entropy.min(soon);
+    }
+
+    /// Longest a partner on a slow carrier goes without a session while our store is
+    /// unchanged: the class's suspicion time over XMPP (a minute), four times it over mail (a
+    /// day), a backstop for posts lost on the way rather than a routine.
+    fn slow_ae_gap(&self, class: LatencyClass) -> Option<u64> {
+        match class {
+            LatencyClass::Millis => None,
+            LatencyClass::Seconds => Some(self.config.seconds.suspicion_ms),
+            LatencyClass::Minutes => Some(self.config.minutes.suspicion_ms.saturating_mul(4)),
+        }
     }
 
     /// Reconciliation limits: each message fits in one frame.
@@ -155,10 +168,14 @@ impl Engine {
                 && mine.overlaps(&m.interests)
         };
         let posts = store.count();
-        let (seconds, minutes) = (self.config.seconds, self.config.minutes);
+        let (gap_seconds, gap_minutes) = (
+            self.slow_ae_gap(LatencyClass::Seconds),
+            self.slow_ae_gap(LatencyClass::Minutes),
+        );
+        let longest = gap_seconds.max(gap_minutes).unwrap_or(0);
         self.ae
             .slow_started
-            .retain(|_, (t, _)| now < t.saturating_add(minutes.suspicion_ms));
+            .retain(|_, (t, _)| now < t.saturating_add(longest));
         let slow = std::mem::take(&mut self.ae.slow_started);
         let mut back = None;
         while let Some(id) = self.ae.revived.pop_front() {
@@ -171,14 +188,14 @@ impl Engine {
                 break;
             }
         }
+        let gap_of = |m: &super::members::Member| match super::member_class(up, m) {
+            LatencyClass::Millis => None,
+            LatencyClass::Seconds => gap_seconds,
+            LatencyClass::Minutes => gap_minutes,
+        };
         let candidates: Vec<(PublicId, i32)> = self
             .sample_members(PARTNER_SAMPLE, |m| {
-                let gap = match super::member_class(up, m) {
-                    LatencyClass::Millis => None,
-                    LatencyClass::Seconds => Some(seconds.suspicion_ms),
-                    LatencyClass::Minutes => Some(minutes.suspicion_ms),
-                };
-                let due = gap.is_none_or(|gap| {
+                let due = gap_of(m).is_none_or(|gap| {
                     slow.get(&m.id)
                         .is_none_or(|&(t, n)| n != posts || now >= t.saturating_add(gap))
                 });
@@ -187,8 +204,15 @@ impl Engine {
             .into_iter()
             .filter_map(|id| self.members.get(&id).map(|m| (id, m.reputation)))
             .collect();
+        // A slow partner never reconciled with (since our start, or for a whole gap) goes
+        // first: its first session is part of start-up, not of idle.
+        let fresh = back.is_none().then(|| {
+            candidates.iter().map(|(id, _)| *id).find(|id| {
+                !slow.contains_key(id) && self.members.get(id).is_some_and(|m| gap_of(m).is_some())
+            })
+        });
         self.ae.slow_started = slow;
-        let candidates = match back {
+        let candidates = match back.or(fresh.flatten()) {
             Some(id) => vec![(id, 0)],
             None => candidates,
         };
@@ -298,6 +322,11 @@ impl Engine {
         slot.1 += 1;
         if slot.1 > ANSWERS_PER_PERIOD {
             return;
+        }
+        // A session a slow partner runs with us repairs both sides (it pushes what we lack and
+        // pulls what it lacks): ours with it can wait as if we had run it.
+        if self.class_of(&sender) != LatencyClass::Millis {
+            self.ae.slow_started.insert(sender, (now, store.count()));
         }
         let items = self.ae_items(&scope, window.0, window.1, store);
         let mut responder = reconcile::Session::responder(self.ae_limits());

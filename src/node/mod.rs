@@ -3,6 +3,7 @@
 //! Handlers and transports only talk to the actor through bounded channels.
 
 mod actor;
+mod budget;
 mod commit;
 pub(crate) mod metrics;
 mod outbox;

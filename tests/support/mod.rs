@@ -237,6 +237,42 @@ impl Node {
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
+
+    /// The body of `GET /metrics` from the control API (HTTP/1.0, so never chunked).
+    pub fn metrics(&self) -> String {
+        use std::io::Read;
+        let addr = std::fs::read_to_string(self.file("api.addr")).expect("api.addr");
+        let token = std::fs::read_to_string(self.file("api.token")).expect("api.token");
+        let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect to the API");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /metrics HTTP/1.0\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+            addr.trim(),
+            token.trim()
+        )
+        .expect("send request");
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).expect("read response");
+        raw.split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Frames handed to the `transport` (`quic`, `xmpp`, `mailto`) so far, by frame kind,
+    /// from `/metrics`.
+    pub fn frames_sent(&self, transport: &str) -> std::collections::BTreeMap<String, u64> {
+        let prefix = format!("lakitu_frames_sent_total{{transport=\"{transport}\",kind=\"");
+        self.metrics()
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(&prefix)?;
+                let (kind, value) = rest.split_once("\"} ")?;
+                Some((kind.to_string(), value.trim().parse::<f64>().ok()? as u64))
+            })
+            .collect()
+    }
 }
 
 impl Drop for Node {
