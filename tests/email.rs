@@ -634,3 +634,53 @@ fn a_low_mail_budget_sends_posts_first_tells_the_owner_once_by_chat_and_resumes(
         n.stop();
     }
 }
+
+#[test]
+fn a_bridge_forwards_a_burst_of_posts_onto_its_mail_hop_many_to_a_mail_within_the_batch_window() {
+    let mail = Mail::start();
+    // A 4 s window on the bridge (the key under test), default timings everywhere else.
+    let mut bridge = Node::init(&format!(
+        "{}batch_window_secs = 4\n",
+        mail.email_section("alice")
+    ));
+    let mut eonly = Node::init_with(&format!(
+        "{}\n{}",
+        mail.node_config("bob"),
+        peer_at(&bridge, "mailto:alice@example.test")
+    ));
+    bridge.append_config(&peer_at(&eonly, "mailto:bob@example.test"));
+    bridge.start();
+    eonly.start();
+    let mut qonly = Node::init(&support::peer_entry(&bridge));
+    qonly.start();
+    wait_or_dump(
+        120,
+        "the email node to know the QUIC node through the bridge",
+        &mail,
+        &[&bridge, &eonly],
+        || eonly.peers().iter().any(|p| p["id"] == qonly.id().as_str()),
+    );
+    let (before, _) = mail.mailbox("bob");
+    let started = std::time::Instant::now();
+    let ids = post_many(&qonly, 20, "burst", "one of a burst");
+    wait_or_dump(
+        120,
+        "the burst to cross the bridge onto the mail hop",
+        &mail,
+        &[&bridge, &eonly],
+        || {
+            let have = eonly.feed_ids(&[]);
+            ids.iter().all(|id| have.contains(id))
+        },
+    );
+    let took = started.elapsed().as_secs_f64();
+    let (after, _) = mail.mailbox("bob");
+    let mails = after - before;
+    eprintln!("20 posts crossed in {took:.1} s in {mails} mails to the email node");
+    // Twenty posts in one burst share one or two mails (a burst can straddle a window), and
+    // a start-up reconciliation may add one: far from a mail per post.
+    assert!(mails <= 4, "{mails} mails for 20 posts");
+    for n in [&mut qonly, &mut eonly, &mut bridge] {
+        n.stop();
+    }
+}

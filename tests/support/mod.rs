@@ -365,6 +365,12 @@ static PROSODY_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 impl Prosody {
     /// Start it; panics loudly (with the script's output) when it cannot.
     pub fn start() -> Prosody {
+        Prosody::start_limited("")
+    }
+
+    /// Start it with mod_limits throttling each client to `rate` (e.g. "10kb/s", Prosody's
+    /// stock value); "" for no limit.
+    pub fn start_limited(rate: &str) -> Prosody {
         let turn = PROSODY_TURN.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
@@ -373,16 +379,21 @@ impl Prosody {
             port,
             _turn: turn,
         };
-        server.run_script(&[]);
+        server.run_script_with(&[], rate);
         server
     }
 
     fn run_script(&self, env: &[(&str, &str)]) {
+        self.run_script_with(env, "");
+    }
+
+    fn run_script_with(&self, env: &[(&str, &str)], rate: &str) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/prosody.sh");
         let out = Command::new("bash")
             .arg(script)
             .arg(self.dir.path())
             .arg(self.port.to_string())
+            .args((!rate.is_empty()).then_some(rate))
             .envs(env.iter().copied())
             .output()
             .expect("run prosody.sh");
