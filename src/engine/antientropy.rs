@@ -65,8 +65,9 @@ pub(crate) struct AeState {
     answered: HashMap<PublicId, (u64, u32)>,
     /// When a session last ran with each partner on a slow carrier (XMPP, email), started by
     /// either side, and how many posts our store held then. Another starts only once the
-    /// store changed or [`Engine::slow_ae_gap`] passed (a day over email), so an idle mail
-    /// peer costs two mails a day while a catching-up one reconciles every period. A slow
+    /// store changed and the class's pull timeout passed, or the backstop of
+    /// [`Engine::slow_ae_gap`] passed (a day by mail): an idle mail peer costs two mails a
+    /// day, and posts pushed by mail add at most one session per half hour. A slow
     /// partner not in here yet is reconciled with first, so start-up pays its session at once
     /// instead of at some random later round.
     slow_started: HashMap<PublicId, (u64, u64)>,
@@ -92,14 +93,17 @@ impl Engine {
         self.timers.anti_entropy = self.timers.anti_entropy.min(soon);
     }
 
-    /// Longest a partner on a slow carrier goes without a session while our store is
-    /// unchanged: the class's suspicion time over XMPP (a minute), four times it over mail (a
-    /// day), a backstop for posts lost on the way rather than a routine.
-    fn slow_ae_gap(&self, class: LatencyClass) -> Option<u64> {
+    /// For a partner on a slow carrier: how long after a session another starts because our
+    /// store changed (the class's pull timeout: 10 s over XMPP, 30 min by mail, since pushes
+    /// bring new posts at once and this only repairs a lost one), and how long it goes without
+    /// one while our store is unchanged (the class's suspicion time over XMPP, a minute; four
+    /// times it by mail, a day: a backstop, not a routine).
+    fn slow_ae_gap(&self, class: LatencyClass) -> Option<(u64, u64)> {
+        let t = self.config.timings(class);
         match class {
             LatencyClass::Millis => None,
-            LatencyClass::Seconds => Some(self.config.seconds.suspicion_ms),
-            LatencyClass::Minutes => Some(self.config.minutes.suspicion_ms.saturating_mul(4)),
+            LatencyClass::Seconds => Some((t.pull_timeout_ms, t.suspicion_ms)),
+            LatencyClass::Minutes => Some((t.pull_timeout_ms, t.suspicion_ms.saturating_mul(4))),
         }
     }
 
@@ -172,7 +176,12 @@ impl Engine {
             self.slow_ae_gap(LatencyClass::Seconds),
             self.slow_ae_gap(LatencyClass::Minutes),
         );
-        let longest = gap_seconds.max(gap_minutes).unwrap_or(0);
+        let longest = [gap_seconds, gap_minutes]
+            .into_iter()
+            .flatten()
+            .map(|(_, backstop)| backstop)
+            .max()
+            .unwrap_or(0);
         self.ae
             .slow_started
             .retain(|_, (t, _)| now < t.saturating_add(longest));
@@ -195,9 +204,11 @@ impl Engine {
         };
         let candidates: Vec<(PublicId, i32)> = self
             .sample_members(PARTNER_SAMPLE, |m| {
-                let due = gap_of(m).is_none_or(|gap| {
-                    slow.get(&m.id)
-                        .is_none_or(|&(t, n)| n != posts || now >= t.saturating_add(gap))
+                let due = gap_of(m).is_none_or(|(settle, backstop)| {
+                    slow.get(&m.id).is_none_or(|&(t, n)| {
+                        (n != posts && now >= t.saturating_add(settle))
+                            || now >= t.saturating_add(backstop)
+                    })
                 });
                 due && partner(m)
             })
@@ -388,6 +399,11 @@ impl Engine {
         we_lack.truncate(MAX_WANTS_PER_ROUND);
         let they_lack: Vec<PostId> = step.they_lack.into_iter().map(PostId).collect();
         self.ae.repaired += (we_lack.len() + they_lack.len()) as u64;
+        // A slow partner that is catching up (a round found differences) is reconciled with
+        // again at the next period, until a round finds none.
+        if !(we_lack.is_empty() && they_lack.is_empty()) {
+            self.ae.slow_started.remove(&sender);
+        }
         if !we_lack.is_empty() {
             self.want(sender, we_lack);
         }
