@@ -2,7 +2,10 @@
 //! 100 posts a minute, and the time from a QUIC-only relay to a mail-only relay through a
 //! bridge, over a throwaway Postfix + Dovecot on 127.0.0.1 (`tests/servers`).
 //!
-//! `cargo bench --profile dev --bench mail_budget -- [idle minutes, default 10]`
+//! `cargo bench --profile dev --bench mail_budget -- [idle minutes, default 10] [idle-only]`
+//!
+//! Start-up mails (from the first start until the mailboxes were quiet for a minute) are
+//! counted apart from the idle ones; the idle rows also say which frame kinds each relay put into its idle mails.
 //!
 //! E1 (QUIC only) peers E2 (QUIC and the mailbox alice@example.test), which peers E3 (the
 //! mailbox bob@example.test only), all with the default timings `lakitu init` writes. Mails
@@ -11,7 +14,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use support::{Mail, Node, peer_entry, wait_until};
@@ -27,6 +30,22 @@ fn mails(mail: &Mail) -> usize {
     mail.mailbox("alice").0 + mail.mailbox("bob").0
 }
 
+/// `after - before`, kinds with no change left out, as `kind n, kind n`.
+fn kinds_delta(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = after
+        .iter()
+        .filter_map(|(k, v)| {
+            let d = v.saturating_sub(before.get(k).copied().unwrap_or(0));
+            (d > 0).then(|| format!("{k} {d}"))
+        })
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -40,7 +59,9 @@ fn main() {
         .skip(1)
         .find_map(|a| a.parse().ok())
         .unwrap_or(10.0);
+    let idle_only = std::env::args().any(|a| a == "idle-only");
     let mail = Mail::start();
+    let t0 = Instant::now();
     let mut e2 = Node::init(&mail.email_section("alice"));
     let mut e3 = Node::init_with(&format!(
         "{}\n{}",
@@ -56,12 +77,26 @@ fn main() {
     wait_until(300, "E3 to know E1 through the bridge", || {
         e3.peers().iter().any(|p| p["id"] == e1.id().as_str())
     });
-    // Let the joins settle before counting the idle mails.
-    std::thread::sleep(Duration::from_secs(30));
+    // Start-up is over once the mailboxes were quiet for a minute (joins, the first
+    // anti-entropy session with the mail peer); at most 5 minutes.
+    let (mut last, mut quiet_since) = (mails(&mail), Instant::now());
+    while quiet_since.elapsed() < Duration::from_secs(60) && t0.elapsed() < Duration::from_secs(300)
+    {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = mails(&mail);
+        if now != last {
+            (last, quiet_since) = (now, Instant::now());
+        }
+    }
 
     println!("| what | figure | target |");
     println!("|---|---|---|");
     let before = mails(&mail);
+    println!(
+        "| mails at start-up, both relays, first {:.0} s | {before} | — |",
+        t0.elapsed().as_secs_f64()
+    );
+    let kinds_before = [e2.frames_sent("mailto"), e3.frames_sent("mailto")];
     let t = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(idle_min * 60.0));
     let idle = mails(&mail) - before;
@@ -69,6 +104,18 @@ fn main() {
     println!(
         "| mails at idle, both relays, {idle_min:.0} min | {idle} ({per_day:.0} a day) | ≤ 24 a day |"
     );
+    for (name, node, before) in [("E2", &e2, &kinds_before[0]), ("E3", &e3, &kinds_before[1])] {
+        println!(
+            "| frames {name} mailed at idle | {} | — |",
+            kinds_delta(before, &node.frames_sent("mailto"))
+        );
+    }
+    if idle_only {
+        for n in [&mut e1, &mut e2, &mut e3] {
+            n.stop();
+        }
+        return;
+    }
 
     for rate in [1usize, 10, 100] {
         let gap = Duration::from_secs_f64(60.0 / rate as f64);

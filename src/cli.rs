@@ -553,18 +553,31 @@ fn print_status(s: &Status) {
         );
     }
     for t in &s.transports {
-        let budget = t.budget.map_or(String::new(), |b| match b.limit {
-            0 => format!(", {} mails sent today (no budget)", b.used),
-            l => format!(
-                ", {} of {l} mails today, {} left{}",
-                b.used,
-                l.saturating_sub(b.used),
-                if b.held > 0 {
-                    format!(", {} frames waiting", b.held)
-                } else {
-                    String::new()
-                }
-            ),
+        let unit = if t.scheme == "mailto" {
+            "mails"
+        } else {
+            "stanzas"
+        };
+        let budget = t.budget.map_or(String::new(), |b| {
+            let count = match b.limit {
+                0 => format!(", {} {unit} sent today (no budget)", b.used),
+                l => format!(
+                    ", {} of {l} {unit} today, {} left",
+                    b.used,
+                    l.saturating_sub(b.used)
+                ),
+            };
+            let bytes = match (b.bytes_used, b.bytes_limit) {
+                (Some(u), Some(l)) if l > 0 => format!(", {u} of {l} bytes"),
+                _ => String::new(),
+            };
+            let state = match (b.spent, b.low, b.held) {
+                (true, _, 0) => ", SPENT".to_string(),
+                (true, _, h) => format!(", SPENT: {h} frames waiting"),
+                (false, true, _) => ", low: posts first".to_string(),
+                _ => String::new(),
+            };
+            format!("{count}{bytes}{state}")
         });
         println!(
             "transport  {:<6} {} {}{budget}",

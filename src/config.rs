@@ -181,6 +181,14 @@ pub struct XmppConfig {
     pub tls: TlsMode,
     /// Accept self-signed or otherwise invalid certificates (test servers). Default false.
     pub accept_invalid_certs: bool,
+    /// Stanza bytes written per second, paced; 0 = no pacing. Default 8000.
+    pub max_bytes_per_sec: u32,
+    /// Stanzas sent per budget window; 0 = no limit. Default 100000.
+    pub max_stanzas_per_day: u32,
+    /// Stanza bytes sent per budget window; 0 = no limit. Default 200000000.
+    pub max_bytes_per_day: u64,
+    /// The day budgets' window. Default 86400 s, range 1 s to 7 days.
+    pub budget_window_secs: u64,
 }
 
 /// `[email]`
@@ -214,6 +222,9 @@ pub struct EmailConfig {
     pub max_mails_per_day: u32,
     /// The budget's window. Default 86400 s, range 1 s to 7 days.
     pub budget_window_secs: u64,
+    /// Frames for one peer queued within this window share a mail. Default 2 s, range 0 to
+    /// 3600.
+    pub batch_window_secs: u64,
 }
 
 impl EmailConfig {

@@ -619,3 +619,155 @@ fn strangers_and_forgers_cause_no_backscatter_and_mails_show_no_control_characte
     assert_eq!(check["unsafe"], serde_json::json!([]), "{check}");
     relay.stop();
 }
+
+/// What `user` finds from `relay`'s Jabber account when logging in (offline storage
+/// included), by tests/xmpp_person.py: one line per chat message.
+fn jabber_inbox(server: &Prosody, user: &str, relay: &str) -> Vec<String> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp_person.py");
+    let out = Command::new("timeout")
+        .arg("60")
+        .arg("python3")
+        .arg(script)
+        .arg(server.port.to_string())
+        .arg(format!("{user}@localhost/person"))
+        .arg(format!("{user}pw"))
+        .arg(relay)
+        .arg("inbox")
+        .arg("5")
+        .output()
+        .expect("python3 with slixmpp (tests/run.sh installs it)");
+    assert!(
+        out.status.success(),
+        "xmpp_person.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("MSG ").map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_low_mail_budget_sends_posts_first_tells_the_owner_once_by_chat_and_resumes() {
+    let mail = Mail::start();
+    let server = Prosody::start();
+    // Three mails per 45 s. FAST gossip pings bob every second, so control frames alone
+    // would spend it: once it runs low (one mail left) they wait and only posts go.
+    let budget = "max_mails_per_day = 3\nbudget_window_secs = 45\n";
+    let xmpp = server
+        .node_config("carol")
+        .replace("[quic]\nenabled = false\n\n", "");
+    let owner = "[gateway]\nowners = [\"xmpp:dave@localhost\"]\n";
+    let mut a = Node::init_with(&format!(
+        "{}{budget}\n{xmpp}\n{owner}\n{FAST}",
+        mail.node_config("alice")
+    ));
+    let mut b = Node::init_with(&format!("{}\n{FAST}", mail.node_config("bob")));
+    a.append_config(&peer_at(&b, "mailto:bob@example.test"));
+    b.append_config(&peer_at(&a, "mailto:alice@example.test"));
+    a.start();
+    b.start();
+    let mail_budget = |node: &Node| {
+        node.status()["transports"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["scheme"] == "mailto"))
+            .map(|t| t["budget"].clone())
+            .expect("the mail transport")
+    };
+    wait_or_dump(
+        60,
+        "alice's mail budget to run low",
+        &mail,
+        &[&a, &b],
+        || mail_budget(&a)["low"] == true,
+    );
+    let ids: Vec<String> = (0..4)
+        .map(|i| {
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            a.ok(&["post", "-t", "budget", &format!("post {i} on a low budget")])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    wait_or_dump(
+        60,
+        "the budget to be spent, and shown so",
+        &mail,
+        &[&a, &b],
+        || mail_budget(&a)["spent"] == true,
+    );
+    wait_or_dump(
+        240,
+        "every post to reach bob as the budget allows",
+        &mail,
+        &[&a, &b],
+        || {
+            let have = b.feed_ids(&[]);
+            ids.iter().all(|id| have.contains(id))
+        },
+    );
+    let log = a.log();
+    assert!(
+        log.contains("budget low: posts and their repair go first"),
+        "control frames were held back"
+    );
+    let told: Vec<String> = jabber_inbox(&server, "dave", "carol@localhost")
+        .into_iter()
+        .filter(|m| m.contains("sending budget is spent"))
+        .collect();
+    assert_eq!(told.len(), 1, "the owner is told once by chat: {told:?}");
+    assert!(told[0].contains("of 3 mails"), "{told:?}");
+    for n in [&mut a, &mut b] {
+        n.stop();
+    }
+}
+
+#[test]
+fn a_bridge_forwards_a_burst_of_posts_onto_its_mail_hop_many_to_a_mail_within_the_batch_window() {
+    let mail = Mail::start();
+    // A 4 s window on the bridge (the key under test), default timings everywhere else.
+    let mut bridge = Node::init(&format!(
+        "{}batch_window_secs = 4\n",
+        mail.email_section("alice")
+    ));
+    let mut eonly = Node::init_with(&format!(
+        "{}\n{}",
+        mail.node_config("bob"),
+        peer_at(&bridge, "mailto:alice@example.test")
+    ));
+    bridge.append_config(&peer_at(&eonly, "mailto:bob@example.test"));
+    bridge.start();
+    eonly.start();
+    let mut qonly = Node::init(&support::peer_entry(&bridge));
+    qonly.start();
+    wait_or_dump(
+        120,
+        "the email node to know the QUIC node through the bridge",
+        &mail,
+        &[&bridge, &eonly],
+        || eonly.peers().iter().any(|p| p["id"] == qonly.id().as_str()),
+    );
+    let (before, _) = mail.mailbox("bob");
+    let started = std::time::Instant::now();
+    let ids = post_many(&qonly, 20, "burst", "one of a burst");
+    wait_or_dump(
+        120,
+        "the burst to cross the bridge onto the mail hop",
+        &mail,
+        &[&bridge, &eonly],
+        || {
+            let have = eonly.feed_ids(&[]);
+            ids.iter().all(|id| have.contains(id))
+        },
+    );
+    let took = started.elapsed().as_secs_f64();
+    let (after, _) = mail.mailbox("bob");
+    let mails = after - before;
+    eprintln!("20 posts crossed in {took:.1} s in {mails} mails to the email node");
+    // Twenty posts in one burst share one or two mails (a burst can straddle a window), and
+    // a start-up reconciliation may add one: far from a mail per post.
+    assert!(mails <= 4, "{mails} mails for 20 posts");
+    for n in [&mut qonly, &mut eonly, &mut bridge] {
+        n.stop();
+    }
+}

@@ -310,3 +310,72 @@ fn frames_from_a_jid_that_is_not_a_peer_are_ignored() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_spent_xmpp_budget_paces_stanzas_and_loses_nothing() {
+    // Prosody's stock client limit (Debian's default config), which our pacing stays under.
+    let server = Prosody::start_limited("10kb/s");
+    // 8 stanzas per 20 s for alice: ten posts half a second apart spend it, so the rest wait
+    // for the window; bytes are paced at 2000 a second.
+    let budget = "max_stanzas_per_day = 8\nbudget_window_secs = 20\nmax_bytes_per_sec = 2000\n";
+    let mut a = Node::init_with(&format!(
+        "{}{budget}\n{FAST}\n",
+        server.node_config("alice")
+    ));
+    let mut b = xmpp_node(&server, "bob", &[(&a, "alice")]);
+    a.append_config(&format!(
+        "[[peers]]\nid = \"{}\"\naddresses = [\"xmpp:bob@localhost\"]\n",
+        b.id()
+    ));
+    a.start();
+    b.start();
+    let xmpp_budget = |node: &Node| {
+        node.status()["transports"]
+            .as_array()
+            .and_then(|ts| ts.iter().find(|t| t["scheme"] == "xmpp"))
+            .map(|t| t["budget"].clone())
+            .expect("the XMPP transport")
+    };
+    let ids: Vec<String> = (0..10)
+        .map(|i| {
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            a.ok(&["post", "-t", "rust", &format!("paced post {i}")])
+                .trim()
+                .to_string()
+        })
+        .collect();
+    wait_until(30, "alice's XMPP budget to be spent", || {
+        xmpp_budget(&a)["spent"] == true
+    });
+    let budget = xmpp_budget(&a);
+    assert_eq!(budget["limit"], 8, "{budget}");
+    assert!(budget["used"].as_u64().is_some_and(|u| u <= 8), "{budget}");
+    assert!(
+        budget["bytes_used"].as_u64().is_some_and(|b| b > 0),
+        "{budget}"
+    );
+    let metrics = a.metrics();
+    for gauge in [
+        "lakitu_xmpp_budget_stanzas_used ",
+        "lakitu_xmpp_budget_stanzas_left ",
+        "lakitu_xmpp_budget_bytes_left ",
+    ] {
+        assert!(metrics.contains(gauge), "{gauge} in /metrics");
+    }
+    wait_until(180, "every post to reach bob as the budget allows", || {
+        let have = b.feed_ids(&[]);
+        ids.iter().all(|id| have.contains(id))
+    });
+    let log = a.log();
+    assert!(
+        log.contains("XMPP budget spent"),
+        "the spent budget was logged"
+    );
+    assert!(
+        !log.contains("session lost"),
+        "paced below the server's limit, the session was never cut: {}",
+        a.log_tail(50)
+    );
+    a.stop();
+    b.stop();
+}

@@ -3,9 +3,12 @@
 
 usage: xmpp_person.py PORT JID PASSWORD RELAY_JID owner TOKEN WANT
        xmpp_person.py PORT JID PASSWORD RELAY_JID stranger
+       xmpp_person.py PORT JID PASSWORD RELAY_JID inbox SECS
 owner: follows #rust, posts "post #rust TOKEN", prints READY, then waits for a chat line
        containing WANT (a post the test makes with `lakitu post`) and prints GOT.
 stranger: tries to post and expects the polite refusal.
+inbox: logs in, and prints MSG and the text of every chat line the relay sent (the server's
+       offline storage included) within SECS seconds.
 Every wait is bounded; exits non-zero on failure.
 """
 import asyncio, ssl, sys
@@ -30,6 +33,8 @@ async def main():
 
     def on_message(msg):
         if msg["type"] in ("chat", "normal") and msg["body"]:
+            if MODE == "inbox" and msg["from"].bare != RELAY:
+                return
             inbox.put_nowait(str(msg["body"]))
 
     client.add_event_handler("session_start", on_start)
@@ -43,7 +48,11 @@ async def main():
             if fragment in body:
                 return body
 
-    if MODE == "stranger":
+    if MODE == "inbox":
+        await asyncio.sleep(float(sys.argv[6]))
+        while not inbox.empty():
+            print("MSG", inbox.get_nowait().replace("\n", " "), flush=True)
+    elif MODE == "stranger":
         client.send_message(mto=RELAY, mbody="post #rust forged by a stranger", mtype="chat")
         print("REFUSED", (await expect("only its owner")).replace("\n", " "), flush=True)
     else:

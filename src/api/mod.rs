@@ -105,12 +105,35 @@ pub struct TransportStatus {
 /// A carrier's sending budget: what was used in the current window and what is left.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Budget {
-    /// Sent within the window (mails).
+    /// Sent within the window: mails (email) or stanzas (XMPP).
     pub used: u64,
     /// The limit per window; 0 means none.
     pub limit: u64,
     /// Sent items waiting for the budget (frames).
     pub held: u64,
+    /// Bytes sent within the window, where the carrier counts bytes too (XMPP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_used: Option<u64>,
+    /// The byte limit per window (0 means none), where the carrier has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_limit: Option<u64>,
+    /// Little is left: control frames wait so posts and their repair go first.
+    #[serde(default)]
+    pub low: bool,
+    /// Spent: everything waits durably for the window to allow more (the owners were told).
+    #[serde(default)]
+    pub spent: bool,
+}
+
+impl Budget {
+    /// Left of `limit` after `used` (`u64::MAX` when there is no limit).
+    pub fn left(used: u64, limit: u64) -> u64 {
+        if limit == 0 {
+            u64::MAX
+        } else {
+            limit.saturating_sub(used)
+        }
+    }
 }
 
 /// `GET /v1/overview`: what the dashboard shows besides status, peers and the feed.
@@ -156,6 +179,9 @@ pub struct TransportHealth {
     pub last_received_ms_ago: Option<u64>,
     /// Milliseconds since a frame was last sent, if ever.
     pub last_sent_ms_ago: Option<u64>,
+    /// Its sending budget, where the carrier has one (email, XMPP).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
 }
 
 /// The world statistics in [`Overview`].

@@ -211,6 +211,34 @@ fn build_xmpp(raw: &RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<XmppConfig, 
         server,
         tls,
         accept_invalid_certs: x.accept_invalid_certs,
+        max_bytes_per_sec: in_range(
+            x.max_bytes_per_sec,
+            0,
+            1 << 30,
+            &p.key("max_bytes_per_sec"),
+            cx,
+        )? as u32,
+        max_stanzas_per_day: in_range(
+            x.max_stanzas_per_day,
+            0,
+            100_000_000,
+            &p.key("max_stanzas_per_day"),
+            cx,
+        )? as u32,
+        max_bytes_per_day: in_range(
+            x.max_bytes_per_day,
+            0,
+            1 << 50,
+            &p.key("max_bytes_per_day"),
+            cx,
+        )?,
+        budget_window_secs: in_range(
+            x.budget_window_secs,
+            1,
+            7 * DAY_SECS,
+            &p.key("budget_window_secs"),
+            cx,
+        )?,
     })
 }
 
@@ -288,6 +316,13 @@ fn build_email(raw: &RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<EmailConfig
             1,
             7 * DAY_SECS,
             &p.key("budget_window_secs"),
+            cx,
+        )?,
+        batch_window_secs: in_range(
+            e.batch_window_secs,
+            0,
+            3600,
+            &p.key("batch_window_secs"),
             cx,
         )?,
     })

@@ -134,7 +134,7 @@ pub(crate) enum MailTls {
 }
 
 /// `[xmpp]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawXmpp {
     /// Default off: it needs an account.
@@ -149,6 +149,31 @@ pub(crate) struct RawXmpp {
     pub tls: XmppTls,
     /// Default false: certificates are checked.
     pub accept_invalid_certs: bool,
+    /// Default 8000, under Prosody's stock c2s limit of 10 kB/s.
+    pub max_bytes_per_sec: u64,
+    /// Default 100000.
+    pub max_stanzas_per_day: u64,
+    /// Default 200 MB.
+    pub max_bytes_per_day: u64,
+    /// Default 86400 (a day).
+    pub budget_window_secs: u64,
+}
+
+impl Default for RawXmpp {
+    fn default() -> Self {
+        RawXmpp {
+            enabled: false,
+            jid: None,
+            password: None,
+            server: None,
+            tls: XmppTls::default(),
+            accept_invalid_certs: false,
+            max_bytes_per_sec: 8000,
+            max_stanzas_per_day: 100_000,
+            max_bytes_per_day: 200_000_000,
+            budget_window_secs: DAY,
+        }
+    }
 }
 
 /// Seconds in a day: the default mail budget window.
@@ -186,6 +211,8 @@ pub(crate) struct RawEmail {
     pub max_mails_per_day: u64,
     /// Default 86400 (a day).
     pub budget_window_secs: u64,
+    /// Default 2 s.
+    pub batch_window_secs: u64,
 }
 
 impl Default for RawEmail {
@@ -205,6 +232,7 @@ impl Default for RawEmail {
             max_mail_bytes: 1 << 20,
             max_mails_per_day: 400,
             budget_window_secs: DAY,
+            batch_window_secs: 2,
         }
     }
 }

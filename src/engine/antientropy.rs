@@ -66,10 +66,13 @@ pub(crate) struct AeState {
     sessions: HashMap<u32, Outgoing>,
     /// Per peer: start of the current answering period and messages answered in it.
     answered: HashMap<PublicId, (u64, u32)>,
-    /// When a session last started with each partner on a slow carrier (XMPP, email), and how
-    /// many posts our store held then. Another starts only once the store changed or the
-    /// class's suspicion time passed (6 h over email), so an idle mail peer costs a few mails
-    /// a day while a catching-up one reconciles every period.
+    /// When a session last ran with each partner on a slow carrier (XMPP, email), started by
+    /// either side, and how many posts our store held then. Another starts only once the
+    /// store changed and the class's pull timeout passed, or the backstop of
+    /// [`Engine::slow_ae_gap`] passed (a day by mail): an idle mail peer costs two mails a
+    /// day, and posts pushed by mail add at most one session per half hour. A slow
+    /// partner not in here yet is reconciled with first, so start-up pays its session at once
+    /// instead of at some random later round.
     slow_started: HashMap<PublicId, (u64, u64)>,
     /// Members that just came back from the dead (a healed cut, a restart): they likely
     /// missed posts, so the next round, brought forward, reconciles with one of them first.
@@ -116,6 +119,20 @@ impl Engine {
         self.ae.next_session < CATCH_UP_SESSIONS
             && self.carriers & !mail != 0
             && self.now < self.started + CATCH_UP_WINDOW_MS
+    }
+
+    /// For a partner on a slow carrier: how long after a session another starts because our
+    /// store changed (the class's pull timeout: 10 s over XMPP, 30 min by mail, since pushes
+    /// bring new posts at once and this only repairs a lost one), and how long it goes without
+    /// one while our store is unchanged (the class's suspicion time over XMPP, a minute; four
+    /// times it by mail, a day: a backstop, not a routine).
+    fn slow_ae_gap(&self, class: LatencyClass) -> Option<(u64, u64)> {
+        let t = self.config.timings(class);
+        match class {
+            LatencyClass::Millis => None,
+            LatencyClass::Seconds => Some((t.pull_timeout_ms, t.suspicion_ms)),
+            LatencyClass::Minutes => Some((t.pull_timeout_ms, t.suspicion_ms.saturating_mul(4))),
+        }
     }
 
     /// Reconciliation limits: each message fits in one frame.
@@ -182,10 +199,19 @@ impl Engine {
                 && mine.overlaps(&m.interests)
         };
         let posts = store.count();
-        let (seconds, minutes) = (self.config.seconds, self.config.minutes);
+        let (gap_seconds, gap_minutes) = (
+            self.slow_ae_gap(LatencyClass::Seconds),
+            self.slow_ae_gap(LatencyClass::Minutes),
+        );
+        let longest = [gap_seconds, gap_minutes]
+            .into_iter()
+            .flatten()
+            .map(|(_, backstop)| backstop)
+            .max()
+            .unwrap_or(0);
         self.ae
             .slow_started
-            .retain(|_, (t, _)| now < t.saturating_add(minutes.suspicion_ms));
+            .retain(|_, (t, _)| now < t.saturating_add(longest));
         let slow = std::mem::take(&mut self.ae.slow_started);
         let mut back = None;
         while let Some(id) = self.ae.revived.pop_front() {
@@ -202,24 +228,33 @@ impl Engine {
         // up to an hour, picking one of them and skipping the round held up the repair of
         // every other member (the mixed-carrier run's last delivery waited 12.6 min).
         let busy: Vec<PublicId> = self.ae.sessions.values().map(|s| s.peer).collect();
+        let gap_of = |m: &super::members::Member| match super::member_class(up, m) {
+            LatencyClass::Millis => None,
+            LatencyClass::Seconds => gap_seconds,
+            LatencyClass::Minutes => gap_minutes,
+        };
         let candidates: Vec<(PublicId, i32)> = self
             .sample_members(PARTNER_SAMPLE, |m| {
-                let gap = match super::member_class(up, m) {
-                    LatencyClass::Millis => None,
-                    LatencyClass::Seconds => Some(seconds.suspicion_ms),
-                    LatencyClass::Minutes => Some(minutes.suspicion_ms),
-                };
-                let due = gap.is_none_or(|gap| {
-                    slow.get(&m.id)
-                        .is_none_or(|&(t, n)| n != posts || now >= t.saturating_add(gap))
+                let due = gap_of(m).is_none_or(|(settle, backstop)| {
+                    slow.get(&m.id).is_none_or(|&(t, n)| {
+                        (n != posts && now >= t.saturating_add(settle))
+                            || now >= t.saturating_add(backstop)
+                    })
                 });
                 due && partner(m) && !busy.contains(&m.id)
             })
             .into_iter()
             .filter_map(|id| self.members.get(&id).map(|m| (id, m.reputation)))
             .collect();
+        // A slow partner never reconciled with (since our start, or for a whole gap) goes
+        // first: its first session is part of start-up, not of idle.
+        let fresh = back.is_none().then(|| {
+            candidates.iter().map(|(id, _)| *id).find(|id| {
+                !slow.contains_key(id) && self.members.get(id).is_some_and(|m| gap_of(m).is_some())
+            })
+        });
         self.ae.slow_started = slow;
-        let candidates = match back {
+        let candidates = match back.or(fresh.flatten()) {
             Some(id) => vec![(id, 0)],
             None => candidates,
         };
@@ -345,6 +380,11 @@ impl Engine {
         if slot.1 > ANSWERS_PER_PERIOD {
             return;
         }
+        // A session a slow partner runs with us repairs both sides (it pushes what we lack and
+        // pulls what it lacks): ours with it can wait as if we had run it.
+        if self.class_of(&sender) != LatencyClass::Millis {
+            self.ae.slow_started.insert(sender, (now, store.count()));
+        }
         let items = self.ae_items(&scope, window.0, window.1, store);
         let mut responder = reconcile::Session::responder(self.ae_limits());
         match responder.step(&items, payload) {
@@ -405,6 +445,11 @@ impl Engine {
         we_lack.truncate(MAX_WANTS_PER_ROUND);
         let they_lack: Vec<PostId> = step.they_lack.into_iter().map(PostId).collect();
         self.ae.repaired += (we_lack.len() + they_lack.len()) as u64;
+        // A slow partner that is catching up (a round found differences) is reconciled with
+        // again at the next period, until a round finds none.
+        if !(we_lack.is_empty() && they_lack.is_empty()) {
+            self.ae.slow_started.remove(&sender);
+        }
         if !we_lack.is_empty() {
             self.want(sender, we_lack);
         }

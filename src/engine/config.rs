@@ -136,9 +136,10 @@ impl Default for EngineConfig {
                 lazy_delay_ms: 2_000,
             },
             minutes: ClassTimings {
-                // Every two hours: with the pong exempting the pair, about 12 mails a day
-                // each way between two idle relays.
-                ping_interval_ms: 2 * 3_600_000,
+                // Every four hours: the pong exempts the pair and only one side of it probes
+                // (see `failure::probe`), so two idle relays exchange 6 pings and 6 pongs a
+                // day; any mail that flows anyway counts as proof of life instead.
+                ping_interval_ms: 4 * 3_600_000,
                 ping_timeout_ms: 1_800_000,
                 suspicion_ms: 6 * 3_600_000,
                 pull_timeout_ms: 1_800_000,

@@ -71,7 +71,7 @@ impl Engine {
         let start = self.fd.cursor % len;
         self.fd.cursor = (start + window) % len;
         let mut best: Option<(u64, PublicId)> = None;
-        let (up, config, carriers) = (self.up, &self.config, self.carriers);
+        let (up, config, carriers, me) = (self.up, &self.config, self.carriers, self.me);
         for m in self.members.window_mut(start, window) {
             // The window passes every member in turn: the place to drop stale bookkeeping.
             m.tidy(now);
@@ -82,8 +82,18 @@ impl Engine {
             }
             let heard = m.last_heard().unwrap_or(0);
             if let Some(h) = m.last_heard() {
-                let interval = config.timings(super::member_class(up, m)).ping_interval_ms;
-                if now < h + interval {
+                let class = super::member_class(up, m);
+                let t = config.timings(class);
+                // On a slow carrier only the lower id of a pair probes on time; the other
+                // waits a ping timeout longer, so it is normally exempted by that probe. Two
+                // probes crossing each other in the mail would double the mails of an idle
+                // pair.
+                let late = if class != lakitu_transport::LatencyClass::Millis && me > m.id {
+                    t.ping_timeout_ms
+                } else {
+                    0
+                };
+                if now < h + t.ping_interval_ms + late {
                     continue;
                 }
             }

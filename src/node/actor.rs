@@ -11,12 +11,13 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::{Instant as TokioInstant, sleep_until};
 use tracing::{debug, info, warn};
 
+use super::budget;
 use super::metrics::{self, SendFailure, Snapshot};
 use super::outbox::{self, Outbox};
 use super::posts::EnginePosts;
 use super::transports::Running;
 use super::{Command, Shared, now_ms};
-use crate::api::{Budget, PeerInfo, Status, TransportStatus};
+use crate::api::{PeerInfo, Status, TransportStatus};
 use crate::config::Config;
 use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState, Route};
 use crate::gateway::{self, Digests, Gateway, Request, Verdict};
@@ -153,6 +154,8 @@ pub(crate) struct Actor {
     /// The named peer whose frame the engine is handling: in friends-of-friends mode the
     /// members it introduces are vouched for.
     vouching: Option<PublicId>,
+    /// Carriers whose spent budget the owners were told of.
+    told: budget::Told,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -224,6 +227,7 @@ impl Actor {
             muted: RecentIds::new(MUTED_IDS),
             config: config_arc.clone(),
             vouching: None,
+            told: budget::Told::default(),
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -281,7 +285,10 @@ impl Actor {
                         }
                     }
                 }
-                () = sleep_until(tick_at) => self.engine_event(Event::Tick),
+                () = sleep_until(tick_at) => {
+                    self.engine_event(Event::Tick);
+                    self.watch_budgets();
+                }
                 () = async { sleep_until(flush_at.unwrap_or(tick_at)).await }, if flush_at.is_some() => self.flush(),
                 () = async { sleep_until(chores_at.unwrap_or(tick_at)).await }, if chores_at.is_some() => self.chores(),
                 () = &mut shutdown => {
@@ -361,6 +368,7 @@ impl Actor {
     /// Hand outbox frames to their transports: the ones just made durable (`retry` false) or
     /// the ones whose retry is due. Frames refused for good are reported to the engine.
     fn outbox_send(&mut self, retry: bool) {
+        self.watch_budgets();
         let Actor {
             outbox,
             transports,
@@ -388,6 +396,37 @@ impl Actor {
         };
         for (to, addr) in refused {
             self.engine_event(Event::SendFailed { to, addr });
+        }
+    }
+
+    /// Judge each carrier's budget: a low one holds control frames back in the outbox (posts
+    /// first); a spent one is told to the owners once, over another carrier.
+    fn watch_budgets(&mut self) {
+        use lakitu_transport::Scheme;
+        for scheme in [Scheme::Mail, Scheme::Xmpp] {
+            let Some(b) = self.transports.budget(scheme).map(budget::judge) else {
+                continue;
+            };
+            self.outbox.set_low(scheme, b.low);
+            if !self.told.newly_spent(scheme, &b) {
+                continue;
+            }
+            let owners: Vec<PeerAddr> = (self.shared.config.gateway.owners.iter())
+                .filter(|o| o.scheme() != scheme && self.transports.get(o.scheme()).is_some())
+                .cloned()
+                .collect();
+            info!(
+                carrier = scheme.as_str(),
+                used = b.used,
+                limit = b.limit,
+                held = b.held,
+                owners_told = owners.len(),
+                "sending budget spent; status and dashboard show it"
+            );
+            let text = budget::notice(scheme, &b);
+            for owner in &owners {
+                self.send_human(owner, text.clone());
+            }
         }
     }
 
@@ -912,19 +951,7 @@ impl Actor {
                 scheme: scheme.as_str().to_string(),
                 address: t.local_addr().to_string(),
                 up: self.up.get(scheme.as_str()).copied().unwrap_or(false),
-                budget: self
-                    .transports
-                    .email
-                    .as_ref()
-                    .filter(|_| *scheme == lakitu_transport::Scheme::Mail)
-                    .map(|e| {
-                        let s = e.stats();
-                        Budget {
-                            used: s.budget_used,
-                            limit: s.budget_limit,
-                            held: s.frames_held,
-                        }
-                    }),
+                budget: self.transports.budget(*scheme).map(budget::judge),
             })
             .collect()
     }

@@ -311,6 +311,7 @@ impl Metrics {
                     send_failures: failures,
                     last_received_ms_ago: a.last_received.map(|t| now.saturating_sub(t)),
                     last_sent_ms_ago: a.last_sent.map(|t| now.saturating_sub(t)),
+                    budget: t.budget,
                 }
             })
             .collect()
@@ -499,7 +500,15 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         "Posts asked for after an announcement was not followed by the post",
         e.pulls,
     );
-    if let Some(b) = snap.transports.iter().find_map(|t| t.budget) {
+    let budget_of = |scheme: Scheme| {
+        snap.transports
+            .iter()
+            .find(|t| t.scheme == scheme.as_str())
+            .and_then(|t| t.budget)
+    };
+    // No limit shows as a very large left (a gauge has no infinity that every scraper reads).
+    let left = |used: u64, limit: u64| crate::api::Budget::left(used, limit).min(u64::MAX >> 1);
+    if let Some(b) = budget_of(Scheme::Mail) {
         gauge(
             &mut r,
             "mail_budget_used",
@@ -510,16 +519,45 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
             &mut r,
             "mail_budget_left",
             "Mails the budget still allows in the current window (0 when spent)",
-            if b.limit == 0 {
-                u64::MAX >> 1
-            } else {
-                b.limit.saturating_sub(b.used)
-            },
+            left(b.used, b.limit),
         );
         gauge(
             &mut r,
             "mail_budget_held",
             "Frames waiting for the mail budget",
+            b.held,
+        );
+    }
+    if let Some(b) = budget_of(Scheme::Xmpp) {
+        let (bytes_used, bytes_limit) = (b.bytes_used.unwrap_or(0), b.bytes_limit.unwrap_or(0));
+        gauge(
+            &mut r,
+            "xmpp_budget_stanzas_used",
+            "Stanzas sent within the current budget window ([xmpp] budget_window_secs)",
+            b.used,
+        );
+        gauge(
+            &mut r,
+            "xmpp_budget_stanzas_left",
+            "Stanzas the budget still allows in the current window (0 when spent)",
+            left(b.used, b.limit),
+        );
+        gauge(
+            &mut r,
+            "xmpp_budget_bytes_used",
+            "Stanza bytes sent within the current budget window",
+            bytes_used,
+        );
+        gauge(
+            &mut r,
+            "xmpp_budget_bytes_left",
+            "Stanza bytes the budget still allows in the current window (0 when spent)",
+            left(bytes_used, bytes_limit),
+        );
+        gauge(
+            &mut r,
+            "xmpp_budget_held",
+            "Sends waiting for the XMPP budget",
             b.held,
         );
     }

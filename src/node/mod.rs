@@ -4,6 +4,7 @@
 
 mod access;
 mod actor;
+mod budget;
 mod commit;
 pub(crate) mod metrics;
 mod outbox;

@@ -11,6 +11,10 @@
 //! oldest control frame (pings, membership, lazy-push adverts: they go stale anyway) is dropped
 //! first, then the oldest frame of any kind; every drop is logged and counted, never silent.
 //!
+//! Posts first: while a carrier's budget runs low (see `node::budget`), its control frames stay
+//! parked here and only posts and their repair go out; the control frames follow once the
+//! budget's window frees enough (they are rechecked every [`LOW_RECHECK_MS`]).
+//!
 //! No tokio here: time is an input in milliseconds and sending is a callback, so the rules are
 //! unit-tested without a runtime.
 
@@ -29,6 +33,15 @@ const RECORD_V1: u8 = 1;
 /// Flag bit: the frame carries posts (kept longer than control frames under pressure).
 const FLAG_PAYLOAD: u8 = 1;
 const RECORD_HEADER: usize = 2 + 32;
+
+/// How often control frames held back for a low budget are looked at again (ms).
+pub(crate) const LOW_RECHECK_MS: u64 = 60_000;
+
+/// True for frames that go first when a budget runs low (and are dropped last when a queue is
+/// full): posts, and the repair that brings posts (reconciliation, asking for posts).
+fn goes_first(kind: Kind) -> bool {
+    kind.is_payload() || matches!(kind, Kind::Reconcile | Kind::IWant | Kind::Graft)
+}
 
 /// Bounds and retry timing of the outbox.
 #[derive(Debug, Clone, Copy)]
@@ -76,6 +89,8 @@ pub(crate) struct OutboxStats {
     pub dropped_payload: u64,
     /// Frames dropped because the transport refused them for good (bad address, too large).
     pub refused: u64,
+    /// Times a control frame was held back because its carrier's budget ran low.
+    pub held_for_budget: u64,
 }
 
 /// True for addresses whose carrier stores and forwards (the outbox applies to them).
@@ -120,6 +135,8 @@ pub(crate) struct Outbox {
     /// Pushed since the last flush, with the bytes at hand: (address, seq, frame).
     unreleased: Vec<(String, u64, Bytes)>,
     stats: OutboxStats,
+    /// Carriers whose budget runs low: only posts and repair go out on them.
+    low: Vec<Scheme>,
 }
 
 /// Hands a frame to its transport; returns the id the transport will report back with.
@@ -176,6 +193,7 @@ impl Outbox {
                 queued: total,
                 ..OutboxStats::default()
             },
+            low: Vec::new(),
         })
     }
 
@@ -189,7 +207,7 @@ impl Outbox {
         frame: Bytes,
     ) -> Result<(), StoreError> {
         let key = addr.to_string();
-        let payload = kind.is_payload() || kind == Kind::Reconcile;
+        let payload = goes_first(kind);
         self.make_room(&key, frame.len())?;
         let seq = self
             .store
@@ -303,6 +321,24 @@ impl Outbox {
         Some((peer, key.parse().ok()?))
     }
 
+    /// Whether `scheme`'s budget runs low: while it does, control frames for it stay parked.
+    pub fn set_low(&mut self, scheme: Scheme, low: bool) {
+        let was = self.low.contains(&scheme);
+        if low && !was {
+            info!(
+                carrier = scheme.as_str(),
+                "budget low: posts and their repair go first"
+            );
+            self.low.push(scheme);
+        } else if !low && was {
+            info!(
+                carrier = scheme.as_str(),
+                "budget no longer low: control frames go out again"
+            );
+            self.low.retain(|s| *s != scheme);
+        }
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> OutboxStats {
         self.stats
@@ -324,11 +360,11 @@ impl Outbox {
         refused: &mut Vec<(PublicId, PeerAddr)>,
     ) {
         // Dropped to make room before it went out: nothing to send.
-        let Some(peer) = self
+        let Some((peer, payload)) = self
             .queues
             .get(key)
             .and_then(|q| q.entries.get(&seq))
-            .map(|e| e.peer)
+            .map(|e| (e.peer, e.payload))
         else {
             return;
         };
@@ -336,6 +372,18 @@ impl Outbox {
             self.remove(key, seq);
             return;
         };
+        if !payload && self.low.contains(&addr.scheme()) {
+            self.stats.held_for_budget += 1;
+            self.schedule_in(key, now + LOW_RECHECK_MS);
+            if let Some(e) = self
+                .queues
+                .get_mut(key)
+                .and_then(|q| q.entries.get_mut(&seq))
+            {
+                e.state = State::Parked;
+            }
+            return;
+        }
         let state = match send(&addr, frame) {
             Ok(id) => {
                 self.in_flight.insert(id, (key.to_string(), seq));
@@ -642,6 +690,35 @@ mod tests {
         assert_eq!(refused, vec![(PEER, addr())]);
         assert_eq!(o.len("mailto:bob@example.test"), 0);
         assert_eq!(o.stats().refused, 1);
+    }
+
+    #[test]
+    fn a_low_budget_sends_posts_and_repair_and_holds_control_frames_until_it_recovers() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = open(&dir, Limits::default());
+        let mut t = Fake::default();
+        o.set_low(Scheme::Mail, true);
+        push(&mut o, Kind::Ping, b"ping");
+        push(&mut o, Kind::Push, b"post");
+        push(&mut o, Kind::World, b"world");
+        push(&mut o, Kind::IWant, b"want");
+        o.release(0, &mut |a, b| t.send(a, b));
+        assert_eq!(t.frames(), vec![b"post".as_ref(), b"want".as_ref()]);
+        assert_eq!(o.stats().held_for_budget, 2);
+        assert_eq!(o.next_retry(), Some(LOW_RECHECK_MS));
+        o.retry_due(LOW_RECHECK_MS, &mut |a, b| t.send(a, b));
+        assert_eq!(t.sent.len(), 2, "still low: still held");
+        o.set_low(Scheme::Mail, false);
+        o.retry_due(2 * LOW_RECHECK_MS, &mut |a, b| t.send(a, b));
+        assert_eq!(
+            t.frames()[2..].to_vec(),
+            vec![b"ping".as_ref(), b"world".as_ref()]
+        );
+        assert_eq!(
+            o.len("mailto:bob@example.test"),
+            4,
+            "nothing lost, all in flight"
+        );
     }
 
     #[test]

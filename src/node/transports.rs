@@ -7,6 +7,8 @@ use std::time::Duration;
 use lakitu_email::{EmailConfig, EmailTransport, Tls as MailTls};
 use lakitu_quic::{QuicConfig, QuicTransport};
 use lakitu_transport::{Scheme, Transport, TransportEvent};
+
+use crate::api::Budget;
 use lakitu_xmpp::{XmppConfig, XmppTls, XmppTransport};
 use tokio::sync::mpsc;
 use tracing::warn;
@@ -35,6 +37,34 @@ impl Running {
     /// The transport serving `scheme`.
     pub fn get(&self, scheme: Scheme) -> Option<&Arc<dyn Transport>> {
         self.all.iter().find(|(s, _)| *s == scheme).map(|(_, t)| t)
+    }
+
+    /// The sending budget of the `scheme` transport, where it has one (email, XMPP), as the
+    /// transport counts it; `low` and `spent` are judged by `node::budget`.
+    pub fn budget(&self, scheme: Scheme) -> Option<Budget> {
+        match scheme {
+            Scheme::Mail => self.email.as_ref().map(|e| {
+                let s = e.stats();
+                Budget {
+                    used: s.budget_used,
+                    limit: s.budget_limit,
+                    held: s.frames_held,
+                    ..Budget::default()
+                }
+            }),
+            Scheme::Xmpp => self.xmpp.as_ref().map(|x| {
+                let s = x.stats();
+                Budget {
+                    used: s.budget_stanzas,
+                    limit: s.budget_stanzas_limit,
+                    held: s.held,
+                    bytes_used: Some(s.budget_bytes),
+                    bytes_limit: Some(s.budget_bytes_limit),
+                    ..Budget::default()
+                }
+            }),
+            _ => None,
+        }
     }
 
     /// Close every transport, all at once, letting each flush what it can for at most
@@ -118,6 +148,10 @@ pub(crate) fn start(
         // The engine sizes frames by one limit for every carrier; XMPP chunks them below the
         // server's stanza limit, so it can carry the same frames as QUIC.
         xc.max_frame = config.limits.max_frame_bytes;
+        xc.send_rate = (x.max_bytes_per_sec > 0).then_some(x.max_bytes_per_sec);
+        xc.max_stanzas_per_day = x.max_stanzas_per_day;
+        xc.max_bytes_per_day = x.max_bytes_per_day;
+        xc.budget_window = Duration::from_secs(x.budget_window_secs);
         let xmpp = XmppTransport::start(xc, events.clone()).map_err(|e| fail(e.to_string()))?;
         let xmpp = Arc::new(xmpp);
         running
@@ -156,6 +190,7 @@ pub(crate) fn start(
         ec.max_mail_bytes = m.max_mail_bytes;
         ec.max_mails_per_day = m.max_mails_per_day;
         ec.budget_window = std::time::Duration::from_secs(m.budget_window_secs);
+        ec.batch_window = std::time::Duration::from_secs(m.batch_window_secs);
         let email = EmailTransport::start(ec, events).map_err(|e| fail(e.to_string()))?;
         let email = Arc::new(email);
         running

@@ -221,26 +221,6 @@ impl Node {
         self.ok(&["id"]).trim().to_string()
     }
 
-    /// The `/metrics` exposition text (with the API token).
-    pub fn metrics(&self) -> String {
-        use std::io::Read;
-        let addr = std::fs::read_to_string(self.file("api.addr")).expect("api.addr");
-        let token = std::fs::read_to_string(self.file("api.token")).expect("api.token");
-        let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect to the API");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        write!(
-            s,
-            "GET /metrics HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\nConnection: close\r\n\r\n",
-            addr.trim(),
-            token.trim()
-        )
-        .expect("send");
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).expect("read");
-        String::from_utf8_lossy(&raw).into_owned()
-    }
-
     /// The value of the exposition line `series` (e.g. `lakitu_x_total{how="y"}`), 0 if absent.
     pub fn metric(&self, series: &str) -> f64 {
         let prefix = format!("{series} ");
@@ -274,6 +254,42 @@ impl Node {
     /// Path of a file in the data directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
+    }
+
+    /// The body of `GET /metrics` from the control API (HTTP/1.0, so never chunked).
+    pub fn metrics(&self) -> String {
+        use std::io::Read;
+        let addr = std::fs::read_to_string(self.file("api.addr")).expect("api.addr");
+        let token = std::fs::read_to_string(self.file("api.token")).expect("api.token");
+        let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect to the API");
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        write!(
+            s,
+            "GET /metrics HTTP/1.0\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+            addr.trim(),
+            token.trim()
+        )
+        .expect("send request");
+        let mut raw = String::new();
+        s.read_to_string(&mut raw).expect("read response");
+        raw.split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Frames handed to the `transport` (`quic`, `xmpp`, `mailto`) so far, by frame kind,
+    /// from `/metrics`.
+    pub fn frames_sent(&self, transport: &str) -> std::collections::BTreeMap<String, u64> {
+        let prefix = format!("lakitu_frames_sent_total{{transport=\"{transport}\",kind=\"");
+        self.metrics()
+            .lines()
+            .filter_map(|l| {
+                let rest = l.strip_prefix(&prefix)?;
+                let (kind, value) = rest.split_once("\"} ")?;
+                Some((kind.to_string(), value.trim().parse::<f64>().ok()? as u64))
+            })
+            .collect()
     }
 }
 
@@ -367,6 +383,12 @@ static PROSODY_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 impl Prosody {
     /// Start it; panics loudly (with the script's output) when it cannot.
     pub fn start() -> Prosody {
+        Prosody::start_limited("")
+    }
+
+    /// Start it with mod_limits throttling each client to `rate` (e.g. "10kb/s", Prosody's
+    /// stock value); "" for no limit.
+    pub fn start_limited(rate: &str) -> Prosody {
         let turn = PROSODY_TURN.lock().unwrap_or_else(|e| e.into_inner());
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port_pair();
@@ -375,16 +397,21 @@ impl Prosody {
             port,
             _turn: turn,
         };
-        server.run_script(&[]);
+        server.run_script_with(&[], rate);
         server
     }
 
     fn run_script(&self, env: &[(&str, &str)]) {
+        self.run_script_with(env, "");
+    }
+
+    fn run_script_with(&self, env: &[(&str, &str)], rate: &str) {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/prosody.sh");
         let out = Command::new("bash")
             .arg(script)
             .arg(self.dir.path())
             .arg(self.port.to_string())
+            .args((!rate.is_empty()).then_some(rate))
             .envs(env.iter().copied())
             .output()
             .expect("run prosody.sh");

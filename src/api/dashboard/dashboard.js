@@ -138,6 +138,20 @@ function renderPeers(peers) {
   $("peers-empty").hidden = peers.length > 0;
 }
 
+// "used / limit (left)" of a carrier's sending budget, flagged when low or spent.
+function budgetCell(t) {
+  const b = t.budget;
+  if (!b) return { text: "–" };
+  const unit = t.scheme === "mailto" ? "mails" : "stanzas";
+  let text = b.limit === 0
+    ? b.used + " " + unit + " (no limit)"
+    : b.used + " / " + b.limit + " " + unit + " (" + Math.max(0, b.limit - b.used) + " left)";
+  if (b.bytes_limit) text += ", " + bytes(b.bytes_used) + " / " + bytes(b.bytes_limit);
+  if (b.spent) return { text: text + " — spent, " + b.held + " waiting", cls: "health-failing" };
+  if (b.low) return { text: text + " — low: posts first", cls: "health-idle" };
+  return { text };
+}
+
 function renderOverview(o) {
   $("stat-received").textContent = o.posts_received;
   const rows = o.transports.map((t) =>
@@ -149,6 +163,7 @@ function renderOverview(o) {
       el("td", { text: bytes(t.bytes_received) + " / " + bytes(t.bytes_sent) }),
       el("td", { text: t.send_failures }),
       el("td", { text: ago(t.last_received_ms_ago) }),
+      el("td", budgetCell(t)),
     ])
   );
   $("transports").tBodies[0].replaceChildren(...rows);

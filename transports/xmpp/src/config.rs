@@ -64,6 +64,16 @@ pub struct XmppConfig {
     /// throttle our socket (which would also delay its acks and pings). `None` disables pacing,
     /// for servers without limits.
     pub send_rate: Option<u32>,
+    /// Stanzas (frame chunks and human messages, resends included) this account may send
+    /// within `budget_window`; 0 means no limit. Default 100 000 (about one a second on
+    /// average): far above what idle relays exchange, low enough that a runaway loop cannot
+    /// make the account look like a spammer's. Beyond it stanzas wait, never dropped.
+    pub max_stanzas_per_day: u32,
+    /// Stanza bytes this account may send within `budget_window`; 0 means no limit. Default
+    /// 200 MB. Beyond it stanzas wait, like for `max_stanzas_per_day`.
+    pub max_bytes_per_day: u64,
+    /// The window both day budgets count over. Default 24 h.
+    pub budget_window: Duration,
     /// Silence on the stream after which the client probes the server (an XEP-0198 `<r/>`, or
     /// an XEP-0199 ping without stream management). Default 60 s.
     pub keepalive: Duration,
@@ -103,6 +113,9 @@ impl XmppConfig {
             queue_len: 1024,
             window: 32,
             send_rate: Some(8000),
+            max_stanzas_per_day: 100_000,
+            max_bytes_per_day: 200_000_000,
+            budget_window: Duration::from_secs(86_400),
             keepalive: Duration::from_secs(60),
             dead_after: Duration::from_secs(20),
             connect_timeout: Duration::from_secs(10),
@@ -125,6 +138,9 @@ impl XmppConfig {
         }
         if self.send_rate == Some(0) {
             return bad("send_rate must be positive (or None for no pacing)");
+        }
+        if self.budget_window.is_zero() {
+            return bad("budget_window must be positive");
         }
         if self.keepalive.is_zero() || self.dead_after.is_zero() {
             return bad("keepalive and dead_after must be positive");
@@ -153,6 +169,9 @@ impl std::fmt::Debug for XmppConfig {
             .field("queue_len", &self.queue_len)
             .field("window", &self.window)
             .field("send_rate", &self.send_rate)
+            .field("max_stanzas_per_day", &self.max_stanzas_per_day)
+            .field("max_bytes_per_day", &self.max_bytes_per_day)
+            .field("budget_window", &self.budget_window)
             .field("keepalive", &self.keepalive)
             .field("dead_after", &self.dead_after)
             .field("connect_timeout", &self.connect_timeout)

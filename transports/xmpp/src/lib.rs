@@ -21,6 +21,7 @@
 //! (even if we never addressed that JID): deciding who is a peer is the node's job.
 #![deny(missing_docs)]
 
+mod budget;
 pub mod chunk;
 mod config;
 mod connector;
@@ -64,6 +65,16 @@ pub struct XmppStats {
     pub sessions: u64,
     /// Sessions resumed without loss (XEP-0198).
     pub resumptions: u64,
+    /// Stanzas sent within the current budget window.
+    pub budget_stanzas: u64,
+    /// Stanza bytes sent within the current budget window.
+    pub budget_bytes: u64,
+    /// The stanza budget (`max_stanzas_per_day`; 0 = no limit).
+    pub budget_stanzas_limit: u64,
+    /// The byte budget (`max_bytes_per_day`; 0 = no limit).
+    pub budget_bytes_limit: u64,
+    /// Sends waiting for the day budget (0 while it allows them).
+    pub held: u64,
 }
 
 #[derive(Default)]
@@ -77,6 +88,9 @@ struct Counters {
     duplicates: AtomicU64,
     sessions: AtomicU64,
     resumptions: AtomicU64,
+    budget_stanzas: AtomicU64,
+    budget_bytes: AtomicU64,
+    held: AtomicU64,
 }
 
 impl Counters {
@@ -166,6 +180,11 @@ impl XmppTransport {
             duplicates: get(&c.duplicates),
             sessions: get(&c.sessions),
             resumptions: get(&c.resumptions),
+            budget_stanzas: get(&c.budget_stanzas),
+            budget_bytes: get(&c.budget_bytes),
+            budget_stanzas_limit: u64::from(self.shared.config.max_stanzas_per_day),
+            budget_bytes_limit: self.shared.config.max_bytes_per_day,
+            held: get(&c.held),
         }
     }
 

@@ -7,6 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -24,6 +25,7 @@ use tokio_xmpp::parsers::presence::Presence;
 use tokio_xmpp::stanzastream::{Event, StanzaStage, StanzaState, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 
+use crate::budget::DayBudget;
 use crate::chunk::{self, Outcome, Reassembler};
 use crate::connector::Connector;
 use crate::{Counters, Job, Shared};
@@ -121,6 +123,9 @@ pub(crate) struct Session {
     reassembler: Reassembler,
     pacer: Pacer,
     pace_until: Option<Instant>,
+    budget: DayBudget,
+    /// The spent day budget was logged (once per exhaustion).
+    budget_warned: bool,
 }
 
 impl Session {
@@ -139,6 +144,11 @@ impl Session {
             timeout: c.reassembly_timeout,
         });
         let pacer = Pacer::new(c.send_rate);
+        let budget = DayBudget::new(
+            u64::from(c.max_stanzas_per_day),
+            c.max_bytes_per_day,
+            c.budget_window,
+        );
         Session {
             shared,
             connector,
@@ -155,6 +165,8 @@ impl Session {
             reassembler,
             pacer,
             pace_until: None,
+            budget,
+            budget_warned: false,
         }
     }
 
@@ -343,11 +355,19 @@ impl Session {
             };
             let size = stanza_size(&flight.stanza);
             let now = Instant::now();
+            if let Some(at) = self.budget.check(size, now) {
+                self.budget_spent(at, now);
+                self.pace_until = Some(at);
+                self.resend.push_front(flight);
+                return;
+            }
             if let Some(at) = self.pacer.admit(size, now) {
                 self.pace_until = Some(at);
                 self.resend.push_front(flight);
                 return;
             }
+            self.budget.record(size, now);
+            self.budget_available();
             Counters::bump(&self.shared.counters.stanzas_sent);
             self.by_stanza.insert(flight.stanza_id.clone(), flight.key);
             let mut token = stream
@@ -374,6 +394,41 @@ impl Session {
 
     fn window(&self) -> usize {
         self.shared.config.window
+    }
+
+    /// The day budget holds the next stanza until `resume`: count what waits, warn once.
+    fn budget_spent(&mut self, resume: Instant, now: Instant) {
+        let c = &self.shared.counters;
+        let waiting = self.sends.values().filter(|s| s.built < s.total).count() as u64;
+        c.held.store(waiting.max(1), Ordering::Relaxed);
+        self.publish_budget();
+        if !self.budget_warned {
+            self.budget_warned = true;
+            let (stanzas, bytes) = self.budget.used();
+            let config = &self.shared.config;
+            tracing::warn!(stanzas, bytes, max_stanzas = config.max_stanzas_per_day,
+                max_bytes = config.max_bytes_per_day, window = ?config.budget_window,
+                resume_in = ?resume.saturating_duration_since(now),
+                "XMPP budget spent: stanzas wait (frames in the outbox) until it allows more");
+        }
+    }
+
+    /// A stanza went out under the day budget.
+    fn budget_available(&mut self) {
+        self.shared.counters.held.store(0, Ordering::Relaxed);
+        self.publish_budget();
+        if self.budget_warned {
+            self.budget_warned = false;
+            let (stanzas, bytes) = self.budget.used();
+            tracing::info!(stanzas, bytes, "XMPP budget available again");
+        }
+    }
+
+    fn publish_budget(&self) {
+        let (stanzas, bytes) = self.budget.used();
+        let c = &self.shared.counters;
+        c.budget_stanzas.store(stanzas, Ordering::Relaxed);
+        c.budget_bytes.store(bytes, Ordering::Relaxed);
     }
 
     async fn on_outcome(&mut self, mut flight: Flight, outcome: StanzaOutcome) {
