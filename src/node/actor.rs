@@ -420,7 +420,10 @@ impl Actor {
                 self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
             }
-            Action::PeerState { id, state } => self.log_state(id, state),
+            Action::PeerState { id, state } => {
+                self.shared.metrics.member_state_changed(state);
+                self.log_state(id, state);
+            }
             Action::Reputation { id, offence, score } => {
                 // Not answering a ping is no misbehaviour, and happens whenever a peer is down.
                 if offence == crate::engine::Offence::Unresponsive {
@@ -799,12 +802,7 @@ impl Actor {
     fn snapshot(&self) -> Snapshot {
         let mut peers_by_state = BTreeMap::new();
         for p in self.engine.peers() {
-            let state = match p.state {
-                PeerState::Alive => "alive",
-                PeerState::Suspect => "suspect",
-                PeerState::Dead => "dead",
-                PeerState::Left => "left",
-            };
+            let state = super::metrics::state_name(p.state);
             *peers_by_state.entry(state).or_insert(0) += 1;
         }
         Snapshot {
