@@ -262,7 +262,7 @@ impl Bridged {
     }
 
     /// One `feed --follow` per relay, each post it prints timed as it comes; returns once
-    /// every feed is live (a post from each relay seen on all six).
+    /// every feed is live and one warm-up post from each relay reached the other five.
     fn follow(&mut self) {
         for (i, node) in self.nodes.iter().enumerate() {
             let mut child = node.spawn_cli(&["feed", "--follow", "--json", "--topic", TOPIC]);
@@ -279,7 +279,25 @@ impl Bridged {
             });
             self.followers.push(child);
         }
-        // The feeds subscribe asynchronously: warm-up posts, each relay's until all six see it.
+        // The feeds subscribe asynchronously, after listing what the store holds: a post that
+        // arrives in between never shows. So each relay posts until its own feed shows it.
+        let mut live = [false; 6];
+        for round in 0..20 {
+            std::thread::sleep(Duration::from_secs(1));
+            let probes: Vec<(usize, String)> = (0..6)
+                .filter(|i| !live[*i])
+                .map(|i| (i, self.post(i, &format!("feed check {round}")).0))
+                .collect();
+            std::thread::sleep(Duration::from_secs(2));
+            let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+            for (i, id) in probes {
+                live[i] = a.contains_key(&(i, id));
+            }
+            if live.iter().all(|l| *l) {
+                break;
+            }
+        }
+        assert!(live.iter().all(|l| *l), "live feeds never showed new posts: {live:?}");
         for from in 0..6 {
             let (id, at) = self.post(from, &format!("warm-up from {}", LABELS[from]));
             self.warm.push(Sent {
@@ -289,11 +307,11 @@ impl Bridged {
                 during_restart: false,
             });
         }
-        wait_until(300, "every relay's live feed to show a warm-up post from each", || {
+        wait_until(300, "every relay's live feed to show the others' warm-up posts", || {
             let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
-            self.warm
-                .iter()
-                .all(|s| (0..6).all(|n| a.contains_key(&(n, s.id.clone()))))
+            self.warm.iter().all(|s| {
+                (0..6).all(|n| n == s.from || a.contains_key(&(n, s.id.clone())))
+            })
         });
     }
 
