@@ -29,7 +29,10 @@ fn arg(args: &[String], name: &str, default: f64) -> f64 {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name} takes a number, not {v}")))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number, not {v}"))
+        })
         .unwrap_or(default)
 }
 
@@ -66,7 +69,10 @@ fn date() -> String {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let minutes = arg(&args, "--minutes", 5.0);
     let per_origin = arg(&args, "--posts", 20.0) as usize;
     assert!(
@@ -80,7 +86,11 @@ fn main() {
     };
     println!(
         "- command: `cargo bench --profile {} --bench bridge -- {}`",
-        if cfg!(debug_assertions) { "dev" } else { "bench" },
+        if cfg!(debug_assertions) {
+            "dev"
+        } else {
+            "bench"
+        },
         args.join(" ")
     );
     println!("- date: {}; profile {profile}", date());
@@ -110,7 +120,11 @@ fn main() {
             "{} → {} {s:.2} s",
             LABELS[*f], LABELS[*t]
         )),
-        if slow.is_empty() { "none".into() } else { slow.join(", ") }
+        if slow.is_empty() {
+            "none".into()
+        } else {
+            slow.join(", ")
+        }
     );
     let plan = Plan {
         steady: Duration::from_secs_f64(minutes * 60.0),
@@ -161,10 +175,7 @@ fn main() {
             if p99 <= bound { "yes" } else { "no" },
         );
     }
-    let sum = |v: &[(u64, u64)]| {
-        v.iter()
-            .fold((0, 0), |(s, d), (s2, d2)| (s + s2, d + d2))
-    };
+    let sum = |v: &[(u64, u64)]| v.iter().fold((0, 0), |(s, d), (s2, d2)| (s + s2, d + d2));
     let (suspect, dead) = sum(&r.steady_changes);
     let (r_suspect, r_dead) = sum(&r.restart_changes);
     let steady_posts = r.sent.iter().filter(|s| !s.during_restart).count();
@@ -208,11 +219,7 @@ fn main() {
         r.sent.len() - steady_posts,
         r.untimed
     );
-    let mails: Vec<String> = r
-        .mails
-        .iter()
-        .map(|(u, n)| format!("{u}@ {n}"))
-        .collect();
+    let mails: Vec<String> = r.mails.iter().map(|(u, n)| format!("{u}@ {n}")).collect();
     println!(
         "| mails delivered over the run (alice@ email-only, bob@ QUIC+email, carol@ XMPP+email) | {} | – |",
         mails.join(", ")
@@ -232,9 +239,7 @@ fn main() {
     for (n, s) in r.missing.iter().take(20) {
         println!(
             "    lost: {} lacks {} from {}",
-            LABELS[*n],
-            s.id,
-            LABELS[s.from]
+            LABELS[*n], s.id, LABELS[s.from]
         );
     }
 }

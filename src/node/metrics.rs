@@ -640,7 +640,10 @@ mod tests {
             v(r#"lakitu_member_state_changes_total{state="suspect"}"#),
             Some(1.0)
         );
-        assert_eq!(v(r#"lakitu_member_state_changes_total{state="dead"}"#), None);
+        assert_eq!(
+            v(r#"lakitu_member_state_changes_total{state="dead"}"#),
+            None
+        );
     }
 
     #[test]

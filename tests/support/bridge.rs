@@ -180,10 +180,7 @@ impl Bridged {
         let mail = Mail::start();
         let xmpp = Prosody::start();
         let email = |u: &str| format!("{}max_mails_per_day = 0\n", mail.email_section(u));
-        let jabber = |u: &str| {
-            xmpp.node_config(u)
-                .replace("[quic]\nenabled = false\n", "")
-        };
+        let jabber = |u: &str| xmpp.node_config(u).replace("[quic]\nenabled = false\n", "");
         let off = "[quic]\nenabled = false\n";
         let mut nodes = vec![
             Node::init(gossip),
@@ -297,9 +294,12 @@ impl Bridged {
                 break;
             }
         }
-        assert!(live.iter().all(|l| *l), "live feeds never showed new posts: {live:?}");
-        for from in 0..6 {
-            let (id, at) = self.post(from, &format!("warm-up from {}", LABELS[from]));
+        assert!(
+            live.iter().all(|l| *l),
+            "live feeds never showed new posts: {live:?}"
+        );
+        for (from, label) in LABELS.iter().enumerate() {
+            let (id, at) = self.post(from, &format!("warm-up from {label}"));
             self.warm.push(Sent {
                 id,
                 from,
@@ -307,12 +307,16 @@ impl Bridged {
                 during_restart: false,
             });
         }
-        wait_until(300, "every relay's live feed to show the others' warm-up posts", || {
-            let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
-            self.warm.iter().all(|s| {
-                (0..6).all(|n| n == s.from || a.contains_key(&(n, s.id.clone())))
-            })
-        });
+        wait_until(
+            300,
+            "every relay's live feed to show the others' warm-up posts",
+            || {
+                let a = self.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+                self.warm
+                    .iter()
+                    .all(|s| (0..6).all(|n| n == s.from || a.contains_key(&(n, s.id.clone()))))
+            },
+        );
     }
 
     /// The first post of each relay, made as soon as all listed each other: (from, to,
@@ -352,7 +356,9 @@ impl Bridged {
     fn name_ids(&self, text: &str) -> String {
         let mut t = text.to_string();
         for (i, id) in self.ids.iter().enumerate() {
-            t = t.replace(id.as_str(), LABELS[i]).replace(&id[..10], LABELS[i]);
+            t = t
+                .replace(id.as_str(), LABELS[i])
+                .replace(&id[..10], LABELS[i]);
         }
         t
     }
@@ -399,10 +405,9 @@ impl Bridged {
                 } else if !reached.starts_with("via ") {
                     let scheme = reached.split(':').next().unwrap_or_default();
                     if !SCHEMES[i].contains(&scheme) {
-                        report.violations.push(format!(
-                            "{} lists {who} reached at {reached}",
-                            LABELS[i]
-                        ));
+                        report
+                            .violations
+                            .push(format!("{} lists {who} reached at {reached}", LABELS[i]));
                     }
                 }
             }
@@ -422,6 +427,13 @@ impl Bridged {
                 )
                 .unwrap_or(0.0) as u64
             };
+            // Every relay counted its members' first state: a counter that is missing (say,
+            // renamed) would otherwise read as no flapping at all.
+            assert!(
+                v("alive") > 0,
+                "{} exposes no lakitu_member_state_changes_total{{state=\"alive\"}}",
+                LABELS[i]
+            );
             out[i] = (v("suspect"), v("dead"));
         }
         out
@@ -507,8 +519,8 @@ impl Bridged {
         self.xmpp.stop();
         let down = Instant::now();
         let mut during = Vec::new();
-        for from in 0..6 {
-            let (id, at) = self.post(from, &format!("while Prosody is down, {}", LABELS[from]));
+        for (from, label) in LABELS.iter().enumerate() {
+            let (id, at) = self.post(from, &format!("while Prosody is down, {label}"));
             during.push(Sent {
                 id,
                 from,
@@ -559,10 +571,7 @@ impl Bridged {
         r.arrivals = arrivals.clone();
         drop(arrivals);
         for (n, node) in self.nodes.iter().enumerate() {
-            let have: HashSet<String> = node
-                .feed_ids(&["--topic", TOPIC])
-                .into_iter()
-                .collect();
+            let have: HashSet<String> = node.feed_ids(&["--topic", TOPIC]).into_iter().collect();
             for s in &r.sent {
                 if !have.contains(&s.id) {
                     r.missing.push((n, s.clone()));
