@@ -18,9 +18,9 @@ fn posts_cross_every_carrier_pair_with_no_flapping_and_survive_a_prosody_restart
     }
     // Not asserted: the first post of each relay, right after start, may still wait for a
     // view that is completing (reported, and printed by the benchmark).
-    for (from, to, secs) in net.warm_up().iter().take(3) {
+    for (from, to, secs) in net.warm_up().iter().filter(|w| w.2 > 10.0) {
         eprintln!(
-            "warm-up: {} → {} took {secs:.2} s",
+            "slow warm-up post: {} → {} took {secs:.2} s",
             LABELS[*from], LABELS[*to]
         );
     }
@@ -43,6 +43,13 @@ fn posts_cross_every_carrier_pair_with_no_flapping_and_survive_a_prosody_restart
             r.made_by(from),
             percentile(&t, 0.5),
             percentile(&t, 1.0),
+        );
+    }
+    // Not asserted beyond the safety bounds: printed so a slow crossing shows in the log.
+    for (from, to, id, secs) in r.slower_than(10.0) {
+        eprintln!(
+            "slow: {id} from {} reached {} after {secs:.2} s",
+            LABELS[from], LABELS[to]
         );
     }
     let context = || {

@@ -613,6 +613,24 @@ impl Report {
         t
     }
 
+    /// Every (post, relay) arrival slower than `secs`, steady or not: (from, to, id, seconds),
+    /// slowest first, to find the post in the relays' logs.
+    pub fn slower_than(&self, secs: f64) -> Vec<(usize, usize, String, f64)> {
+        let mut out: Vec<(usize, usize, String, f64)> = self
+            .sent
+            .iter()
+            .flat_map(|s| {
+                (0..6).filter(|n| *n != s.from).filter_map(|n| {
+                    let got = self.arrivals.get(&(n, s.id.clone()))?;
+                    let t = got.saturating_duration_since(s.at).as_secs_f64();
+                    (t > secs).then(|| (s.from, n, s.id.clone(), t))
+                })
+            })
+            .collect();
+        out.sort_by(|x, y| y.3.total_cmp(&x.3));
+        out
+    }
+
     /// Steady posts of `from` (for "k of n timed").
     pub fn made_by(&self, from: usize) -> usize {
         self.sent
