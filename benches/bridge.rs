@@ -219,6 +219,21 @@ fn main() {
         r.sent.len() - steady_posts,
         r.untimed
     );
+    let prunes: Vec<String> = r
+        .mail_prunes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| **p != (0, 0))
+        .map(|(i, (p, h))| format!("{} {p} / {h}", LABELS[i]))
+        .collect();
+    println!(
+        "| Prune frames received over email / IHaves sent by mail, per relay (a pruned email member gets only IHaves, after the 5 min lazy delay) | {} | – |",
+        if prunes.is_empty() {
+            "none".to_string()
+        } else {
+            prunes.join(", ")
+        }
+    );
     let mails: Vec<String> = r.mails.iter().map(|(u, n)| format!("{u}@ {n}")).collect();
     println!(
         "| mails delivered over the run (alice@ email-only, bob@ QUIC+email, carol@ XMPP+email) | {} | – |",

@@ -88,11 +88,13 @@ fn posts_cross_every_carrier_pair_with_no_flapping_and_survive_a_prosody_restart
     }
     eprintln!(
         "{} peer checks over {:.0} s of steady posting; {} mails; Prosody down {:.1} s; \
-         state changes around the restart (suspect, dead): {:?}",
+         state changes around the restart (suspect, dead): {:?}; per relay, prunes received \
+         over email and IHaves sent by mail: {:?}",
         r.peer_checks,
         r.steady.as_secs_f64(),
         r.mails.iter().map(|(_, m)| m).sum::<usize>(),
         r.prosody_down.as_secs_f64(),
-        r.restart_changes
+        r.restart_changes,
+        r.mail_prunes
     );
 }

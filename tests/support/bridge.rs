@@ -130,6 +130,10 @@ pub struct Report {
     pub drained: Option<Duration>,
     /// Suspect and dead lines of the relays' logs (DEBUG "peer state").
     pub suspicion_log: Vec<String>,
+    /// Per relay, Prune frames it received over email, and IHave frames it sent by mail, over
+    /// the whole run: a member that prunes over email is then sent only IHaves, and those
+    /// wait for the email class's lazy delay (5 min).
+    pub mail_prunes: [(u64, u64); 6],
     /// Mails delivered to each account (alice, bob, carol) over the run.
     pub mails: Vec<(&'static str, usize)>,
 }
@@ -587,6 +591,14 @@ impl Bridged {
                         .push(format!("{}: {}", LABELS[n], self.name_ids(line)));
                 }
             }
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            let text = node.metrics();
+            let v = |series: &str| metric(&text, series).unwrap_or(0.0) as u64;
+            r.mail_prunes[i] = (
+                v(r#"lakitu_frames_received_total{transport="mailto",kind="prune"}"#),
+                v(r#"lakitu_frames_sent_total{transport="mailto",kind="ihave"}"#),
+            );
         }
         r.mails = ["alice", "bob", "carol"]
             .iter()
