@@ -7,11 +7,15 @@
 #
 # Other knobs (see bench/suite.py): BENCH_INGEST_N, BENCH_STORE_N, BENCH_MEMBERS,
 # BENCH_SIM_NODES, BENCH_SIM_LAKITU_MAX, BENCH_CLUSTER_POSTS, BENCH_RECONCILE_SEEDS,
-# BENCH_SKIP=ingest,reconcile,sim,cluster,store,membership.
+# BENCH_BRIDGE_MINUTES, BENCH_BRIDGE_POSTS,
+# BENCH_SKIP=ingest,reconcile,sim,cluster,bridge,store,membership.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
 nice -n 10 cargo build --release --workspace --bins --examples --locked
+# The bridge benchmark (benches/bridge.rs, real Prosody and Postfix + Dovecot) runs as a cargo
+# bench: build it now so a compile error shows before the long sections.
+nice -n 10 cargo bench --locked --bench bridge --no-run
 # nostr-rs-relay first: its build is the long part, and a failure should show early.
 bench/nostr-relay.sh >/dev/null
 exec python3 bench/suite.py

@@ -4,8 +4,9 @@
 Run through bench/run.sh (which builds first). Sizes come from the environment:
 BENCH_QUICK=1 for a small run (minutes) that checks the machinery; BENCH_INGEST_N,
 BENCH_STORE_N, BENCH_MEMBERS, BENCH_SIM_NODES, BENCH_SIM_LAKITU_MAX, BENCH_CLUSTER_POSTS,
-BENCH_RECONCILE_SEEDS override single sizes. BENCH_SKIP=a,b skips sections (ingest, reconcile,
-sim, cluster, store, membership). Heavy work runs under `nice`.
+BENCH_RECONCILE_SEEDS, BENCH_BRIDGE_MINUTES, BENCH_BRIDGE_POSTS override single sizes.
+BENCH_SKIP=a,b skips sections (ingest, reconcile, sim, cluster, bridge, store, membership). Heavy
+work runs under `nice`.
 """
 import datetime
 import json
@@ -35,6 +36,8 @@ SIM_NODES = os.environ.get("BENCH_SIM_NODES", "100,1000" if QUICK else "1000,100
 SIM_LAKITU_MAX = size("BENCH_SIM_LAKITU_MAX", 100, 1000)
 CLUSTER_POSTS = size("BENCH_CLUSTER_POSTS", 5, 30)
 RECONCILE_SEEDS = size("BENCH_RECONCILE_SEEDS", 1, 3)
+BRIDGE_MINUTES = size("BENCH_BRIDGE_MINUTES", 1, 5)
+BRIDGE_POSTS = size("BENCH_BRIDGE_POSTS", 4, 20)
 TOPICS = 16
 NICE = ["nice", "-n", "10"]
 
@@ -307,6 +310,20 @@ def section_cluster():
             "from publication to the moment the last node stores it.\n\n" + out.strip() + "\n")
 
 
+def section_bridge():
+    # A cargo bench (harness = false): it starts Prosody and Postfix + Dovecot through
+    # tests/servers like the tests do, and runs the lakitu binary of the bench profile.
+    out = run(["cargo", "bench", "--locked", "--bench", "bridge", "--", "--minutes",
+               str(BRIDGE_MINUTES), "--posts", str(BRIDGE_POSTS)], cwd=ROOT)
+    return ("## Bridge across carriers (real processes)\n\n"
+            "`benches/bridge.rs`: six `lakitu` relays on loopback with a real Prosody and a real "
+            "Postfix + Dovecot: QUIC-only, XMPP-only and email-only relays that share no carrier, "
+            "joined by QUIC+XMPP, QUIC+email and XMPP+email bridges, all with default timings. "
+            "Every relay posts on a schedule; Prosody is stopped for 5 s half-way while every "
+            "relay posts once more; every relay's peer list is read every 10 s.\n\n"
+            + out.strip() + "\n")
+
+
 def section_store():
     out = run([os.path.join(REL, "examples", "ingest_bench"), str(STORE_N)])
     return (f"## Store at {STORE_N:,} posts\n\n`examples/ingest_bench.rs {STORE_N}`: sled store "
@@ -345,6 +362,7 @@ def main():
                          ("reconcile", section_reconcile),
                          ("sim", section_sim),
                          ("cluster", section_cluster),
+                         ("bridge", section_bridge),
                          ("store", section_store),
                          ("membership", section_membership)]:
             if name in SKIP:
@@ -374,7 +392,7 @@ def main():
         + (" (quick sizes)" if QUICK else ""),
         f"- sizes: ingest {INGEST_N:,} posts, store {STORE_N:,} posts, membership {MEMBERS:,}, "
         f"simulator {SIM_NODES} nodes (Lakitu up to {SIM_LAKITU_MAX}), QUIC cluster "
-        f"{CLUSTER_POSTS} posts\n",
+        f"{CLUSTER_POSTS} posts, bridge {BRIDGE_MINUTES} min with {BRIDGE_POSTS} posts a relay\n",
     ]
     notes = open(os.path.join(ROOT, "bench", "notes.md")).read()
     with open(docs, "w") as f:

@@ -3,93 +3,16 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Node, Prosody, peer_entry, wait_until};
+use support::{
+    Node, Prosody, http_get, http_get_with_head, metric, metric_sum, peer_entry, token, wait_until,
+};
 
 /// Fast timers so peers are probed and reconciled within a test's patience.
 const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 2\n";
-
-/// A plain HTTP/1.1 GET to the node's control API; `(status, body)`.
-fn http_get(node: &Node, path: &str, token: Option<&str>) -> (u16, String) {
-    let (status, _, body) = http_get_with_head(node, path, token);
-    (status, body)
-}
-
-/// Like [`http_get`], with the response head (status line and headers, lower-cased).
-fn http_get_with_head(node: &Node, path: &str, token: Option<&str>) -> (u16, String, String) {
-    let addr = std::fs::read_to_string(node.file("api.addr")).expect("api.addr");
-    let mut s = TcpStream::connect(addr.trim()).expect("connect to the API");
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
-        addr.trim()
-    )
-    .expect("send request");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    // Small answers come in one chunk or with a length; undo chunking if present.
-    let head = head.to_ascii_lowercase();
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, head, body)
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
-fn token(node: &Node) -> String {
-    std::fs::read_to_string(node.file("api.token"))
-        .expect("api.token")
-        .trim()
-        .to_string()
-}
-
-/// The value of one exposition line `series value`, if present.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| {
-        l.strip_prefix(series)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse()
-            .ok()
-    })
-}
-
-/// The sum of every series whose name and labels start with `prefix`.
-fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(prefix))
-        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-        .sum()
-}
 
 /// Two QUIC nodes that know each other, running, with both seeing the other alive.
 fn two_nodes() -> (Node, Node) {

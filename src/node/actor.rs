@@ -518,6 +518,7 @@ impl Actor {
                 if !self.admit_member(id) {
                     return;
                 }
+                self.shared.metrics.member_state_changed(state);
                 self.log_state(id, state)
             }
             Action::Reputation { id, offence, score } => {
@@ -960,12 +961,7 @@ impl Actor {
     fn snapshot(&self) -> Snapshot {
         let mut peers_by_state = BTreeMap::new();
         for p in self.engine.peers() {
-            let state = match p.state {
-                PeerState::Alive => "alive",
-                PeerState::Suspect => "suspect",
-                PeerState::Dead => "dead",
-                PeerState::Left => "left",
-            };
+            let state = super::metrics::state_name(p.state);
             *peers_by_state.entry(state).or_insert(0) += 1;
         }
         Snapshot {

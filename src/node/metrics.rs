@@ -20,7 +20,7 @@ use prometheus_client::registry::Registry;
 
 use super::outbox::OutboxStats;
 use crate::api::{TransportHealth, TransportStatus, WorldView};
-use crate::engine::{EngineStats, Kind, WorldStats};
+use crate::engine::{EngineStats, Kind, PeerState, WorldStats};
 
 /// Content type of [`Metrics::render`]'s output (OpenMetrics text, which Prometheus reads).
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -72,6 +72,7 @@ pub(crate) struct Metrics {
     bytes_received: Family<TransportLabel, Counter>,
     posts_forwarded: Family<TransportLabel, Counter>,
     send_failures: Family<FrameLabels, Counter>,
+    state_changes: Family<TransportLabel, Counter>,
     activity: Mutex<BTreeMap<&'static str, Activity>>,
     /// Control API connections closed at once because [`crate::api::server::MAX_CONNECTIONS`]
     /// were open.
@@ -134,6 +135,7 @@ impl Metrics {
         let bytes_received = Family::<TransportLabel, Counter>::default();
         let posts_forwarded = Family::<TransportLabel, Counter>::default();
         let send_failures = Family::<FrameLabels, Counter>::default();
+        let state_changes = Family::<TransportLabel, Counter>::default();
         registry.register(
             "frames_sent",
             "Frames handed to a transport, by transport and frame kind",
@@ -170,6 +172,11 @@ impl Metrics {
             "Control API connections closed at once because too many were open",
             api_connections_refused.clone(),
         );
+        registry.register(
+            "member_state_changes",
+            "Changes of a member's liveness state, by the new state (a member first learned counts once, in its first state); entries into suspect are what a flapping member shows",
+            state_changes.clone(),
+        );
         Metrics {
             api_connections_refused,
             registry,
@@ -179,6 +186,7 @@ impl Metrics {
             bytes_received,
             posts_forwarded,
             send_failures,
+            state_changes,
             activity: Mutex::new(BTreeMap::new()),
         }
     }
@@ -243,6 +251,13 @@ impl Metrics {
             .get_or_create(&[("transport", scheme.as_str()), ("reason", why.label())])
             .inc();
         self.touch(scheme, now, |a, now| a.last_failure = Some(now));
+    }
+
+    /// The engine reported a member's new liveness `state`.
+    pub fn member_state_changed(&self, state: PeerState) {
+        self.state_changes
+            .get_or_create(&[("state", state_name(state))])
+            .inc();
     }
 
     /// The whole exposition: live counters, then `snap`'s figures, then the EOF marker.
@@ -342,6 +357,16 @@ fn health(up: bool, a: Activity, now: u64) -> &'static str {
         (r, Some(f)) if r.is_none_or(|r| f > r) => "failing",
         (Some(r), _) if now.saturating_sub(r) <= IDLE_AFTER_MS => "ok",
         _ => "idle",
+    }
+}
+
+/// The `state` label of a liveness state.
+pub(crate) fn state_name(state: PeerState) -> &'static str {
+    match state {
+        PeerState::Alive => "alive",
+        PeerState::Suspect => "suspect",
+        PeerState::Dead => "dead",
+        PeerState::Left => "left",
     }
 }
 
@@ -695,6 +720,28 @@ mod tests {
         );
         assert!(text.ends_with("# EOF\n"), "one EOF marker at the end");
         assert_eq!(text.matches("# EOF").count(), 1);
+    }
+
+    #[test]
+    fn member_state_changes_are_counted_by_new_state() {
+        let m = Metrics::new();
+        m.member_state_changed(PeerState::Alive);
+        m.member_state_changed(PeerState::Suspect);
+        m.member_state_changed(PeerState::Alive);
+        let text = m.render(&Snapshot::default());
+        let v = |s| value(&text, s);
+        assert_eq!(
+            v(r#"lakitu_member_state_changes_total{state="alive"}"#),
+            Some(2.0)
+        );
+        assert_eq!(
+            v(r#"lakitu_member_state_changes_total{state="suspect"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            v(r#"lakitu_member_state_changes_total{state="dead"}"#),
+            None
+        );
     }
 
     #[test]

@@ -2,9 +2,10 @@
 #![allow(dead_code)]
 
 use std::collections::HashSet;
+pub mod bridge;
 pub mod netns;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -205,6 +206,13 @@ impl Node {
         serde_json::from_str(&self.ok(&["peers", "--json"])).expect("peers JSON")
     }
 
+    /// Its `GET /metrics` exposition (with the token).
+    pub fn metrics(&self) -> String {
+        let (status, text) = http_get(self, "/metrics", Some(&token(self)));
+        assert_eq!(status, 200, "GET /metrics: {text}");
+        text
+    }
+
     /// This node's QUIC address as peers dial it.
     pub fn quic_addr(&self) -> String {
         let status = self.status();
@@ -254,28 +262,6 @@ impl Node {
     /// Path of a file in the data directory.
     pub fn file(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
-    }
-
-    /// The body of `GET /metrics` from the control API (HTTP/1.0, so never chunked).
-    pub fn metrics(&self) -> String {
-        use std::io::Read;
-        let addr = std::fs::read_to_string(self.file("api.addr")).expect("api.addr");
-        let token = std::fs::read_to_string(self.file("api.token")).expect("api.token");
-        let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect to the API");
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        write!(
-            s,
-            "GET /metrics HTTP/1.0\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
-            addr.trim(),
-            token.trim()
-        )
-        .expect("send request");
-        let mut raw = String::new();
-        s.read_to_string(&mut raw).expect("read response");
-        raw.split_once("\r\n\r\n")
-            .map(|(_, body)| body.to_string())
-            .unwrap_or_default()
     }
 
     /// Frames handed to the `transport` (`quic`, `xmpp`, `mailto`) so far, by frame kind,
@@ -345,6 +331,84 @@ pub fn wait_until(secs: u64, what: &str, mut check: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(100));
     }
     eprintln!("waited {:.2} s for {what}", start.elapsed().as_secs_f64());
+}
+
+/// A plain HTTP/1.1 GET to the node's control API; `(status, body)`.
+pub fn http_get(node: &Node, path: &str, token: Option<&str>) -> (u16, String) {
+    let (status, _, body) = http_get_with_head(node, path, token);
+    (status, body)
+}
+
+/// Like [`http_get`], with the response head (status line and headers, lower-cased).
+pub fn http_get_with_head(node: &Node, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let addr = std::fs::read_to_string(node.file("api.addr")).expect("api.addr");
+    let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect to the API");
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
+        addr.trim()
+    )
+    .expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    // Small answers come in one chunk or with a length; undo chunking if present.
+    let head = head.to_ascii_lowercase();
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    (status, head, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The node's API token.
+pub fn token(node: &Node) -> String {
+    std::fs::read_to_string(node.file("api.token"))
+        .expect("api.token")
+        .trim()
+        .to_string()
+}
+
+/// The value of one exposition line `series value`, if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        l.strip_prefix(series)?
+            .strip_prefix(' ')?
+            .trim()
+            .parse()
+            .ok()
+    })
+}
+
+/// The sum of every series whose name and labels start with `prefix`.
+pub fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
 }
 
 /// A `[[peers]]` entry for `node`.
@@ -419,6 +483,21 @@ impl Prosody {
             out.status.success(),
             "prosody.sh failed: {}{}",
             String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stop it (as an operator's restart or a crash would); [`Prosody::restart`] brings it back.
+    pub fn stop(&self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/prosody-down.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .arg(self.dir.path())
+            .output()
+            .expect("run prosody-down.sh");
+        assert!(
+            out.status.success(),
+            "prosody-down.sh failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
