@@ -19,7 +19,7 @@ use super::{Command, Shared, now_ms};
 use crate::api::{Budget, PeerInfo, Status, TransportStatus};
 use crate::config::Config;
 use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState, Route};
-use crate::gateway::{self, Digests, Gateway, Request, Verdict};
+use crate::gateway::{self, Digests, Gateway, Request, Thread, Verdict};
 use crate::id::{Identity, PublicId, encode_hex};
 use crate::post::{Post, Topic};
 use crate::routes::{RecentIds, Routes};
@@ -133,6 +133,9 @@ pub(crate) struct Actor {
     frames_not_from_peer: u64,
     /// How often an owner's address is told its message was refused (forged mails).
     refusals: gateway::RefusalLimit,
+    /// Posts people are publishing through the gateway (person, topics, text): their own post
+    /// is not echoed to them as a followed topic's line before the "Posted" answer.
+    own_posts: Vec<(String, Vec<Topic>, String)>,
     /// Messages from people the gateway dropped without an answer, for the metrics.
     gateway_dropped: metrics::GatewayDropped,
     /// Peers' posts over `[limits] max_body`, refused.
@@ -211,6 +214,7 @@ impl Actor {
             digests: Digests::default(),
             frames_not_from_peer: 0,
             refusals: gateway::RefusalLimit::default(),
+            own_posts: Vec::new(),
             gateway_dropped: metrics::GatewayDropped::default(),
             oversize_posts: 0,
             unknown_authors: super::access::UnknownAuthors::new(
@@ -354,7 +358,7 @@ impl Actor {
     fn send_digests(&mut self, now: u64) {
         for mail in self.digests.take_due(now) {
             info!(to = %mail.to, "sending a digest");
-            self.send_human_titled(&mail.to, Some(mail.subject), mail.text);
+            self.send_human_titled(&mail.to, Some(mail.subject), mail.text, None);
         }
     }
 
@@ -589,8 +593,14 @@ impl Actor {
                 subject,
                 text,
                 auto_generated,
+                message_id,
+                too_large,
             } => {
-                self.on_human(from, subject.as_deref(), &text, auto_generated);
+                let thread = Thread {
+                    subject,
+                    message_id,
+                };
+                self.on_human(from, thread, &text, auto_generated, too_large);
             }
             TransportEvent::Up | TransportEvent::Down { .. } => {}
         }
@@ -613,7 +623,7 @@ impl Actor {
                     }
                 }
             }
-            Command::Reply { to, text } => self.send_human(&to, text),
+            Command::Reply { to, text, thread } => self.send_answer(&to, &thread, text),
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -677,8 +687,16 @@ impl Actor {
     }
 
     /// A message from a person: judge it, then answer or act.
-    fn on_human(&mut self, from: PeerAddr, subject: Option<&str>, text: &str, auto: bool) {
-        match self.gateway.judge(&from, subject, text, auto) {
+    fn on_human(
+        &mut self,
+        from: PeerAddr,
+        thread: Thread,
+        text: &str,
+        auto: bool,
+        too_large: Option<usize>,
+    ) {
+        let subject = thread.subject.as_deref();
+        match self.gateway.judge(&from, subject, text, auto, too_large) {
             Verdict::Ignore => {
                 self.gateway_dropped.machine += 1;
                 debug!(%from, "machine-generated message ignored");
@@ -691,7 +709,7 @@ impl Actor {
             Verdict::Refuse(answer) => {
                 if self.refusals.allow(&from, now_ms()) {
                     info!(from = %shown(from.as_str()), "refused: not an owner, or no proof");
-                    self.send_human(&from, answer);
+                    self.send_answer(&from, &thread, answer);
                 } else {
                     self.gateway_dropped.refusal_limited += 1;
                     debug!(from = %shown(from.as_str()), "refusal withheld (rate limit)");
@@ -699,15 +717,22 @@ impl Actor {
             }
             Verdict::Reply(answer) => {
                 info!(%from, owner = self.gateway.is_owner(&from), "gateway answered without acting");
-                self.send_human(&from, answer);
+                self.send_answer(&from, &thread, answer);
             }
-            Verdict::Command(req) => self.on_request(from, req),
+            Verdict::Command(req) => self.on_request(from, req, thread),
         }
     }
 
-    fn on_request(&mut self, from: PeerAddr, req: Request) {
+    fn on_request(&mut self, from: PeerAddr, req: Request, thread: Thread) {
         match req {
             Request::Post { topics, body } => {
+                // The person's own post is not sent back to them as a followed topic's line.
+                if self.own_posts.len() >= OWN_POSTS {
+                    // Refused posts never come back to remove their entry.
+                    self.own_posts.remove(0);
+                }
+                self.own_posts
+                    .push((gateway::person(&from), topics.clone(), body.clone()));
                 // Publishing waits for the durable flush: do it off the actor, answer after.
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
@@ -719,17 +744,16 @@ impl Actor {
                     };
                     let _ = shared
                         .commands
-                        .send(Command::Reply { to: from, text })
+                        .send(Command::Reply {
+                            to: from,
+                            text,
+                            thread,
+                        })
                         .await;
                 });
             }
-            Request::Feed { topic, limit } => {
-                let q = Query {
-                    topic,
-                    limit,
-                    ..Query::default()
-                };
-                let text = match self.shared.store.query(&q) {
+            Request::Feed { topics, limit } => {
+                let text = match self.feed(&topics, limit) {
                     Ok(posts) if posts.is_empty() => "No posts yet.".to_string(),
                     Ok(posts) => posts
                         .iter()
@@ -739,24 +763,47 @@ impl Actor {
                         .join("\n\n"),
                     Err(e) => format!("The store failed: {e}"),
                 };
-                self.send_human(&from, text);
+                self.send_answer(&from, &thread, text);
             }
-            Request::Follow(topic) => {
+            Request::Follow(topics) => {
                 let entry = self
                     .follows
                     .entry(gateway::person(&from))
                     .or_insert_with(|| (from.clone(), BTreeSet::new()));
                 entry.0 = from.clone();
-                entry.1.insert(topic.clone());
+                entry.1.extend(topics.iter().cloned());
                 self.save_follows();
-                self.send_human(&from, format!("You will receive new {topic} posts here."));
+                let text = format!("You will receive new {} posts here.", tag_list(&topics));
+                self.send_answer(&from, &thread, text);
             }
-            Request::Unfollow(topic) => {
-                if let Some(entry) = self.follows.get_mut(&gateway::person(&from)) {
-                    entry.1.remove(&topic);
+            Request::Unfollow(topics) => {
+                let mut stopped = Vec::new();
+                let mut never = Vec::new();
+                let entry = self.follows.get_mut(&gateway::person(&from));
+                let followed = entry.map(|e| &mut e.1);
+                let mut followed = followed;
+                for t in topics {
+                    if followed.as_mut().is_some_and(|f| f.remove(&t)) {
+                        stopped.push(t);
+                    } else {
+                        never.push(t);
+                    }
                 }
                 self.save_follows();
-                self.send_human(&from, format!("You will no longer receive {topic} posts."));
+                let mut lines = Vec::new();
+                if !stopped.is_empty() {
+                    lines.push(format!(
+                        "You will no longer receive {} posts.",
+                        tag_list(&stopped)
+                    ));
+                }
+                if !never.is_empty() {
+                    lines.push(format!(
+                        "You did not follow {}, so nothing changed for it.",
+                        tag_list(&never)
+                    ));
+                }
+                self.send_answer(&from, &thread, lines.join("\n"));
             }
             Request::Status => {
                 let s = self.status();
@@ -764,10 +811,33 @@ impl Actor {
                     "Relay {}: {} posts, {} peers ({} alive), up {} s.",
                     s.id, s.posts, s.peers, s.peers_alive, s.uptime_secs
                 );
-                self.send_human(&from, text);
+                self.send_answer(&from, &thread, text);
             }
-            Request::Help => self.send_human(&from, gateway::help()),
+            Request::Help => self.send_answer(&from, &thread, gateway::help()),
         }
+    }
+
+    /// The `limit` newest posts with any of `topics` (all posts when empty), newest first.
+    fn feed(&self, topics: &[Topic], limit: usize) -> Result<Vec<Post>, crate::store::StoreError> {
+        let query = |topic: Option<Topic>| Query {
+            topic,
+            limit,
+            ..Query::default()
+        };
+        if topics.is_empty() {
+            return self.shared.store.query(&query(None));
+        }
+        let mut posts: Vec<Post> = Vec::new();
+        for t in topics {
+            for p in self.shared.store.query(&query(Some(t.clone())))? {
+                if !posts.iter().any(|q| q.id() == p.id()) {
+                    posts.push(p);
+                }
+            }
+        }
+        posts.sort_by_key(|p| std::cmp::Reverse(p.timestamp()));
+        posts.truncate(limit);
+        Ok(posts)
     }
 
     fn save_follows(&self) {
@@ -795,9 +865,20 @@ impl Actor {
     /// Send a new post to every person following one of its topics: at once by chat, in the
     /// next digest by mail.
     fn tell_followers(&mut self, post: &Post) {
+        let author = self
+            .own_posts
+            .iter()
+            .position(|(_, topics, body)| {
+                body == post.body()
+                    && topics.iter().collect::<BTreeSet<_>>()
+                        == post.topics().iter().collect::<BTreeSet<_>>()
+            })
+            .map(|i| self.own_posts.remove(i).0);
         let to: Vec<PeerAddr> = self
             .follows
-            .values()
+            .iter()
+            .filter(|(who, _)| author.as_ref() != Some(*who))
+            .map(|(_, f)| f)
             .filter(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)))
             .map(|(addr, _)| addr.clone())
             .collect();
@@ -856,10 +937,23 @@ impl Actor {
 
     fn send_human(&mut self, to: &PeerAddr, text: String) {
         let subject = (to.scheme() == lakitu_transport::Scheme::Mail).then(|| "Lakitu".to_string());
-        self.send_human_titled(to, subject, text);
+        self.send_human_titled(to, subject, text, None);
     }
 
-    fn send_human_titled(&mut self, to: &PeerAddr, subject: Option<String>, text: String) {
+    /// Answer a person's message, threaded under it where the carrier threads.
+    fn send_answer(&mut self, to: &PeerAddr, thread: &Thread, text: String) {
+        let subject =
+            (to.scheme() == lakitu_transport::Scheme::Mail).then(|| thread.answer_subject());
+        self.send_human_titled(to, subject, text, thread.message_id.clone());
+    }
+
+    fn send_human_titled(
+        &mut self,
+        to: &PeerAddr,
+        subject: Option<String>,
+        text: String,
+        in_reply_to: Option<String>,
+    ) {
         let Some(transport) = self.transports.get(to.scheme()) else {
             debug!(%to, "no transport to answer a person on");
             return;
@@ -872,7 +966,11 @@ impl Actor {
         if let Err(e) = transport.send(
             SendId(self.next_send),
             to,
-            Outgoing::Human { subject, text },
+            Outgoing::Human {
+                subject,
+                text,
+                in_reply_to,
+            },
         ) {
             warn!(%to, error = %e, "cannot answer a person");
         }
@@ -993,3 +1091,16 @@ impl Actor {
             .collect()
     }
 }
+
+/// `#a`, `#a and #b`, `#a, #b and #c`.
+fn tag_list(topics: &[Topic]) -> String {
+    let tags: Vec<String> = topics.iter().map(ToString::to_string).collect();
+    match tags.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// Gateway posts in flight remembered, at most.
+const OWN_POSTS: usize = 64;

@@ -114,6 +114,8 @@ pub(crate) enum Command {
         to: PeerAddr,
         /// The text.
         text: String,
+        /// The message it answers.
+        thread: crate::gateway::Thread,
     },
 }
 

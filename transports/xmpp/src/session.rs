@@ -319,7 +319,7 @@ impl Session {
                         }
                     }
                 }
-                Outgoing::Human { subject, text } => {
+                Outgoing::Human { subject, text, .. } => {
                     message.bodies.insert(Lang::new(), text.clone());
                     if let Some(subject) = subject {
                         message.subjects.insert(Lang::new(), subject.clone());
@@ -561,6 +561,8 @@ impl Session {
             text,
             // Headlines are notifications by definition (XEP-0334 semantics aside).
             auto_generated: message.type_ == MessageType::Headline,
+            message_id: None,
+            too_large: None,
         })
         .await;
     }
