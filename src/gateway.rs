@@ -137,6 +137,14 @@ impl Gateway {
         }
     }
 
+    /// `text` without the mail secret, so an answer never repeats it (a subject quoted back).
+    pub fn hide_secret(&self, text: &str) -> String {
+        match self.mail_secret.as_deref().filter(|s| !s.is_empty()) {
+            Some(secret) if text.contains(secret) => without(text, secret),
+            _ => text.to_string(),
+        }
+    }
+
     /// True when `from` may command the relay.
     pub fn is_owner(&self, from: &PeerAddr) -> bool {
         self.owners.contains(&person(from))

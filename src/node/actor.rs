@@ -695,8 +695,15 @@ impl Actor {
         auto: bool,
         too_large: Option<usize>,
     ) {
-        let subject = thread.subject.as_deref();
-        match self.gateway.judge(&from, subject, text, auto, too_large) {
+        let verdict = self
+            .gateway
+            .judge(&from, thread.subject.as_deref(), text, auto, too_large);
+        // The answer quotes the subject back: never with the secret in it.
+        let thread = Thread {
+            subject: thread.subject.map(|s| self.gateway.hide_secret(&s)),
+            ..thread
+        };
+        match verdict {
             Verdict::Ignore => {
                 self.gateway_dropped.machine += 1;
                 debug!(%from, "machine-generated message ignored");
