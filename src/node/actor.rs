@@ -115,6 +115,8 @@ pub(crate) struct Actor {
     engine: Engine,
     transports: Running,
     started: Instant,
+    /// The status line last shown with the relay's chat presence.
+    presence: String,
     next_send: u64,
     pending: HashMap<SendId, (PublicId, PeerAddr)>,
     up: HashMap<&'static str, bool>,
@@ -202,6 +204,7 @@ impl Actor {
             engine,
             transports,
             started: Instant::now(),
+            presence: String::new(),
             next_send: 0,
             pending: HashMap::new(),
             up,
@@ -285,7 +288,10 @@ impl Actor {
                         }
                     }
                 }
-                () = sleep_until(tick_at) => self.engine_event(Event::Tick),
+                () = sleep_until(tick_at) => {
+                    self.engine_event(Event::Tick);
+                    self.update_presence();
+                }
                 () = async { sleep_until(flush_at.unwrap_or(tick_at)).await }, if flush_at.is_some() => self.flush(),
                 () = async { sleep_until(chores_at.unwrap_or(tick_at)).await }, if chores_at.is_some() => self.chores(),
                 () = &mut shutdown => {
@@ -347,6 +353,28 @@ impl Actor {
         };
         let wait = Duration::from_millis(at.saturating_sub(now_ms()));
         Some(TokioInstant::now() + wait)
+    }
+
+    /// Show the node's state as the status line of its chat presence, so an owner's roster
+    /// tells at a glance whether the relay is up and connected.
+    fn update_presence(&mut self) {
+        let Some(xmpp) = self.transports.xmpp.clone() else {
+            return;
+        };
+        let peers = self
+            .engine
+            .peers()
+            .filter(|p| self.shared.access.admits(&p.id))
+            .count();
+        let line = format!(
+            "Lakitu relay: {} posts, {} of {peers} peers reachable",
+            self.shared.store.post_count(),
+            self.engine.reachable_alive(),
+        );
+        if line != self.presence {
+            xmpp.set_status(&line);
+            self.presence = line;
+        }
     }
 
     fn chores(&mut self) {

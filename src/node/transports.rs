@@ -118,6 +118,15 @@ pub(crate) fn start(
         // The engine sizes frames by one limit for every carrier; XMPP chunks them below the
         // server's stanza limit, so it can carry the same frames as QUIC.
         xc.max_frame = config.limits.max_frame_bytes;
+        // Owners may add the relay to their roster; it answers and shows its state.
+        xc.contacts = config
+            .gateway
+            .owners
+            .iter()
+            .filter(|a| a.scheme() == Scheme::Xmpp)
+            .map(crate::gateway::person)
+            .map(|p| p.trim_start_matches("xmpp:").to_string())
+            .collect();
         let xmpp = XmppTransport::start(xc, events.clone()).map_err(|e| fail(e.to_string()))?;
         let xmpp = Arc::new(xmpp);
         running
