@@ -482,7 +482,7 @@ impl Session {
                     return;
                 };
                 let who = from.to_string().to_ascii_lowercase();
-                let contact = self.shared.config.contacts.iter().any(|c| *c == who);
+                let contact = self.shared.config.contacts.contains(&who);
                 tracing::info!(%from, contact, "presence subscription request");
                 if !contact {
                     let no = Presence::new(PresenceType::Unsubscribed).with_to(from);
@@ -623,6 +623,15 @@ fn stanza_size(m: &Message) -> usize {
     payload + bodies + STANZA_OVERHEAD
 }
 
+/// Available presence with `status` as its status line (none when empty).
+fn available(status: &str) -> Presence {
+    let mut p = Presence::available();
+    if !status.is_empty() {
+        p.set_status("", status);
+    }
+    p
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -646,13 +655,4 @@ mod tests {
             assert_eq!(p.admit(1 << 20, t0), None);
         }
     }
-}
-
-/// Available presence with `status` as its status line (none when empty).
-fn available(status: &str) -> Presence {
-    let mut p = Presence::available();
-    if !status.is_empty() {
-        p.set_status("", status);
-    }
-    p
 }
