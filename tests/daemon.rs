@@ -237,3 +237,20 @@ fn api_errors_are_json_for_unknown_routes_and_bodies_too_large() {
     assert!(!err["error"].as_str().unwrap().is_empty(), "{body}");
     node.stop();
 }
+
+#[test]
+fn a_second_run_on_the_same_directory_says_so_once() {
+    let mut node = Node::init("");
+    node.start();
+    let out = node.cli(&["run"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.contains("in use by another lakitu process") && last.contains("already running"),
+        "{err}"
+    );
+    assert_eq!(last.matches("in use").count(), 1, "said once: {last}");
+    assert!(!last.contains("Os {"), "no debug forms: {last}");
+    node.stop();
+}
