@@ -254,3 +254,34 @@ fn a_second_run_on_the_same_directory_says_so_once() {
     assert!(!last.contains("Os {"), "no debug forms: {last}");
     node.stop();
 }
+
+#[test]
+fn sighup_names_the_settings_that_need_a_restart_and_keeps_them() {
+    let mut node = Node::init("");
+    node.start();
+    let path = node.file("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let changed = text.replace(
+        "[api]\nlisten = \"127.0.0.1:0\"",
+        "[api]\nlisten = \"127.0.0.1:1\"",
+    );
+    assert_ne!(text, changed, "the test changes [api] listen");
+    std::fs::write(&path, changed).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    support::wait_until(20, "the reload's warning", || {
+        node.log().contains("only after a restart")
+    });
+    let log = node.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("only after a restart"))
+        .unwrap();
+    assert!(line.contains("[api]") && !line.contains("[quic]"), "{line}");
+    // The API still answers where it listened.
+    node.status();
+    node.stop();
+}

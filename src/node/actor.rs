@@ -676,6 +676,26 @@ impl Actor {
                 let _ = reply.send(known);
             }
             Command::Reload(config) => {
+                // Sections the running node cannot change: it keeps running with the old
+                // ones and says which need a restart, rather than pretending to apply them.
+                let mut config = config;
+                let old = &self.config;
+                let mut needs_restart = Vec::new();
+                macro_rules! keep {
+                    ($($section:ident),*) => {$(
+                        if config.$section != old.$section {
+                            needs_restart.push(concat!("[", stringify!($section), "]"));
+                            config.$section = old.$section.clone();
+                        }
+                    )*};
+                }
+                keep!(node, api, quic, xmpp, email, limits, gossip, gateway);
+                if !needs_restart.is_empty() {
+                    warn!(
+                        sections = needs_restart.join(" "),
+                        "these config sections changed but take effect only after a restart; the node keeps their running values"
+                    );
+                }
                 self.config = std::sync::Arc::new((*config).clone());
                 self.refresh_access();
                 self.unknown_authors
@@ -691,7 +711,8 @@ impl Actor {
                 // An author unmuted now is fetched again by the next reconciliation round.
                 self.muted = RecentIds::new(MUTED_IDS);
                 info!(
-                    peers = config.peers.len(),
+                    configured_peers = config.peers.len(),
+                    reachable_peers = self.engine.reachable_alive(),
                     routes = config.routes.len(),
                     "configuration reloaded"
                 );
