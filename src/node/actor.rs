@@ -117,6 +117,9 @@ pub(crate) struct Actor {
     started: Instant,
     /// The status line last shown with the relay's chat presence.
     presence: String,
+    /// Peers the operator removed while running: the engine keeps their records (the rest of
+    /// the network holds them too) but ignores them, so they are not listed as peers.
+    removed: BTreeSet<PublicId>,
     next_send: u64,
     pending: HashMap<SendId, (PublicId, PeerAddr)>,
     up: HashMap<&'static str, bool>,
@@ -205,6 +208,7 @@ impl Actor {
             transports,
             started: Instant::now(),
             presence: String::new(),
+            removed: BTreeSet::new(),
             next_send: 0,
             pending: HashMap::new(),
             up,
@@ -662,6 +666,7 @@ impl Actor {
                 let _ = reply.send(self.snapshot());
             }
             Command::AddPeer(id, addrs) => {
+                self.removed.remove(&id);
                 if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
                     warn!(error = %e, "cannot save peer");
                 }
@@ -670,6 +675,9 @@ impl Actor {
             }
             Command::RemovePeer(id, reply) => {
                 let known = self.engine.peer(&id).is_some();
+                if known {
+                    self.removed.insert(id);
+                }
                 let _ = self.shared.store.remove_peer(&id);
                 self.engine_event(Event::RemovePeer(id));
                 self.refresh_access();
@@ -701,6 +709,7 @@ impl Actor {
                 self.unknown_authors
                     .set_rate(config.access.unknown_authors_per_min);
                 for p in &config.peers {
+                    self.removed.remove(&p.id);
                     self.engine_event(Event::AddPeer {
                         id: p.id,
                         addrs: p.addresses.clone(),
@@ -1129,7 +1138,7 @@ impl Actor {
         let access = &self.shared.access;
         self.engine
             .peers()
-            .filter(|p| access.admits(&p.id))
+            .filter(|p| access.admits(&p.id) && !self.removed.contains(&p.id))
             .map(|p| PeerInfo {
                 reached: match &p.route {
                     Route::Direct(a) => a.to_string(),
