@@ -171,10 +171,7 @@ impl Store {
         let deadline = std::time::Instant::now() + wait;
         loop {
             match Store::open(dir) {
-                Err(StoreError::Sled(DbError(sled::Error::Io(e))))
-                    if e.to_string().contains("acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
+                Err(StoreError::InUse(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => return other,
@@ -637,7 +634,7 @@ mod tests {
         let first = Store::open(dir.path()).unwrap();
         let t = Instant::now();
         let held = Store::reopen(dir.path(), Duration::from_millis(200));
-        assert!(matches!(held, Err(StoreError::Sled(_))), "{held:?}");
+        assert!(matches!(held, Err(StoreError::InUse(_))), "{held:?}");
         assert!(t.elapsed() >= Duration::from_millis(200));
         let dropper = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));
