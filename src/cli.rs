@@ -65,7 +65,7 @@ enum Command {
         /// Topic tag (repeatable); a leading # is optional.
         #[arg(short, long = "topic", value_name = "TAG")]
         topics: Vec<String>,
-        /// The text of the post.
+        /// The text of the post; `-` reads it from stdin.
         #[arg(required = true, num_args = 1.., value_name = "TEXT")]
         text: Vec<String>,
         /// Print the stored post as JSON.
@@ -196,17 +196,37 @@ fn default_dir() -> PathBuf {
 struct Paths {
     dir: PathBuf,
     config: PathBuf,
+    /// The config file was named with `--config`: it must exist (only `init` creates it).
+    named: bool,
 }
 
 impl Paths {
     fn new(g: &Global) -> Self {
         let dir = g.dir.clone().unwrap_or_else(default_dir);
         let config = g.config.clone().unwrap_or_else(|| dir.join("config.toml"));
-        Paths { dir, config }
+        Paths {
+            dir,
+            config,
+            named: g.config.is_some(),
+        }
+    }
+
+    /// An error when a named config file does not exist: a mistyped path must not start a
+    /// node on defaults.
+    fn check_named(&self) -> Result<()> {
+        if self.named && !self.config.exists() {
+            bail!(
+                "the config file {} does not exist (`lakitu init --config {}` creates one)",
+                self.config.display(),
+                self.config.display()
+            );
+        }
+        Ok(())
     }
 
     /// The config file if there is one, else the embedded defaults for the data directory.
     fn load(&self) -> Result<Config> {
+        self.check_named()?;
         if self.config.exists() {
             Ok(Config::load(&self.config)?)
         } else {
@@ -322,6 +342,7 @@ impl std::io::Write for SafeLog {
 
 fn run(paths: &Paths) -> Result<()> {
     init_tracing();
+    paths.check_named()?;
     if !paths.config.exists() {
         tracing::info!(config = %paths.config.display(), "no config file: initialising with embedded defaults");
         init(paths, false)?;
@@ -365,7 +386,15 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
     let client = Client::for_data_dir(&config.node.data_dir, config.api.listen)?;
     match cmd {
         Command::Post { topics, text, json } => {
-            let body = text.join(" ");
+            let body = if text == ["-"] {
+                let mut body = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut body)
+                    .context("cannot read the post from stdin")?;
+                // The newline a shell or editor ends input with is not part of the post.
+                body.trim_end_matches(['\n', '\r']).to_string()
+            } else {
+                text.join(" ")
+            };
             let post: PostJson = client.post("/v1/posts", &NewPost { topics, body }).await?;
             if json {
                 println!("{}", json_shown(serde_json::to_string_pretty(&post)?));
@@ -380,6 +409,10 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             follow,
             json,
         } => {
+            let max = crate::api::server::MAX_FEED_LIMIT;
+            if limit == 0 || limit > max {
+                bail!("feed -n takes 1 to {max} posts, not {limit}");
+            }
             let mut query = Vec::new();
             if let Some(t) = &topic {
                 query.push(format!("topic={}", encode_component(t)));

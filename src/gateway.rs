@@ -5,8 +5,10 @@
 //! lines or mails. The node carries out the decisions.
 //!
 //! Commands (first word, case-insensitive; a leading `/` is allowed):
-//! `post #topic… text`, `feed [#topic] [N]`, `follow #topic`, `unfollow #topic`, `status`, `help`.
-//! By mail, the subject may hold the command (`post #rust`) and the body the text.
+//! `post #topic… text`, `feed [#topic…] [N]`, `follow #topic…`, `unfollow #topic…`, `status`,
+//! `help`. By mail, the subject may hold the command (`post #rust`) and the body the text; a
+//! reply (`Re:`, `Fwd:`, `AW:`…) whose subject is no command is read from its body, without the
+//! quoted mail and the signature.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, UNIX_EPOCH};
@@ -30,15 +32,15 @@ pub enum Request {
     },
     /// Show recent posts.
     Feed {
-        /// Only this tag.
-        topic: Option<Topic>,
+        /// Only these tags (any of them); all posts when empty.
+        topics: Vec<Topic>,
         /// How many.
         limit: usize,
     },
-    /// Receive new posts of a topic as messages.
-    Follow(Topic),
-    /// Stop receiving a topic.
-    Unfollow(Topic),
+    /// Receive new posts of these topics as messages.
+    Follow(Vec<Topic>),
+    /// Stop receiving these topics.
+    Unfollow(Vec<Topic>),
     /// The relay's state.
     Status,
     /// What the relay understands.
@@ -135,18 +137,28 @@ impl Gateway {
         }
     }
 
+    /// `text` without the mail secret, so an answer never repeats it (a subject quoted back).
+    pub fn hide_secret(&self, text: &str) -> String {
+        match self.mail_secret.as_deref().filter(|s| !s.is_empty()) {
+            Some(secret) if text.contains(secret) => without(text, secret),
+            _ => text.to_string(),
+        }
+    }
+
     /// True when `from` may command the relay.
     pub fn is_owner(&self, from: &PeerAddr) -> bool {
         self.owners.contains(&person(from))
     }
 
-    /// Decide what a message from a person means.
+    /// Decide what a message from a person means. `too_large` is the real size of a mail too
+    /// large to read whole.
     pub fn judge(
         &self,
         from: &PeerAddr,
         subject: Option<&str>,
         text: &str,
         auto_generated: bool,
+        too_large: Option<usize>,
     ) -> Verdict {
         if auto_generated {
             return Verdict::Ignore;
@@ -162,63 +174,234 @@ impl Gateway {
                 "Sorry, this is a personal Lakitu relay and only its owner can use it. Nothing was stored.".into(),
             );
         }
-        let mut subject = subject.unwrap_or("").trim().to_string();
+        if from.scheme() != Scheme::Mail {
+            return decide(parse(text));
+        }
+        if let Some(size) = too_large {
+            // Only the header was read: nothing proves the owner wrote it, so it is answered
+            // at the refusal rate.
+            return Verdict::Refuse(format!(
+                "Your mail of {size} bytes is too large for this relay to read, so nothing in it was done or stored. Send the command as plain text without attachments."
+            ));
+        }
+        let (mut subject, reply) = strip_reply_prefixes(subject.unwrap_or(""));
         let mut text = text.to_string();
-        if from.scheme() == Scheme::Mail {
-            if let Some(secret) = &self.mail_secret {
-                // The proof may stand in the subject or on a line of the body; it is removed
-                // before the command is read so it never ends up in a post.
-                let in_subject = subject.contains(secret.as_str());
-                let in_body = text.lines().any(|l| l.trim() == secret.as_str());
-                if !in_subject && !in_body {
-                    return Verdict::Refuse(
-                        "Refused: this mail does not carry the relay's secret, so it cannot prove it comes from the owner. Nothing was stored.".into(),
-                    );
-                }
-                subject = subject.replace(secret.as_str(), "").trim().to_string();
-                text = text
-                    .lines()
-                    .filter(|l| l.trim() != secret.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n");
-            }
-            // Strip quoted replies and signatures a mail client adds.
-            text = strip_mail_noise(&text);
-            if !subject.is_empty() {
-                text = format!("{subject}\n{text}");
-            }
+        let mut proven = true;
+        if let Some(secret) = self.mail_secret.as_deref().filter(|s| !s.is_empty()) {
+            // The proof may stand anywhere in the subject or the body; it is removed before
+            // the command is read so it never ends up in a post.
+            proven = subject.contains(secret) || text.contains(secret);
+            subject = without(&subject, secret);
+            text = text
+                .lines()
+                .map(|l| {
+                    if l.contains(secret) {
+                        without(l, secret)
+                    } else {
+                        l.to_string()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
         }
-        match parse(&text) {
-            Ok(Request::Help) => Verdict::Reply(help()),
-            Ok(req) => Verdict::Command(req),
-            Err(e) => Verdict::Reply(format!("{e}\n\n{}", help())),
+        let body = strip_mail_noise(&text);
+        let text = match (is_command(&subject), is_command(&body)) {
+            // A reply's subject repeats the mail it answers; the person's new text decides.
+            (true, true) if reply => body,
+            (true, _) => format!("{subject}\n{body}"),
+            // A subject alone is what the person asked, even when it is no command.
+            (false, _) if body.is_empty() && !reply => subject,
+            _ => body,
+        };
+        let parsed = parse(&text);
+        if !proven {
+            if parsed == Ok(Request::Help) {
+                return Verdict::Refuse(format!("{}\n\n{SECRET_HINT}", help()));
+            }
+            return Verdict::Refuse(format!(
+                "Refused: this mail does not carry the relay's secret, so it cannot prove it comes from the owner. {SECRET_HINT} Nothing was stored."
+            ));
         }
+        decide(parsed)
     }
 }
 
-/// Drop quoted lines (`>`) and everything after a signature separator (`-- `).
-fn strip_mail_noise(text: &str) -> String {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        if line == "-- " || line == "--" {
+/// Where the mail secret goes, for refusals.
+const SECRET_HINT: &str = "Put the secret (`mail_secret` in the relay's [gateway] config) anywhere in the subject or the text of each command mail; it is never posted.";
+
+/// The verdict on a parsed command: act, or answer with the help or a one-line error.
+fn decide(parsed: Result<Request, String>) -> Verdict {
+    match parsed {
+        Ok(Request::Help) => Verdict::Reply(help()),
+        Ok(req) => Verdict::Command(req),
+        Err(e) => Verdict::Reply(format!("{e} Send `help` for the commands.")),
+    }
+}
+
+/// `text` without `secret`, spaces tidied where it stood.
+fn without(text: &str, secret: &str) -> String {
+    text.replace(secret, " ")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Subject prefixes mail clients add when replying or forwarding, lowercase, in several
+/// languages (Re, Fwd; German AW/WG, Nordic SV/VS, Dutch Antw, French TR, Spanish RV…).
+const REPLY_PREFIXES: &[&str] = &[
+    "re", "fw", "fwd", "aw", "wg", "sv", "vs", "antw", "tr", "rv", "ref", "odp", "res", "enc",
+];
+
+/// The subject without its reply/forward prefixes (`Re: Fwd: AW[2]: x` → `x`), and whether
+/// it had any.
+pub fn strip_reply_prefixes(subject: &str) -> (String, bool) {
+    let mut s = subject.trim();
+    let mut had = false;
+    while let Some((head, rest)) = s.split_once(':') {
+        // `Re[2]` and `Re(2)` count replies.
+        let word = head
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || matches!(c, '[' | ']' | '(' | ')'));
+        if !REPLY_PREFIXES.contains(&word.to_ascii_lowercase().as_str()) {
             break;
         }
-        if line.trim_start().starts_with('>') {
+        had = true;
+        s = rest.trim_start();
+    }
+    (s.to_string(), had)
+}
+
+/// True when `text` starts with a command word.
+fn is_command(text: &str) -> bool {
+    let word = text.split_whitespace().next().unwrap_or("");
+    let word = word.trim_start_matches(['/', '`']).to_ascii_lowercase();
+    matches!(
+        word.trim_end_matches('`'),
+        "post" | "feed" | "follow" | "unfollow" | "status" | "help" | "?"
+    )
+}
+
+/// True for the line a mail client writes above a quoted mail ("On Mon, Ann wrote:", and its
+/// German, French, Spanish and Nordic forms).
+fn is_attribution(line: &str) -> bool {
+    let l = line.trim().to_lowercase();
+    l.ends_with(':')
+        && [
+            "wrote",
+            "schrieb",
+            "a écrit",
+            "escribió",
+            "skrev",
+            "scritto",
+            "schreef",
+        ]
+        .iter()
+        .any(|w| l.contains(w))
+}
+
+/// Lines a signature separator may stand above, at most: further up it is text.
+const SIGNATURE_LINES: usize = 12;
+
+/// The person's own text of a mail: without quote blocks that follow an "On … wrote:" line
+/// or end the mail (with that line), a forwarded mail's header block, and a signature under
+/// a `-- ` line near the end. A `>` line inside the text stays.
+pub fn strip_mail_noise(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let quoted = |l: &str| l.trim_start().starts_with('>');
+    let mut keep = vec![true; lines.len()];
+    let mut i = 0;
+    while i < lines.len() {
+        if is_attribution(lines[i]) {
+            // Gmail folds a long attribution: "On …, Ann <ann@x" / "> wrote:".
+            let mut start = i;
+            if i > 0
+                && lines[i - 1].trim_start().starts_with("On ")
+                && !lines[i].trim_start().starts_with("On ")
+            {
+                start = i - 1;
+            }
+            let mut j = i + 1;
+            while j < lines.len() && lines[j].trim().is_empty() {
+                j += 1;
+            }
+            if j < lines.len() && quoted(lines[j]) {
+                while j < lines.len() && (quoted(lines[j]) || lines[j].trim().is_empty()) {
+                    j += 1;
+                }
+                keep[start..j].iter_mut().for_each(|k| *k = false);
+                i = j;
+                continue;
+            }
+            if j == lines.len() {
+                // The quote was cut away already (HTML quotes, or an empty reply).
+                keep[start..j].iter_mut().for_each(|k| *k = false);
+            }
+        }
+        let l = lines[i]
+            .trim()
+            .trim_matches('-')
+            .trim()
+            .to_ascii_lowercase();
+        if matches!(
+            l.as_str(),
+            "forwarded message" | "original message" | "begin forwarded message:"
+        ) {
+            // The forwarded mail's own header lines up to the first blank line.
+            keep[i] = false;
+            let mut j = i + 1;
+            while j < lines.len() && !lines[j].trim().is_empty() && lines[j].contains(':') {
+                keep[j] = false;
+                j += 1;
+            }
+            i = j;
             continue;
         }
-        out.push(line);
+        i += 1;
     }
-    out.join("\n").trim().to_string()
+    // A quote block that ends the mail.
+    let mut end = lines.len();
+    while end > 0 && (quoted(lines[end - 1]) || lines[end - 1].trim().is_empty()) {
+        end -= 1;
+    }
+    let kept: Vec<&str> = lines[..end]
+        .iter()
+        .zip(&keep)
+        .filter(|(_, k)| **k)
+        .map(|(l, _)| *l)
+        .collect();
+    let sig = kept
+        .iter()
+        .rposition(|l| l.trim_end() == "--")
+        .filter(|at| kept.len() - at <= SIGNATURE_LINES + 1);
+    kept[..sig.unwrap_or(kept.len())]
+        .join("\n")
+        .trim()
+        .to_string()
 }
 
 /// Parse one command.
 pub fn parse(text: &str) -> Result<Request, String> {
     let text = text.trim();
     let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
-    let word = word.trim_start_matches('/').to_ascii_lowercase();
+    let word = word
+        .trim_start_matches(['/', '`'])
+        .trim_end_matches('`')
+        .to_ascii_lowercase();
     let rest = rest.trim();
+    // People punctuate: `#rust,` and `#rust.` name the tag #rust.
     let topic_arg = |s: &str| -> Result<Topic, String> {
-        Topic::new(s).map_err(|e| format!("{s:?} is not a topic: {e}"))
+        let tag = s.trim_end_matches([',', ';', ':', '.', '!', '?', '`']);
+        Topic::new(tag).map_err(|e| format!("{tag:?} is not a topic: {e}."))
+    };
+    let topics_arg = |s: &str| -> Result<Vec<Topic>, String> {
+        let mut topics = Vec::new();
+        for w in s.split_whitespace().filter(|w| *w != ",") {
+            let t = topic_arg(w)?;
+            if !topics.contains(&t) {
+                topics.push(t);
+            }
+        }
+        Ok(topics)
     };
     match word.as_str() {
         "post" => {
@@ -231,7 +414,7 @@ pub fn parse(text: &str) -> Result<Request, String> {
                 .filter(|w| w.starts_with('#'))
             {
                 topics.push(topic_arg(tag)?);
-                body = body[body.find(tag).map_or(0, |i| i + tag.len())..].trim_start();
+                body = body[tag.len()..].trim_start();
             }
             if body.is_empty() {
                 return Err("post needs some text: post #topic your text".into());
@@ -242,25 +425,58 @@ pub fn parse(text: &str) -> Result<Request, String> {
             })
         }
         "feed" => {
-            let mut topic = None;
+            let mut topics = Vec::new();
             let mut limit = 5;
             for arg in rest.split_whitespace() {
                 if let Ok(n) = arg.parse::<usize>() {
-                    limit = n.clamp(1, MAX_FEED);
+                    if n == 0 || n > MAX_FEED {
+                        return Err(format!(
+                            "feed shows 1 to {MAX_FEED} posts, not {n}: feed #topic 10."
+                        ));
+                    }
+                    limit = n;
                 } else {
-                    topic = Some(topic_arg(arg)?);
+                    let t = topic_arg(arg)?;
+                    if !topics.contains(&t) {
+                        topics.push(t);
+                    }
                 }
             }
-            Ok(Request::Feed { topic, limit })
+            Ok(Request::Feed { topics, limit })
         }
         "follow" | "unfollow" if rest.is_empty() => {
-            Err(format!("{word} needs a topic: {word} #topic"))
+            Err(format!("{word} needs a topic: {word} #topic."))
         }
-        "follow" => Ok(Request::Follow(topic_arg(rest)?)),
-        "unfollow" => Ok(Request::Unfollow(topic_arg(rest)?)),
+        "follow" => Ok(Request::Follow(topics_arg(rest)?)),
+        "unfollow" => Ok(Request::Unfollow(topics_arg(rest)?)),
         "status" => Ok(Request::Status),
         "help" | "?" | "" => Ok(Request::Help),
         other => Err(format!("I do not know the command {other:?}.")),
+    }
+}
+
+/// What an answer needs to thread under the message it answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Thread {
+    /// The person's subject, where the carrier has one.
+    pub subject: Option<String>,
+    /// The carrier's id of the person's message (a mail's Message-ID).
+    pub message_id: Option<String>,
+}
+
+impl Thread {
+    /// The answer's subject: `Re: ` and the person's subject (no second `Re:`), or `Lakitu`.
+    pub fn answer_subject(&self) -> String {
+        let theirs = self.subject.as_deref().unwrap_or("").trim();
+        if theirs.is_empty() {
+            return "Lakitu".into();
+        }
+        match strip_reply_prefixes(theirs) {
+            (rest, true) if theirs.to_ascii_lowercase().starts_with("re:") => {
+                format!("Re: {rest}")
+            }
+            _ => format!("Re: {theirs}"),
+        }
     }
 }
 
@@ -269,9 +485,9 @@ pub fn help() -> String {
     [
         "Commands:",
         "  post #topic … your text   publish a post signed by this relay",
-        "  feed [#topic] [N]         the N newest posts (default 5)",
-        "  follow #topic             get new posts of a topic as messages",
-        "  unfollow #topic           stop that",
+        "  feed [#topic…] [N]        the N newest posts (default 5, at most 20)",
+        "  follow #topic…            get new posts of these topics as messages",
+        "  unfollow #topic…          stop that",
         "  status                    the relay's state",
         "  help                      this text",
     ]
@@ -422,6 +638,7 @@ mod tests {
             None,
             "post #Rust #gossip hello there",
             false,
+            None,
         );
         let Verdict::Command(Request::Post { topics, body }) = v else {
             panic!("{v:?}")
@@ -434,13 +651,13 @@ mod tests {
         assert_eq!(
             parse("feed #rust 3").unwrap(),
             Request::Feed {
-                topic: Some(Topic::new("rust").unwrap()),
+                topics: vec![Topic::new("rust").unwrap()],
                 limit: 3
             }
         );
         assert_eq!(
             parse("/follow #a").unwrap(),
-            Request::Follow(Topic::new("a").unwrap())
+            Request::Follow(vec![Topic::new("a").unwrap()])
         );
         assert_eq!(parse("STATUS").unwrap(), Request::Status);
         assert!(parse("post #rust").is_err());
@@ -450,14 +667,26 @@ mod tests {
 
     #[test]
     fn mail_strangers_get_no_answer_chat_strangers_a_refusal_and_machines_nothing() {
-        let v = gw(None).judge(&addr("mailto:eve@example.org"), None, "post hi", false);
+        let v = gw(None).judge(
+            &addr("mailto:eve@example.org"),
+            None,
+            "post hi",
+            false,
+            None,
+        );
         assert_eq!(v, Verdict::Stranger);
-        let v = gw(None).judge(&addr("xmpp:eve@example.org"), None, "post hi", false);
+        let v = gw(None).judge(&addr("xmpp:eve@example.org"), None, "post hi", false, None);
         assert!(
             matches!(v, Verdict::Refuse(ref t) if t.contains("only its owner")),
             "{v:?}"
         );
-        let v = gw(None).judge(&addr("mailto:me@example.org"), Some("post"), "hi", true);
+        let v = gw(None).judge(
+            &addr("mailto:me@example.org"),
+            Some("post"),
+            "hi",
+            true,
+            None,
+        );
         assert_eq!(v, Verdict::Ignore);
     }
 
@@ -475,7 +704,7 @@ mod tests {
     fn mail_commands_need_the_secret_which_never_reaches_the_post() {
         let g = gw(Some("s3cret-token"));
         let me = addr("mailto:me@example.org");
-        let v = g.judge(&me, Some("post #rust"), "hello by mail\n", false);
+        let v = g.judge(&me, Some("post #rust"), "hello by mail\n", false, None);
         assert!(
             matches!(v, Verdict::Refuse(ref t) if t.contains("secret")),
             "{v:?}"
@@ -485,6 +714,7 @@ mod tests {
             Some("post #rust s3cret-token"),
             "hello by mail\n\n-- \nMe\n> quoted",
             false,
+            None,
         );
         assert_eq!(
             v,
@@ -493,13 +723,204 @@ mod tests {
                 body: "hello by mail".into()
             })
         );
-        let v = g.judge(&me, Some("post #rust"), "s3cret-token\nhello again", false);
+        let v = g.judge(
+            &me,
+            Some("post #rust"),
+            "s3cret-token\nhello again",
+            false,
+            None,
+        );
         assert_eq!(
             v,
             Verdict::Command(Request::Post {
                 topics: vec![Topic::new("rust").unwrap()],
                 body: "hello again".into()
             })
+        );
+    }
+
+    fn post(topics: &[&str], body: &str) -> Verdict {
+        Verdict::Command(Request::Post {
+            topics: topics.iter().map(|t| Topic::new(t).unwrap()).collect(),
+            body: body.into(),
+        })
+    }
+
+    #[test]
+    fn replies_and_forwards_are_understood_in_several_languages() {
+        let g = gw(Some("s3cret"));
+        let me = addr("mailto:me@example.org");
+        for subject in [
+            "Re: Lakitu",
+            "RE: Lakitu",
+            "AW: Lakitu",
+            "SV: Lakitu",
+            "Re[2]: Lakitu",
+        ] {
+            let v = g.judge(
+                &me,
+                Some(subject),
+                "unfollow #news s3cret\n\nOn Sun, 6 Dec 2026 at 23:00, Relay <r@example.org> wrote:\n> You will receive new #news posts here.\n",
+                false,
+                None,
+            );
+            assert_eq!(
+                v,
+                Verdict::Command(Request::Unfollow(vec![Topic::new("news").unwrap()])),
+                "{subject}"
+            );
+        }
+        // Replying to a digest: the footer says what to send.
+        let v = g.judge(
+            &me,
+            Some("Re: Lakitu digest: 2 new posts in #news"),
+            "s3cret unfollow #news\n\nAm So., 6. Dez. 2026 um 23:00 schrieb Relay <r@example.org>:\n> a · b · #news\n> text\n> -- \n> Send `unfollow #topic` to stop these mails.\n",
+            false,
+            None,
+        );
+        assert_eq!(
+            v,
+            Verdict::Command(Request::Unfollow(vec![Topic::new("news").unwrap()]))
+        );
+        // A subject command stays a command under Re:/Fwd: when the body is the text.
+        let v = g.judge(
+            &me,
+            Some("Re: post #mail"),
+            "s3cret\nhello again",
+            false,
+            None,
+        );
+        assert_eq!(v, post(&["mail"], "hello again"));
+        let v = g.judge(
+            &me,
+            Some("Fwd: post #strip s3cret"),
+            "Worth reading:\n\n---------- Forwarded message ---------\nFrom: Ann <ann@example.org>\nDate: Sun, 6 Dec 2026\nSubject: news\nTo: me@example.org\n\nThe forwarded text.",
+            false,
+            None,
+        );
+        assert_eq!(
+            v,
+            post(&["strip"], "Worth reading:\n\n\nThe forwarded text.")
+        );
+        assert_eq!(
+            strip_reply_prefixes("Fwd: Re: AW: x: y"),
+            ("x: y".into(), true)
+        );
+        assert_eq!(strip_reply_prefixes("post #a"), ("post #a".into(), false));
+    }
+
+    #[test]
+    fn answers_thread_with_one_re() {
+        let t = |s: Option<&str>| Thread {
+            subject: s.map(String::from),
+            message_id: None,
+        };
+        assert_eq!(t(None).answer_subject(), "Lakitu");
+        assert_eq!(t(Some("post #rust")).answer_subject(), "Re: post #rust");
+        assert_eq!(t(Some("Re: Lakitu")).answer_subject(), "Re: Lakitu");
+        assert_eq!(t(Some("RE: Re: Lakitu")).answer_subject(), "Re: Lakitu");
+        assert_eq!(t(Some("Fwd: x")).answer_subject(), "Re: Fwd: x");
+    }
+
+    #[test]
+    fn only_real_quotes_and_signatures_are_stripped() {
+        // A `>` line inside the text is the person's text.
+        assert_eq!(
+            strip_mail_noise("a > b\n> not a quote\nend"),
+            "a > b\n> not a quote\nend"
+        );
+        // A `--` line far from the end is text; one near the end starts a signature, with
+        // or without its trailing space.
+        let long: String = (0..20).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(
+            strip_mail_noise(&format!("a\n--\n{long}")),
+            format!("a\n--\n{long}").trim()
+        );
+        assert_eq!(strip_mail_noise("text\n--\nDave\nphone"), "text");
+        assert_eq!(strip_mail_noise("text\n-- \nDave"), "text");
+        // The attribution line goes with its quote, top-posted or at the end.
+        assert_eq!(
+            strip_mail_noise("my reply\n\nOn Mon, Ann <a@x> wrote:\n> q1\n>\n> q2\n"),
+            "my reply"
+        );
+        assert_eq!(
+            strip_mail_noise(
+                "my reply\nOn Mon, 7 Dec 2026 at 10:00, Ann <\na@x> wrote:\n\n> q\n-- \nsig"
+            ),
+            "my reply"
+        );
+        assert_eq!(strip_mail_noise("text\n> trailing quote\n> more"), "text");
+    }
+
+    #[test]
+    fn refusals_say_where_the_secret_goes_and_help_answers_without_it() {
+        let g = gw(Some("s3cret"));
+        let me = addr("mailto:me@example.org");
+        let v = g.judge(&me, Some("post #a"), "hi", false, None);
+        assert!(
+            matches!(&v, Verdict::Refuse(t) if t.contains("mail_secret") && t.contains("subject or the text")),
+            "{v:?}"
+        );
+        let v = g.judge(&me, Some("help"), "", false, None);
+        assert!(
+            matches!(&v, Verdict::Refuse(t) if t.starts_with("Commands:") && t.contains("mail_secret")),
+            "{v:?}"
+        );
+        // The secret inside a sentence is proof, and is not posted.
+        let v = g.judge(
+            &me,
+            Some("post #a"),
+            "hello, my secret is s3cret and more",
+            false,
+            None,
+        );
+        assert_eq!(v, post(&["a"], "hello, my secret is and more"));
+        // A parse error is one line and points at help.
+        let v = g.judge(&me, Some("dance s3cret"), "", false, None);
+        assert_eq!(
+            v,
+            Verdict::Reply(
+                "I do not know the command \"dance\". Send `help` for the commands.".into()
+            )
+        );
+        let v = g.judge(&me, Some("post #a"), "", false, Some(3_145_728));
+        assert!(
+            matches!(&v, Verdict::Refuse(t) if t.contains("3145728 bytes")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn commands_as_people_type_them() {
+        let rust = Topic::new("rust").unwrap();
+        let gossip = Topic::new("gossip").unwrap();
+        assert_eq!(
+            parse("post #rust, comma after tag").unwrap(),
+            Request::Post {
+                topics: vec![rust.clone()],
+                body: "comma after tag".into()
+            }
+        );
+        assert_eq!(
+            parse("follow #rust #gossip").unwrap(),
+            Request::Follow(vec![rust.clone(), gossip.clone()])
+        );
+        assert_eq!(
+            parse("unfollow #rust, #gossip").unwrap(),
+            Request::Unfollow(vec![rust.clone(), gossip.clone()])
+        );
+        assert_eq!(
+            parse("feed #rust #gossip").unwrap(),
+            Request::Feed {
+                topics: vec![rust, gossip],
+                limit: 5
+            }
+        );
+        assert!(parse("feed 0").unwrap_err().contains("1 to 20"));
+        assert!(parse("feed 500").unwrap_err().contains("1 to 20"));
+        assert_eq!(
+            parse("`unfollow #x`").unwrap(),
+            Request::Unfollow(vec![Topic::new("x").unwrap()])
         );
     }
 

@@ -66,8 +66,9 @@ fn export_from_one_node_and_import_into_another_gives_the_same_feed() {
     let file = b.file("in.jsonl");
     std::fs::write(&file, text.join("\n") + "\n").unwrap();
     let out = b.cli(&["import", file.to_str().unwrap()]);
+    // Rejected lines make the exit status fail, so scripts notice; the valid lines are in.
     assert!(
-        out.status.success(),
+        !out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
@@ -80,6 +81,7 @@ fn export_from_one_node_and_import_into_another_gives_the_same_feed() {
         "{stdout}"
     );
     assert!(stderr.contains("in.jsonl:5: rejected: post id"), "{stderr}");
+    assert!(stderr.contains("2 lines of"), "{stderr}");
     assert!(
         stderr.contains("in.jsonl:8: rejected: not a post"),
         "{stderr}"
@@ -115,6 +117,60 @@ fn export_from_one_node_and_import_into_another_gives_the_same_feed() {
         "{err}"
     );
     b.stop();
+}
+
+#[test]
+fn export_by_topic_with_the_daemon_running_post_from_stdin_and_clear_limits() {
+    let mut a = Node::init("");
+    a.start();
+    a.ok(&["post", "-t", "hello", "tagged hello"]);
+    a.ok(&["post", "-t", "other", "not this one"]);
+    // `#` or not, through the running daemon's API.
+    for topic in ["hello", "#hello"] {
+        let out = a.ok(&["export", "--topic", topic, "-"]);
+        assert_eq!(out.lines().count(), 1, "{topic}: {out}");
+        assert!(out.contains("tagged hello"), "{out}");
+    }
+    // `post -` reads the text from stdin.
+    let mut child = std::process::Command::new(support::bin())
+        .arg("--dir")
+        .arg(a.path())
+        .args(["post", "-t", "stdin", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"first line\nsecond line\n")
+        .unwrap();
+    assert!(child.wait_with_output().unwrap().status.success());
+    let posts: Vec<PostJson> =
+        serde_json::from_str(&a.ok(&["feed", "--json", "--topic", "stdin"])).unwrap();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].body, "first line\nsecond line");
+    // Over the cap is an error that says the cap, not a silent cut.
+    let out = a.cli(&["feed", "-n", "5000"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 to 1000"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    a.stop();
+    // A mistyped --config is an error, and nothing is created.
+    let missing = a.file("no-such-config.toml");
+    let out = a.cli(&["--config", missing.to_str().unwrap(), "run"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("does not exist") && err.contains("init"),
+        "{err}"
+    );
+    assert!(!missing.exists(), "a mistyped path is not created");
 }
 
 #[test]

@@ -205,6 +205,11 @@ fn peers_are_added_removed_and_reloaded_while_running() {
     // `peer remove` makes the node stop talking to the peer.
     let out = a.ok(&["peer", "remove", &b.id()]);
     assert!(out.contains("removed"), "{out}");
+    assert!(
+        a.peers().iter().all(|p| p["id"] != b.id().as_str()),
+        "a removed peer is no longer listed: {:?}",
+        a.peers()
+    );
     let bad = a.cli(&["peer", "remove", &"a".repeat(52)]);
     assert!(!bad.status.success(), "removing an unknown peer must fail");
     let bad = a.cli(&["peer", "add", "quic://127.0.0.1:1#notakey"]);

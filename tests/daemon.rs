@@ -184,3 +184,104 @@ fn broken_config_names_file_line_and_key() {
     assert!(err.contains(&format!("config.toml:{line}")), "{err}");
     assert!(err.contains("limits.max_body"), "{err}");
 }
+
+/// One HTTP/1.1 request to the node's API with its token; `(status, head, body)`.
+fn http(node: &Node, method: &str, path: &str, body: &[u8]) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let addr = std::fs::read_to_string(node.file("api.addr")).expect("api.addr");
+    let token = std::fs::read_to_string(node.file("api.token")).expect("api.token");
+    let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect to the API");
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        addr.trim(),
+        token.trim(),
+        body.len()
+    )
+    .unwrap();
+    // The server may answer before reading a large body and close: that is fine.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    (status, head.to_ascii_lowercase(), body.to_string())
+}
+
+#[test]
+fn api_errors_are_json_for_unknown_routes_and_bodies_too_large() {
+    let mut node = Node::init("");
+    node.start();
+    let (status, head, body) = http(&node, "GET", "/v1/nothing-here", b"");
+    assert_eq!(status, 404);
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let err: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(
+        err["error"].as_str().unwrap().contains("/v1/nothing-here"),
+        "{body}"
+    );
+
+    let big = vec![b'x'; 4 << 20];
+    let (status, head, body) = http(&node, "POST", "/v1/posts", &big);
+    assert_eq!(status, 413, "{body}");
+    assert!(head.contains("content-type: application/json"), "{head}");
+    let err: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert!(!err["error"].as_str().unwrap().is_empty(), "{body}");
+    node.stop();
+}
+
+#[test]
+fn a_second_run_on_the_same_directory_says_so_once() {
+    let mut node = Node::init("");
+    node.start();
+    let out = node.cli(&["run"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let last = err.lines().last().unwrap_or("");
+    assert!(
+        last.contains("in use by another lakitu process") && last.contains("already running"),
+        "{err}"
+    );
+    assert_eq!(last.matches("in use").count(), 1, "said once: {last}");
+    assert!(!last.contains("Os {"), "no debug forms: {last}");
+    node.stop();
+}
+
+#[test]
+fn sighup_names_the_settings_that_need_a_restart_and_keeps_them() {
+    let mut node = Node::init("");
+    node.start();
+    let path = node.file("config.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let changed = text.replace(
+        "[api]\nlisten = \"127.0.0.1:0\"",
+        "[api]\nlisten = \"127.0.0.1:1\"",
+    );
+    assert_ne!(text, changed, "the test changes [api] listen");
+    std::fs::write(&path, changed).unwrap();
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &node.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    support::wait_until(20, "the reload's warning", || {
+        node.log().contains("only after a restart")
+    });
+    let log = node.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("only after a restart"))
+        .unwrap();
+    assert!(line.contains("[api]") && !line.contains("[quic]"), "{line}");
+    // The API still answers where it listened.
+    node.status();
+    node.stop();
+}

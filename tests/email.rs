@@ -771,3 +771,91 @@ fn a_bridge_forwards_a_burst_of_posts_onto_its_mail_hop_many_to_a_mail_within_th
         n.stop();
     }
 }
+
+#[test]
+fn a_person_replies_to_answers_and_digests_writes_html_and_sends_a_large_mail() {
+    let mail = Mail::start();
+    let secret = "proof-5e1d20";
+    let mut relay = Node::init_with(&format!(
+        "{}\n{FAST}\n[gateway]\nowners = [\"mailto:dave@example.test\"]\nmail_secret = \"{secret}\"\ndigest_secs = 2\n",
+        mail.node_config("carol")
+    ));
+    relay.start();
+    let text = |v: &serde_json::Value| v["text"].as_str().unwrap_or("").to_string();
+
+    // A person who forgot the rules asks, without the secret, and learns where it goes.
+    let help = person(&mail, &["help"]);
+    assert!(
+        text(&help).contains("mail_secret") && help["threaded"] == true,
+        "{help}"
+    );
+    assert_eq!(help["subject"], "Re: help", "{help}");
+
+    // Answers thread under the person's mail, the secret left out of the subject.
+    let posted = person(&mail, &["post", secret, "hello before replying"]);
+    assert_eq!(posted["subject"], "Re: post #byperson", "{posted}");
+
+    // Pressing Reply on an answer: the subject is "Re: …", the command is in the body.
+    let follow = person(
+        &mail,
+        &[
+            "reply-to",
+            "Re: post #byperson",
+            secret,
+            "follow #replied",
+            "You will receive",
+        ],
+    );
+    assert!(follow["threaded"] == true, "{follow}");
+    assert_eq!(follow["subject"], "Re: post #byperson", "{follow}");
+
+    // Pressing Reply on a digest does what its footer says.
+    relay.ok(&["post", "-t", "replied", "news for the replier"]);
+    person(&mail, &["digest", "news for the replier"]);
+    let unfollow = person(
+        &mail,
+        &[
+            "reply-to",
+            "Lakitu digest",
+            secret,
+            "unfollow #replied",
+            "no longer receive",
+        ],
+    );
+    assert!(unfollow["threaded"] == true, "{unfollow}");
+    assert!(
+        unfollow["subject"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Re: Lakitu digest"),
+        "{unfollow}"
+    );
+
+    // HTML-only mail laid out with <div> lines, as Gmail and Outlook write it.
+    for (client, lines) in [
+        ("gmail", "gmail line one|gmail line two"),
+        ("outlook", "outlook line one|outlook line two"),
+    ] {
+        let answer = person(&mail, &["html", client, secret, lines]);
+        assert!(text(&answer).starts_with("Posted"), "{client}: {answer}");
+        let want = lines.replace('|', "\n");
+        let posts = feed(&relay);
+        let p = posts
+            .iter()
+            .find(|p| p.topics == vec!["html".to_string()] && p.body.contains(" line one"))
+            .filter(|p| p.body.contains(client))
+            .unwrap_or_else(|| panic!("{client}'s post in {posts:?}"));
+        assert_eq!(p.body.trim(), want, "{client}");
+    }
+
+    // A mail over the size limit gets an answer with its real size.
+    let big = person(&mail, &["big", secret, "3"]);
+    let t = text(&big);
+    let size: usize = t
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("a size in {t:?}"));
+    assert!(size > 3 << 20, "the real size, not a cut one: {t}");
+    assert!(feed(&relay).iter().all(|p| p.body != "a photo"));
+    relay.stop();
+}

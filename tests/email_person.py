@@ -14,12 +14,22 @@ usage: email_person.py SMTP_PORT IMAP_PORT STEP [ARGS...]
                             the refusal
   flood N                   send N commands from bob (a stranger) and N as dave without the
                             proof (logged in as alice); wait for nothing
+  reply-to SUBJECT SECRET TEXT WANT
+                            press Reply on the newest mail whose subject starts with SUBJECT:
+                            "Re: <subject>", TEXT and the secret on top, the mail quoted under
+                            an "On … wrote:" line, a signature; wait for an answer holding WANT
+                            and report its threading headers
+  html CLIENT SECRET TEXT   post TEXT as an HTML-only mail laid out as CLIENT (gmail, outlook)
+                            writes it, one <div> per line; wait for "Posted"
+  big SECRET MIB            post with an attachment of MIB MiB; wait for the answer
+  help                      ask for help without the secret; wait for the answer
   unsafe-check USER         read every mail in USER's INBOX (password USER + "pw"); report how
                             many there are and any control or bidi character in a decoded
                             subject or text
 """
 import email
 import email.policy
+import email.utils
 import imaplib
 import json
 import smtplib
@@ -33,15 +43,68 @@ RELAY = "carol@example.test"
 WAIT_SECS = 90
 
 
-def send(subject, body, login=("dave@example.test", "davepw")):
+def send(subject, body, login=("dave@example.test", "davepw"), html=None, headers=None,
+         attach=None):
     m = EmailMessage()
     m["From"] = ME
     m["To"] = RELAY
     m["Subject"] = subject
-    m.set_content(body)
+    m["Message-ID"] = email.utils.make_msgid(domain="person.example.test")
+    for k, v in (headers or {}).items():
+        m[k] = v
+    if html is not None:
+        m.set_content(html, subtype="html")
+    else:
+        m.set_content(body)
+    if attach is not None:
+        m.add_attachment(attach, maintype="application", subtype="octet-stream",
+                         filename="photo.raw")
     with smtplib.SMTP(HOST, SMTP_PORT, timeout=10) as s:
         s.login(*login)
         s.send_message(m)
+    return m["Message-ID"]
+
+
+def threading(msg, sent_id):
+    """What a client threads on, checked against the mail the answer is for."""
+    return {
+        "in_reply_to": str(msg.get("In-Reply-To", "")),
+        "references": str(msg.get("References", "")),
+        "threaded": str(msg.get("In-Reply-To", "")) == sent_id
+        and sent_id in str(msg.get("References", "")),
+    }
+
+
+def newest(subject_prefix):
+    """The newest mail in dave's INBOX whose subject starts with `subject_prefix`."""
+    with imaplib.IMAP4(HOST, IMAP_PORT, timeout=10) as im:
+        im.login(ME, "davepw")
+        im.select("INBOX")
+        _, data = im.search(None, "ALL")
+        for num in reversed(data[0].split()):
+            _, got = im.fetch(num, "(BODY.PEEK[])")
+            msg = email.message_from_bytes(got[0][1], policy=email.policy.default)
+            if str(msg["Subject"]).startswith(subject_prefix):
+                return msg
+    sys.exit(f"no mail with a subject starting {subject_prefix!r}")
+
+
+GMAIL = ('<div dir="ltr">{lines}</div><br><div class="gmail_quote"><div dir="ltr" '
+         'class="gmail_attr">On Sun, Dec 6, 2026 at 11:00 PM &lt;<a href="mailto:carol@example.test">'
+         'carol@example.test</a>&gt; wrote:<br></div><blockquote class="gmail_quote" '
+         'style="margin:0px 0px 0px 0.8ex;border-left:1px solid rgb(204,204,204);'
+         'padding-left:1ex">Posted earlier.</blockquote></div>\n')
+OUTLOOK = ('<html><head>\n<meta http-equiv="Content-Type" content="text/html; charset=utf-8">\n'
+           '<style type="text/css" style="display:none;"> P {{margin-top:0;margin-bottom:0;}} '
+           '</style>\n</head>\n<body dir="ltr">\n{lines}</body>\n</html>\n')
+
+
+def html_lines(client, lines):
+    if client == "gmail":
+        return GMAIL.format(lines="".join(f"<div>{l}</div>" for l in lines))
+    return OUTLOOK.format(lines="".join(
+        '<div class="elementToProof" style="font-family: Aptos, Calibri, Helvetica, sans-serif; '
+        f'font-size: 12pt; color: rgb(0, 0, 0);">\n{l}</div>\n' for l in lines))
 
 
 def text_of(msg):
@@ -113,6 +176,34 @@ def main():
                 s.send_message(m)
             send("post #flood", f"forged owner {i}\n", login=("alice@example.test", "alicepw"))
         print(json.dumps({"sent": 2 * int(n)}))
+    elif step == "reply-to":
+        prefix, secret, text, want = args
+        orig = newest(prefix)
+        subject = str(orig["Subject"])
+        quoted = "\n".join("> " + l for l in text_of(orig).splitlines())
+        body = (f"{text} {secret}\n\nOn Sun, 6 Dec 2026 at 23:00, Relay <{RELAY}> wrote:\n"
+                f"{quoted}\n\n-- \nDave\n")
+        sent = send("Re: " + subject, body,
+                    headers={"In-Reply-To": str(orig["Message-ID"]),
+                             "References": str(orig["Message-ID"])})
+        got = wait_for(lambda m: want in text_of(m))
+        print(json.dumps({**describe(got), **threading(got, sent), "sent_subject": "Re: " + subject}))
+    elif step == "html":
+        client, secret, text = args
+        lines = ["post #html"] + text.split("|") + ["", secret]
+        sent = send("", "", html=html_lines(client, lines))
+        got = wait_for(lambda m: text_of(m).startswith("Posted") or "Not posted" in text_of(m)
+                       or "Refused" in text_of(m) or "Send `help`" in text_of(m))
+        print(json.dumps({**describe(got), **threading(got, sent)}))
+    elif step == "big":
+        secret, mib = args
+        send(f"post #big {secret}", "a photo\n", attach=b"\x89" * (int(mib) << 20))
+        got = wait_for(lambda m: "too large" in text_of(m))
+        print(json.dumps(describe(got)))
+    elif step == "help":
+        sent = send("help", "what can I do?\n")
+        got = wait_for(lambda m: "Commands:" in text_of(m))
+        print(json.dumps({**describe(got), **threading(got, sent)}))
     elif step == "unsafe-check":
         (user,) = args
         found, count = [], 0

@@ -205,6 +205,57 @@ fn expect_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> String {
 }
 
 #[test]
+fn a_person_adds_the_relay_to_the_roster_and_types_commands_as_people_do() {
+    let server = Prosody::start();
+    let mut relay = Node::init_with(&format!(
+        "{}\n[gateway]\nowners = [\"xmpp:dave@localhost\"]\n",
+        server.node_config("carol")
+    ));
+    relay.start();
+    let (mut dave, lines) = person(&server, "dave", &["chat"]);
+    // The relay accepts the subscription, subscribes back, and shows its state.
+    let presence = expect_line(&lines, "PRESENCE");
+    assert!(presence.contains("'subscribe'"), "asked back: {presence}");
+    assert!(
+        presence.contains(" both |"),
+        "a mutual subscription: {presence}"
+    );
+    assert!(
+        presence.contains("Lakitu relay: "),
+        "a status line: {presence}"
+    );
+    let follow = expect_line(&lines, "FOLLOW");
+    assert!(follow.contains("#rust and #gossip"), "{follow}");
+    // A comma after the tag is punctuation, and one's own post is not echoed first.
+    for _ in 0..2 {
+        let posted = expect_line(&lines, "POSTED");
+        assert!(posted.starts_with("POSTED Posted"), "{posted}");
+    }
+    let posts: Vec<lakitu::post::PostJson> =
+        serde_json::from_str(&relay.ok(&["feed", "--json"])).unwrap();
+    assert!(
+        posts
+            .iter()
+            .any(|p| p.body == "comma after tag" && p.topics == vec!["rust".to_string()]),
+        "{posts:?}"
+    );
+    let feed = expect_line(&lines, "FEED ");
+    assert!(
+        feed.contains("comma after tag") && feed.contains("a gossip line"),
+        "every tag asked for: {feed}"
+    );
+    let feed0 = expect_line(&lines, "FEED0");
+    assert!(feed0.contains("1 to 20"), "{feed0}");
+    let unfollow = expect_line(&lines, "UNFOLLOW");
+    assert!(
+        unfollow.contains("no longer receive #rust") && unfollow.contains("did not follow #never"),
+        "{unfollow}"
+    );
+    assert!(dave.wait().unwrap().success());
+    relay.stop();
+}
+
+#[test]
 fn a_person_with_a_jabber_client_posts_reads_and_strangers_are_refused() {
     let server = Prosody::start();
     let mut relay = Node::init_with(&format!(

@@ -84,6 +84,8 @@ pub(crate) async fn serve(
         .layer(axum::Extension(Closing(closing_rx.clone())))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .layer(middleware::from_fn(body_deadline))
+        .fallback(not_found)
+        .layer(middleware::from_fn(json_errors))
         .with_state(shared.clone());
     let limits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let refused = &shared.metrics.api_connections_refused;
@@ -142,6 +144,60 @@ pub(crate) async fn serve(
 
 /// A request body must arrive within [`BODY_TIMEOUT`]; a client that trickles it gets an
 /// error and its connection is closed.
+/// An unknown route.
+async fn not_found(req: Request) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        format!("no such route: {} {}", req.method(), req.uri().path()),
+    )
+}
+
+/// Longest plain-text error body turned into JSON; axum's own are one line.
+const MAX_ERROR_TEXT: usize = 4096;
+
+/// Every error answer is JSON, those axum writes itself (413 too large, 415, 405, a bad
+/// query) included, so a client reads errors one way.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let res = next.run(req).await;
+    let status = res.status();
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let (mut parts, body) = res.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let msg = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let (json_parts, body) = error(status, msg).into_parts();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(json_parts.headers);
+    Response::from_parts(parts, body)
+}
+
+/// A request body that is not the JSON expected: 413 when it is over the size limit.
+fn json_rejection(e: &axum::extract::rejection::JsonRejection) -> Response {
+    let text = e.body_text();
+    // The body deadline wraps the body stream, which hides axum's length-limit error type
+    // from its extractors: they report a body over the limit with this text.
+    if text.contains("length limit exceeded") {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the request body is larger than {MAX_REQUEST_BYTES} bytes"),
+        );
+    }
+    error(StatusCode::BAD_REQUEST, text)
+}
+
 async fn body_deadline(req: Request, next: Next) -> Response {
     use futures_util::stream;
     let (parts, body) = req.into_parts();
@@ -211,7 +267,7 @@ async fn add_peer(
 ) -> Response {
     let Json(req) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return json_rejection(&e),
     };
     let addr: lakitu_transport::PeerAddr = match req.address.parse() {
         Ok(a) => a,
@@ -275,7 +331,7 @@ async fn publish(
 ) -> Response {
     let Json(new) = match body {
         Ok(b) => b,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return json_rejection(&e),
     };
     match s.publish(&new.topics, &new.body).await {
         Ok(post) => (StatusCode::CREATED, Json(post.to_json())).into_response(),

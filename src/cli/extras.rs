@@ -142,7 +142,11 @@ pub(super) fn export(paths: &Paths, topic: Option<String>, file: &Path) -> Resul
     drop(out);
     eprintln!(
         "lakitu: exported {n} posts to {} in {:.1}s",
-        describe(file),
+        if file == Path::new("-") {
+            "stdout".to_string()
+        } else {
+            describe(file)
+        },
         took.as_secs_f64()
     );
     Ok(())
@@ -158,7 +162,10 @@ async fn export_via_api(
         Some(_) => None,
     };
     let mut progress = Progress::new("exported", total, false);
-    let filter = topic.map_or(String::new(), |t| format!("&topic={t}"));
+    // By name without `#`: a `#` would end the query string.
+    let filter = topic.map_or(String::new(), |t| {
+        format!("&topic={}", super::encode_component(t.as_str()))
+    });
     let mut until: Option<u64> = None;
     // Ids already written at the oldest timestamp seen: the next page starts at that
     // timestamp (inclusive) so posts sharing it are neither lost nor written twice.
@@ -244,12 +251,21 @@ pub(super) fn import(paths: &Paths, file: &Path) -> Result<()> {
         describe(file),
         took.as_secs_f64()
     );
+    // Scripts must notice that lines were refused.
+    if report.rejected > 0 {
+        bail!(
+            "{} line{} of {} rejected (see above); the valid ones were imported",
+            report.rejected,
+            if report.rejected == 1 { "" } else { "s" },
+            describe(file)
+        );
+    }
     Ok(())
 }
 
 fn describe(file: &Path) -> String {
     if file == Path::new("-") {
-        "stdin/stdout".into()
+        "stdin".into()
     } else {
         file.display().to_string()
     }

@@ -20,7 +20,7 @@ use super::{Command, Shared, now_ms};
 use crate::api::{PeerInfo, Status, TransportStatus};
 use crate::config::Config;
 use crate::engine::{Action, Engine, EngineConfig, Event, Interests, PeerState, Route};
-use crate::gateway::{self, Digests, Gateway, Request, Verdict};
+use crate::gateway::{self, Digests, Gateway, Request, Thread, Verdict};
 use crate::id::{Identity, PublicId, encode_hex};
 use crate::post::{Post, Topic};
 use crate::routes::{RecentIds, Routes};
@@ -116,6 +116,11 @@ pub(crate) struct Actor {
     engine: Engine,
     transports: Running,
     started: Instant,
+    /// The status line last shown with the relay's chat presence.
+    presence: String,
+    /// Peers the operator removed while running: the engine keeps their records (the rest of
+    /// the network holds them too) but ignores them, so they are not listed as peers.
+    removed: BTreeSet<PublicId>,
     next_send: u64,
     pending: HashMap<SendId, (PublicId, PeerAddr)>,
     up: HashMap<&'static str, bool>,
@@ -134,6 +139,9 @@ pub(crate) struct Actor {
     frames_not_from_peer: u64,
     /// How often an owner's address is told its message was refused (forged mails).
     refusals: gateway::RefusalLimit,
+    /// Posts people are publishing through the gateway (person, topics, text): their own post
+    /// is not echoed to them as a followed topic's line before the "Posted" answer.
+    own_posts: Vec<(String, Vec<Topic>, String)>,
     /// Messages from people the gateway dropped without an answer, for the metrics.
     gateway_dropped: metrics::GatewayDropped,
     /// Peers' posts over `[limits] max_body`, refused.
@@ -202,6 +210,8 @@ impl Actor {
             engine,
             transports,
             started: Instant::now(),
+            presence: String::new(),
+            removed: BTreeSet::new(),
             next_send: 0,
             pending: HashMap::new(),
             up,
@@ -214,6 +224,7 @@ impl Actor {
             digests: Digests::default(),
             frames_not_from_peer: 0,
             refusals: gateway::RefusalLimit::default(),
+            own_posts: Vec::new(),
             gateway_dropped: metrics::GatewayDropped::default(),
             oversize_posts: 0,
             unknown_authors: super::access::UnknownAuthors::new(
@@ -288,6 +299,7 @@ impl Actor {
                 () = sleep_until(tick_at) => {
                     self.engine_event(Event::Tick);
                     self.watch_budgets();
+                    self.update_presence();
                 }
                 () = async { sleep_until(flush_at.unwrap_or(tick_at)).await }, if flush_at.is_some() => self.flush(),
                 () = async { sleep_until(chores_at.unwrap_or(tick_at)).await }, if chores_at.is_some() => self.chores(),
@@ -352,6 +364,28 @@ impl Actor {
         Some(TokioInstant::now() + wait)
     }
 
+    /// Show the node's state as the status line of its chat presence, so an owner's roster
+    /// tells at a glance whether the relay is up and connected.
+    fn update_presence(&mut self) {
+        let Some(xmpp) = self.transports.xmpp.clone() else {
+            return;
+        };
+        let peers = self
+            .engine
+            .peers()
+            .filter(|p| self.shared.access.admits(&p.id))
+            .count();
+        let line = format!(
+            "Lakitu relay: {} posts, {} of {peers} peers reachable",
+            self.shared.store.post_count(),
+            self.engine.reachable_alive(),
+        );
+        if line != self.presence {
+            xmpp.set_status(&line);
+            self.presence = line;
+        }
+    }
+
     fn chores(&mut self) {
         self.outbox_send(true);
         self.send_digests(now_ms());
@@ -361,7 +395,7 @@ impl Actor {
     fn send_digests(&mut self, now: u64) {
         for mail in self.digests.take_due(now) {
             info!(to = %mail.to, "sending a digest");
-            self.send_human_titled(&mail.to, Some(mail.subject), mail.text);
+            self.send_human_titled(&mail.to, Some(mail.subject), mail.text, None);
         }
     }
 
@@ -629,8 +663,14 @@ impl Actor {
                 subject,
                 text,
                 auto_generated,
+                message_id,
+                too_large,
             } => {
-                self.on_human(from, subject.as_deref(), &text, auto_generated);
+                let thread = Thread {
+                    subject,
+                    message_id,
+                };
+                self.on_human(from, thread, &text, auto_generated, too_large);
             }
             TransportEvent::Up | TransportEvent::Down { .. } => {}
         }
@@ -653,7 +693,7 @@ impl Actor {
                     }
                 }
             }
-            Command::Reply { to, text } => self.send_human(&to, text),
+            Command::Reply { to, text, thread } => self.send_answer(&to, &thread, text),
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -664,6 +704,7 @@ impl Actor {
                 let _ = reply.send(self.snapshot());
             }
             Command::AddPeer(id, addrs) => {
+                self.removed.remove(&id);
                 if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
                     warn!(error = %e, "cannot save peer");
                 }
@@ -672,17 +713,41 @@ impl Actor {
             }
             Command::RemovePeer(id, reply) => {
                 let known = self.engine.peer(&id).is_some();
+                if known {
+                    self.removed.insert(id);
+                }
                 let _ = self.shared.store.remove_peer(&id);
                 self.engine_event(Event::RemovePeer(id));
                 self.refresh_access();
                 let _ = reply.send(known);
             }
             Command::Reload(config) => {
+                // Sections the running node cannot change: it keeps running with the old
+                // ones and says which need a restart, rather than pretending to apply them.
+                let mut config = config;
+                let old = &self.config;
+                let mut needs_restart = Vec::new();
+                macro_rules! keep {
+                    ($($section:ident),*) => {$(
+                        if config.$section != old.$section {
+                            needs_restart.push(concat!("[", stringify!($section), "]"));
+                            config.$section = old.$section.clone();
+                        }
+                    )*};
+                }
+                keep!(node, api, quic, xmpp, email, limits, gossip, gateway);
+                if !needs_restart.is_empty() {
+                    warn!(
+                        sections = needs_restart.join(" "),
+                        "these config sections changed but take effect only after a restart; the node keeps their running values"
+                    );
+                }
                 self.config = std::sync::Arc::new((*config).clone());
                 self.refresh_access();
                 self.unknown_authors
                     .set_rate(config.access.unknown_authors_per_min);
                 for p in &config.peers {
+                    self.removed.remove(&p.id);
                     self.engine_event(Event::AddPeer {
                         id: p.id,
                         addrs: p.addresses.clone(),
@@ -693,7 +758,8 @@ impl Actor {
                 // An author unmuted now is fetched again by the next reconciliation round.
                 self.muted = RecentIds::new(MUTED_IDS);
                 info!(
-                    peers = config.peers.len(),
+                    configured_peers = config.peers.len(),
+                    reachable_peers = self.engine.reachable_alive(),
                     routes = config.routes.len(),
                     "configuration reloaded"
                 );
@@ -717,8 +783,23 @@ impl Actor {
     }
 
     /// A message from a person: judge it, then answer or act.
-    fn on_human(&mut self, from: PeerAddr, subject: Option<&str>, text: &str, auto: bool) {
-        match self.gateway.judge(&from, subject, text, auto) {
+    fn on_human(
+        &mut self,
+        from: PeerAddr,
+        thread: Thread,
+        text: &str,
+        auto: bool,
+        too_large: Option<usize>,
+    ) {
+        let verdict = self
+            .gateway
+            .judge(&from, thread.subject.as_deref(), text, auto, too_large);
+        // The answer quotes the subject back: never with the secret in it.
+        let thread = Thread {
+            subject: thread.subject.map(|s| self.gateway.hide_secret(&s)),
+            ..thread
+        };
+        match verdict {
             Verdict::Ignore => {
                 self.gateway_dropped.machine += 1;
                 debug!(%from, "machine-generated message ignored");
@@ -731,7 +812,7 @@ impl Actor {
             Verdict::Refuse(answer) => {
                 if self.refusals.allow(&from, now_ms()) {
                     info!(from = %shown(from.as_str()), "refused: not an owner, or no proof");
-                    self.send_human(&from, answer);
+                    self.send_answer(&from, &thread, answer);
                 } else {
                     self.gateway_dropped.refusal_limited += 1;
                     debug!(from = %shown(from.as_str()), "refusal withheld (rate limit)");
@@ -739,15 +820,22 @@ impl Actor {
             }
             Verdict::Reply(answer) => {
                 info!(%from, owner = self.gateway.is_owner(&from), "gateway answered without acting");
-                self.send_human(&from, answer);
+                self.send_answer(&from, &thread, answer);
             }
-            Verdict::Command(req) => self.on_request(from, req),
+            Verdict::Command(req) => self.on_request(from, req, thread),
         }
     }
 
-    fn on_request(&mut self, from: PeerAddr, req: Request) {
+    fn on_request(&mut self, from: PeerAddr, req: Request, thread: Thread) {
         match req {
             Request::Post { topics, body } => {
+                // The person's own post is not sent back to them as a followed topic's line.
+                if self.own_posts.len() >= OWN_POSTS {
+                    // Refused posts never come back to remove their entry.
+                    self.own_posts.remove(0);
+                }
+                self.own_posts
+                    .push((gateway::person(&from), topics.clone(), body.clone()));
                 // Publishing waits for the durable flush: do it off the actor, answer after.
                 let shared = self.shared.clone();
                 tokio::spawn(async move {
@@ -759,17 +847,16 @@ impl Actor {
                     };
                     let _ = shared
                         .commands
-                        .send(Command::Reply { to: from, text })
+                        .send(Command::Reply {
+                            to: from,
+                            text,
+                            thread,
+                        })
                         .await;
                 });
             }
-            Request::Feed { topic, limit } => {
-                let q = Query {
-                    topic,
-                    limit,
-                    ..Query::default()
-                };
-                let text = match self.shared.store.query(&q) {
+            Request::Feed { topics, limit } => {
+                let text = match self.feed(&topics, limit) {
                     Ok(posts) if posts.is_empty() => "No posts yet.".to_string(),
                     Ok(posts) => posts
                         .iter()
@@ -779,24 +866,47 @@ impl Actor {
                         .join("\n\n"),
                     Err(e) => format!("The store failed: {e}"),
                 };
-                self.send_human(&from, text);
+                self.send_answer(&from, &thread, text);
             }
-            Request::Follow(topic) => {
+            Request::Follow(topics) => {
                 let entry = self
                     .follows
                     .entry(gateway::person(&from))
                     .or_insert_with(|| (from.clone(), BTreeSet::new()));
                 entry.0 = from.clone();
-                entry.1.insert(topic.clone());
+                entry.1.extend(topics.iter().cloned());
                 self.save_follows();
-                self.send_human(&from, format!("You will receive new {topic} posts here."));
+                let text = format!("You will receive new {} posts here.", tag_list(&topics));
+                self.send_answer(&from, &thread, text);
             }
-            Request::Unfollow(topic) => {
-                if let Some(entry) = self.follows.get_mut(&gateway::person(&from)) {
-                    entry.1.remove(&topic);
+            Request::Unfollow(topics) => {
+                let mut stopped = Vec::new();
+                let mut never = Vec::new();
+                let entry = self.follows.get_mut(&gateway::person(&from));
+                let followed = entry.map(|e| &mut e.1);
+                let mut followed = followed;
+                for t in topics {
+                    if followed.as_mut().is_some_and(|f| f.remove(&t)) {
+                        stopped.push(t);
+                    } else {
+                        never.push(t);
+                    }
                 }
                 self.save_follows();
-                self.send_human(&from, format!("You will no longer receive {topic} posts."));
+                let mut lines = Vec::new();
+                if !stopped.is_empty() {
+                    lines.push(format!(
+                        "You will no longer receive {} posts.",
+                        tag_list(&stopped)
+                    ));
+                }
+                if !never.is_empty() {
+                    lines.push(format!(
+                        "You did not follow {}, so nothing changed for it.",
+                        tag_list(&never)
+                    ));
+                }
+                self.send_answer(&from, &thread, lines.join("\n"));
             }
             Request::Status => {
                 let s = self.status();
@@ -804,10 +914,33 @@ impl Actor {
                     "Relay {}: {} posts, {} peers ({} alive), up {} s.",
                     s.id, s.posts, s.peers, s.peers_alive, s.uptime_secs
                 );
-                self.send_human(&from, text);
+                self.send_answer(&from, &thread, text);
             }
-            Request::Help => self.send_human(&from, gateway::help()),
+            Request::Help => self.send_answer(&from, &thread, gateway::help()),
         }
+    }
+
+    /// The `limit` newest posts with any of `topics` (all posts when empty), newest first.
+    fn feed(&self, topics: &[Topic], limit: usize) -> Result<Vec<Post>, crate::store::StoreError> {
+        let query = |topic: Option<Topic>| Query {
+            topic,
+            limit,
+            ..Query::default()
+        };
+        if topics.is_empty() {
+            return self.shared.store.query(&query(None));
+        }
+        let mut posts: Vec<Post> = Vec::new();
+        for t in topics {
+            for p in self.shared.store.query(&query(Some(t.clone())))? {
+                if !posts.iter().any(|q| q.id() == p.id()) {
+                    posts.push(p);
+                }
+            }
+        }
+        posts.sort_by_key(|p| std::cmp::Reverse(p.timestamp()));
+        posts.truncate(limit);
+        Ok(posts)
     }
 
     fn save_follows(&self) {
@@ -835,9 +968,20 @@ impl Actor {
     /// Send a new post to every person following one of its topics: at once by chat, in the
     /// next digest by mail.
     fn tell_followers(&mut self, post: &Post) {
+        let author = self
+            .own_posts
+            .iter()
+            .position(|(_, topics, body)| {
+                body == post.body()
+                    && topics.iter().collect::<BTreeSet<_>>()
+                        == post.topics().iter().collect::<BTreeSet<_>>()
+            })
+            .map(|i| self.own_posts.remove(i).0);
         let to: Vec<PeerAddr> = self
             .follows
-            .values()
+            .iter()
+            .filter(|(who, _)| author.as_ref() != Some(*who))
+            .map(|(_, f)| f)
             .filter(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)))
             .map(|(addr, _)| addr.clone())
             .collect();
@@ -896,10 +1040,23 @@ impl Actor {
 
     fn send_human(&mut self, to: &PeerAddr, text: String) {
         let subject = (to.scheme() == lakitu_transport::Scheme::Mail).then(|| "Lakitu".to_string());
-        self.send_human_titled(to, subject, text);
+        self.send_human_titled(to, subject, text, None);
     }
 
-    fn send_human_titled(&mut self, to: &PeerAddr, subject: Option<String>, text: String) {
+    /// Answer a person's message, threaded under it where the carrier threads.
+    fn send_answer(&mut self, to: &PeerAddr, thread: &Thread, text: String) {
+        let subject =
+            (to.scheme() == lakitu_transport::Scheme::Mail).then(|| thread.answer_subject());
+        self.send_human_titled(to, subject, text, thread.message_id.clone());
+    }
+
+    fn send_human_titled(
+        &mut self,
+        to: &PeerAddr,
+        subject: Option<String>,
+        text: String,
+        in_reply_to: Option<String>,
+    ) {
         let Some(transport) = self.transports.get(to.scheme()) else {
             debug!(%to, "no transport to answer a person on");
             return;
@@ -912,7 +1069,11 @@ impl Actor {
         if let Err(e) = transport.send(
             SendId(self.next_send),
             to,
-            Outgoing::Human { subject, text },
+            Outgoing::Human {
+                subject,
+                text,
+                in_reply_to,
+            },
         ) {
             warn!(%to, error = %e, "cannot answer a person");
         }
@@ -998,7 +1159,7 @@ impl Actor {
         let access = &self.shared.access;
         self.engine
             .peers()
-            .filter(|p| access.admits(&p.id))
+            .filter(|p| access.admits(&p.id) && !self.removed.contains(&p.id))
             .map(|p| PeerInfo {
                 reached: match &p.route {
                     Route::Direct(a) => a.to_string(),
@@ -1016,3 +1177,16 @@ impl Actor {
             .collect()
     }
 }
+
+/// `#a`, `#a and #b`, `#a, #b and #c`.
+fn tag_list(topics: &[Topic]) -> String {
+    let tags: Vec<String> = topics.iter().map(ToString::to_string).collect();
+    match tags.split_last() {
+        None => String::new(),
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
+/// Gateway posts in flight remembered, at most.
+const OWN_POSTS: usize = 64;

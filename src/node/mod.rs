@@ -39,8 +39,9 @@ pub enum NodeError {
     /// The identity could not be loaded.
     #[error(transparent)]
     Key(#[from] KeyFileError),
-    /// The store failed.
-    #[error("store: {0}")]
+    /// The store failed. Transparent: its message says what failed, and a prefix plus the
+    /// source would print it twice.
+    #[error(transparent)]
     Store(#[from] StoreError),
     /// A file in the data directory could not be read or written.
     #[error("{path}: {source}")]
@@ -115,6 +116,8 @@ pub(crate) enum Command {
         to: PeerAddr,
         /// The text.
         text: String,
+        /// The message it answers.
+        thread: crate::gateway::Thread,
     },
 }
 

@@ -152,6 +152,15 @@ pub(crate) fn start(
         xc.max_stanzas_per_day = x.max_stanzas_per_day;
         xc.max_bytes_per_day = x.max_bytes_per_day;
         xc.budget_window = Duration::from_secs(x.budget_window_secs);
+        // Owners may add the relay to their roster; it answers and shows its state.
+        xc.contacts = config
+            .gateway
+            .owners
+            .iter()
+            .filter(|a| a.scheme() == Scheme::Xmpp)
+            .map(crate::gateway::person)
+            .map(|p| p.trim_start_matches("xmpp:").to_string())
+            .collect();
         let xmpp = XmppTransport::start(xc, events.clone()).map_err(|e| fail(e.to_string()))?;
         let xmpp = Arc::new(xmpp);
         running

@@ -22,7 +22,7 @@ mod query;
 mod tables;
 
 use std::collections::HashSet;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -89,6 +89,11 @@ pub enum StoreError {
     /// An outbox peer key longer than [`MAX_PEER_KEY`] bytes.
     #[error("outbox peer key of {0} bytes is too long")]
     PeerKeyTooLong(usize),
+    /// Another process (a running `lakitu run`) has the store open.
+    #[error(
+        "the store in {0} is in use by another lakitu process (is the daemon already running on this directory?)"
+    )]
+    InUse(PathBuf),
 }
 
 impl From<sled::Error> for StoreError {
@@ -166,10 +171,7 @@ impl Store {
         let deadline = std::time::Instant::now() + wait;
         loop {
             match Store::open(dir) {
-                Err(StoreError::Sled(DbError(sled::Error::Io(e))))
-                    if e.to_string().contains("acquire lock")
-                        && std::time::Instant::now() < deadline =>
-                {
+                Err(StoreError::InUse(_)) if std::time::Instant::now() < deadline => {
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
                 other => return other,
@@ -179,10 +181,22 @@ impl Store {
 
     /// Open (or create) the store in `dir`. After a crash, sled recovers everything flushed.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::Config::new()
+        let db = match sled::Config::new()
             .path(dir)
             .cache_capacity(CACHE_BYTES)
-            .open()?;
+            .open()
+        {
+            Ok(db) => db,
+            // sled holds an exclusive file lock while open: a second process finds it taken
+            // (sled reports it as text around the OS error).
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.to_string().contains("could not acquire lock") =>
+            {
+                return Err(StoreError::InUse(dir.to_path_buf()));
+            }
+            Err(e) => return Err(e.into()),
+        };
         let store = Store {
             posts: db.open_tree(POSTS)?,
             by_topic: db.open_tree(BY_TOPIC)?,
@@ -620,7 +634,7 @@ mod tests {
         let first = Store::open(dir.path()).unwrap();
         let t = Instant::now();
         let held = Store::reopen(dir.path(), Duration::from_millis(200));
-        assert!(matches!(held, Err(StoreError::Sled(_))), "{held:?}");
+        assert!(matches!(held, Err(StoreError::InUse(_))), "{held:?}");
         assert!(t.elapsed() >= Duration::from_millis(200));
         let dropper = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(100));

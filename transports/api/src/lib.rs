@@ -76,15 +76,27 @@ pub enum Outgoing {
         subject: Option<String>,
         /// Readable text.
         text: String,
+        /// The carrier id of the person's message this answers (a mail's Message-ID), so
+        /// clients thread the answer under it.
+        in_reply_to: Option<String>,
     },
 }
 
 impl Outgoing {
+    /// A message for a person that answers nothing in particular.
+    pub fn human(subject: Option<String>, text: String) -> Self {
+        Outgoing::Human {
+            subject,
+            text,
+            in_reply_to: None,
+        }
+    }
+
     /// Size in bytes of the payload.
     pub fn len(&self) -> usize {
         match self {
             Outgoing::Frame(b) => b.len(),
-            Outgoing::Human { subject, text } => {
+            Outgoing::Human { subject, text, .. } => {
                 subject.as_ref().map_or(0, String::len) + text.len()
             }
         }
@@ -120,6 +132,11 @@ pub enum TransportEvent {
         /// Carrier-level hints that a message is machine-generated (e.g. `Auto-Submitted`), so
         /// the gateway never answers it.
         auto_generated: bool,
+        /// The carrier's id of the message (a mail's Message-ID), for threading answers.
+        message_id: Option<String>,
+        /// The message's real size in bytes when it was too large to read whole: `text` then
+        /// holds at most its start.
+        too_large: Option<usize>,
     },
     /// The carrier has taken responsibility for a send (server acknowledged, stream finished).
     Sent {

@@ -142,11 +142,13 @@ impl Transport for MemoryTransport {
                     authenticated: None,
                     payload,
                 },
-                Outgoing::Human { subject, text } => TransportEvent::Human {
+                Outgoing::Human { subject, text, .. } => TransportEvent::Human {
                     from,
                     subject,
                     text,
                     auto_generated: false,
+                    message_id: None,
+                    too_large: None,
                 },
             };
             target.try_send(event).map_err(|_| SendError::QueueFull)?;

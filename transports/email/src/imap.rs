@@ -283,6 +283,25 @@ async fn drain(shared: &Shared, imap: &mut Imap, marking: Marking) -> Result<(),
                     "skipping oversized mail"
                 );
                 bump(&shared.counters.oversize_skipped, 1);
+                // The header alone tells who wrote and what about, so a person learns why
+                // nothing happened.
+                let header = {
+                    let fetches = io(
+                        shared,
+                        "FETCH header",
+                        imap.uid_fetch(uid.to_string(), "BODY.PEEK[HEADER]"),
+                    )
+                    .await?;
+                    let fetched =
+                        io(shared, "FETCH header", fetches.try_collect::<Vec<_>>()).await?;
+                    fetched
+                        .iter()
+                        .find(|f| f.uid == Some(uid))
+                        .and_then(|f| f.header().map(<[u8]>::to_vec))
+                };
+                if let Some(header) = header.filter(|h| h.len() <= MAX_HEADER) {
+                    report_human(shared, mime::parse_oversized(&header, size)).await;
+                }
                 // Left unread (where keywords work) so a person notices it.
                 let flags = match marking {
                     Marking::Keyword => format!("({DONE_KEYWORD} {TOO_LARGE_KEYWORD})"),
@@ -359,25 +378,38 @@ async fn handle(shared: &Shared, raw: &[u8], limits: ParseLimits) {
                     .await;
             }
         }
-        Parsed::Human {
-            from,
-            subject,
-            text,
-            auto_generated,
-        } => {
-            bump(&shared.counters.humans_received, 1);
-            shared
-                .report(TransportEvent::Human {
-                    from,
-                    subject,
-                    text,
-                    auto_generated,
-                })
-                .await;
-        }
+        human @ Parsed::Human { .. } => report_human(shared, human).await,
         Parsed::Unusable(why) => {
             tracing::info!(why, "ignoring unusable mail");
             bump(&shared.counters.malformed_dropped, 1);
         }
+    }
+}
+
+/// Largest mail header read from a mail too large to fetch.
+const MAX_HEADER: usize = 64 * 1024;
+
+/// Report a person's mail to the node; anything else is left alone.
+async fn report_human(shared: &Shared, parsed: Parsed) {
+    if let Parsed::Human {
+        from,
+        subject,
+        text,
+        auto_generated,
+        message_id,
+        too_large,
+    } = parsed
+    {
+        bump(&shared.counters.humans_received, 1);
+        shared
+            .report(TransportEvent::Human {
+                from,
+                subject,
+                text,
+                auto_generated,
+                message_id,
+                too_large,
+            })
+            .await;
     }
 }

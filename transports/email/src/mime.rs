@@ -88,21 +88,48 @@ pub(crate) fn frames_mail(from: &str, to: &str, frames: &[Bytes]) -> Result<Mess
 }
 
 /// A plain text mail for a person. The node generated it, so it says so (RFC 3834): any
-/// responder on the other side then knows not to answer it.
+/// responder on the other side then knows not to answer it. An answer names the mail it
+/// answers (`In-Reply-To`, `References`), so the person's client threads it.
 pub(crate) fn human_mail(
     from: &str,
     to: &str,
     subject: Option<&str>,
     text: &str,
+    in_reply_to: Option<&str>,
 ) -> Result<Message, ComposeError> {
-    lettre::Message::builder()
+    let mut builder = lettre::Message::builder()
         .from(mailbox(from)?)
         .to(mailbox(to)?)
         .subject(subject.unwrap_or("Message from your Lakitu relay"))
-        .raw_header(raw_header("Auto-Submitted", "auto-generated"))
+        .raw_header(raw_header("Auto-Submitted", "auto-generated"));
+    // A Message-ID is a dot-atom; anything else (folded or odd text) is not echoed.
+    if let Some(id) = in_reply_to.filter(|id| {
+        !id.is_empty()
+            && id.len() <= 255
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+    }) {
+        builder = builder
+            .in_reply_to(format!("<{id}>"))
+            .references(format!("<{id}>"));
+    }
+    builder
         .singlepart(SinglePart::plain(text.to_string()))
         .map_err(|e| ComposeError::Build(e.to_string()))
 }
+
+/// Readable text of an HTML body. Mail clients lay lines out as `<div>`s (Gmail, Outlook) or
+/// `<p>`/`<br>`; a real HTML renderer keeps each on its own line, and quotes
+/// (`<blockquote>`) come out as `> ` lines the gateway recognises.
+fn html_text(html: &str) -> String {
+    html2text::config::plain_no_decorate()
+        .string_from_read(html.as_bytes(), HTML_WIDTH)
+        .unwrap_or_default()
+}
+
+/// Line width for HTML rendering: wide, so a person's lines are not re-wrapped.
+const HTML_WIDTH: usize = 1000;
 
 /// Bounds applied while reading a received mail.
 #[derive(Debug, Clone, Copy)]
@@ -138,6 +165,10 @@ pub enum Parsed {
         /// Marked as machine-generated: `Auto-Submitted` other than `no`, `Precedence`
         /// bulk/list/junk, or a `List-Id`.
         auto_generated: bool,
+        /// The mail's Message-ID (without angle brackets).
+        message_id: Option<String>,
+        /// The mail's real size when it was too large to read whole.
+        too_large: Option<usize>,
     },
     /// Nothing to report: why.
     Unusable(&'static str),
@@ -208,11 +239,25 @@ pub fn parse_mail(raw: &[u8], limits: ParseLimits) -> Parsed {
     });
     let bulk = header("Precedence").is_some_and(|v| matches!(v.as_str(), "bulk" | "list" | "junk"));
     let list = message.header_raw("List-Id").is_some();
-    let mut text = message
-        .body_text(0)
-        .map(|t| t.into_owned())
-        .unwrap_or_default();
+    let html_only = message
+        .text_body
+        .first()
+        .and_then(|i| message.part(*i))
+        .is_some_and(|p| matches!(p.body, mail_parser::PartType::Html(_)));
+    let mut text = if html_only {
+        message
+            .body_html(0)
+            .map(|h| html_text(&h))
+            .unwrap_or_default()
+    } else {
+        message
+            .body_text(0)
+            .map(|t| t.into_owned())
+            .unwrap_or_default()
+    };
+    let mut too_large = None;
     if text.len() > MAX_HUMAN_TEXT {
+        too_large = Some(raw.len());
         let mut cut = MAX_HUMAN_TEXT;
         while !text.is_char_boundary(cut) {
             cut -= 1;
@@ -224,6 +269,38 @@ pub fn parse_mail(raw: &[u8], limits: ParseLimits) -> Parsed {
         subject: message.subject().map(str::to_string),
         text,
         auto_generated: auto_submitted || bulk || list,
+        message_id: message.message_id().map(str::to_string),
+        too_large,
+    }
+}
+
+/// Classify a mail too large to fetch from its `header` alone: a person's mail becomes a
+/// [`Parsed::Human`] without text that carries the real `size`, so the gateway can tell them.
+pub fn parse_oversized(header: &[u8], size: usize) -> Parsed {
+    let mut raw = header.to_vec();
+    raw.extend_from_slice(b"\r\n");
+    match parse_mail(
+        &raw,
+        ParseLimits {
+            max_parts: 0,
+            max_frame: 0,
+        },
+    ) {
+        Parsed::Human {
+            from,
+            subject,
+            auto_generated,
+            message_id,
+            ..
+        } => Parsed::Human {
+            from,
+            subject,
+            text: String::new(),
+            auto_generated,
+            message_id,
+            too_large: Some(size),
+        },
+        other => other,
     }
 }
 
@@ -313,7 +390,9 @@ mod tests {
                 from: "mailto:carol@example.test".parse().unwrap(),
                 subject: Some("hello relay".into()),
                 text: "subscribe news\r\n".into(),
-                auto_generated: false
+                auto_generated: false,
+                message_id: None,
+                too_large: None,
             }
         );
     }
@@ -337,7 +416,7 @@ mod tests {
                 other => panic!("{extra}: {other:?}"),
             }
         }
-        let human = human_mail("a@example.test", "b@example.test", None, "hi")
+        let human = human_mail("a@example.test", "b@example.test", None, "hi", None)
             .unwrap()
             .formatted();
         assert!(matches!(
@@ -396,8 +475,11 @@ mod tests {
              Content-Transfer-Encoding: 8bit\r\n\r\n{body}"
         );
         match parse_mail(raw.as_bytes(), LIMITS) {
-            Parsed::Human { text, .. } => {
-                assert!(text.len() <= MAX_HUMAN_TEXT && text.len() > MAX_HUMAN_TEXT - 4)
+            Parsed::Human {
+                text, too_large, ..
+            } => {
+                assert!(text.len() <= MAX_HUMAN_TEXT && text.len() > MAX_HUMAN_TEXT - 4);
+                assert_eq!(too_large, Some(raw.len()), "the real size, not the cut one");
             }
             other => panic!("{other:?}"),
         }
@@ -424,6 +506,92 @@ mod tests {
             let keep = truncate.index(raw.len() + 1);
             raw.truncate(keep);
             let _ = parse_mail(&raw, LIMITS);
+        }
+    }
+
+    /// An HTML-only mail as Gmail writes it: one `<div>` per line, the quote in a
+    /// `gmail_quote` block under an attribution line.
+    const GMAIL_HTML: &str = "<div dir=\"ltr\"><div>post #html</div><div>first line</div><div>second line</div><div><br></div><div>s3cret</div></div><br><div class=\"gmail_quote\"><div dir=\"ltr\" class=\"gmail_attr\">On Sun, Dec 6, 2026 at 11:00 PM &lt;<a href=\"mailto:carol@example.test\">carol@example.test</a>&gt; wrote:<br></div><blockquote class=\"gmail_quote\" style=\"margin:0px 0px 0px 0.8ex;border-left:1px solid rgb(204,204,204);padding-left:1ex\">Posted abc.</blockquote></div>\r\n";
+
+    /// The same as Outlook writes it: a whole document, `<div>` lines with Word's classes.
+    const OUTLOOK_HTML: &str = "<html><head>\r\n<meta http-equiv=\"Content-Type\" content=\"text/html; charset=utf-8\">\r\n<style type=\"text/css\" style=\"display:none;\"> P {margin-top:0;margin-bottom:0;} </style>\r\n</head>\r\n<body dir=\"ltr\">\r\n<div class=\"elementToProof\" style=\"font-family: Aptos, Aptos_EmbeddedFont, Calibri, Helvetica, sans-serif; font-size: 12pt; color: rgb(0, 0, 0);\">\r\npost #html</div>\r\n<div class=\"elementToProof\" style=\"font-size: 12pt;\">\r\nfirst line</div>\r\n<div class=\"elementToProof\" style=\"font-size: 12pt;\">\r\nsecond line</div>\r\n<div class=\"elementToProof\" style=\"font-size: 12pt;\">\r\n<br>\r\n</div>\r\n<div class=\"elementToProof\" style=\"font-size: 12pt;\">\r\ns3cret</div>\r\n</body>\r\n</html>\r\n";
+
+    #[test]
+    fn html_mail_laid_out_with_divs_keeps_its_lines() {
+        for (client, html) in [("gmail", GMAIL_HTML), ("outlook", OUTLOOK_HTML)] {
+            let raw = format!(
+                "From: carol@example.test\r\nSubject: x\r\nMessage-ID: <{client}-1@example.test>\r\n\
+                 MIME-Version: 1.0\r\nContent-Type: text/html; charset=\"UTF-8\"\r\n\
+                 Content-Transfer-Encoding: 8bit\r\n\r\n{html}"
+            );
+            let Parsed::Human {
+                text, message_id, ..
+            } = parse_mail(raw.as_bytes(), LIMITS)
+            else {
+                panic!("{client}")
+            };
+            let lines: Vec<&str> = text.lines().map(str::trim).collect();
+            for want in ["post #html", "first line", "second line", "s3cret"] {
+                assert!(
+                    lines.contains(&want),
+                    "{client}: {want:?} not a line of {text:?}"
+                );
+            }
+            if client == "gmail" {
+                // The quote comes out as `> ` lines the gateway strips.
+                assert!(lines.contains(&"> Posted abc."), "{text:?}");
+            }
+            assert_eq!(
+                message_id.as_deref(),
+                Some(format!("{client}-1@example.test").as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn answers_name_the_mail_they_answer() {
+        let raw = human_mail(
+            "relay@example.test",
+            "me@example.test",
+            Some("Re: post #a"),
+            "Posted x.",
+            Some("abc.123@mail.example.test"),
+        )
+        .unwrap()
+        .formatted();
+        let text = String::from_utf8_lossy(&raw);
+        assert!(
+            text.contains("In-Reply-To: <abc.123@mail.example.test>\r\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("References: <abc.123@mail.example.test>\r\n"),
+            "{text}"
+        );
+        // An id with spaces or brackets is not echoed into a header.
+        let raw = human_mail("r@example.test", "m@example.test", None, "x", Some("a> b"))
+            .unwrap()
+            .formatted();
+        assert!(!String::from_utf8_lossy(&raw).contains("In-Reply-To"));
+    }
+
+    #[test]
+    fn a_mail_too_large_to_fetch_is_known_by_its_header() {
+        let header = b"From: carol@example.test\r\nSubject: big\r\nMessage-ID: <big@x>\r\n";
+        match parse_oversized(header, 3_145_728) {
+            Parsed::Human {
+                from,
+                subject,
+                text,
+                too_large,
+                ..
+            } => {
+                assert_eq!(from.as_str(), "mailto:carol@example.test");
+                assert_eq!(subject.as_deref(), Some("big"));
+                assert!(text.is_empty());
+                assert_eq!(too_large, Some(3_145_728));
+            }
+            other => panic!("{other:?}"),
         }
     }
 }

@@ -168,8 +168,18 @@ impl Outbox {
             Outgoing::Human { .. } if self.budget_spent(Instant::now()).is_some() => {
                 fail(&self.shared, &job.to, &[job.id], "the mail budget is spent").await;
             }
-            Outgoing::Human { subject, text } => {
-                match mime::human_mail(&config.address, job.to.rest(), subject.as_deref(), &text) {
+            Outgoing::Human {
+                subject,
+                text,
+                in_reply_to,
+            } => {
+                match mime::human_mail(
+                    &config.address,
+                    job.to.rest(),
+                    subject.as_deref(),
+                    &text,
+                    in_reply_to.as_deref(),
+                ) {
                     Ok(message) => self.submit(Outmail {
                         to: job.to,
                         ids: vec![job.id],

@@ -141,6 +141,7 @@ async fn person_mail_is_human_and_machine_mail_is_marked_auto_generated() {
         subject,
         text,
         auto_generated,
+        ..
     } = event
     else {
         unreachable!()
@@ -176,6 +177,7 @@ async fn person_mail_is_human_and_machine_mail_is_marked_auto_generated() {
             Outgoing::Human {
                 subject: Some("welcome".into()),
                 text: "you are subscribed".into(),
+                in_reply_to: Some("<question-1@example.test>".into()),
             },
         )
         .unwrap();
@@ -185,7 +187,7 @@ async fn person_mail_is_human_and_machine_mail_is_marked_auto_generated() {
         .take("reply", |e| matches!(e, TransportEvent::Human { .. }))
         .await;
     assert!(
-        matches!(&event, TransportEvent::Human { from, subject: Some(s), text, auto_generated: true }
+        matches!(&event, TransportEvent::Human { from, subject: Some(s), text, auto_generated: true, .. }
             if *from == addr("bob") && s == "welcome" && text.contains("you are subscribed")),
         "{event:?}"
     );
@@ -266,7 +268,7 @@ async fn frames_queued_while_smtp_is_down_arrive_after_it_returns() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_mail_is_skipped_and_the_rest_still_arrives() {
+async fn oversized_mail_is_skipped_reported_with_its_real_size_and_the_rest_still_arrives() {
     let servers = MailServers::start();
     let mut config = servers.config("bob");
     config.max_mail_bytes = 64 * 1024;
@@ -288,23 +290,41 @@ async fn oversized_mail_is_skipped_and_the_rest_still_arrives() {
         "From: carol@example.test\r\nSubject: small\r\n\r\nhi\r\n",
     );
     let event = bob
-        .take("small mail", |e| matches!(e, TransportEvent::Human { .. }))
+        .take(
+            "small mail",
+            |e| matches!(e, TransportEvent::Human { subject: Some(s), .. } if s == "small"),
+        )
         .await;
     assert!(
-        matches!(&event, TransportEvent::Human { subject: Some(s), .. } if s == "small"),
+        matches!(
+            &event,
+            TransportEvent::Human {
+                too_large: None,
+                ..
+            }
+        ),
         "{event:?}"
     );
-    // The big mail may be delivered after the small one: wait (bounded) for its verdict.
-    support::wait_until("big mail skipped", || {
-        bob.transport.stats().oversize_skipped > 0
-    })
-    .await;
-    assert_eq!(bob.transport.stats().oversize_skipped, 1);
+    // The big mail is not fetched: its header alone reaches the node, with its real size,
+    // so the gateway can tell the person.
+    let event = bob
+        .take(
+            "big mail's header",
+            |e| matches!(e, TransportEvent::Human { subject: Some(s), .. } if s == "big"),
+        )
+        .await;
+    let TransportEvent::Human {
+        text, too_large, ..
+    } = event
+    else {
+        unreachable!()
+    };
+    assert!(text.is_empty(), "{text:?}");
     assert!(
-        bob.drain_now()
-            .iter()
-            .all(|e| !matches!(e, TransportEvent::Human { .. }))
+        too_large.is_some_and(|n| n > 105_000),
+        "the real size: {too_large:?}"
     );
+    assert_eq!(bob.transport.stats().oversize_skipped, 1);
     // Refused before queueing: larger than max_frame.
     let too_big = Bytes::from(vec![0u8; bob.transport.traits().max_frame + 1]);
     assert!(

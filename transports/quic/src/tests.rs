@@ -181,10 +181,7 @@ async fn send_refuses_what_quic_cannot_carry() {
             max: 1000
         })
     );
-    let human = Outgoing::Human {
-        subject: None,
-        text: "hi".into(),
-    };
+    let human = Outgoing::human(None, "hi".into());
     assert!(matches!(
         t.send(SendId(2), &to, human),
         Err(SendError::BadAddress(_))

@@ -97,6 +97,9 @@ pub struct XmppConfig {
     pub max_resends: u32,
     /// On close, how long queued and unacknowledged stanzas may take to flush. Default 2 s.
     pub close_grace: Duration,
+    /// Bare JIDs (the relay's owners) whose presence subscription is accepted and returned, so
+    /// their clients show the relay online; anyone else's is declined.
+    pub contacts: Vec<String>,
 }
 
 impl XmppConfig {
@@ -125,6 +128,7 @@ impl XmppConfig {
             reassembly_senders: 1024,
             max_resends: 10,
             close_grace: Duration::from_secs(2),
+            contacts: Vec::new(),
         }
     }
 

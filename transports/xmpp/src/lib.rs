@@ -116,6 +116,8 @@ struct Shared {
     closed: AtomicBool,
     /// Becomes true when closing starts.
     shutdown: watch::Sender<bool>,
+    /// The status line shown with the relay's presence.
+    status: watch::Sender<String>,
     task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     runtime: tokio::runtime::Handle,
 }
@@ -147,6 +149,7 @@ impl XmppTransport {
         let connector = connector::Connector::new(&config, jid.domain().as_str())?;
         let (jobs, jobs_rx) = mpsc::channel(config.queue_len);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        let (status, status_rx) = watch::channel(String::new());
         let shared = Arc::new(Shared {
             config,
             local,
@@ -154,16 +157,31 @@ impl XmppTransport {
             counters: Counters::default(),
             closed: AtomicBool::new(false),
             shutdown,
+            status,
             task: Mutex::new(None),
             runtime,
         });
         let span = tracing::info_span!("xmpp", local = %shared.local);
         let session = session::Session::new(shared.clone(), connector, jid, events);
-        let task = shared
-            .runtime
-            .spawn(session.run(jobs_rx, shutdown_rx).instrument(span));
+        let task = shared.runtime.spawn(
+            session
+                .run(jobs_rx, shutdown_rx, status_rx)
+                .instrument(span),
+        );
         *shared.task.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(XmppTransport { shared })
+    }
+
+    /// Show `text` as the status line of the relay's presence (sent to its contacts when it
+    /// changes).
+    pub fn set_status(&self, text: &str) {
+        self.shared.status.send_if_modified(|s| {
+            if s == text {
+                return false;
+            }
+            text.clone_into(s);
+            true
+        });
     }
 
     /// A snapshot of the counters.

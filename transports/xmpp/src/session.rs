@@ -21,7 +21,7 @@ use tokio_xmpp::jid::Jid;
 use tokio_xmpp::minidom::Element;
 use tokio_xmpp::parsers::iq::Iq;
 use tokio_xmpp::parsers::message::{Id, Lang, Message, MessageType};
-use tokio_xmpp::parsers::presence::Presence;
+use tokio_xmpp::parsers::presence::{Presence, Type as PresenceType};
 use tokio_xmpp::stanzastream::{Event, StanzaStage, StanzaState, StanzaStream, StreamEvent};
 use tokio_xmpp::xmlstream::Timeouts;
 
@@ -179,6 +179,7 @@ impl Session {
         mut self,
         mut jobs: mpsc::Receiver<Job>,
         mut shutdown: watch::Receiver<bool>,
+        mut status: watch::Receiver<String>,
     ) {
         let config = self.shared.config.clone();
         let timeouts = Timeouts {
@@ -230,6 +231,10 @@ impl Session {
                     if dropped > 0 {
                         tracing::debug!(dropped, "incomplete frames expired");
                     }
+                }
+                Ok(()) = status.changed(), if self.connected => {
+                    let line = status.borrow_and_update().clone();
+                    let _ = stream.send(Box::new(Stanza::Presence(available(&line)))).await;
                 }
                 changed = shutdown.changed(), if grace_end.is_none() => {
                     if changed.is_err() || *shutdown.borrow() {
@@ -331,7 +336,7 @@ impl Session {
                         }
                     }
                 }
-                Outgoing::Human { subject, text } => {
+                Outgoing::Human { subject, text, .. } => {
                     message.bodies.insert(Lang::new(), text.clone());
                     if let Some(subject) = subject {
                         message.subjects.insert(Lang::new(), subject.clone());
@@ -505,9 +510,10 @@ impl Session {
                 Counters::bump(&self.shared.counters.sessions);
                 tracing::info!(%bound_jid, stream_management = self.stream_management, "session up");
                 // Available presence: the server routes chats to us and hands over what it
-                // stored while we were offline.
+                // stored while we were offline; contacts see the status line.
+                let line = self.shared.status.borrow().clone();
                 let _ = stream
-                    .send(Box::new(Stanza::Presence(Presence::available())))
+                    .send(Box::new(Stanza::Presence(available(&line))))
                     .await;
                 self.report(TransportEvent::Up).await;
             }
@@ -526,6 +532,29 @@ impl Session {
                 .await;
             }
             Event::Stanza(Stanza::Message(message)) => self.on_message(message).await,
+            Event::Stanza(Stanza::Presence(p)) if p.type_ == PresenceType::Subscribe => {
+                let Some(from) = p.from.map(|j| j.to_bare()) else {
+                    return;
+                };
+                let who = from.to_string().to_ascii_lowercase();
+                let contact = self.shared.config.contacts.contains(&who);
+                tracing::info!(%from, contact, "presence subscription request");
+                if !contact {
+                    let no = Presence::new(PresenceType::Unsubscribed).with_to(from);
+                    let _ = stream.send(Box::new(Stanza::Presence(no))).await;
+                    return;
+                }
+                // Accept, ask for theirs in return (a mutual subscription is what clients show
+                // as a normal contact), and show ours at once.
+                let line = self.shared.status.borrow().clone();
+                for p in [
+                    Presence::subscribed().with_to(from.clone()),
+                    Presence::subscribe().with_to(from.clone()),
+                    available(&line).with_to(from),
+                ] {
+                    let _ = stream.send(Box::new(Stanza::Presence(p))).await;
+                }
+            }
             Event::Stanza(Stanza::Iq(Iq::Get {
                 from, id, payload, ..
             })) if payload.is("ping", "urn:xmpp:ping") => {
@@ -616,6 +645,8 @@ impl Session {
             text,
             // Headlines are notifications by definition (XEP-0334 semantics aside).
             auto_generated: message.type_ == MessageType::Headline,
+            message_id: None,
+            too_large: None,
         })
         .await;
     }
@@ -645,6 +676,15 @@ fn stanza_size(m: &Message) -> usize {
         .map(String::len)
         .sum();
     payload + bodies + STANZA_OVERHEAD
+}
+
+/// Available presence with `status` as its status line (none when empty).
+fn available(status: &str) -> Presence {
+    let mut p = Presence::available();
+    if !status.is_empty() {
+        p.set_status("", status);
+    }
+    p
 }
 
 #[cfg(test)]

@@ -40,6 +40,7 @@ async fn human(e: &mut Endpoint<lakitu_xmpp::XmppTransport>) -> (PeerAddr, Optio
             subject,
             text,
             auto_generated,
+            ..
         } => {
             assert!(!auto_generated, "a chat line is not auto-generated");
             (from, subject, text)
@@ -85,18 +86,12 @@ async fn frames_and_human_messages_flow_both_ways_with_chunking() {
     assert!(alice.transport.stats().stanzas_sent >= 34);
 
     // Human messages travel as plain chat bodies, with a subject where given.
-    let line = Outgoing::Human {
-        subject: None,
-        text: "post #rust hello".into(),
-    };
+    let line = Outgoing::human(None, "post #rust hello".into());
     alice
         .transport
         .send(SendId(5), &addr("bob"), line)
         .expect("queue");
-    let with_subject = Outgoing::Human {
-        subject: Some("digest".into()),
-        text: "3 new posts".into(),
-    };
+    let with_subject = Outgoing::human(Some("digest".into()), "3 new posts".into());
     bob.transport
         .send(SendId(6), &addr("alice"), with_subject)
         .expect("queue");
