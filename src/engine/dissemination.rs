@@ -178,7 +178,7 @@ impl Engine {
 
     /// Interested, reachable, non-ignored members (not the author's own node) that `duty`
     /// covers, sorted by id, with their home carriers.
-    fn interested(&self, post: &Post, duty: Duty) -> Vec<(PublicId, u8)> {
+    pub(crate) fn interested(&self, post: &Post, duty: Duty) -> Vec<(PublicId, u8)> {
         let threshold = self.config.reputation_threshold;
         self.members
             .range(duty.lo, duty.hi)
@@ -299,10 +299,22 @@ impl Engine {
                         .is_some_and(|m| !m.lazy && m.reputation >= 0)
             })
             .collect();
-        let pool = if eager.is_empty() {
-            &pool[..]
+        // Then any that answers: a member that pruned us is still a better delegate than one
+        // that went silent (crashed), which the whole pool would otherwise offer again.
+        let answering: Vec<PublicId> = if eager.is_empty() {
+            pool.iter()
+                .copied()
+                .filter(|id| !self.diss.silent.contains(id))
+                .collect()
         } else {
+            Vec::new()
+        };
+        let pool = if !eager.is_empty() {
             &eager[..]
+        } else if !answering.is_empty() {
+            &answering[..]
+        } else {
+            &pool[..]
         };
         pool.choose(&mut self.rng).copied()
     }
@@ -366,7 +378,7 @@ impl Engine {
         }
     }
 
-    fn queue_ihave(&mut self, to: PublicId, id: PostId, hops: u8) {
+    pub(crate) fn queue_ihave(&mut self, to: PublicId, id: PostId, hops: u8) {
         let max = self.config.max_pending_pulls;
         if let Some((_, q)) = self.diss.lazy.get_mut(&to) {
             // Its batch is already due (and counted in `lazy_at`): no class lookup per entry.
@@ -807,6 +819,57 @@ mod tests {
         net.run_for(1_000);
         assert_eq!(net.nodes[5].store.count(), 7, "everything, once back");
         assert!(payloads(&net) > before, "payloads again once heard from");
+    }
+
+    /// A duty no delegate takes (every one tried was down) ends in an announcement to each
+    /// member it covers, so a live member of that range pulls the post instead of waiting
+    /// for anti-entropy.
+    #[test]
+    fn a_duty_every_delegate_drops_is_announced_to_the_members_it_covers() {
+        let config = EngineConfig {
+            anti_entropy_interval_ms: 3_600_000,
+            direct_push_limit: 1,
+            eager_fanout: 2,
+            lazy_fanout: 0,
+            ..EngineConfig::default()
+        };
+        let mut net = settled(8, 47, config);
+        // Node 0's first delegation range: every member but the last is down, and the last
+        // pruned node 0 (so it is picked only when no other is left).
+        let mut ids: Vec<(PublicId, usize)> = (1..8).map(|i| (net.id(i), i)).collect();
+        ids.sort();
+        let chunk: Vec<usize> = ids[..4].iter().map(|(_, i)| *i).collect();
+        let live = chunk[3];
+        for &i in &chunk[..3] {
+            net.crash(i);
+        }
+        let live_id = net.id(live);
+        if let Some(m) = net.nodes[0].engine.members.get_mut(&live_id) {
+            m.lazy = true;
+        }
+        let id = net.post_from(0, "through a dead range", &["rust"]);
+        net.run_for(3_000);
+        assert!(
+            net.nodes[live].store.contains(&id),
+            "the live member of the range pulled it after the announcement"
+        );
+    }
+
+    /// A delegate that pruned us is picked before one that went silent.
+    #[test]
+    fn a_member_that_pruned_us_is_a_better_delegate_than_a_silent_one() {
+        let mut net = settled(6, 48, EngineConfig::default());
+        let pool: Vec<PublicId> = (1..6).map(|i| net.id(i)).collect();
+        let e = &mut net.nodes[0].engine;
+        for id in &pool[..4] {
+            e.diss.silent.insert(*id);
+        }
+        if let Some(m) = e.members.get_mut(&pool[4]) {
+            m.lazy = true;
+        }
+        for _ in 0..20 {
+            assert_eq!(e.pick_delegate(&pool, &[]), Some(pool[4]));
+        }
     }
 
     #[test]

@@ -26,9 +26,10 @@ use super::Duty;
 /// Sends of one plain push in all: the payload, then announcements (IHave) of it, which cost
 /// a few bytes where a payload costs a post, so a member that is down costs little.
 const MAX_TRIES: u8 = 4;
-/// Sends of one relay duty in all, each to another delegate or bridge: a lost duty loses a
-/// whole subtree, and a delegate that crashed is silent to every retry.
-const MAX_DUTY_TRIES: u8 = 6;
+/// Sends of one relay duty in all, each to another delegate or bridge; after the last, the
+/// members it covers are announced to (see `duty_given_up`), so a range whose delegates all
+/// crashed costs about three pull timeouts and one pull, not an anti-entropy period.
+const MAX_DUTY_TRIES: u8 = 3;
 /// Most pushes waiting for an acknowledgement; beyond it new pushes go unwatched (the lazy
 /// pull and anti-entropy still cover them).
 const MAX_PENDING: usize = 65_536;
@@ -161,7 +162,13 @@ impl Engine {
             {
                 self.diss.silent.insert(to);
             }
-            if w.tries >= max || self.left {
+            if self.left {
+                continue;
+            }
+            if w.tries >= max {
+                if let Some(duty) = duty {
+                    self.duty_given_up(duty, &w);
+                }
                 continue;
             }
             self.counters.push_retries += 1;
@@ -178,6 +185,25 @@ impl Engine {
                 }
                 Some(duty) => self.redelegate(to, duty, w),
             }
+        }
+    }
+
+    /// No delegate took the duty (every one tried was down: in the 1,000-node crash run all
+    /// six were, and one member waited 13 s for anti-entropy): announce the post to every
+    /// member the duty covers that we reach, so each one that lacks it pulls it. An
+    /// announcement costs a few bytes, and this happens only when a whole duty failed.
+    fn duty_given_up(&mut self, duty: Duty, w: &Waiting) {
+        let id = w.post.id();
+        let members: Vec<PublicId> = self
+            .interested(&w.post, duty)
+            .into_iter()
+            .map(|(m, _)| m)
+            .filter(|m| self.members.get(m).is_some_and(|m| self.shares_carrier(m)))
+            // Never by mail, where a duty is not watched anyway (see `acks_with`).
+            .filter(|m| self.acks_with(m))
+            .collect();
+        for m in members {
+            self.queue_ihave(m, id, w.hops);
         }
     }
 
