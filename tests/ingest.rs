@@ -20,13 +20,20 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// `n` posts by key `seed`, a millisecond apart, dated the last hour (the batch API refuses
+/// posts older than the sync window).
 fn signed(n: usize, seed: u8, topic: &str) -> Vec<Post> {
     let who = Identity::from_seed([seed; 32]);
+    let hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as u64
+        - 3_600_000;
     (0..n)
         .map(|i| {
             Post::sign(
                 who.signing_key(),
-                1_700_000_000_000 + i as u64,
+                hour_ago + i as u64,
                 [Topic::new(topic).unwrap()],
                 &format!("ingested {i}"),
             )
