@@ -206,14 +206,7 @@ fn http(node: &Node, method: &str, path: &str, body: &[u8]) -> (u16, String, Str
     let _ = s.write_all(body);
     let mut raw = Vec::new();
     let _ = s.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    (status, head.to_ascii_lowercase(), body.to_string())
+    support::split_response(&raw)
 }
 
 #[test]

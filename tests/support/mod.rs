@@ -354,21 +354,26 @@ pub fn http_get_with_head(node: &Node, path: &str, token: Option<&str>) -> (u16,
     .expect("send request");
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).expect("read response");
-    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (status, head, body) = split_response(&raw);
+    // Small answers come in one chunk or with a length; undo chunking if present.
+    let body = if head.contains("transfer-encoding: chunked") {
+        dechunk(&body)
+    } else {
+        body
+    };
+    (status, head, body)
+}
+
+/// A raw HTTP response as `(status, head lower-cased, body as sent)`.
+pub fn split_response(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
     let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .expect("status code");
-    // Small answers come in one chunk or with a length; undo chunking if present.
-    let head = head.to_ascii_lowercase();
-    let body = if head.contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_string()
-    };
-    (status, head, body)
+    (status, head.to_ascii_lowercase(), body.to_string())
 }
 
 fn dechunk(mut s: &str) -> String {
