@@ -224,7 +224,10 @@ impl Engine {
                 break;
             }
         }
-        // Partners whose session still runs are not sampled: with a mail session running for
+        // One session per partner, and it runs until it finishes or goes stale: a carrier
+        // whose round trip is longer than the period (mail) would otherwise get every reply
+        // after its session had been replaced, and never finish one. So partners whose
+        // session still runs are not sampled (nor taken from `revived`): with a mail session running for
         // up to an hour, picking one of them and skipping the round held up the repair of
         // every other member (the mixed-carrier run's last delivery waited 12.6 min).
         let busy: Vec<PublicId> = self.ae.sessions.values().map(|s| s.peer).collect();
@@ -293,13 +296,6 @@ impl Engine {
         else {
             return;
         };
-        // One session per partner, and it runs until it finishes or goes stale: a carrier
-        // whose round trip is longer than the period (mail) would otherwise get every reply
-        // after its session had been replaced, and never finish one.
-        if self.ae.sessions.values().any(|s| s.peer == peer) {
-            tracing::debug!(peer = %peer, "anti-entropy: the session with this partner is still running");
-            return;
-        }
         if self.class_of(&peer) != LatencyClass::Millis {
             self.ae.slow_started.insert(peer, (now, posts));
         }
