@@ -57,6 +57,11 @@ struct Outgoing {
     from: u64,
     to: u64,
     session: reconcile::Session,
+    /// Started because the partner came back (see `AeState::revived`): it only pulls what we
+    /// lack. After a healed cut every node on one side revives the same few on the other at
+    /// once, and each pushing what those lacked sent them the same posts many times (1.6
+    /// copies per delivery); they pull it themselves, once, in their own session.
+    pull_only: bool,
 }
 
 /// Anti-entropy bookkeeping.
@@ -99,8 +104,8 @@ impl Engine {
         if self.ae.revived.len() < MAX_REVIVED && !self.ae.revived.contains(&id) {
             self.ae.revived.push_back(id);
         }
-        let soon = self.now + self.config.probe_interval_ms.max(1);
-        self.timers.anti_entropy = self.timers.anti_entropy.min(soon);
+        // At once: what it missed while away is the newest news there is.
+        self.timers.anti_entropy = self.timers.anti_entropy.min(self.now);
     }
 
     /// A member is alive: a node that has not reconciled since it (re)started does so now,
@@ -324,6 +329,7 @@ impl Engine {
                 from,
                 to,
                 session,
+                pull_only: back == Some(peer),
             },
         );
         tracing::debug!(peer = %peer, session = id, items = items.len(), "anti-entropy: session started");
@@ -409,7 +415,7 @@ impl Engine {
             tracing::debug!(peer = %sender, session, "anti-entropy: reply to an unknown session dropped");
             return;
         };
-        let (scope, from, to) = (out.scope.clone(), out.from, out.to);
+        let (scope, from, to, pull_only) = (out.scope.clone(), out.from, out.to, out.pull_only);
         let items = self.ae_items(&scope, from, to, store);
         let Some(out) = self.ae.sessions.get_mut(&session) else {
             return;
@@ -449,7 +455,7 @@ impl Engine {
         if !we_lack.is_empty() {
             self.want(sender, we_lack);
         }
-        if !they_lack.is_empty() {
+        if !they_lack.is_empty() && !pull_only {
             // `give` pushes at most `max_ids_per_frame` posts; the rest waits for next round.
             self.give(sender, &they_lack, store);
         }

@@ -10,13 +10,13 @@
 
 use std::collections::BTreeSet;
 
-use lakitu_transport::PeerAddr;
+use lakitu_transport::{LatencyClass, PeerAddr};
 
 use crate::id::PublicId;
 
 use super::reputation::Merit;
 use super::wire::{Message, PeerState};
-use super::{Engine, Offence};
+use super::{Engine, Offence, member_class};
 
 /// Misses in a row before suspicion.
 const MISSES_TO_SUSPECT: u32 = 2;
@@ -38,7 +38,48 @@ pub(crate) struct FdState {
     /// Members on a slow carrier (XMPP, email): when we last compared views with them, and our
     /// membership root then (see `world_sync`).
     slow_synced: std::collections::HashMap<PublicId, (u64, [u8; 32])>,
+    /// Round-trip time per latency class (millis, seconds), from every pong: how long an
+    /// answer may take from a member whose own round trip was never measured.
+    class_rtt: [Option<Rtt>; 2],
 }
+
+/// A smoothed round-trip time and its mean deviation, in ms (RFC 6298's estimator).
+#[derive(Debug, Clone, Copy)]
+struct Rtt {
+    srtt: u64,
+    rttvar: u64,
+}
+
+impl Rtt {
+    fn update(prev: Option<Rtt>, sample: u64) -> Rtt {
+        match prev {
+            None => Rtt {
+                srtt: sample,
+                rttvar: sample / 2,
+            },
+            Some(r) => Rtt {
+                rttvar: (3 * r.rttvar + r.srtt.abs_diff(sample)) / 4,
+                srtt: (7 * r.srtt + sample) / 8,
+            },
+        }
+    }
+
+    /// A time by which nearly every answer has come (RFC 6298's retransmission timeout).
+    fn timeout(self) -> u64 {
+        self.srtt + 4 * self.rttvar
+    }
+}
+
+/// Dead members make a cut when they are at least 1/`CUT_SHARE` of the members we share a
+/// carrier with (see `reconnect`).
+const CUT_SHARE: usize = 8;
+/// Dead members pinged per probe period during a cut: the first answer across a healed cut
+/// starts the repair, so a few tries a second find it in about one round trip.
+const CUT_PINGS: usize = 3;
+
+/// The shortest wait for an answer, whatever the round trips measured: a node's own delays
+/// (pacing, a durable flush before it acknowledges) are not in its pong.
+const MIN_ANSWER_MS: u64 = 100;
 
 impl Engine {
     /// Lower the failure detector's next deadline to `t`.
@@ -49,6 +90,24 @@ impl Engine {
     /// The failure detector's next deadline, if any.
     pub(crate) fn failure_deadline(&self) -> Option<u64> {
         self.timers.fd
+    }
+
+    /// How long to wait for `peer` to answer a frame it answers `extra` ms after receiving it
+    /// (an acknowledgement's batching delay, or 0 for a Graft): the class's pull timeout, cut
+    /// to the round trips measured on that class plus `extra`. On a fast link a lost frame is
+    /// then retried after about 100–150 ms, not 300; by mail it is never retried this way.
+    pub(crate) fn answer_timeout(&self, peer: &PublicId, extra: u64) -> u64 {
+        let class = self.class_of(peer);
+        let base = self.config.timings(class).pull_timeout_ms;
+        let i = match class {
+            LatencyClass::Millis => 0,
+            LatencyClass::Seconds => 1,
+            LatencyClass::Minutes => return base,
+        };
+        match self.fd.class_rtt[i] {
+            Some(r) => base.min((r.timeout() + extra).max(MIN_ANSWER_MS)),
+            None => base,
+        }
     }
 
     fn probe_timeout(&self, id: &PublicId) -> u64 {
@@ -136,11 +195,21 @@ impl Engine {
     pub(crate) fn reconnect(&mut self) {
         let now = self.now;
         let threshold = self.config.reputation_threshold;
-        let isolated = !self
-            .members
-            .values()
-            .any(|m| m.reachable() && self.shares_carrier(m) && m.trusted(threshold));
-        let period = if isolated {
+        let (mut reachable, mut dead) = (0usize, 0usize);
+        for m in self.members.values() {
+            if self.shares_carrier(m) && m.trusted(threshold) {
+                match m.state {
+                    PeerState::Alive | PeerState::Suspect => reachable += 1,
+                    PeerState::Dead => dead += 1,
+                    _ => {}
+                }
+            }
+        }
+        // No one reachable, or a large share dead at once (a cut, not a few crashes): look
+        // for the way back every probe period, so a healed cut is found within about a
+        // second instead of a reconnect period.
+        let cut = dead > 0 && dead * CUT_SHARE >= reachable + dead;
+        let period = if reachable == 0 || cut {
             self.config.probe_interval_ms
         } else {
             self.config.reconnect_interval_ms
@@ -148,7 +217,7 @@ impl Engine {
         self.timers.reconnect = now + period.max(1);
         let timeout = self.config.reconnect_timeout_ms;
         let (carriers, up) = (self.carriers, self.up);
-        let pick = self.sample_members(1, |m| {
+        let pick = self.sample_members(if cut { CUT_PINGS } else { 1 }, |m| {
             m.state == PeerState::Dead
                 && m.on_any(carriers)
                 // Not by mail: a ping every reconnect period would be thousands of mails a
@@ -159,7 +228,7 @@ impl Engine {
                 && m.last_heard()
                     .is_none_or(|h| now < h.saturating_add(timeout))
         });
-        if let Some(id) = pick.first().copied() {
+        for id in pick {
             self.ping(id);
         }
     }
@@ -251,10 +320,19 @@ impl Engine {
             && s == seq
         {
             let sample = now.saturating_sub(sent);
+            let class = member_class(self.up, m);
             let l = m.local_mut();
             // Smoothed like TCP's SRTT (1/8 gain).
             l.rtt_ms = Some(l.rtt_ms.map_or(sample, |r| (7 * r + sample) / 8));
             l.probe = None;
+            let i = match class {
+                LatencyClass::Millis => Some(0),
+                LatencyClass::Seconds => Some(1),
+                LatencyClass::Minutes => None,
+            };
+            if let Some(i) = i {
+                self.fd.class_rtt[i] = Some(Rtt::update(self.fd.class_rtt[i], sample));
+            }
             self.reward(&sender, Merit::Answered);
         }
         self.compare_root(sender, root);

@@ -292,6 +292,7 @@ impl Engine {
                 }
                 self.merkle.touch(&id);
                 self.push_action(Action::PeerState { id, state });
+                self.diss_member_learned(&id);
                 true
             }
             Some(m) => {

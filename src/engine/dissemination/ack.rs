@@ -99,8 +99,9 @@ impl Engine {
         if !self.acks_with(&to) || self.diss.acks.waiting.len() >= MAX_PENDING {
             return;
         }
-        let timeout = self.config.timings(self.class_of(&to)).pull_timeout_ms;
-        let due = self.now + timeout;
+        // The acknowledgement is an IHave, batched for its lazy delay.
+        let lazy = self.config.timings(self.class_of(&to)).lazy_delay_ms;
+        let due = self.now + self.answer_timeout(&to, lazy);
         let id = post.id();
         let w = Waiting {
             sent: self.now,
