@@ -11,9 +11,10 @@
 //! 2. The responder replies with its plain ids for the differing buckets dense with
 //!    differences (recent ones, typically) and the first symbols of a rateless IBLT over the
 //!    other differing buckets, two per estimated difference.
-//! 3. The initiator decodes and knows both directions after one round trip; it sends the
-//!    result (ids the responder lacks in full, ids it lacks as 8-byte prefixes). If the
-//!    symbols did not suffice it asks for more (rare; one more round trip).
+//! 3. The initiator decodes and knows both directions after one round trip. It asks for what
+//!    it lacks by id itself, and sends the ids the responder lacks (which it will push, so
+//!    the responder expects them), if any. If the symbols did not suffice it asks for more
+//!    (rare; one more round trip).
 //!
 //! The responder is stateless; the initiator keeps a [`Session`] per peer. A node that
 //! restarts simply starts a new session (with a new salt).
@@ -27,8 +28,7 @@ mod wire;
 use buckets::{bucket_bounds, in_intervals, merge_buckets, range_fingerprint, summarise};
 use hash::{Fingerprint, Keys};
 use riblt::{Cell, Decoder, IdSet, SYMBOL_BYTES};
-use std::collections::HashSet;
-use wire::{Interval, Message, PREFIX_BYTES, Summary, Symbols};
+use wire::{Interval, Message, Summary, Symbols};
 
 /// One item of a reconciled set: a post's timestamp and id.
 ///
@@ -76,7 +76,8 @@ pub struct Step {
     pub reply: Option<Vec<u8>>,
     /// Ids the peer holds and we lack, learned in this step.
     pub we_lack: Vec<[u8; 32]>,
-    /// Ids we hold and the peer lacks, learned in this step.
+    /// Ids we hold and the peer lacks, learned in this step (initiator only: the initiator
+    /// asks for what it lacks itself).
     pub they_lack: Vec<[u8; 32]>,
     /// The session is over on our side once `reply` (if any) is sent.
     pub done: bool,
@@ -150,7 +151,8 @@ enum State {
         salt: u64,
         keys: Keys,
         intervals: Vec<Interval>,
-        decoder: Decoder,
+        // Boxed: it dwarfs the other states.
+        decoder: Box<Decoder>,
         we_lack: Vec<[u8; 32]>,
         they_lack: Vec<[u8; 32]>,
     },
@@ -159,7 +161,6 @@ enum State {
         salt: u64,
         chunk: u64,
         give: Vec<[u8; 32]>,
-        take: Vec<[u8; PREFIX_BYTES]>,
     },
     /// Initiator, over.
     Finished,
@@ -256,7 +257,7 @@ impl Session {
                     salt,
                     keys,
                     intervals: s.intervals.clone(),
-                    decoder: Decoder::default(),
+                    decoder: Box::default(),
                     we_lack,
                     they_lack,
                 };
@@ -268,16 +269,8 @@ impl Session {
                 }
                 self.decode(items, decoding, s, max)
             }
-            (
-                State::Sending {
-                    salt,
-                    chunk,
-                    give,
-                    take,
-                },
-                Message::Ack { next, .. },
-            ) if next == chunk => {
-                Ok(self.send_result(salt, chunk, (give, take), max, (Vec::new(), Vec::new())))
+            (State::Sending { salt, chunk, give }, Message::Ack { next, .. }) if next == chunk => {
+                Ok(self.send_result(salt, chunk, give, max, Vec::new()))
             }
             (state, msg) => {
                 self.state = state;
@@ -372,34 +365,40 @@ impl Session {
         they_lack: Vec<[u8; 32]>,
         max: usize,
     ) -> Step {
-        let take = we_lack.iter().map(prefix).collect();
+        if they_lack.is_empty() {
+            // Nothing to push, so nothing for the responder to expect.
+            self.state = State::Finished;
+            return Step {
+                reply: None,
+                we_lack,
+                they_lack,
+                done: true,
+            };
+        }
         let give = they_lack.clone();
-        self.send_result(salt, 0, (give, take), max, (we_lack, they_lack))
+        let mut step = self.send_result(salt, 0, give, max, they_lack);
+        step.we_lack = we_lack;
+        step
     }
 
-    /// Sends chunk `chunk` of the result (`give`, `take`: what is left), as much as fits;
-    /// keeps the rest for the next ack. `learned` are the lists this step reports.
+    /// Sends chunk `chunk` of the result (`give`: what is left), as much as fits; keeps the
+    /// rest for the next ack. `they_lack` is what this step reports.
     fn send_result(
         &mut self,
         salt: u64,
         chunk: u64,
-        (mut give, mut take): (Vec<[u8; 32]>, Vec<[u8; PREFIX_BYTES]>),
+        mut give: Vec<[u8; 32]>,
         max: usize,
-        (we_lack, they_lack): (Vec<[u8; 32]>, Vec<[u8; 32]>),
+        they_lack: Vec<[u8; 32]>,
     ) -> Step {
-        // Version, kind, salt, chunk, flag, two list lengths.
-        let mut room = max - (2 + 8 + 10 + 1 + 10 + 10);
-        let g = give.len().min(room / 32);
-        room -= g * 32;
-        let t = take.len().min(room / PREFIX_BYTES);
-        let rest_give = give.split_off(g);
-        let rest_take = take.split_off(t);
-        let last = rest_give.is_empty() && rest_take.is_empty();
+        // Version, kind, salt, chunk, flag, list length.
+        let room = max - (2 + 8 + 10 + 1 + 10);
+        let rest_give = give.split_off(give.len().min(room / 32));
+        let last = rest_give.is_empty();
         let reply = Message::Result {
             salt,
             chunk,
             give,
-            take,
             last,
         }
         .encode();
@@ -410,12 +409,11 @@ impl Session {
                 salt,
                 chunk: chunk + 1,
                 give: rest_give,
-                take: rest_take,
             }
         };
         Step {
             reply: Some(reply),
-            we_lack,
+            we_lack: Vec::new(),
             they_lack,
             done: last,
         }
@@ -449,21 +447,12 @@ fn respond(items: &[Item], msg: Message, max: usize) -> Result<Step, ReconcileEr
         }
         Message::Result {
             give,
-            take,
             last,
             salt,
             chunk,
         } => {
-            let wanted: HashSet<[u8; PREFIX_BYTES]> = take.into_iter().collect();
-            let they_lack = if wanted.is_empty() {
-                Vec::new()
-            } else {
-                items
-                    .iter()
-                    .map(|i| i.id)
-                    .filter(|id| wanted.contains(&prefix(id)))
-                    .collect()
-            };
+            // What we lack the initiator asks for by id; we learn only what it will push.
+            let they_lack = Vec::new();
             Ok(Step {
                 reply: (!last).then(|| {
                     Message::Ack {
@@ -498,7 +487,7 @@ fn respond_summary(items: &[Item], s: &Summary, max: usize) -> Step {
     let keys = Keys::new(s.salt);
     let ours = summarise(items, &s.bounds, &keys, s.strata.len());
     let mut diff: Vec<Differing> = (0..ours.buckets.len())
-        .filter(|&k| ours.buckets[k] != s.buckets[k])
+        .filter(|&k| !wire::same_bucket(&ours.buckets[k], &s.buckets[k]))
         .map(|k| {
             let (a, b) = (ours.buckets[k].count, s.buckets[k].count);
             let sketch = hash::sketch_estimate(&ours.sketches[k], &s.sketches[k]);
@@ -528,18 +517,22 @@ fn respond_summary(items: &[Item], s: &Summary, max: usize) -> Step {
     let global = (hash::estimate(&ours.strata, &s.strata, total) as f64).max(lower);
     // Saturated buckets (too many differences for their sketch) share what the unsaturated
     // ones leave of the global estimate. Differences are most often recent, so a run of
-    // saturated buckets at the new end is filled first, each up to its size; the rest is
-    // shared in proportion to size, as spread differences would be.
+    // saturated buckets at the new end is filled first, each up to its size, including the
+    // one the estimate reaches into when its plain ids cost at most four times the symbols
+    // of what is left (the estimate can run low by half, and a bucket short of symbols
+    // costs a round trip and more symbols than its ids); the rest is shared in proportion
+    // to size, as spread differences would be.
     let unsaturated: f64 = diff.iter().filter_map(|b| b.sketch).sum();
     let mut left = (global - unsaturated).max(0.0);
     let mut head = 0;
     for b in diff.iter_mut().rev() {
         let size = b.union as f64;
-        if b.sketch.is_some() || left < size {
+        let straddled = left > 0.0 && b.ours as f64 * 32.0 <= 4.0 * symbol_bytes(left);
+        if b.sketch.is_some() || !(left >= size || straddled) {
             break;
         }
         b.guess = b.guess.max(size);
-        left -= size;
+        left = (left - size).max(0.0);
         head += 1;
     }
     let rest = diff.len() - head;
@@ -555,7 +548,7 @@ fn respond_summary(items: &[Item], s: &Summary, max: usize) -> Step {
             .max(share.max(SKETCH_SATURATION).min(b.union as f64));
     }
     // Plain ids where they cost less than the symbols the bucket's differences need.
-    let symbol_cost = |b: &Differing| SYMBOLS_PER_DIFF * SYMBOL_BYTES as f64 * b.guess;
+    let symbol_cost = |b: &Differing| symbol_bytes(b.guess);
     let (mut by_id, mut by_symbol): (Vec<Differing>, Vec<Differing>) = diff
         .into_iter()
         .partition(|b| (b.ours * 32) as f64 <= symbol_cost(b));
@@ -641,6 +634,11 @@ fn symbols_message(
     .encode()
 }
 
+/// Bytes of the symbols sent for `d` estimated differences (before the constant).
+fn symbol_bytes(d: f64) -> f64 {
+    SYMBOLS_PER_DIFF * SYMBOL_BYTES as f64 * d
+}
+
 /// Most symbols a session exchanges before giving up: far more than any decodable
 /// difference of these two ranges needs.
 fn symbol_cap(a: u64, b: u64) -> u64 {
@@ -713,13 +711,6 @@ fn overlap(a: &[Interval], b: &[Interval]) -> bool {
             !x_before_y && !y_before_x
         })
     })
-}
-
-/// The 8-byte prefix that names an id its holder can look up.
-fn prefix(id: &[u8; 32]) -> [u8; PREFIX_BYTES] {
-    let mut p = [0u8; PREFIX_BYTES];
-    p.copy_from_slice(&id[..PREFIX_BYTES]);
-    p
 }
 
 #[cfg(test)]

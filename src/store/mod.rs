@@ -7,7 +7,7 @@
 //! |-------------|---------------------------------------|-------------------------------|
 //! | `posts`     | post id `[32]`                        | canonical bytes (`Post::encode`) |
 //! | `by_topic`  | `len u8 ‖ tag ‖ ts BE ‖ id`           | empty                         |
-//! | `by_author` | `author [32] ‖ ts BE ‖ id`            | empty                         |
+//! | `by_author` | `author [..8] ‖ ts BE ‖ id`           | empty                         |
 //! | `by_time`   | `ts BE ‖ id`                          | empty                         |
 //! | `peers`     | node id `[32]`                        | the node's opaque record      |
 //! | `outbox`    | `len u16 ‖ peer ‖ seq BE`             | frame                         |
@@ -46,8 +46,13 @@ pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 1000;
 /// Most posts written under one sled transaction (see `insert_batch`).
 const TXN_POSTS: usize = 256;
-/// Layout version of the trees; a store written by another layout is refused, not misread.
-const SCHEMA: u64 = 1;
+/// Layout version of the trees; a store written by a newer layout is refused, not misread.
+/// 2: `by_author` keys carry the author's first 8 bytes (1: all 32); a schema-1 store is
+/// converted when it is opened.
+const SCHEMA: u64 = 2;
+
+/// `by_author` keys converted per sled batch when a schema-1 store is opened.
+const MIGRATE_KEYS: usize = 10_000;
 /// sled's page cache. A personal relay should not claim sled's default of 1 GiB.
 const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -214,7 +219,9 @@ impl Store {
             }
             Some(v) => {
                 let found = read_u64(META, META_SCHEMA, &v)?;
-                if found != SCHEMA {
+                if found == 1 {
+                    store.migrate_author_keys()?;
+                } else if found != SCHEMA {
                     return Err(StoreError::Schema { found });
                 }
             }
@@ -226,6 +233,54 @@ impl Store {
         store.count.store(count, Ordering::Relaxed);
         tracing::debug!(dir = %dir.display(), posts = count, recovered = store.db.was_recovered(), "store opened");
         Ok(store)
+    }
+
+    /// Schema 1 → 2: shorten every `by_author` key, then record the new schema. Each batch
+    /// replaces its keys atomically and a key already short is skipped, so a crash part-way
+    /// leaves schema 1 and the next open finishes the work; queries only run after it.
+    fn migrate_author_keys(&self) -> Result<(), StoreError> {
+        let started = std::time::Instant::now();
+        let mut converted = 0usize;
+        let mut from: Vec<u8> = Vec::new();
+        loop {
+            let mut batch = sled::Batch::default();
+            let mut n = 0;
+            let mut last = None;
+            for key in self.by_author.range(from.clone()..).keys() {
+                let key = key?;
+                if let Some(new) = keys::author_key_from_v1(&key) {
+                    batch.insert(new, &[][..]);
+                    batch.remove(key.clone());
+                    n += 1;
+                }
+                last = Some(key);
+                if n == MIGRATE_KEYS {
+                    break;
+                }
+            }
+            if n > 0 {
+                self.by_author.apply_batch(batch)?;
+                converted += n;
+            }
+            match last {
+                // Resume just after the last key seen (converted keys sort elsewhere and are
+                // skipped by their length anyway).
+                Some(k) if n == MIGRATE_KEYS => {
+                    from = k.to_vec();
+                    from.push(0);
+                }
+                _ => break,
+            }
+        }
+        self.db.flush()?;
+        self.meta.insert(META_SCHEMA, &SCHEMA.to_be_bytes())?;
+        self.db.flush()?;
+        tracing::info!(
+            converted,
+            ms = started.elapsed().as_millis() as u64,
+            "store: author index converted to schema 2"
+        );
+        Ok(())
     }
 
     /// Store one post. Returns `true` if it was new, `false` if it was already stored.
@@ -642,6 +697,65 @@ mod tests {
         });
         assert!(Store::reopen(dir.path(), REOPEN_WAIT).is_ok());
         dropper.join().unwrap();
+    }
+
+    #[test]
+    fn a_schema_1_store_opens_with_its_author_index_converted() {
+        let dir = tempfile::tempdir().unwrap();
+        let posts: Vec<Post> = (0..25u64)
+            .map(|i| post(1 + (i % 3) as u8, T0 + i, &["rust"], &format!("p{i}")))
+            .collect();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.insert_batch(&posts).unwrap();
+            // Rewrite the store as schema 1 left it, except for the first five keys: a
+            // conversion a crash interrupted.
+            s.by_author.clear().unwrap();
+            for (i, p) in posts.iter().enumerate() {
+                let key = if i < 5 {
+                    keys::author_key(&p.author(), p.timestamp(), &p.id())
+                } else {
+                    let mut k = p.author().0.to_vec();
+                    k.extend_from_slice(&keys::time_key(p.timestamp(), &p.id()));
+                    k
+                };
+                s.by_author.insert(key, &[][..]).unwrap();
+            }
+            s.meta.insert(META_SCHEMA, &1u64.to_be_bytes()).unwrap();
+            s.flush().unwrap();
+        }
+        let s = Store::reopen(dir.path(), REOPEN_WAIT).unwrap();
+        assert_eq!(
+            read_u64(
+                META,
+                META_SCHEMA,
+                &s.meta.get(META_SCHEMA).unwrap().unwrap()
+            )
+            .unwrap(),
+            SCHEMA
+        );
+        assert_eq!(s.by_author.len(), posts.len());
+        for k in s.by_author.iter().keys() {
+            assert_eq!(
+                k.unwrap().len(),
+                keys::AUTHOR_PREFIX_LEN + keys::TIME_KEY_LEN
+            );
+        }
+        for a in 1..=3u8 {
+            let author = post(a, T0, &[], "x").author();
+            let q = Query {
+                author: Some(author),
+                limit: MAX_LIMIT,
+                ..Query::default()
+            };
+            let want: Vec<PostId> = posts
+                .iter()
+                .rev()
+                .filter(|p| p.author() == author)
+                .map(Post::id)
+                .collect();
+            assert_eq!(ids(&s.query(&q).unwrap()), want, "author {a}");
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ impl Store {
                         &self.by_author,
                         BY_AUTHOR,
                         keys::author_range(author, since, until),
-                        32,
+                        keys::AUTHOR_PREFIX_LEN,
                     )),
                     in_other: Box::new(|(ts, id): &TimeKey| {
                         Ok(self
@@ -67,7 +67,7 @@ impl Store {
                 &self.by_author,
                 BY_AUTHOR,
                 keys::author_range(author, since, until),
-                32,
+                keys::AUTHOR_PREFIX_LEN,
             )
             .take(limit)
             .collect::<Result<_, _>>()?,
@@ -80,7 +80,8 @@ impl Store {
             .take(limit)
             .collect::<Result<_, _>>()?,
         };
-        hits.into_iter()
+        let posts = hits
+            .into_iter()
             .map(|(_, id)| {
                 self.get(&id)?.ok_or_else(|| {
                     corrupt(
@@ -90,7 +91,13 @@ impl Store {
                     )
                 })
             })
-            .collect()
+            .collect::<Result<Vec<Post>, StoreError>>()?;
+        // Another author sharing the index's key prefix (see `keys::AUTHOR_PREFIX_LEN`) is not
+        // a match.
+        Ok(posts
+            .into_iter()
+            .filter(|p| q.author.is_none_or(|a| p.author() == a))
+            .collect())
     }
 
     /// `(timestamp, id)` of every post of `topic` (or every post, for `None`) with
@@ -124,7 +131,8 @@ impl Store {
     }
 
     /// Like [`Store::items`] over any scope, but at most `limit` items: the newest ones, still
-    /// in ascending order. Reads only the index keys it returns.
+    /// in ascending order. Reads only the index keys it returns (so an author's scope also
+    /// lists any author sharing its 8-byte key prefix, about 1 in 2^64 per pair).
     pub fn items_newest(
         &self,
         scope: ItemScope<'_>,
@@ -152,7 +160,7 @@ impl Store {
                 &self.by_author,
                 BY_AUTHOR,
                 keys::author_range(a, since, until),
-                32,
+                keys::AUTHOR_PREFIX_LEN,
             ),
         };
         let mut items = tree

@@ -2,7 +2,8 @@
 //!
 //! Buckets are delimited by timestamps only (never by id), so both peers can cut their own
 //! sets the same way; the initiator picks the bounds from its set so that the newest bucket
-//! holds 16 items and each older one twice as many.
+//! holds about 16 items and each older one twice as many. Bounds are whole seconds (the
+//! summary carries them in fewer bytes), so a bucket may hold a few more items.
 
 use super::Item;
 use super::hash::{self, EST_BUCKETS, Fingerprint, Keys, SUB_BYTES};
@@ -20,7 +21,9 @@ pub(super) fn bucket_bounds(items: &[Item]) -> Vec<u64> {
         let Some(start) = end.checked_sub(size).filter(|&s| s > 0) else {
             break;
         };
-        let b = items[start].timestamp;
+        // Rounded down: the items of that second join the newer bucket, and the next bound,
+        // cut among items before this one, is strictly lower.
+        let b = items[start].timestamp / wire::BOUND_UNIT_MS * wire::BOUND_UNIT_MS;
         if b == 0 {
             break;
         }

@@ -1,7 +1,9 @@
 //! The wire format of reconciliation messages: versioned, length-bounded, never panicking.
 //!
 //! Every message is `version (1 byte) | kind (1 byte) | body`; integers are LEB128 varints
-//! except salts and fingerprints (8 bytes little-endian). Lists carry their length, which is
+//! except salts and fingerprints (8 bytes little-endian; 6 for the summary's bucket
+//! fingerprints, whose bounds are whole seconds: the summary is all an exchange that finds
+//! nothing costs). Lists carry their length, which is
 //! checked against the bytes that remain before anything is allocated. Every message after
 //! the summary repeats the session salt and the time intervals it concerns, so the responder
 //! keeps no state between messages.
@@ -10,17 +12,29 @@ use super::ReconcileError;
 use super::hash::{EST_BUCKETS, Fingerprint, MAX_STRATA, SUB_BYTES};
 use super::riblt::{Cell, SYMBOL_BYTES};
 
-/// The protocol version this module speaks.
-pub(crate) const VERSION: u8 = 1;
+/// The protocol version this module speaks. Version 2 (bounds in seconds, 6-byte bucket
+/// sums, a result without prefixes) does not talk to version 1.
+pub(crate) const VERSION: u8 = 2;
+
+/// Bucket bounds are whole seconds, in milliseconds.
+pub(crate) const BOUND_UNIT_MS: u64 = 1000;
+
+/// Bytes of a bucket fingerprint's sum in a summary.
+const BUCKET_SUM_BYTES: usize = 6;
+
+/// The part of a bucket fingerprint's sum a summary carries.
+const BUCKET_SUM_MASK: u64 = (1 << (8 * BUCKET_SUM_BYTES)) - 1;
+
+/// Whether two bucket fingerprints agree as far as a summary tells.
+pub(crate) fn same_bucket(a: &Fingerprint, b: &Fingerprint) -> bool {
+    a.count == b.count && (a.sum ^ b.sum) & BUCKET_SUM_MASK == 0
+}
 
 /// Most time buckets a summary may carry.
 pub(crate) const MAX_BUCKETS: usize = 64;
 
 /// Most intervals a message may name.
 pub(crate) const MAX_INTERVALS: usize = MAX_BUCKETS;
-
-/// Bytes of an id prefix used to name an id the receiver already holds.
-pub(crate) const PREFIX_BYTES: usize = 8;
 
 const KIND_SUMMARY: u8 = 1;
 const KIND_DONE: u8 = 2;
@@ -43,9 +57,11 @@ pub(crate) struct Interval {
 pub(crate) struct Summary {
     /// Session salt: keys every hash of the session.
     pub salt: u64,
-    /// Lower bounds of buckets 1..K, strictly increasing (bucket 0 starts at 0).
+    /// Lower bounds of buckets 1..K, strictly increasing multiples of [`BOUND_UNIT_MS`]
+    /// (bucket 0 starts at 0).
     pub bounds: Vec<u64>,
-    /// Fingerprint of each bucket (K = `bounds.len() + 1`).
+    /// Fingerprint of each bucket (K = `bounds.len() + 1`); only the low
+    /// `BUCKET_SUM_BYTES` bytes of each sum travel.
     pub buckets: Vec<Fingerprint>,
     /// A tiny difference-size sketch of each bucket.
     pub sketches: Vec<[u8; SUB_BYTES]>,
@@ -96,7 +112,8 @@ pub(crate) enum Message {
         /// How many.
         count: u64,
     },
-    /// Initiator → responder: the difference, possibly in several chunks.
+    /// Initiator → responder: the ids it will push, possibly in several chunks. What the
+    /// initiator lacks it asks for by id itself, so the result does not name it.
     Result {
         /// Session salt.
         salt: u64,
@@ -104,8 +121,6 @@ pub(crate) enum Message {
         chunk: u64,
         /// Ids the initiator holds and the responder lacks, in full.
         give: Vec<[u8; 32]>,
-        /// Prefixes of ids the responder holds and the initiator lacks.
-        take: Vec<[u8; PREFIX_BYTES]>,
         /// Whether this is the last chunk.
         last: bool,
     },
@@ -154,12 +169,12 @@ impl Message {
                 put_var(&mut w, s.bounds.len() as u64);
                 let mut prev = 0;
                 for &b in &s.bounds {
-                    put_var(&mut w, b - prev);
+                    put_var(&mut w, (b - prev) / BOUND_UNIT_MS);
                     prev = b;
                 }
                 for (f, sketch) in s.buckets.iter().zip(&s.sketches) {
                     put_var(&mut w, f.count);
-                    put_u64(&mut w, f.sum);
+                    w.extend_from_slice(&f.sum.to_le_bytes()[..BUCKET_SUM_BYTES]);
                     w.extend_from_slice(sketch);
                 }
                 put_var(&mut w, s.strata.len() as u64);
@@ -207,7 +222,6 @@ impl Message {
                 salt,
                 chunk,
                 give,
-                take,
                 last,
             } => {
                 w.push(KIND_RESULT);
@@ -217,10 +231,6 @@ impl Message {
                 put_var(&mut w, give.len() as u64);
                 for id in give {
                     w.extend_from_slice(id);
-                }
-                put_var(&mut w, take.len() as u64);
-                for p in take {
-                    w.extend_from_slice(p);
                 }
             }
             Message::Ack { salt, next } => {
@@ -257,8 +267,9 @@ impl Message {
                     if delta == 0 {
                         return Err(ReconcileError::Malformed("bucket bounds not increasing"));
                     }
-                    prev = prev
-                        .checked_add(delta)
+                    prev = delta
+                        .checked_mul(BOUND_UNIT_MS)
+                        .and_then(|d| prev.checked_add(d))
                         .ok_or(ReconcileError::Malformed("bucket bound overflows"))?;
                     bounds.push(prev);
                 }
@@ -266,8 +277,12 @@ impl Message {
                 let mut sketches = Vec::with_capacity(nb + 1);
                 for _ in 0..=nb {
                     let count = r.var()?;
-                    let sum = r.u64()?;
-                    buckets.push(Fingerprint { count, sum });
+                    let mut sum = [0u8; 8];
+                    sum[..BUCKET_SUM_BYTES].copy_from_slice(r.bytes(BUCKET_SUM_BYTES)?);
+                    buckets.push(Fingerprint {
+                        count,
+                        sum: u64::from_le_bytes(sum),
+                    });
                     let mut sketch = [0u8; SUB_BYTES];
                     sketch.copy_from_slice(r.bytes(SUB_BYTES)?);
                     sketches.push(sketch);
@@ -340,18 +355,10 @@ impl Message {
                 for _ in 0..n {
                     give.push(r.id()?);
                 }
-                let n = r.len(usize::MAX, PREFIX_BYTES)?;
-                let mut take = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let mut p = [0u8; PREFIX_BYTES];
-                    p.copy_from_slice(r.bytes(PREFIX_BYTES)?);
-                    take.push(p);
-                }
                 Message::Result {
                     salt,
                     chunk,
                     give,
-                    take,
                     last,
                 }
             }
