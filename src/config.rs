@@ -73,6 +73,9 @@ pub struct AccessConfig {
     /// Outside open mode: posts per minute stored from unknown authors (neither named nor
     /// followed), all of them together, so minting keys gains nothing. Default 60.
     pub unknown_authors_per_min: u32,
+    /// Outside open mode: pass posts by unknown authors on to other nodes. Default false:
+    /// they stop at this node (stored within the budget above, shown in its feed).
+    pub relay_unknown_authors: bool,
 }
 
 /// Which nodes may sync with this one (`[access] mode`).

@@ -38,6 +38,8 @@ pub(crate) struct RawAccess {
     pub mode: super::AccessMode,
     /// Default 60: posts by unknown authors, all of them together, per minute.
     pub unknown_authors_per_min: u64,
+    /// Default false: unknown authors' posts stop at this node.
+    pub relay_unknown_authors: bool,
 }
 
 impl Default for RawAccess {
@@ -45,6 +47,7 @@ impl Default for RawAccess {
         RawAccess {
             mode: super::AccessMode::default(),
             unknown_authors_per_min: 60,
+            relay_unknown_authors: false,
         }
     }
 }

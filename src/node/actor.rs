@@ -164,6 +164,8 @@ pub(crate) struct Actor {
     vouching: Option<PublicId>,
     /// Carriers whose spent budget the owners were told of.
     told: budget::Told,
+    /// Posts, ids and member records withheld from outgoing frames, for the metrics.
+    withheld: metrics::Withheld,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -239,6 +241,7 @@ impl Actor {
             config: config_arc.clone(),
             vouching: None,
             told: budget::Told::default(),
+            withheld: metrics::Withheld::default(),
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -995,31 +998,65 @@ impl Actor {
         }
     }
 
-    /// Apply `[[routes]]` and `[filters]` to a frame the engine sends: `None` when nothing in
-    /// it may go to that peer over that transport.
+    /// Apply `[[routes]]`, `[filters]` and `[access]` to a frame the engine sends: `None` when
+    /// nothing in it may go to that peer over that transport. Posts are withheld when a route
+    /// keeps them from the peer, when this node refused them, or (unless `[access]
+    /// relay_unknown_authors`) when their author is unknown here; member records when a route
+    /// keeps that member's posts from the peer, or when the member is a node the owner named
+    /// and the peer is not (friends are not introduced to strangers).
     fn route(
-        &self,
+        &mut self,
         to: &PublicId,
         addr: &PeerAddr,
         kind: crate::engine::Kind,
         bytes: bytes::Bytes,
     ) -> Option<bytes::Bytes> {
-        if self.routes.is_empty() && self.refused.is_empty() {
-            return Some(bytes);
-        }
-        let store = &self.shared.store;
-        let refused = &self.refused;
-        let out = self.routes.filter_frame_with(
-            to,
-            addr,
-            kind,
-            bytes,
-            self.shared.identity.signing_key(),
-            |id| store.get(id).ok().flatten(),
-            |post| !refused.contains(&post.id()),
-        );
+        use crate::engine::Kind;
+        let access = &*self.shared.access;
+        let me = self.shared.identity.public();
+        let key = self.shared.identity.signing_key();
+        let out = match kind {
+            Kind::World | Kind::Stats => {
+                let scheme = addr.scheme();
+                let to_named = access.is_named(to);
+                let routes = &self.routes;
+                Routes::filter_members(to, kind, bytes, key, |member| {
+                    *member != me
+                        && member != to
+                        && ((!to_named && access.is_named(member))
+                            || routes.hides_member(member, to, scheme))
+                })
+            }
+            Kind::Push | Kind::PushBatch | Kind::IHave => {
+                let relay_unknown = self.config.access.relay_unknown_authors;
+                if self.routes.is_empty()
+                    && self.refused.is_empty()
+                    && (relay_unknown || access.mode() == crate::config::AccessMode::Open)
+                {
+                    return Some(bytes);
+                }
+                let store = &self.shared.store;
+                let refused = &self.refused;
+                self.routes.filter_frame_with(
+                    to,
+                    addr,
+                    kind,
+                    bytes,
+                    key,
+                    |id| store.get(id).ok().flatten(),
+                    |post| {
+                        !refused.contains(&post.id())
+                            && (relay_unknown
+                                || post.author() == me
+                                || access.knows_author(&post.author()))
+                    },
+                )
+            }
+            _ => return Some(bytes),
+        };
         if out.withheld > 0 {
-            debug!(peer = %to.short(), %addr, ?kind, withheld = out.withheld, "routes withheld posts");
+            debug!(peer = %to.short(), %addr, ?kind, withheld = out.withheld, "routes withheld posts or member records");
+            self.withheld.add(kind, out.withheld as u64);
         }
         out.bytes
     }
@@ -1138,6 +1175,7 @@ impl Actor {
             gateway_dropped: self.gateway_dropped,
             oversize_posts: self.oversize_posts,
             unknown_refused: self.unknown_refused,
+            withheld: self.withheld,
         }
     }
 
