@@ -421,6 +421,34 @@ impl Config {
         starter::text(data_dir)
     }
 
+    /// Resolve every secret an enabled carrier needs (`[xmpp] password`, `[email] password`),
+    /// so a missing variable or file is reported before anything starts, naming the file, the
+    /// line and the key. `text` is the file's content, `origin` its path, as for
+    /// [`Config::parse`].
+    pub fn check_secrets(&self, text: &str, origin: &Path) -> Result<(), ConfigError> {
+        let needed = [
+            (self.xmpp.enabled, "xmpp", self.xmpp.password.as_ref()),
+            (self.email.enabled, "email", self.email.password.as_ref()),
+        ];
+        for (section, secret) in needed
+            .into_iter()
+            .filter_map(|(on, section, secret)| Some((section, secret.filter(|_| on)?)))
+        {
+            if let Err(e) = secret.resolve() {
+                let (tree, _) = toml::de::DeTable::parse_recoverable(text);
+                let doc = locate::Doc::new(text, Some(&tree));
+                let key = locate::KeyPath::keys(section).key("password");
+                return Err(ConfigError::Invalid {
+                    file: origin.display().to_string(),
+                    line: doc.line_of(&key),
+                    key: key.to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Where the node's secret key lives: `data_dir/key_file`.
     pub fn key_path(&self) -> PathBuf {
         self.node.data_dir.join(&self.node.key_file)

@@ -329,7 +329,15 @@ impl Actor {
             }
         }
         self.flush();
-        info!(outbox = ?self.outbox.stats(), "outbox at shutdown");
+        let o = self.outbox.stats();
+        info!(
+            queued = o.queued,
+            acked = o.acked,
+            retried = o.retried,
+            dropped = o.dropped_control + o.dropped_payload,
+            refused = o.refused,
+            "outbox at shutdown"
+        );
         self.send_digests(u64::MAX);
         self.transports.shutdown().await;
     }
@@ -546,7 +554,7 @@ impl Actor {
                 }
             }
             Action::Deliver { post, hops } => {
-                debug!(id = ?post.id(), hops, "post received");
+                debug!(id = %post.id(), hops, "post received");
                 self.tell_followers(&post);
                 self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
@@ -683,7 +691,7 @@ impl Actor {
         match cmd {
             Command::Published(posts, queued) => {
                 for post in posts {
-                    info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
+                    info!(id = %post.id(), topics = post.topics().len(), "local post stored");
                     self.tell_followers(&post);
                     self.forward_to_owners(&post);
                     self.engine_event(Event::LocalPost(post));
