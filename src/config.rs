@@ -14,6 +14,7 @@
 //! `config.example.toml` at the repository root documents every key.
 
 mod build;
+pub mod defaults;
 mod locate;
 mod raw;
 mod routes;
@@ -117,7 +118,7 @@ pub struct NodeConfig {
 /// `[api]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
-    /// Always a loopback address (the API has no authentication). Default `127.0.0.1:7171`.
+    /// Always a loopback address (its token is a file on this machine). Default `127.0.0.1:7171`.
     pub listen: SocketAddr,
 }
 
