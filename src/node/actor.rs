@@ -1027,6 +1027,9 @@ impl Actor {
             Kind::World | Kind::Stats => {
                 let scheme = addr.scheme();
                 let to_named = access.is_named(to);
+                if to_named && self.routes.is_empty() {
+                    return Some(bytes);
+                }
                 let routes = &self.routes;
                 Routes::filter_members(to, kind, bytes, key, |member| {
                     *member != me
