@@ -153,7 +153,7 @@ fn publish_batch(node: &Node, posts: &[lakitu::post::Post]) -> usize {
         Client::for_data_dir(node.path(), "127.0.0.1:1".parse().expect("addr")).expect("client");
     rt.block_on(client.publish_batch(posts))
         .expect("batch")
-        .stored as usize
+        .stored
 }
 
 #[test]
