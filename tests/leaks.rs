@@ -1,8 +1,8 @@
 //! Nothing leaks (issue 16): with real `lakitu` processes, a post that `[[routes]]` keeps from
 //! a node never reaches it, whichever path the engine tries (an eager push, an announced id,
 //! a reconciliation round after a restart, a bridge to another carrier), and the member
-//! records of an owner's friends are handed neither to strangers nor to a node a route
-//! excludes. Each path is shown taken by the `lakitu_withheld_total` counter, so a test that
+//! records of an owner's friends are handed neither to a friend's friend nor to a node a
+//! route excludes. Each path is shown taken by the `lakitu_withheld_total` counter, so a test that
 //! passes because the path was never tried would fail.
 
 mod support;
@@ -178,16 +178,18 @@ fn a_bridge_keeps_a_quic_only_topic_off_xmpp() {
 }
 
 #[test]
-fn friends_records_go_neither_to_strangers_nor_to_a_node_a_route_excludes() {
-    // Alice is a public relay (open) with two friends. Bob admits the nodes a friend
-    // introduces; Dave talks to Alice only. Dave's posts, and so his record, are kept from
-    // Bob from the start.
-    let mut bob = Node::init(&format!("[access]\nmode = \"friends-of-friends\"\n{FAST}"));
+fn friends_records_go_neither_to_a_friends_friend_nor_to_a_node_a_route_excludes() {
+    // Alice admits the nodes a friend introduces; her friends are bob (who does the same) and
+    // dave (who talks to alice only). Carol is bob's friend, not alice's. Dave's posts, and
+    // so his record, are kept from bob.
+    let fof = "[access]\nmode = \"friends-of-friends\"\n";
+    let mut bob = Node::init(&format!("{fof}{FAST}"));
     let mut dave = Node::init(&format!("[access]\nmode = \"named\"\n{FAST}"));
-    let (bob_id, dave_id) = (bob.id(), dave.id());
+    // Carol too admits what her friends introduce: she would list dave if alice told her.
+    let mut carol = Node::init(&format!("{fof}{FAST}"));
+    let (bob_id, dave_id, carol_id) = (bob.id(), dave.id(), carol.id());
     let mut alice = Node::init(&format!(
-        "[access]\nmode = \"open\"\n{FAST}\
-         [[routes]]\nauthors = [\"{dave_id}\"]\nexcept_peers = [\"{bob_id}\"]\n"
+        "{fof}{FAST}[[routes]]\nauthors = [\"{dave_id}\"]\nexcept_peers = [\"{bob_id}\"]\n"
     ));
     for n in [&mut alice, &mut bob, &mut dave] {
         n.start();
@@ -199,20 +201,29 @@ fn friends_records_go_neither_to_strangers_nor_to_a_node_a_route_excludes() {
     wait_until(30, "alice to see bob and dave alive", || {
         alice.status()["peers_alive"] == 2
     });
-    // Carol is a stranger who knows alice's address.
-    let mut carol = Node::init(&format!("{FAST}{}", peer_entry(&alice)));
+    // Carol names bob; bob introduces her to alice.
+    let bob_entry = peer_entry(&bob);
+    carol.append_config(&bob_entry);
     carol.start();
-    let carol_id = carol.id();
-    wait_until(30, "alice and carol to list each other", || {
-        lists(&alice, &carol_id) && lists(&carol, &alice.id())
+    bob.ok(&["peer", "add", &carol.quic_addr()]);
+    wait_until(30, "alice to admit carol, vouched for by bob", || {
+        lists(&alice, &carol_id)
     });
-    // Several membership rounds: neither carol nor bob ever hears of dave, and posts still
-    // flow (dave's reach carol through alice, the relay). (Bob may still get dave's posts
-    // from carol: a route binds the node that has it, and carol has none.)
+    // Carol restarts naming alice first: her first seed is asked for its whole view at once,
+    // so anything alice would tell her arrives within the watch below.
+    carol.stop();
+    let config = carol.file("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    let text = text.replace(&bob_entry, &format!("{}\n{bob_entry}", peer_entry(&alice)));
+    std::fs::write(&config, text).expect("config");
+    carol.start();
+    wait_until(30, "carol to list alice", || lists(&carol, &alice.id()));
+    // Posts still flow: dave's reach carol through alice.
     let from_dave = post(&dave, "news", "dave's post");
     wait_until(20, "dave's post at carol through alice", || {
         carol.feed_ids(&[]).contains(&from_dave)
     });
+    // Several membership rounds: neither carol nor bob ever hears of dave.
     never(6, "dave's record reached carol or bob", || {
         lists(&carol, &dave_id) || lists(&bob, &dave_id)
     });

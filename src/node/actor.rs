@@ -1010,8 +1010,9 @@ impl Actor {
     /// nothing in it may go to that peer over that transport. Posts are withheld when a route
     /// keeps them from the peer, when this node refused them, or (unless `[access]
     /// relay_unknown_authors`) when their author is unknown here; member records when a route
-    /// keeps that member's posts from the peer, or when the member is a node the owner named
-    /// and the peer is not (friends are not introduced to strangers).
+    /// keeps that member's posts from the peer, or, outside open mode, when the member is a
+    /// node the owner named and the peer is not (friends are not introduced to the nodes a
+    /// friend vouched for).
     fn route(
         &mut self,
         to: &PublicId,
@@ -1026,7 +1027,10 @@ impl Actor {
         let out = match kind {
             Kind::World | Kind::Stats => {
                 let scheme = addr.scheme();
-                let to_named = access.is_named(to);
+                // An open relay is public, and nodes that share no carrier learn of each other
+                // only through relayed records, so there friends are introduced as before.
+                let to_named =
+                    access.is_named(to) || access.mode() == crate::config::AccessMode::Open;
                 if to_named && self.routes.is_empty() {
                     return Some(bytes);
                 }
