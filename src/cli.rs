@@ -173,16 +173,93 @@ enum PeerAction {
     },
 }
 
+/// Subcommands that use neither the data directory nor the config file.
+const NO_DIR: [&str; 3] = ["demo", "completions", "man"];
+
+/// The command line, with `--dir` and `--config` left out of the help (and so of completions
+/// and man pages) of the subcommands that ignore them.
+fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    // A subcommand that already has an argument of a global option's id does not get the
+    // global copy: a hidden stand-in keeps both options accepted and unlisted there.
+    for name in NO_DIR {
+        cmd = cmd.mut_subcommand(name, |sub| {
+            let hidden = |id: &'static str| {
+                clap::Arg::new(id)
+                    .long(id)
+                    .hide(true)
+                    .value_parser(clap::value_parser!(PathBuf))
+            };
+            sub.arg(hidden("dir")).arg(hidden("config"))
+        });
+    }
+    in_declared_order(cmd)
+}
+
+/// `cmd` with its subcommands listed in their declared order (a changed subcommand is moved
+/// to the end of the list).
+fn in_declared_order(mut cmd: clap::Command) -> clap::Command {
+    let declared = <Cli as clap::CommandFactory>::command();
+    for (i, sub) in declared.get_subcommands().enumerate() {
+        cmd = cmd.mut_subcommand(sub.get_name(), |s| s.display_order(i));
+    }
+    cmd
+}
+
+/// [`command`] for completions and man pages, which list hidden options too: `--dir` and
+/// `--config` are given to each subcommand that uses them instead of to all.
+fn command_for_docs() -> clap::Command {
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let own = |id: &str| {
+        cmd.get_arguments()
+            .find(|a| a.get_id() == id)
+            .map(|a| a.clone().global(false))
+    };
+    let (Some(dir), Some(config)) = (own("dir"), own("config")) else {
+        return command();
+    };
+    let users: Vec<String> = cmd
+        .get_subcommands()
+        .map(|s| s.get_name().to_string())
+        .filter(|n| !NO_DIR.contains(&n.as_str()) && n != "help")
+        .collect();
+    let mut cmd = cmd
+        .mut_arg("dir", |a| a.global(false))
+        .mut_arg("config", |a| a.global(false));
+    for name in users {
+        cmd = cmd.mut_subcommand(name, |sub| sub.arg(dir.clone()).arg(config.clone()));
+    }
+    in_declared_order(cmd)
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&command().get_matches())
+        .unwrap_or_else(|e| e.exit());
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("lakitu: {}", shown(&format!("{e:#}")));
+            eprintln!("lakitu: {}", shown(&error_chain(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, as `{:#}` prints them, without a cause that an outer message
+/// already quotes (many error messages include their source's text).
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn default_dir() -> PathBuf {
@@ -348,6 +425,26 @@ fn run(paths: &Paths) -> Result<()> {
         init(paths, false)?;
     }
     let config = paths.load()?;
+    if paths.config.exists() {
+        // Before any socket is bound: a missing password is the owner's to fix, not a
+        // carrier's failure half-way through starting.
+        let text = std::fs::read_to_string(&paths.config)
+            .with_context(|| format!("cannot read {}", paths.config.display()))?;
+        config.check_secrets(&text, &paths.config)?;
+    }
+    let key = config.key_path();
+    if !key.exists() {
+        // An empty config file gives a working node: its key is made on the first run, as
+        // `init` would. A key file the config names explicitly is never invented.
+        anyhow::ensure!(
+            key == config.node.data_dir.join("node.key"),
+            "key file {} does not exist: create it with `lakitu --config {} init`, or fix [node] key_file",
+            key.display(),
+            paths.config.display()
+        );
+        init(paths, false)?;
+        tracing::info!(key = %key.display(), "no key file: made a new node key");
+    }
     let rt = runtime()?;
     let result = rt.block_on(async {
         crate::node::run(
@@ -359,8 +456,9 @@ fn run(paths: &Paths) -> Result<()> {
         .context("the node stopped with an error")
     });
     // The store is flushed by now; dropping the runtime would wait without limit for any
-    // blocking task still running, so give them a moment and exit.
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    // blocking task still running (a DNS lookup, a carrier's blocking read), and nothing
+    // such a task holds needs saving, so the process exits promptly.
+    rt.shutdown_timeout(std::time::Duration::from_millis(100));
     result
 }
 
@@ -418,7 +516,8 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 query.push(format!("topic={}", encode_component(t)));
             }
             if let Some(a) = &author {
-                query.push(format!("author={}", encode_component(a)));
+                let a = full_author(&client, a).await?;
+                query.push(format!("author={}", encode_component(&a)));
             }
             let filter = query.join("&");
             let posts: Vec<PostJson> = client
@@ -468,6 +567,9 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 .post("/v1/peers", &crate::api::AddPeer { address, id })
                 .await?;
             println!("added {}", added["id"].as_str().unwrap_or_default());
+            if let Some(note) = added["note"].as_str() {
+                println!("{}", shown(note));
+            }
         }
         Command::Peer {
             action: PeerAction::Remove { id },
@@ -480,6 +582,47 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
         _ => bail!("not a client command"),
     }
     Ok(())
+}
+
+/// Characters of a full node id.
+const ID_CHARS: usize = 52;
+
+/// A full author id from what the person typed: a full id as is, or the short form `feed` and
+/// `peers` print (any prefix of at least 4 characters), matched against this node, its peers
+/// and the authors of the newest posts it holds.
+async fn full_author(client: &crate::api::client::Client, typed: &str) -> Result<String> {
+    let typed = typed.trim().to_ascii_lowercase();
+    if typed.len() >= ID_CHARS {
+        return Ok(typed);
+    }
+    if typed.len() < 4 {
+        bail!(
+            "--author {typed:?} is too short: give the full id or at least the 10 characters `feed` prints"
+        );
+    }
+    let mut known: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    let status: Status = client.get("/v1/status").await?;
+    known.insert(status.id);
+    let peers: Vec<PeerInfo> = client.get("/v1/peers").await?;
+    known.extend(peers.into_iter().map(|p| p.id));
+    let max = crate::api::server::MAX_FEED_LIMIT;
+    let posts: Vec<PostJson> = client.get(&format!("/v1/posts?limit={max}")).await?;
+    known.extend(posts.into_iter().map(|p| p.author));
+    let found: Vec<&String> = known.iter().filter(|id| id.starts_with(&typed)).collect();
+    match found.as_slice() {
+        [one] => Ok((*one).clone()),
+        [] => bail!(
+            "no author this node knows has an id starting with {typed:?} (this node, its peers and the authors of its newest {max} posts); give the full id"
+        ),
+        many => bail!(
+            "{} authors have ids starting with {typed:?}: {}; give more characters",
+            many.len(),
+            many.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 async fn demo(n: usize, posts: usize) -> Result<()> {

@@ -14,6 +14,7 @@
 //! `config.example.toml` at the repository root documents every key.
 
 mod build;
+pub mod defaults;
 mod locate;
 mod raw;
 mod routes;
@@ -73,6 +74,9 @@ pub struct AccessConfig {
     /// Outside open mode: posts per minute stored from unknown authors (neither named nor
     /// followed), all of them together, so minting keys gains nothing. Default 60.
     pub unknown_authors_per_min: u32,
+    /// Outside open mode: pass posts by unknown authors on to other nodes. Default false:
+    /// they stop at this node (stored within the budget above, shown in its feed).
+    pub relay_unknown_authors: bool,
 }
 
 /// Which nodes may sync with this one (`[access] mode`).
@@ -114,7 +118,7 @@ pub struct NodeConfig {
 /// `[api]`
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
-    /// Always a loopback address (the API has no authentication). Default `127.0.0.1:7171`.
+    /// Always a loopback address (its token is a file on this machine). Default `127.0.0.1:7171`.
     pub listen: SocketAddr,
 }
 
@@ -416,6 +420,34 @@ impl Config {
     /// [`Config::defaults`]`(data_dir)`.
     pub fn starter_text(data_dir: &Path) -> String {
         starter::text(data_dir)
+    }
+
+    /// Resolve every secret an enabled carrier needs (`[xmpp] password`, `[email] password`),
+    /// so a missing variable or file is reported before anything starts, naming the file, the
+    /// line and the key. `text` is the file's content, `origin` its path, as for
+    /// [`Config::parse`].
+    pub fn check_secrets(&self, text: &str, origin: &Path) -> Result<(), ConfigError> {
+        let needed = [
+            (self.xmpp.enabled, "xmpp", self.xmpp.password.as_ref()),
+            (self.email.enabled, "email", self.email.password.as_ref()),
+        ];
+        for (section, secret) in needed
+            .into_iter()
+            .filter_map(|(on, section, secret)| Some((section, secret.filter(|_| on)?)))
+        {
+            if let Err(e) = secret.resolve() {
+                let (tree, _) = toml::de::DeTable::parse_recoverable(text);
+                let doc = locate::Doc::new(text, Some(&tree));
+                let key = locate::KeyPath::keys(section).key("password");
+                return Err(ConfigError::Invalid {
+                    file: origin.display().to_string(),
+                    line: doc.line_of(&key),
+                    key: key.to_string(),
+                    message: e.to_string(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Where the node's secret key lives: `data_dir/key_file`.

@@ -6,10 +6,14 @@
 //! ([`Routes::filter_frame`]) and refuses muted posts at the store ([`Routes::muted`]). The
 //! engine stays unaware of transports and of the policy.
 //!
-//! What it covers: post payloads (`Push`, `PushBatch`) and announcements of post ids (`IHave`).
-//! What it does not: the reconciliation sketches, which summarise id sets and so can reveal
-//! that a withheld post exists (never its content); a peer that learns of one that way asks
-//! for it, and the answer is withheld again.
+//! What it covers: post payloads (`Push`, `PushBatch`), announcements of post ids (`IHave`),
+//! and member records (`World` pages, relayed `Stats`): a node whose posts a route keeps from
+//! a peer ([`Routes::hides_member`]) is kept out of what that peer learns of the view too,
+//! and the node adds its own rule for friends' records ([`Routes::filter_members`]). What it
+//! does not: the reconciliation sketches, which summarise id sets and so can reveal that a
+//! withheld post exists (never its content); a peer that learns of one that way asks for it,
+//! and the answer is withheld again. Likewise a peer whose view lacks a hidden record keeps
+//! finding a membership difference, compared at most once per anti-entropy period.
 
 use std::collections::{BTreeSet, HashSet, VecDeque};
 
@@ -177,6 +181,76 @@ impl Routes {
                 }
                 let withheld = total - kept.len();
                 ((!kept.is_empty()).then_some(Message::IHave(kept)), withheld)
+            }
+            _ => return unchanged(bytes),
+        };
+        let bytes = message.map(|m| {
+            let sign = frame.signed.then_some((key, to));
+            Bytes::from(wire::encode(&frame.sender, frame.timestamp, &m, sign))
+        });
+        Filtered { bytes, withheld }
+    }
+}
+
+impl Routes {
+    /// True when a route keeps every post of `member` (it names the author and no topic) from
+    /// `peer` over `scheme`: the member's record is then kept from that peer too.
+    pub fn hides_member(&self, member: &PublicId, peer: &PublicId, scheme: Scheme) -> bool {
+        self.routes.iter().any(|r| {
+            r.topics.is_empty() && r.authors.contains(member) && !route_allows(r, peer, scheme)
+        })
+    }
+
+    /// Remove from a membership frame of `kind` for `to` (`World` pages, `Stats` records)
+    /// every member `hide` refuses; the frame is rebuilt and signed again as in
+    /// [`Routes::filter_frame`]. Other frames pass untouched; a page left empty is still
+    /// sent when it carries a continuation (`next`), so a paged answer goes on.
+    pub fn filter_members(
+        to: &PublicId,
+        kind: Kind,
+        bytes: Bytes,
+        key: &SigningKey,
+        hide: impl Fn(&PublicId) -> bool,
+    ) -> Filtered {
+        let unchanged = |bytes| Filtered {
+            bytes: Some(bytes),
+            withheld: 0,
+        };
+        if !matches!(kind, Kind::World | Kind::Stats) {
+            return unchanged(bytes);
+        }
+        let Ok(frame) = wire::decode(&bytes, to, usize::MAX, false) else {
+            tracing::warn!(peer = %to.short(), ?kind, "cannot check an outgoing membership frame; dropped");
+            return Filtered {
+                bytes: None,
+                withheld: 1,
+            };
+        };
+        let (message, withheld) = match frame.message {
+            Message::World { records, next } => {
+                let total = records.len();
+                let kept: Vec<_> = records.into_iter().filter(|r| !hide(&r.id)).collect();
+                if kept.len() == total {
+                    return unchanged(bytes);
+                }
+                let withheld = total - kept.len();
+                let go = !kept.is_empty() || next.is_some();
+                (
+                    go.then_some(Message::World {
+                        records: kept,
+                        next,
+                    }),
+                    withheld,
+                )
+            }
+            Message::Stats(records) => {
+                let total = records.len();
+                let kept: Vec<_> = records.into_iter().filter(|(id, _)| !hide(id)).collect();
+                if kept.len() == total {
+                    return unchanged(bytes);
+                }
+                let withheld = total - kept.len();
+                ((!kept.is_empty()).then_some(Message::Stats(kept)), withheld)
             }
             _ => return unchanged(bytes),
         };
@@ -564,6 +638,93 @@ mod tests {
             |_| None,
         );
         assert_eq!(out.bytes, None);
+    }
+
+    fn record(seed: u8) -> crate::engine::wire::MemberRecord {
+        crate::engine::wire::MemberRecord {
+            id: pid(seed),
+            incarnation: 1,
+            state: crate::engine::wire::PeerState::Alive,
+            addrs: vec![quic(seed)],
+            interests: crate::engine::Interests::everything(),
+        }
+    }
+
+    #[test]
+    fn a_route_over_all_of_an_authors_posts_hides_that_member_too() {
+        let route = RouteConfig {
+            authors: vec![pid(5)],
+            except_peers: vec![pid(3)],
+            ..RouteConfig::default()
+        };
+        let by_topic = RouteConfig {
+            topics: vec![topic("private")],
+            authors: vec![pid(6)],
+            except_peers: vec![pid(3)],
+            ..RouteConfig::default()
+        };
+        let r = Routes::new(&[route, by_topic], &FiltersConfig::default());
+        assert!(r.hides_member(&pid(5), &pid(3), Scheme::Quic));
+        assert!(!r.hides_member(&pid(5), &pid(2), Scheme::Quic));
+        assert!(
+            !r.hides_member(&pid(6), &pid(3), Scheme::Quic),
+            "a route over some topics only hides posts, not the member"
+        );
+    }
+
+    #[test]
+    fn member_frames_lose_the_hidden_records_and_keep_their_continuation() {
+        let me = key(1);
+        let carol = pid(3);
+        let world = Message::World {
+            records: vec![record(2), record(5)],
+            next: Some([9; 32]),
+        };
+        let hide = |id: &PublicId| *id == pid(5) || *id == pid(2);
+        let out = Routes::filter_members(
+            &carol,
+            Kind::World,
+            frame(&world, &me, &carol, true),
+            me.signing_key(),
+            hide,
+        );
+        assert_eq!(out.withheld, 2);
+        let rebuilt = wire::decode(&out.bytes.unwrap(), &carol, usize::MAX, true).unwrap();
+        assert_eq!(
+            rebuilt.message,
+            Message::World {
+                records: vec![],
+                next: Some([9; 32])
+            },
+            "an emptied page still carries where to continue"
+        );
+        let stats = Message::Stats(vec![
+            (pid(1), Default::default()),
+            (pid(5), Default::default()),
+        ]);
+        let out = Routes::filter_members(
+            &carol,
+            Kind::Stats,
+            frame(&stats, &me, &carol, false),
+            me.signing_key(),
+            hide,
+        );
+        let rebuilt = wire::decode(&out.bytes.unwrap(), &carol, usize::MAX, false).unwrap();
+        assert_eq!(
+            rebuilt.message,
+            Message::Stats(vec![(pid(1), Default::default())])
+        );
+        let ping = frame(
+            &Message::Ping {
+                seq: 1,
+                root: [0; 32],
+            },
+            &me,
+            &carol,
+            false,
+        );
+        let out = Routes::filter_members(&carol, Kind::Ping, ping.clone(), me.signing_key(), hide);
+        assert_eq!(out.bytes, Some(ping));
     }
 
     #[test]

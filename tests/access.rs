@@ -122,28 +122,14 @@ fn a_stranger_gets_nothing_from_a_named_relay_and_everything_from_an_open_one() 
     alice.stop();
 }
 
-#[test]
-fn unknown_authors_share_one_budget_so_minted_keys_gain_nothing() {
-    use lakitu::api::client::Client;
+/// `n` posts by freshly minted keys, `per_key` each, key seeds from `seed`.
+fn minted(n: u32, per_key: u32, seed: u8) -> Vec<lakitu::post::Post> {
     use lakitu::id::Identity;
     use lakitu::post::{Post, Topic};
-    let mut alice = Node::init(&format!(
-        "[access]\nmode = \"named\"\nunknown_authors_per_min = 120\n{FAST}"
-    ));
-    alice.start();
-    let mut bob = Node::init(&format!("{NAMED}{FAST}{}", peer_entry(&alice)));
-    bob.start();
-    alice.ok(&["peer", "add", &bob.quic_addr()]);
-    let own = post(&bob, "news", "bob's own post");
-    wait_until(30, "bob's post at alice", || {
-        alice.feed_ids(&[]).contains(&own)
-    });
-
-    // 100 freshly minted keys, 2 posts each, handed to bob (who relays them) in one batch.
     let now = lakitu::node::now_ms();
-    let minted: Vec<Post> = (0..200u32)
+    (0..n)
         .map(|i| {
-            let key = Identity::from_seed([(i / 2) as u8 + 100; 32]);
+            let key = Identity::from_seed([(i / per_key) as u8 + seed; 32]);
             let topic = [Topic::new("minted").expect("topic")];
             Post::sign(
                 key.signing_key(),
@@ -153,16 +139,45 @@ fn unknown_authors_share_one_budget_so_minted_keys_gain_nothing() {
             )
             .expect("sign")
         })
-        .collect();
-    let ids: Vec<String> = minted.iter().map(|p| p.id().to_string()).collect();
+        .collect()
+}
+
+/// Publish `posts` (by other keys) through `node`'s batch API; how many it stored.
+fn publish_batch(node: &Node, posts: &[lakitu::post::Post]) -> usize {
+    use lakitu::api::client::Client;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     let client =
-        Client::for_data_dir(bob.path(), "127.0.0.1:1".parse().expect("addr")).expect("client");
-    let stored = rt.block_on(client.publish_batch(&minted)).expect("batch");
-    assert_eq!(stored.stored, 200);
+        Client::for_data_dir(node.path(), "127.0.0.1:1".parse().expect("addr")).expect("client");
+    rt.block_on(client.publish_batch(posts))
+        .expect("batch")
+        .stored
+}
+
+#[test]
+fn unknown_authors_share_one_budget_so_minted_keys_gain_nothing() {
+    let mut alice = Node::init(&format!(
+        "[access]\nmode = \"named\"\nunknown_authors_per_min = 120\n{FAST}"
+    ));
+    alice.start();
+    // Bob passes on what unknown authors give him (the policy's choice, default off).
+    let mut bob = Node::init(&format!(
+        "{NAMED}relay_unknown_authors = true\n{FAST}{}",
+        peer_entry(&alice)
+    ));
+    bob.start();
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    let own = post(&bob, "news", "bob's own post");
+    wait_until(30, "bob's post at alice", || {
+        alice.feed_ids(&[]).contains(&own)
+    });
+
+    // 100 freshly minted keys, 2 posts each, handed to bob (who relays them) in one batch.
+    let minted = minted(200, 2, 100);
+    let ids: Vec<String> = minted.iter().map(|p| p.id().to_string()).collect();
+    assert_eq!(publish_batch(&bob, &minted), 200);
     let held = |n: &Node| {
         let feed = n.feed_ids(&[]);
         ids.iter().filter(|id| feed.contains(id)).count()
@@ -200,6 +215,71 @@ fn unknown_authors_share_one_budget_so_minted_keys_gain_nothing() {
     );
     bob.stop();
     alice.stop();
+}
+
+#[test]
+fn unknown_authors_posts_stop_at_this_node_unless_the_policy_relays_them() {
+    let mut alice = Node::init(&format!("{NAMED}{FAST}"));
+    let mut bob = Node::init(&format!("{NAMED}relay_unknown_authors = true\n{FAST}"));
+    // Dave is alice's friend only.
+    let mut dave = Node::init(&format!("{NAMED}{FAST}"));
+    for n in [&mut alice, &mut bob, &mut dave] {
+        n.start();
+    }
+    for friend in [&bob, &dave] {
+        alice.ok(&["peer", "add", &friend.quic_addr()]);
+        friend.ok(&["peer", "add", &alice.quic_addr()]);
+    }
+    // Bob is a known author at alice: his post goes on to dave.
+    let own = post(&bob, "news", "bob's own post");
+    wait_until(30, "bob's post at dave through alice", || {
+        dave.feed_ids(&[]).contains(&own)
+    });
+    // Ten posts by five minted keys reach alice through bob, and stop there.
+    let minted = minted(10, 2, 200);
+    let ids: Vec<String> = minted.iter().map(|p| p.id().to_string()).collect();
+    assert_eq!(publish_batch(&bob, &minted), 10);
+    wait_until(20, "alice to store the unknown authors' posts", || {
+        let feed = alice.feed_ids(&[]);
+        ids.iter().all(|id| feed.contains(id))
+    });
+    let watch = Instant::now();
+    while watch.elapsed() < Duration::from_secs(5) {
+        let feed = dave.feed_ids(&[]);
+        assert!(
+            !ids.iter().any(|id| feed.contains(id)),
+            "alice relayed an unknown author's post"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let withheld = alice.metric("lakitu_withheld_total{what=\"post\"}");
+    assert!(withheld >= 1.0, "nothing counted as withheld");
+    // The owner's policy says otherwise: after a reload they reach dave (reconciliation).
+    let config = alice.file("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(NAMED, &format!("{NAMED}relay_unknown_authors = true\n")),
+    )
+    .expect("config");
+    hup(&alice);
+    let started = Instant::now();
+    wait_until(
+        30,
+        "the unknown authors' posts at dave once alice relays them",
+        || {
+            let feed = dave.feed_ids(&[]);
+            ids.iter().all(|id| feed.contains(id))
+        },
+    );
+    eprintln!(
+        "unknown authors: 10 posts held at alice for 5 s ({withheld} withheld sends); \
+         relayed to dave {:.1} s after the reload",
+        started.elapsed().as_secs_f64()
+    );
+    for n in [&mut dave, &mut bob, &mut alice] {
+        n.stop();
+    }
 }
 
 #[test]

@@ -97,3 +97,82 @@ fn load_reports_a_missing_file() {
         "{err}"
     );
 }
+
+/// The text of a file at the repository root.
+fn repo_file(name: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(name)).unwrap()
+}
+
+/// The comment block just above `key = ` in table `[section]` of a TOML text, and the value.
+fn documented(text: &str, section: &str, key: &str) -> Option<(String, String)> {
+    let start = text.find(&format!("\n[{section}]\n"))?;
+    let lines: Vec<&str> = text[start + 1..].lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("{key} = ")))?;
+    let value = lines[at].split_once(" = ")?.1.trim().to_string();
+    let comments: Vec<&str> = lines[..at]
+        .iter()
+        .rev()
+        .take_while(|l| l.starts_with('#'))
+        .copied()
+        .collect();
+    Some((comments.join("\n"), value))
+}
+
+#[test]
+fn the_documents_state_the_defaults_the_code_uses() {
+    use lakitu::config::defaults;
+    // One source of truth: the loader's defaults are the constants.
+    let d = Config::defaults(Path::new("/tmp"));
+    assert_eq!(d.api.listen.to_string(), defaults::API_LISTEN);
+    assert_eq!(d.quic.listen.to_string(), defaults::QUIC_LISTEN);
+    assert_eq!(d.limits.max_frame_bytes as u64, defaults::MAX_FRAME_BYTES);
+    assert_eq!(d.gossip.eager_fanout as u64, defaults::EAGER_FANOUT);
+    assert_eq!(d.gossip.ping_secs, defaults::PING_SECS);
+
+    let example = repo_file("config.example.toml");
+    let protocol = repo_file("docs/protocol.md");
+    let starter = Config::starter_text(Path::new("/tmp/lakitu"));
+    for &(section, key, value) in defaults::ALL {
+        let (comment, written) = documented(&example, section, key)
+            .unwrap_or_else(|| panic!("config.example.toml lacks [{section}] {key}"));
+        assert_eq!(
+            written,
+            value.to_string(),
+            "config.example.toml [{section}] {key}"
+        );
+        assert!(
+            comment.contains(&format!("Default {value}")),
+            "config.example.toml [{section}] {key}: the comment does not say Default {value}: {comment}"
+        );
+        let row = format!("| `[{section}] {key}` | {value} |");
+        assert!(protocol.contains(&row), "docs/protocol.md lacks {row}");
+        if let Some((_, written)) = documented(&starter, section, key) {
+            assert_eq!(written, value.to_string(), "starter [{section}] {key}");
+        }
+    }
+    // The figures protocol.md states in its text.
+    let largest = lakitu::post::MAX_POST_BYTES;
+    let with_comma = format!("{},{:03}", largest / 1000, largest % 1000);
+    assert!(protocol.contains(&format!("Largest encoding: {with_comma} bytes")));
+    assert!(protocol.contains(&format!("post_len u16 (≤ {largest})")));
+    assert!(protocol.contains(&format!("a `post_len` above {with_comma}")));
+    assert!(protocol.contains("`[limits] max_frame_bytes` (default 1 MiB)"));
+    assert_eq!(defaults::MAX_FRAME_BYTES, 1 << 20, "protocol.md says 1 MiB");
+    assert!(protocol.contains(&format!(
+        "`eager_fanout` (default {})",
+        defaults::EAGER_FANOUT
+    )));
+    assert!(protocol.contains(&format!(
+        "`[gossip] ping_secs`, default {} s",
+        defaults::PING_SECS
+    )));
+    // The control API needs its token: nothing says otherwise.
+    for (name, text) in [("config.example.toml", &example), ("starter", &starter)] {
+        assert!(
+            !text.contains("no authentication"),
+            "{name} says the API has no authentication"
+        );
+    }
+}

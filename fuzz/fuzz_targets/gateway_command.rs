@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     let g = Gateway::new(&[owner.clone(), chat.clone()], Some(SECRET.into()));
     for from in [&owner, &chat] {
         if let Verdict::Command(Request::Post { body, .. }) =
-            g.judge(from, Some(subject), body, false)
+            g.judge(from, Some(subject), body, false, None)
             && from == &owner
         {
             assert!(

@@ -296,6 +296,10 @@ async fn add_peer(
     if id == s.identity.public() {
         return error(StatusCode::BAD_REQUEST, "that is this node's own id");
     }
+    let note = match reachable(&s.config, &addr).await {
+        Ok(note) => note,
+        Err(why) => return error(StatusCode::BAD_REQUEST, why),
+    };
     if s.commands
         .send(Command::AddPeer(id, vec![addr]))
         .await
@@ -305,9 +309,48 @@ async fn add_peer(
     }
     (
         StatusCode::CREATED,
-        Json(serde_json::json!({ "id": id.to_string() })),
+        Json(serde_json::json!({ "id": id.to_string(), "note": note })),
     )
         .into_response()
+}
+
+/// Whether this node could ever reach `addr`: its carrier is enabled here, and a QUIC host
+/// name resolves. `Ok` says what happens next; `Err` why the address is refused.
+async fn reachable(
+    config: &crate::config::Config,
+    addr: &lakitu_transport::PeerAddr,
+) -> Result<String, String> {
+    use lakitu_transport::Scheme;
+    let (enabled, section) = match addr.scheme() {
+        Scheme::Quic => (config.quic.enabled, "quic"),
+        Scheme::Xmpp => (config.xmpp.enabled, "xmpp"),
+        Scheme::Mail => (config.email.enabled, "email"),
+        Scheme::Mem => (false, "mem"),
+    };
+    if !enabled {
+        return Err(format!(
+            "this node could never reach {addr}: its {section} carrier is not enabled \
+             ([{section}] enabled = true, then restart), or give an address on a carrier it has"
+        ));
+    }
+    let ask = "it syncs once that node admits this one (it names this node, or runs [access] mode = \"open\")";
+    let Some((hostport, _)) = addr.quic_parts() else {
+        return Ok(format!(
+            "frames go to {addr} over {section} from now on, kept in the outbox until delivered; {ask}"
+        ));
+    };
+    let lookup = tokio::net::lookup_host(hostport.to_string());
+    let found = tokio::time::timeout(std::time::Duration::from_secs(5), lookup)
+        .await
+        .map(|r| r.map(|addrs| addrs.count()));
+    match found {
+        Ok(Ok(n)) if n > 0 => Ok(format!(
+            "connecting to {hostport} over QUIC now, and again every [gossip] reconnect_secs while it does not answer; {ask}"
+        )),
+        Ok(Ok(_)) => Err(format!("{hostport} resolves to no address")),
+        Ok(Err(e)) => Err(format!("cannot resolve {hostport}: {e}")),
+        Err(_) => Err(format!("cannot resolve {hostport}: no answer in 5 s")),
+    }
 }
 
 async fn remove_peer(

@@ -7,9 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use clap::CommandFactory;
 
-use super::{Cli, Paths};
+use super::Paths;
 use crate::api::Status;
 use crate::api::client::Client;
 use crate::config::Config;
@@ -273,14 +272,14 @@ fn describe(file: &Path) -> String {
 
 /// `lakitu completions SHELL`: the completion script on stdout.
 pub(super) fn completions(shell: clap_complete::Shell) {
-    let mut cmd = Cli::command();
+    let mut cmd = super::command_for_docs();
     clap_complete::generate(shell, &mut cmd, "lakitu", &mut std::io::stdout());
 }
 
 /// `lakitu man [DIR]`: the man page (roff) on stdout, or `lakitu.1` plus one page per
 /// subcommand written into DIR.
 pub(super) fn man(dir: Option<PathBuf>) -> Result<()> {
-    let cmd = Cli::command();
+    let cmd = super::command_for_docs();
     match dir {
         None => {
             let mut out = std::io::stdout().lock();

@@ -58,8 +58,8 @@ pub(crate) fn build(raw: RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<Config,
         return Err(cx.err(
             &KeyPath::keys("api.listen"),
             format!(
-                "the control API has no authentication, so it must listen on a loopback \
-                 address (127.0.0.1 or ::1), found {}",
+                "the control API must listen on a loopback address (127.0.0.1 or ::1): its \
+                 token is a file only this machine can read, found {}",
                 api.listen
             ),
         ));
@@ -140,6 +140,7 @@ pub(crate) fn build(raw: RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<Config,
                 &KeyPath::keys("access").key("unknown_authors_per_min"),
                 cx,
             )? as u32,
+            relay_unknown_authors: raw.access.relay_unknown_authors,
         },
         routes,
         filters,

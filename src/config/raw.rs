@@ -38,13 +38,16 @@ pub(crate) struct RawAccess {
     pub mode: super::AccessMode,
     /// Default 60: posts by unknown authors, all of them together, per minute.
     pub unknown_authors_per_min: u64,
+    /// Default false: unknown authors' posts stop at this node.
+    pub relay_unknown_authors: bool,
 }
 
 impl Default for RawAccess {
     fn default() -> Self {
         RawAccess {
             mode: super::AccessMode::default(),
-            unknown_authors_per_min: 60,
+            unknown_authors_per_min: super::defaults::UNKNOWN_AUTHORS_PER_MIN,
+            relay_unknown_authors: false,
         }
     }
 }
@@ -75,14 +78,14 @@ impl Default for RawNode {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub(crate) struct RawApi {
-    /// Default `127.0.0.1:7171`: the control API is unauthenticated, so loopback only.
+    /// Default `127.0.0.1:7171`: loopback only, like the token file that guards it.
     pub listen: String,
 }
 
 impl Default for RawApi {
     fn default() -> Self {
         RawApi {
-            listen: "127.0.0.1:7171".into(),
+            listen: super::defaults::API_LISTEN.into(),
         }
     }
 }
@@ -101,7 +104,7 @@ impl Default for RawQuic {
     fn default() -> Self {
         RawQuic {
             enabled: true,
-            listen: "127.0.0.1:7070".into(),
+            listen: super::defaults::QUIC_LISTEN.into(),
         }
     }
 }
@@ -290,11 +293,11 @@ pub(crate) struct RawLimits {
 impl Default for RawLimits {
     fn default() -> Self {
         RawLimits {
-            max_body: crate::post::MAX_BODY as u64,
-            max_clock_skew_secs: 300,
-            max_frame_bytes: 1 << 20,
-            peer_frames_per_sec: 200,
-            author_posts_per_min: 6000,
+            max_body: super::defaults::MAX_BODY,
+            max_clock_skew_secs: super::defaults::MAX_CLOCK_SKEW_SECS,
+            max_frame_bytes: super::defaults::MAX_FRAME_BYTES,
+            peer_frames_per_sec: super::defaults::PEER_FRAMES_PER_SEC,
+            author_posts_per_min: super::defaults::AUTHOR_POSTS_PER_MIN,
         }
     }
 }
@@ -318,11 +321,11 @@ pub(crate) struct RawGossip {
 impl Default for RawGossip {
     fn default() -> Self {
         RawGossip {
-            direct_push_limit: 32,
-            eager_fanout: 3,
-            anti_entropy_secs: 30,
-            ping_secs: 5,
-            reconnect_secs: 30,
+            direct_push_limit: super::defaults::DIRECT_PUSH_LIMIT,
+            eager_fanout: super::defaults::EAGER_FANOUT,
+            anti_entropy_secs: super::defaults::ANTI_ENTROPY_SECS,
+            ping_secs: super::defaults::PING_SECS,
+            reconnect_secs: super::defaults::RECONNECT_SECS,
         }
     }
 }

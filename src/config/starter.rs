@@ -19,7 +19,8 @@ key_file = "node.key"
 # name = "my relay"            # a label shown in status
 
 [api]
-# The local control API used by the CLI. Loopback only: it has no authentication.
+# The local control API used by the CLI. Loopback only; every data route needs the token
+# in api.token beside the key.
 listen = "127.0.0.1:7171"
 
 [quic]

@@ -164,6 +164,8 @@ pub(crate) struct Actor {
     vouching: Option<PublicId>,
     /// Carriers whose spent budget the owners were told of.
     told: budget::Told,
+    /// Posts, ids and member records withheld from outgoing frames, for the metrics.
+    withheld: metrics::Withheld,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -239,6 +241,7 @@ impl Actor {
             config: config_arc.clone(),
             vouching: None,
             told: budget::Told::default(),
+            withheld: metrics::Withheld::default(),
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -326,7 +329,15 @@ impl Actor {
             }
         }
         self.flush();
-        info!(outbox = ?self.outbox.stats(), "outbox at shutdown");
+        let o = self.outbox.stats();
+        info!(
+            queued = o.queued,
+            acked = o.acked,
+            retried = o.retried,
+            dropped = o.dropped_control + o.dropped_payload,
+            refused = o.refused,
+            "outbox at shutdown"
+        );
         self.send_digests(u64::MAX);
         self.transports.shutdown().await;
     }
@@ -543,7 +554,7 @@ impl Actor {
                 }
             }
             Action::Deliver { post, hops } => {
-                debug!(id = ?post.id(), hops, "post received");
+                debug!(id = %post.id(), hops, "post received");
                 self.tell_followers(&post);
                 self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
@@ -680,7 +691,7 @@ impl Actor {
         match cmd {
             Command::Published(posts, queued) => {
                 for post in posts {
-                    info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
+                    info!(id = %post.id(), topics = post.topics().len(), "local post stored");
                     self.tell_followers(&post);
                     self.forward_to_owners(&post);
                     self.engine_event(Event::LocalPost(post));
@@ -995,31 +1006,72 @@ impl Actor {
         }
     }
 
-    /// Apply `[[routes]]` and `[filters]` to a frame the engine sends: `None` when nothing in
-    /// it may go to that peer over that transport.
+    /// Apply `[[routes]]`, `[filters]` and `[access]` to a frame the engine sends: `None` when
+    /// nothing in it may go to that peer over that transport. Posts are withheld when a route
+    /// keeps them from the peer, when this node refused them, or (unless `[access]
+    /// relay_unknown_authors`) when their author is unknown here; member records when a route
+    /// keeps that member's posts from the peer, or, outside open mode, when the member is a
+    /// node the owner named and the peer is not (friends are not introduced to the nodes a
+    /// friend vouched for).
     fn route(
-        &self,
+        &mut self,
         to: &PublicId,
         addr: &PeerAddr,
         kind: crate::engine::Kind,
         bytes: bytes::Bytes,
     ) -> Option<bytes::Bytes> {
-        if self.routes.is_empty() && self.refused.is_empty() {
-            return Some(bytes);
-        }
-        let store = &self.shared.store;
-        let refused = &self.refused;
-        let out = self.routes.filter_frame_with(
-            to,
-            addr,
-            kind,
-            bytes,
-            self.shared.identity.signing_key(),
-            |id| store.get(id).ok().flatten(),
-            |post| !refused.contains(&post.id()),
-        );
+        use crate::engine::Kind;
+        let access = &*self.shared.access;
+        let me = self.shared.identity.public();
+        let key = self.shared.identity.signing_key();
+        let out = match kind {
+            Kind::World | Kind::Stats => {
+                let scheme = addr.scheme();
+                // An open relay is public, and nodes that share no carrier learn of each other
+                // only through relayed records, so there friends are introduced as before.
+                let to_named =
+                    access.is_named(to) || access.mode() == crate::config::AccessMode::Open;
+                if to_named && self.routes.is_empty() {
+                    return Some(bytes);
+                }
+                let routes = &self.routes;
+                Routes::filter_members(to, kind, bytes, key, |member| {
+                    *member != me
+                        && member != to
+                        && ((!to_named && access.is_named(member))
+                            || routes.hides_member(member, to, scheme))
+                })
+            }
+            Kind::Push | Kind::PushBatch | Kind::IHave => {
+                let relay_unknown = self.config.access.relay_unknown_authors;
+                if self.routes.is_empty()
+                    && self.refused.is_empty()
+                    && (relay_unknown || access.mode() == crate::config::AccessMode::Open)
+                {
+                    return Some(bytes);
+                }
+                let store = &self.shared.store;
+                let refused = &self.refused;
+                self.routes.filter_frame_with(
+                    to,
+                    addr,
+                    kind,
+                    bytes,
+                    key,
+                    |id| store.get(id).ok().flatten(),
+                    |post| {
+                        !refused.contains(&post.id())
+                            && (relay_unknown
+                                || post.author() == me
+                                || access.knows_author(&post.author()))
+                    },
+                )
+            }
+            _ => return Some(bytes),
+        };
         if out.withheld > 0 {
-            debug!(peer = %to.short(), %addr, ?kind, withheld = out.withheld, "routes withheld posts");
+            debug!(peer = %to.short(), %addr, ?kind, withheld = out.withheld, "routes withheld posts or member records");
+            self.withheld.add(kind, out.withheld as u64);
         }
         out.bytes
     }
@@ -1138,6 +1190,7 @@ impl Actor {
             gateway_dropped: self.gateway_dropped,
             oversize_posts: self.oversize_posts,
             unknown_refused: self.unknown_refused,
+            withheld: self.withheld,
         }
     }
 

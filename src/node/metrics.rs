@@ -106,6 +106,33 @@ pub(crate) struct Snapshot {
     pub oversize_posts: u64,
     /// Posts by unknown authors refused over their shared budget.
     pub unknown_refused: u64,
+    /// What the routing and access policy withheld from outgoing frames.
+    pub withheld: Withheld,
+}
+
+/// Posts, post ids and member records withheld from outgoing frames by `[[routes]]`,
+/// `[filters]` and `[access]`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Withheld {
+    /// Full posts (`Push`, `PushBatch`).
+    pub posts: u64,
+    /// Announced ids (`IHave`).
+    pub ids: u64,
+    /// Member records (`World` pages, relayed `Stats`).
+    pub members: u64,
+}
+
+impl Withheld {
+    /// Count `n` items withheld from a frame of `kind`.
+    pub fn add(&mut self, kind: crate::engine::Kind, n: u64) {
+        use crate::engine::Kind;
+        let slot = match kind {
+            Kind::Push | Kind::PushBatch => &mut self.posts,
+            Kind::IHave => &mut self.ids,
+            _ => &mut self.members,
+        };
+        *slot += n;
+    }
 }
 
 /// Messages from people the gateway dropped without answering.
@@ -493,6 +520,19 @@ fn snapshot_registry(snap: &Snapshot) -> Registry {
         "access_refused",
         "Nodes refused by the [access] policy: QUIC handshakes refused, XMPP/email frames dropped, frames withheld from them",
         refused,
+    );
+    let withheld = Family::<TransportLabel, Counter>::default();
+    for (what, v) in [
+        ("post", snap.withheld.posts),
+        ("id", snap.withheld.ids),
+        ("member", snap.withheld.members),
+    ] {
+        withheld.get_or_create(&[("what", what)]).inc_by(v);
+    }
+    r.register(
+        "withheld",
+        "Items kept out of outgoing frames by [[routes]] and [access]: posts, announced post ids, member records",
+        withheld,
     );
     let gw = Family::<TransportLabel, Counter>::default();
     for (reason, v) in [

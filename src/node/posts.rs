@@ -57,13 +57,13 @@ impl PostStore for EnginePosts<'_> {
         if post.body().len() > self.max_body {
             // As for a muted post: held as seen, so reconciliation does not fetch it again.
             *self.oversize += 1;
-            tracing::debug!(id = ?post.id(), len = post.body().len(), max = self.max_body, "post over [limits] max_body not stored");
+            tracing::debug!(id = %post.id(), len = post.body().len(), max = self.max_body, "post over [limits] max_body not stored");
             self.muted.insert(post.id());
             self.refused.insert(post.id());
             return false;
         }
         if self.routes.muted(post) {
-            tracing::debug!(id = ?post.id(), author = %post.author().short(), "muted post not stored");
+            tracing::debug!(id = %post.id(), author = %post.author().short(), "muted post not stored");
             self.muted.insert(post.id());
             return false;
         }
@@ -77,7 +77,7 @@ impl PostStore for EnginePosts<'_> {
             // of newer posts), reconciliation offers the post again.
             *self.unknown_refused += 1;
             self.refused.insert(post.id());
-            tracing::debug!(id = ?post.id(), author = %author.short(), "unknown author's post over the shared budget not stored");
+            tracing::debug!(id = %post.id(), author = %author.short(), "unknown author's post over the shared budget not stored");
             return false;
         }
         match self.store.insert(post) {
@@ -86,7 +86,7 @@ impl PostStore for EnginePosts<'_> {
                 new
             }
             Err(e) => {
-                warn!(error = %e, id = ?post.id(), "store write failed");
+                warn!(error = %e, id = %post.id(), "store write failed");
                 false
             }
         }
