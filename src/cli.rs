@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 mod extras;
+mod social;
 
 use crate::api::client::Client;
 use crate::api::{NewPost, PeerInfo, Status};
@@ -118,6 +119,37 @@ enum Command {
     Peer {
         #[command(subcommand)]
         action: PeerAction,
+    },
+    /// Follow authors and topics: their posts are fetched and kept from now on (the daemon
+    /// announces the change to its peers at once). `[interests]` in the config is the start.
+    Follow {
+        /// A topic (repeatable); a leading # is optional.
+        #[arg(short, long = "topic", value_name = "TAG")]
+        topics: Vec<String>,
+        /// Authors: a node id, the short id `lakitu feed` prints, or a [[peers]] name.
+        #[arg(value_name = "AUTHOR")]
+        authors: Vec<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop following authors and topics (also ones listed in the config's [interests]).
+    Unfollow {
+        /// A topic (repeatable); a leading # is optional.
+        #[arg(short, long = "topic", value_name = "TAG")]
+        topics: Vec<String>,
+        /// Authors: a node id, a short id, or a [[peers]] name.
+        #[arg(value_name = "AUTHOR")]
+        authors: Vec<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the followed authors and topics.
+    Following {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
     /// Print this node's id (its public key).
     Id {
@@ -477,6 +509,17 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 .await?;
             println!("removed {id}");
         }
+        Command::Follow {
+            topics,
+            authors,
+            json,
+        } => social::change(&client, topics, authors, false, json).await?,
+        Command::Unfollow {
+            topics,
+            authors,
+            json,
+        } => social::change(&client, topics, authors, true, json).await?,
+        Command::Following { json } => social::list(&client, json).await?,
         _ => bail!("not a client command"),
     }
     Ok(())
@@ -579,6 +622,7 @@ fn print_status(s: &Status) {
     if !s.access.is_empty() {
         println!("access     {}", s.access);
     }
+    println!("following  {}", social::summary(&s.following));
     if s.outbox_queued > 0 {
         println!(
             "outbox     {} frames waiting for XMPP/email peers",

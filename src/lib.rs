@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod follows;
 pub mod gateway;
 pub mod id;
 pub mod import_export;

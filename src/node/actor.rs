@@ -27,6 +27,8 @@ use crate::routes::{RecentIds, Routes};
 use crate::store::Query;
 use crate::text::shown;
 
+mod social;
+
 /// How long a batch of peer posts may wait before it is flushed to disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// How long a frame for a store-and-forward peer may wait for the flush that makes it durable
@@ -57,7 +59,8 @@ fn decode_peer_record(bytes: &[u8]) -> Vec<PeerAddr> {
 /// peer table) and the nodes of followed authors. The `[access]` policy admits them.
 pub(crate) fn named_ids(config: &Config, store: &crate::store::Store) -> Vec<PublicId> {
     let mut ids: Vec<PublicId> = config.peers.iter().map(|p| p.id).collect();
-    ids.extend(config.interests.authors.iter().copied());
+    let follows = social::load_owner_follows(store);
+    ids.extend(follows.effective(&config.interests).authors);
     match store.peers() {
         Ok(stored) => ids.extend(stored.into_iter().map(|(id, _)| id)),
         Err(e) => warn!(error = %e, "cannot read the peer table"),
@@ -81,11 +84,12 @@ pub(crate) fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
-/// What the node wants: the configured topics and authors, or everything when none are set
-/// (a fresh personal relay carries all it hears).
-pub(crate) fn interests(config: &Config) -> Interests {
-    let i = &config.interests;
-    if i.topics.is_empty() && i.authors.is_empty() {
+/// What the node wants: the configured topics and authors with the owner's follows applied,
+/// or everything when `[interests]` is empty or the owner unfollowed all of it (a fresh
+/// personal relay carries all it hears; following someone never narrows it).
+pub(crate) fn interests(config: &Config, follows: &crate::follows::Follows) -> Interests {
+    let i = &follows.effective(&config.interests);
+    if crate::follows::keeps_everything(&config.interests, i) {
         return Interests::everything();
     }
     Interests {
@@ -164,6 +168,8 @@ pub(crate) struct Actor {
     vouching: Option<PublicId>,
     /// Carriers whose spent budget the owners were told of.
     told: budget::Told,
+    /// What the owner followed and unfollowed beyond `[interests]` (kept in the store).
+    owner_follows: crate::follows::Follows,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -190,13 +196,14 @@ impl Actor {
         let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
         let config_arc = shared.config.clone();
         let config = &*config_arc;
+        let owner_follows = social::load_owner_follows(&shared.store);
         let seed =
             u64::from_le_bytes(identity.seed()[..8].try_into().unwrap_or_default()) ^ now_ms();
         let engine = Engine::new(
             identity,
             own,
             engine_config(config),
-            interests(config),
+            interests(config, &owner_follows),
             seed,
             now_ms(),
         );
@@ -239,6 +246,7 @@ impl Actor {
             config: config_arc.clone(),
             vouching: None,
             told: budget::Told::default(),
+            owner_follows,
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -694,6 +702,16 @@ impl Actor {
                 }
             }
             Command::Reply { to, text, thread } => self.send_answer(&to, &thread, text),
+            Command::Follow {
+                targets,
+                unfollow,
+                reply,
+            } => {
+                let _ = reply.send(self.change_follows(&targets, unfollow));
+            }
+            Command::Following(reply) => {
+                let _ = reply.send(self.following());
+            }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -753,7 +771,7 @@ impl Actor {
                         addrs: p.addresses.clone(),
                     });
                 }
-                self.engine_event(Event::SetInterests(interests(&config)));
+                self.engine_event(Event::SetInterests(interests(&config, &self.owner_follows)));
                 self.routes = Routes::from_config(&config);
                 // An author unmuted now is fetched again by the next reconciliation round.
                 self.muted = RecentIds::new(MUTED_IDS);
@@ -1102,6 +1120,7 @@ impl Actor {
             world_hash: encode_hex(&self.engine.world_hash()),
             outbox_queued: self.outbox.stats().queued,
             data_dir: s.config.node.data_dir.display().to_string(),
+            following: self.following(),
         }
     }
 

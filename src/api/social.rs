@@ -1,0 +1,65 @@
+//! Social routes behind the token: `GET /v1/follows`, `POST /v1/follows` and
+//! `POST /v1/follows/remove` (what the node follows; see [`crate::follows`]).
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use super::FollowRequest;
+use super::server::error;
+use crate::node::{Command, Shared};
+
+/// The social routes, to be wrapped by the token check.
+pub(crate) fn routes() -> Router<Shared> {
+    Router::new()
+        .route("/v1/follows", get(following).post(follow))
+        .route("/v1/follows/remove", post(unfollow))
+}
+
+async fn following(State(s): State<Shared>) -> Response {
+    match s.ask(Command::Following).await {
+        Some(f) => Json(f).into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
+}
+
+async fn follow(
+    State(s): State<Shared>,
+    body: Result<Json<FollowRequest>, JsonRejection>,
+) -> Response {
+    change(s, body, false).await
+}
+
+async fn unfollow(
+    State(s): State<Shared>,
+    body: Result<Json<FollowRequest>, JsonRejection>,
+) -> Response {
+    change(s, body, true).await
+}
+
+async fn change(
+    s: Shared,
+    body: Result<Json<FollowRequest>, JsonRejection>,
+    unfollow: bool,
+) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let asked = s
+        .ask(|reply| Command::Follow {
+            targets: req.targets,
+            unfollow,
+            reply,
+        })
+        .await;
+    match asked {
+        Some(Ok(f)) => Json(f).into_response(),
+        Some(Err(why)) => error(StatusCode::BAD_REQUEST, why),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
+}

@@ -1,0 +1,106 @@
+//! The social commands: `follow`, `unfollow` and `following` (clients of the running daemon,
+//! which applies a change at once and announces its new interests to its peers).
+
+use anyhow::{Result, bail};
+
+use crate::api::client::Client;
+use crate::api::{FollowRequest, Following};
+use crate::text::{json_shown, shown};
+
+/// Said when `[interests]` is empty: following admits authors but never narrows the relay.
+const EVERYTHING: &str = "(the relay keeps every post it hears: [interests] in the config is empty, and following never narrows it)";
+
+/// The `follow`/`unfollow` arguments as API targets: `-t TAG` becomes `#TAG`.
+fn targets(topics: Vec<String>, authors: Vec<String>) -> Result<Vec<String>> {
+    let mut out: Vec<String> = topics
+        .into_iter()
+        .map(|t| format!("#{}", t.trim_start_matches('#')))
+        .collect();
+    out.extend(authors);
+    if out.is_empty() {
+        bail!("name an author (node id, short id or [[peers]] name) or a topic with -t TAG");
+    }
+    Ok(out)
+}
+
+/// `lakitu follow` / `lakitu unfollow`.
+pub(super) async fn change(
+    client: &Client,
+    topics: Vec<String>,
+    authors: Vec<String>,
+    unfollow: bool,
+    json: bool,
+) -> Result<()> {
+    let req = FollowRequest {
+        targets: targets(topics, authors)?,
+    };
+    let path = if unfollow {
+        "/v1/follows/remove"
+    } else {
+        "/v1/follows"
+    };
+    let now: Following = client.post(path, &req).await?;
+    if json {
+        println!("{}", json_shown(serde_json::to_string_pretty(&now)?));
+        return Ok(());
+    }
+    let (done, same) = if unfollow {
+        ("unfollowed", "was not followed")
+    } else {
+        ("following", "already followed")
+    };
+    for t in &now.changed {
+        println!("{done:<12} {}", shown(t));
+    }
+    for t in &now.unchanged {
+        println!("{same:<12} {}", shown(t));
+    }
+    if now.everything {
+        println!("{EVERYTHING}");
+    }
+    Ok(())
+}
+
+/// `lakitu following`.
+pub(super) async fn list(client: &Client, json: bool) -> Result<()> {
+    let now: Following = client.get("/v1/follows").await?;
+    if json {
+        println!("{}", json_shown(serde_json::to_string_pretty(&now)?));
+    } else {
+        print_following(&now);
+    }
+    Ok(())
+}
+
+/// What is followed, one line each; used by `following` and `status`.
+pub(super) fn print_following(f: &Following) {
+    if f.everything {
+        println!("{EVERYTHING}");
+    }
+    for t in &f.topics {
+        println!("topic   #{}", shown(t));
+    }
+    for a in &f.authors {
+        match &a.name {
+            Some(n) => println!("author  {} ({})", a.id, shown(n)),
+            None => println!("author  {}", a.id),
+        }
+    }
+}
+
+/// One line for `status`.
+pub(super) fn summary(f: &Following) -> String {
+    let mut parts: Vec<String> = f.topics.iter().map(|t| format!("#{}", shown(t))).collect();
+    parts.extend(f.authors.iter().map(|a| match &a.name {
+        Some(n) => shown(n).into_owned(),
+        None => a.id.get(..10).unwrap_or(&a.id).to_string(),
+    }));
+    match (f.everything, parts.is_empty()) {
+        (true, true) => "nothing (the relay keeps every post it hears)".into(),
+        (true, false) => format!(
+            "{} (and the relay keeps every post it hears)",
+            parts.join(" ")
+        ),
+        _ => parts.join(" "),
+    }
+}

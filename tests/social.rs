@@ -1,0 +1,85 @@
+//! What people do on a social relay, with real processes over QUIC on loopback: follow and
+//! unfollow from the CLI (effective without a restart, kept across one).
+
+mod support;
+
+use support::{Node, peer_entry, wait_until, world_hashes};
+
+/// Probes every second; anti-entropy left at its default, so a post that arrives soon after a
+/// follow came by push, not by a repair round.
+const PINGS: &str = "[gossip]\nping_secs = 1\n";
+
+fn post(node: &Node, topic: &str, body: &str) -> String {
+    let out = node.ok(&["post", "--json", "-t", topic, body]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("post JSON");
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// Wait until `a` and `b` agree on the membership view after `b` changed its own record.
+fn wait_announced(a: &Node, b: &Node, before: &str) {
+    wait_until(10, "the new interests announced", || {
+        let hashes = world_hashes([a, b]);
+        hashes.len() == 1 && !hashes.contains(before)
+    });
+}
+
+fn following(node: &Node) -> serde_json::Value {
+    serde_json::from_str(&node.ok(&["following", "--json"])).expect("following JSON")
+}
+
+#[test]
+fn following_an_author_from_the_cli_brings_their_posts_without_a_restart() {
+    let mut alice = Node::init(PINGS);
+    alice.start();
+    // Bob's relay keeps only #start: alice's #chat posts are not his yet.
+    let mut bob = Node::init(&format!(
+        "{PINGS}[interests]\ntopics = [\"start\"]\n\n{}name = \"alice\"\n",
+        peer_entry(&alice)
+    ));
+    bob.start();
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    let first = post(&alice, "start", "on a topic bob follows");
+    wait_until(10, "the #start post at bob", || {
+        bob.feed_ids(&[]).contains(&first)
+    });
+    assert_eq!(following(&bob)["everything"], false);
+
+    // Follow by the short id `feed` prints.
+    let before = bob.status()["world_hash"].as_str().unwrap().to_string();
+    let short = &alice.id()[..10];
+    let out = bob.ok(&["follow", short]);
+    assert!(out.contains(&alice.id()), "{out}");
+    let f = following(&bob);
+    assert_eq!(f["authors"][0]["id"], alice.id().as_str(), "{f}");
+    assert_eq!(f["authors"][0]["name"], "alice", "{f}");
+    assert_eq!(bob.status()["following"], f);
+    assert!(bob.ok(&["status"]).contains("following  #start alice"));
+    wait_announced(&alice, &bob, &before);
+    let chat = post(&alice, "chat", "bob follows me now");
+    wait_until(10, "alice's #chat post at bob", || {
+        bob.feed_ids(&[]).contains(&chat)
+    });
+
+    // A topic too (quoted `#`, or -t), and the follows survive a restart.
+    bob.ok(&["follow", "-t", "rust"]);
+    assert!(bob.ok(&["follow", "#rust"]).contains("already followed"));
+    bob.stop();
+    bob.start();
+    let f = following(&bob);
+    assert_eq!(f["topics"], serde_json::json!(["start", "rust"]), "{f}");
+    assert_eq!(f["authors"][0]["id"], alice.id().as_str(), "{f}");
+
+    // Unfollow by [[peers]] name; a config topic can be unfollowed too.
+    let out = bob.ok(&["unfollow", "alice", "-t", "start"]);
+    assert!(out.contains("unfollowed"), "{out}");
+    let f = following(&bob);
+    assert_eq!(f["topics"], serde_json::json!(["rust"]), "{f}");
+    assert_eq!(f["authors"], serde_json::json!([]), "{f}");
+
+    // What is not understood changes nothing and says why.
+    let out = bob.cli(&["follow", "nobody-by-that-name"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no node id, no [[peers]] name"), "{err}");
+    assert_eq!(following(&bob), f);
+}
