@@ -41,6 +41,16 @@ pub enum Request {
     Follow(Vec<Topic>),
     /// Stop receiving these topics.
     Unfollow(Vec<Topic>),
+    /// Follow (or unfollow) authors, written `@name`, `@<node id>` or `@<short id>`, and
+    /// topics: the relay follows them, and the person receives their new posts as messages.
+    FollowAuthors {
+        /// What followed the `@`s.
+        authors: Vec<String>,
+        /// Topics named beside them.
+        topics: Vec<Topic>,
+        /// Stop following instead.
+        unfollow: bool,
+    },
     /// The relay's state.
     Status,
     /// What the relay understands.
@@ -447,6 +457,26 @@ pub fn parse(text: &str) -> Result<Request, String> {
         "follow" | "unfollow" if rest.is_empty() => {
             Err(format!("{word} needs a topic: {word} #topic."))
         }
+        "follow" | "unfollow" if rest.split_whitespace().any(|w| w.starts_with('@')) => {
+            let (authors, topics): (Vec<&str>, Vec<&str>) = rest
+                .split_whitespace()
+                .filter(|w| *w != ",")
+                .partition(|w| w.starts_with('@'));
+            let authors = authors
+                .iter()
+                .map(|a| {
+                    a.trim_start_matches('@')
+                        .trim_end_matches([',', ';', '.', '!', '?', '`'])
+                })
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect();
+            Ok(Request::FollowAuthors {
+                authors,
+                topics: topics_arg(&topics.join(" "))?,
+                unfollow: word == "unfollow",
+            })
+        }
         "follow" => Ok(Request::Follow(topics_arg(rest)?)),
         "unfollow" => Ok(Request::Unfollow(topics_arg(rest)?)),
         "status" => Ok(Request::Status),
@@ -487,7 +517,9 @@ pub fn help() -> String {
         "  post #topic … your text   publish a post signed by this relay",
         "  feed [#topic…] [N]        the N newest posts (default 5, at most 20)",
         "  follow #topic…            get new posts of these topics as messages",
-        "  unfollow #topic…          stop that",
+        "  follow @author…           the relay follows them (a [[peers]] name, node id or",
+        "                            short id), and their new posts come as messages",
+        "  unfollow #topic… @author… stop that",
         "  status                    the relay's state",
         "  help                      this text",
     ]
@@ -908,6 +940,22 @@ mod tests {
         assert_eq!(
             parse("unfollow #rust, #gossip").unwrap(),
             Request::Unfollow(vec![rust.clone(), gossip.clone()])
+        );
+        assert_eq!(
+            parse("follow @alice, #rust @compmldndj.").unwrap(),
+            Request::FollowAuthors {
+                authors: vec!["alice".into(), "compmldndj".into()],
+                topics: vec![rust.clone()],
+                unfollow: false,
+            }
+        );
+        assert_eq!(
+            parse("/unfollow @alice").unwrap(),
+            Request::FollowAuthors {
+                authors: vec!["alice".into()],
+                topics: vec![],
+                unfollow: true,
+            }
         );
         assert_eq!(
             parse("feed #rust #gossip").unwrap(),

@@ -83,3 +83,78 @@ fn following_an_author_from_the_cli_brings_their_posts_without_a_restart() {
     assert!(err.contains("no node id, no [[peers]] name"), "{err}");
     assert_eq!(following(&bob), f);
 }
+
+/// Run the slixmpp person script (tests/xmpp_person.py), returning its stdout lines.
+fn person(
+    server: &support::Prosody,
+    user: &str,
+    relay: &str,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp_person.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(server.port.to_string())
+        .arg(format!("{user}@localhost/person"))
+        .arg(format!("{user}pw"))
+        .arg(format!("{relay}@localhost"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with slixmpp (tests/run.sh installs it)");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn expect_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the person never printed {prefix}"));
+        if line.starts_with(prefix) {
+            return line;
+        }
+    }
+}
+
+#[test]
+fn following_an_author_by_chat_brings_their_posts_to_the_relay_and_the_person() {
+    let server = support::Prosody::start();
+    let mut alice = Node::init(PINGS);
+    alice.start();
+    // The relay speaks QUIC to alice and XMPP to its owner; it keeps only #start so far.
+    let xmpp = server.node_config("carol").replace(
+        "[quic]\nenabled = false\n",
+        "[quic]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let mut relay = Node::init_with(&format!(
+        "{xmpp}\n{PINGS}[gateway]\nowners = [\"xmpp:dave@localhost\"]\n\n[interests]\ntopics = [\"start\"]\n\n{}name = \"alice\"\n",
+        peer_entry(&alice)
+    ));
+    relay.start();
+    alice.ok(&["peer", "add", &relay.quic_addr()]);
+    let want = format!("alice-by-chat-{}", std::process::id());
+    let before = relay.status()["world_hash"].as_str().unwrap().to_string();
+    let (mut dave, lines) = person(&server, "dave", "carol", &["authors", "alice", &want]);
+    let answer = expect_line(&lines, "AUTHOR");
+    assert!(answer.contains("The relay follows alice"), "{answer}");
+    assert_eq!(following(&relay)["authors"][0]["id"], alice.id().as_str());
+    wait_announced(&alice, &relay, &before);
+    let id = post(&alice, "chat", &want);
+    wait_until(20, "alice's post at the relay", || {
+        relay.feed_ids(&[]).contains(&id)
+    });
+    let got = expect_line(&lines, "GOT");
+    assert!(got.contains(&want), "{got}");
+    let gone = expect_line(&lines, "UNAUTHOR");
+    assert!(gone.contains("no longer follows alice"), "{gone}");
+    assert!(dave.wait().unwrap().success());
+    assert_eq!(following(&relay)["authors"], serde_json::json!([]));
+}

@@ -170,6 +170,8 @@ pub(crate) struct Actor {
     told: budget::Told,
     /// What the owner followed and unfollowed beyond `[interests]` (kept in the store).
     owner_follows: crate::follows::Follows,
+    /// Per person: the authors they follow through the gateway.
+    author_follows: social::AuthorFollows,
 }
 
 /// Store metadata key of the gateway's follow lists.
@@ -197,6 +199,7 @@ impl Actor {
         let config_arc = shared.config.clone();
         let config = &*config_arc;
         let owner_follows = social::load_owner_follows(&shared.store);
+        let shared_store = shared.store.clone();
         let seed =
             u64::from_le_bytes(identity.seed()[..8].try_into().unwrap_or_default()) ^ now_ms();
         let engine = Engine::new(
@@ -247,6 +250,7 @@ impl Actor {
             vouching: None,
             told: budget::Told::default(),
             owner_follows,
+            author_follows: social::load_author_follows(&shared_store),
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -894,6 +898,7 @@ impl Actor {
                 entry.0 = from.clone();
                 entry.1.extend(topics.iter().cloned());
                 self.save_follows();
+                self.follow_topics_for(&topics, false);
                 let text = format!("You will receive new {} posts here.", tag_list(&topics));
                 self.send_answer(&from, &thread, text);
             }
@@ -911,6 +916,7 @@ impl Actor {
                     }
                 }
                 self.save_follows();
+                self.follow_topics_for(&stopped, true);
                 let mut lines = Vec::new();
                 if !stopped.is_empty() {
                     lines.push(format!(
@@ -925,6 +931,14 @@ impl Actor {
                     ));
                 }
                 self.send_answer(&from, &thread, lines.join("\n"));
+            }
+            Request::FollowAuthors {
+                authors,
+                topics,
+                unfollow,
+            } => {
+                let text = self.follow_authors_for(&from, &authors, &topics, unfollow);
+                self.send_answer(&from, &thread, text);
             }
             Request::Status => {
                 let s = self.status();
@@ -995,14 +1009,17 @@ impl Actor {
                         == post.topics().iter().collect::<BTreeSet<_>>()
             })
             .map(|i| self.own_posts.remove(i).0);
-        let to: Vec<PeerAddr> = self
+        let mut to: BTreeMap<String, PeerAddr> = self
             .follows
             .iter()
-            .filter(|(who, _)| author.as_ref() != Some(*who))
-            .map(|(_, f)| f)
-            .filter(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)))
-            .map(|(addr, _)| addr.clone())
+            .filter(|(_, (_, topics))| post.topics().iter().any(|t| topics.contains(t)))
+            .map(|(who, (addr, _))| (who.clone(), addr.clone()))
             .collect();
+        to.extend(self.author_followers(post));
+        if let Some(author) = &author {
+            to.remove(author);
+        }
+        let to: Vec<PeerAddr> = to.into_values().collect();
         let period = self.shared.config.gateway.digest_secs.max(1) * 1000;
         for addr in to {
             if addr.scheme() == lakitu_transport::Scheme::Mail {

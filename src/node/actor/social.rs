@@ -2,7 +2,9 @@
 //! hand the new interests to the engine (which announces them to every peer as a new
 //! incarnation of this node's record) and let followed authors' nodes through `[access]`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use lakitu_transport::PeerAddr;
 
 use tracing::{info, warn};
 
@@ -10,11 +12,36 @@ use super::{Actor, interests};
 use crate::api::{FollowedAuthor, Following};
 use crate::engine::Event;
 use crate::follows::{FOLLOWS_KEY, Follows, Target, resolve};
+use crate::gateway;
 use crate::id::PublicId;
+use crate::post::{Post, Topic};
 use crate::store::{Query, Store};
 
 /// Recent posts whose authors count as known for a short id (the ones `lakitu feed` shows).
 const RECENT_AUTHORS: usize = 1000;
+
+/// Store metadata key of the authors people follow through the gateway.
+const AUTHOR_FOLLOWS_KEY: &str = "gateway.follows.authors";
+
+/// The authors each person follows through the gateway, by person.
+pub(super) type AuthorFollows = BTreeMap<String, (PeerAddr, BTreeSet<PublicId>)>;
+
+/// The people's author follows from the store (damaged entries are skipped).
+pub(super) fn load_author_follows(store: &Store) -> AuthorFollows {
+    let raw: Vec<(String, Vec<String>)> = store
+        .meta_get(AUTHOR_FOLLOWS_KEY)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    raw.into_iter()
+        .filter_map(|(addr, ids)| {
+            let addr: PeerAddr = addr.parse().ok()?;
+            let ids = ids.iter().filter_map(|i| i.parse().ok()).collect();
+            Some((gateway::person(&addr), (addr, ids)))
+        })
+        .collect()
+}
 
 /// The owner's follows from the store; a damaged record is logged and read as none.
 pub(crate) fn load_owner_follows(store: &Store) -> Follows {
@@ -56,24 +83,34 @@ impl Actor {
         known.into_iter().collect()
     }
 
+    /// What `targets` name (`#tag`, node id, `[[peers]]` name or id prefix).
+    fn resolve_targets(&self, targets: &[String]) -> Result<Vec<Target>, String> {
+        if targets.is_empty() {
+            return Err("name at least one author or #topic".into());
+        }
+        let known = self.known_nodes();
+        targets
+            .iter()
+            .map(|t| resolve(t, &known))
+            .collect::<Result<Vec<Target>, _>>()
+            .map_err(|e| e.to_string())
+    }
+
     /// Follow (or unfollow) what `targets` name; nothing changes when one is not understood.
     pub(super) fn change_follows(
         &mut self,
         targets: &[String],
         unfollow: bool,
     ) -> Result<Following, String> {
-        if targets.is_empty() {
-            return Err("name at least one author or #topic".into());
-        }
-        let known = self.known_nodes();
-        let resolved = targets
-            .iter()
-            .map(|t| resolve(t, &known))
-            .collect::<Result<Vec<Target>, _>>()
-            .map_err(|e| e.to_string())?;
+        let resolved = self.resolve_targets(targets)?;
+        self.apply_targets(&resolved, unfollow)
+    }
+
+    /// Follow (or unfollow) `resolved`, keep the result durably, and announce it.
+    fn apply_targets(&mut self, resolved: &[Target], unfollow: bool) -> Result<Following, String> {
         let mut next = self.owner_follows.clone();
         let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
-        for t in &resolved {
+        for t in resolved {
             let did = if unfollow {
                 next.unfollow(t, &self.config.interests)
             } else {
@@ -103,6 +140,132 @@ impl Actor {
         view.changed = changed;
         view.unchanged = unchanged;
         Ok(view)
+    }
+
+    /// The relay follows (or unfollows) the topics a person follows by chat or mail, so their
+    /// posts reach it; a failure is logged (the person's own subscription stands).
+    pub(super) fn follow_topics_for(&mut self, topics: &[Topic], unfollow: bool) {
+        let targets: Vec<Target> = topics.iter().cloned().map(Target::Topic).collect();
+        if let Err(e) = self.apply_targets(&targets, unfollow) {
+            warn!(error = %e, "cannot change the relay's follows for a gateway command");
+        }
+    }
+
+    /// `follow @author… #topic…` (or `unfollow`) by chat or mail: the relay follows them and
+    /// the person receives their new posts. Returns the answer.
+    pub(super) fn follow_authors_for(
+        &mut self,
+        from: &PeerAddr,
+        authors: &[String],
+        topics: &[Topic],
+        unfollow: bool,
+    ) -> String {
+        let mut targets: Vec<String> = authors.to_vec();
+        targets.extend(topics.iter().map(|t| format!("#{}", t.as_str())));
+        let resolved = match self.resolve_targets(&targets) {
+            Ok(r) => r,
+            Err(e) => return format!("Nothing changed: {e}."),
+        };
+        if let Err(e) = self.apply_targets(&resolved, unfollow) {
+            return format!("Nothing changed: {e}.");
+        }
+        let person = gateway::person(from);
+        let names: Vec<String> = resolved.iter().map(|t| self.label(t)).collect();
+        let topic_entry = self
+            .follows
+            .entry(person.clone())
+            .or_insert_with(|| (from.clone(), BTreeSet::new()));
+        topic_entry.0 = from.clone();
+        let authors_entry = self
+            .author_follows
+            .entry(person)
+            .or_insert_with(|| (from.clone(), BTreeSet::new()));
+        authors_entry.0 = from.clone();
+        for t in &resolved {
+            match t {
+                Target::Author(a) if unfollow => {
+                    authors_entry.1.remove(a);
+                }
+                Target::Author(a) => {
+                    authors_entry.1.insert(*a);
+                }
+                Target::Topic(_) => {}
+            }
+        }
+        if let Some(entry) = self.follows.get_mut(&gateway::person(from)) {
+            for t in &resolved {
+                match t {
+                    Target::Topic(t) if unfollow => {
+                        entry.1.remove(t);
+                    }
+                    Target::Topic(t) => {
+                        entry.1.insert(t.clone());
+                    }
+                    Target::Author(_) => {}
+                }
+            }
+        }
+        self.save_follows();
+        self.save_author_follows();
+        if unfollow {
+            format!(
+                "The relay no longer follows {}, and their posts no longer come here.",
+                names.join(", ")
+            )
+        } else {
+            format!(
+                "The relay follows {}; their new posts will come here.",
+                names.join(", ")
+            )
+        }
+    }
+
+    /// How a person reads a target: `#tag`, or the peer's name and short id.
+    fn label(&self, t: &Target) -> String {
+        match t {
+            Target::Topic(t) => format!("#{}", t.as_str()),
+            Target::Author(a) => match self
+                .config
+                .peers
+                .iter()
+                .find(|p| p.id == *a)
+                .and_then(|p| p.name.clone())
+            {
+                Some(n) => format!("{n} ({})", a.short()),
+                None => a.short(),
+            },
+        }
+    }
+
+    /// Keep the people's author follows.
+    fn save_author_follows(&self) {
+        let raw: Vec<(String, Vec<String>)> = self
+            .author_follows
+            .values()
+            .map(|(addr, ids)| {
+                (
+                    addr.to_string(),
+                    ids.iter().map(PublicId::to_string).collect(),
+                )
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&raw).unwrap_or_default();
+        let store = &self.shared.store;
+        if let Err(e) = store
+            .meta_put(AUTHOR_FOLLOWS_KEY, &bytes)
+            .and_then(|()| store.flush())
+        {
+            warn!(error = %e, "cannot save the gateway's author follows");
+        }
+    }
+
+    /// The people following `post`'s author by chat or mail.
+    pub(super) fn author_followers(&self, post: &Post) -> Vec<(String, PeerAddr)> {
+        self.author_follows
+            .iter()
+            .filter(|(_, (_, ids))| ids.contains(&post.author()))
+            .map(|(who, (addr, _))| (who.clone(), addr.clone()))
+            .collect()
     }
 
     /// Hand the current interests to the engine and the followed authors to `[access]`.
