@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
 mod extras;
+mod local;
 mod social;
 
 use crate::api::client::Client;
@@ -90,6 +91,17 @@ enum Command {
         /// One JSON document (or one JSON line per post with --follow).
         #[arg(long)]
         json: bool,
+        /// Only posts from this time on: 2026-12-01, 2026-12-01T08:00:00Z, or an age (2h, 7days).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only posts up to this time (same forms as --since).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+    },
+    /// Check a config file without starting the node: every problem as `file:line: key`.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Show the daemon's state.
     Status {
@@ -185,6 +197,15 @@ enum Command {
         /// Directory to write the pages into instead of printing lakitu.1.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Report every problem of FILE [default: the config in use] and exit non-zero if any.
+    Check {
+        /// The file to check.
+        file: Option<PathBuf>,
     },
 }
 
@@ -303,6 +324,28 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { out_dir } => extras::man(out_dir),
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => local::config_check(file.as_deref().unwrap_or(&paths.config)),
+        Command::Feed {
+            topic,
+            author,
+            limit,
+            follow: false,
+            json,
+            since,
+            until,
+        } if !local::daemon_answers(&paths) => local::feed(
+            &paths,
+            local::FeedArgs {
+                topic,
+                author,
+                since,
+                until,
+                limit,
+                json,
+            },
+        ),
         cmd => runtime()?.block_on(client_command(&paths, cmd)),
     }
 }
@@ -440,12 +483,20 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             limit,
             follow,
             json,
+            since,
+            until,
         } => {
             let max = crate::api::server::MAX_FEED_LIMIT;
             if limit == 0 || limit > max {
                 bail!("feed -n takes 1 to {max} posts, not {limit}");
             }
             let mut query = Vec::new();
+            if let Some(t) = &since {
+                query.push(format!("since={}", local::parse_time(t)?));
+            }
+            if let Some(t) = &until {
+                query.push(format!("until={}", local::parse_time(t)?));
+            }
             if let Some(t) = &topic {
                 query.push(format!("topic={}", encode_component(t)));
             }

@@ -14,6 +14,7 @@
 //! `config.example.toml` at the repository root documents every key.
 
 mod build;
+mod check;
 mod locate;
 mod raw;
 mod routes;

@@ -158,3 +158,45 @@ fn following_an_author_by_chat_brings_their_posts_to_the_relay_and_the_person() 
     assert!(dave.wait().unwrap().success());
     assert_eq!(following(&relay)["authors"], serde_json::json!([]));
 }
+
+#[test]
+fn feed_reads_a_stopped_relay_and_config_check_reports_every_problem() {
+    let mut a = Node::init("");
+    a.start();
+    let ids: Vec<String> = (0..3).map(|i| post(&a, "t", &format!("p{i}"))).collect();
+    let live = a.feed_ids(&["--since", "1h"]);
+    a.stop();
+    // Stopped: the same feed, from the store, with the same filters.
+    let mut stopped = a.feed_ids(&["--since", "1h"]);
+    assert_eq!(stopped, live);
+    stopped.sort();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(stopped, want);
+    assert!(a.feed_ids(&["--until", "2000-01-01"]).is_empty());
+    assert_eq!(a.feed_ids(&["--author", &a.id()[..10]]).len(), 3);
+    assert!(a.ok(&["feed", "-t", "t"]).contains("p2"));
+    let out = a.cli(&["feed", "--since", "yesterday-ish"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is no time"));
+
+    let bad = a.file("bad.toml");
+    std::fs::write(
+        &bad,
+        "[api]\nlisten = \"0.0.0.0:1\"\n\n[gossip]\nping_secs = 0\nbogus = 1\n",
+    )
+    .unwrap();
+    let out = a.cli(&["config", "check", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let file = bad.display().to_string();
+    for want in [
+        ":2: api.listen:",
+        ":5: gossip.ping_secs:",
+        ":6: gossip.bogus:",
+    ] {
+        assert!(text.contains(&format!("{file}{want}")), "{want} in {text}");
+    }
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 problems"));
+    assert!(a.ok(&["config", "check"]).ends_with(": ok\n"));
+}
