@@ -12,6 +12,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+mod backup;
 mod extras;
 mod local;
 mod social;
@@ -186,6 +187,21 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         file: PathBuf,
     },
+    /// Write the key, config, peers and follows (with --posts, the posts too) to one file,
+    /// mode 0600, to move the relay or keep a copy. The file holds the SECRET KEY.
+    Backup {
+        /// Where to write.
+        file: PathBuf,
+        /// Add every stored post.
+        #[arg(long)]
+        posts: bool,
+    },
+    /// Fill a fresh data directory from a `lakitu backup` file: the same node id, peers and
+    /// follows (and posts, every signature verified again).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Print a shell completion script (e.g. `lakitu completions bash > ~/.local/share/bash-completion/completions/lakitu`).
     Completions {
         /// The shell.
@@ -324,6 +340,8 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { out_dir } => extras::man(out_dir),
+        Command::Backup { file, posts } => backup::backup(&paths, &file, posts),
+        Command::Restore { file } => backup::restore(&paths, &file),
         Command::Config {
             action: ConfigAction::Check { file },
         } => local::config_check(file.as_deref().unwrap_or(&paths.config)),

@@ -15,6 +15,10 @@ use crate::post::Topic;
 
 /// Store metadata key of the owner's follows.
 pub const FOLLOWS_KEY: &str = "owner.follows";
+/// Store metadata key of the topics people follow through the gateway.
+pub const GATEWAY_TOPICS_KEY: &str = "gateway.follows";
+/// Store metadata key of the authors people follow through the gateway.
+pub const GATEWAY_AUTHORS_KEY: &str = "gateway.follows.authors";
 
 /// Shortest id prefix accepted for an author, so a typo does not pick a stranger.
 pub const MIN_PREFIX: usize = 6;

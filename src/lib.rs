@@ -16,6 +16,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod demo;

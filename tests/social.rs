@@ -200,3 +200,70 @@ fn feed_reads_a_stopped_relay_and_config_check_reports_every_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 problems"));
     assert!(a.ok(&["config", "check"]).ends_with(": ok\n"));
 }
+
+#[test]
+fn a_relay_restored_from_a_backup_has_the_same_id_peers_and_follows_and_receives_posts() {
+    use std::os::unix::fs::PermissionsExt;
+    let mut bob = Node::init(PINGS);
+    bob.start();
+    let mut alice = Node::init(PINGS);
+    alice.start();
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    bob.ok(&["peer", "add", &alice.quic_addr()]);
+    alice.ok(&["follow", &bob.id(), "-t", "moving"]);
+    let mine: Vec<String> = (0..2)
+        .map(|i| post(&alice, "t", &format!("a{i}")))
+        .collect();
+    // While the daemon runs, through its API.
+    let file = alice.file("alice.backup");
+    let out = alice.cli(&["backup", "--posts", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SECRET KEY"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("2 posts"));
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let want_following = following(&alice);
+    alice.stop();
+    // Stopped, from the store.
+    let cold = alice.file("cold.backup");
+    alice.ok(&["backup", cold.to_str().unwrap()]);
+
+    // A fresh data directory: no key, no config.
+    let mut moved = Node::init("");
+    std::fs::remove_file(moved.file("node.key")).unwrap();
+    std::fs::remove_file(moved.file("config.toml")).unwrap();
+    let out = moved.ok(&["restore", file.to_str().unwrap()]);
+    assert!(out.contains("2 posts (0 rejected)"), "{out}");
+    assert_eq!(moved.id(), alice.id());
+    let config = std::fs::read_to_string(moved.file("config.toml")).unwrap();
+    assert!(
+        config.contains(&moved.path().display().to_string()),
+        "{config}"
+    );
+    // Restoring over a key is refused.
+    let again = moved.cli(&["restore", cold.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a key"));
+
+    moved.start();
+    assert_eq!(following(&moved), want_following);
+    let mut feed = moved.feed_ids(&[]);
+    feed.sort();
+    let mut want = mine.clone();
+    want.sort();
+    assert_eq!(feed, want);
+    wait_until(20, "the restored relay to reach bob", || {
+        moved
+            .peers()
+            .iter()
+            .any(|p| p["id"] == bob.id().as_str() && p["state"] == "alive")
+    });
+    let news = post(&bob, "moving", "for the moved relay");
+    wait_until(20, "bob's post at the restored relay", || {
+        moved.feed_ids(&[]).contains(&news)
+    });
+}

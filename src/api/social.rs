@@ -1,5 +1,6 @@
 //! Social routes behind the token: `GET /v1/follows`, `POST /v1/follows` and
-//! `POST /v1/follows/remove` (what the node follows; see [`crate::follows`]).
+//! `POST /v1/follows/remove` (what the node follows; see [`crate::follows`]), and
+//! `GET /v1/backup/state` (see [`crate::backup`]).
 
 use axum::Json;
 use axum::Router;
@@ -18,6 +19,18 @@ pub(crate) fn routes() -> Router<Shared> {
     Router::new()
         .route("/v1/follows", get(following).post(follow))
         .route("/v1/follows/remove", post(unfollow))
+        .route("/v1/backup/state", get(backup_state))
+}
+
+/// Peers and follows from the store, for `lakitu backup` while the daemon runs (the store is
+/// the daemon's alone then).
+async fn backup_state(State(s): State<Shared>) -> Response {
+    let store = s.store.clone();
+    match tokio::task::spawn_blocking(move || crate::backup::read_state(&store)).await {
+        Ok(Ok(state)) => Json(state).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 async fn following(State(s): State<Shared>) -> Response {

@@ -88,7 +88,7 @@ impl Progress {
 }
 
 /// The running daemon of this data directory, if one answers.
-async fn daemon(config: &Config) -> Option<Client> {
+pub(super) async fn daemon(config: &Config) -> Option<Client> {
     let client = Client::for_data_dir(&config.node.data_dir, config.api.listen).ok()?;
     client.get::<Status>("/v1/status").await.ok()?;
     Some(client)
@@ -152,7 +152,7 @@ pub(super) fn export(paths: &Paths, topic: Option<String>, file: &Path) -> Resul
     Ok(())
 }
 
-async fn export_via_api(
+pub(super) async fn export_via_api(
     client: &Client,
     topic: Option<&Topic>,
     out: &mut dyn Write,

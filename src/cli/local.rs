@@ -80,6 +80,12 @@ pub(super) fn open_store(config: &Config) -> Result<Store> {
     })
 }
 
+/// Open (creating it if needed) the store of a stopped daemon.
+pub(super) fn open_store_creating(config: &Config) -> Result<Store> {
+    let dir = config.node.data_dir.join("store");
+    Store::open(&dir).with_context(|| format!("cannot open the store at {}", dir.display()))
+}
+
 /// The filters of `lakitu feed`.
 pub(super) struct FeedArgs {
     pub topic: Option<String>,

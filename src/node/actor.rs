@@ -175,7 +175,7 @@ pub(crate) struct Actor {
 }
 
 /// Store metadata key of the gateway's follow lists.
-const FOLLOWS_KEY: &str = "gateway.follows";
+use crate::follows::GATEWAY_TOPICS_KEY as FOLLOWS_KEY;
 
 fn load_follows(store: &crate::store::Store) -> BTreeMap<String, (PeerAddr, BTreeSet<Topic>)> {
     let raw: Vec<(String, Vec<String>)> = store

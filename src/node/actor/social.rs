@@ -11,7 +11,9 @@ use tracing::{info, warn};
 use super::{Actor, interests};
 use crate::api::{FollowedAuthor, Following};
 use crate::engine::Event;
-use crate::follows::{FOLLOWS_KEY, Follows, Target, resolve};
+use crate::follows::{
+    FOLLOWS_KEY, Follows, GATEWAY_AUTHORS_KEY as AUTHOR_FOLLOWS_KEY, Target, resolve,
+};
 use crate::gateway;
 use crate::id::PublicId;
 use crate::post::{Post, Topic};
@@ -19,9 +21,6 @@ use crate::store::{Query, Store};
 
 /// Recent posts whose authors count as known for a short id (the ones `lakitu feed` shows).
 const RECENT_AUTHORS: usize = 1000;
-
-/// Store metadata key of the authors people follow through the gateway.
-const AUTHOR_FOLLOWS_KEY: &str = "gateway.follows.authors";
 
 /// The authors each person follows through the gateway, by person.
 pub(super) type AuthorFollows = BTreeMap<String, (PeerAddr, BTreeSet<PublicId>)>;
