@@ -158,6 +158,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Delete this node's own posts: publishes a deletion signed by this node; relays that
+    /// honour it drop the posts and keep a tombstone so they never come back.
+    Delete {
+        /// Post ids (full, or a unique prefix of at least 8 characters of a recent post's id).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
     /// List the followed authors and topics.
     Following {
         /// JSON output.
@@ -589,6 +596,7 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             json,
         } => social::change(&client, topics, authors, true, json).await?,
         Command::Following { json } => social::list(&client, json).await?,
+        Command::Delete { ids } => social::delete(&client, ids).await?,
         _ => bail!("not a client command"),
     }
     Ok(())
@@ -669,6 +677,14 @@ fn print_post(p: &PostJson, json: bool) {
         shown(p.author.get(..10).unwrap_or(&p.author)),
         tags.join(" ")
     );
+    if p.topics.iter().any(|t| t == crate::deletion::TAG) {
+        for line in p.body.split('\n') {
+            if let Some(id) = line.strip_prefix("delete ") {
+                println!("    deleted post {}", shown(id));
+            }
+        }
+        return;
+    }
     // Split on newlines only: a bare `\r` is shown as an escape, not swallowed.
     for line in p.body.split('\n') {
         println!("    {}", shown(line));

@@ -19,6 +19,7 @@ pub mod api;
 pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod deletion;
 pub mod demo;
 pub mod engine;
 pub mod follows;

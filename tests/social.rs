@@ -267,3 +267,58 @@ fn a_relay_restored_from_a_backup_has_the_same_id_peers_and_follows_and_receives
         moved.feed_ids(&[]).contains(&news)
     });
 }
+
+#[test]
+fn a_deletion_removes_the_post_on_another_relay_and_neither_sync_nor_import_brings_it_back() {
+    let fast = "[gossip]\nping_secs = 1\nanti_entropy_secs = 1\n";
+    let mut alice = Node::init(fast);
+    alice.start();
+    let mut bob = Node::init(&format!("{fast}{}", peer_entry(&alice)));
+    bob.start();
+    // Carol keeps others' deleted posts: after the deletion she still offers the post to bob.
+    let mut carol = Node::init(&format!(
+        "{fast}[social]\nkeep_deleted = true\n\n{}",
+        peer_entry(&bob)
+    ));
+    carol.start();
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    let gone = post(&alice, "t", "a post alice regrets");
+    let kept = post(&alice, "t", "a post alice keeps");
+    let line = alice.ok(&["export", "-"]);
+    for node in [&bob, &carol] {
+        wait_until(20, "alice's posts everywhere", || {
+            let feed = node.feed_ids(&[]);
+            feed.contains(&gone) && feed.contains(&kept)
+        });
+    }
+    // Only the author may delete.
+    let out = bob.cli(&["delete", &gone[..12]]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("only its author"));
+
+    let out = alice.ok(&["delete", &gone[..12]]);
+    assert!(out.contains(&format!("deleted {gone}")), "{out}");
+    assert!(!alice.feed_ids(&[]).contains(&gone));
+    wait_until(20, "the deletion at bob", || {
+        !bob.feed_ids(&[]).contains(&gone)
+    });
+    assert!(bob.ok(&["feed"]).contains(&format!("deleted post {gone}")));
+    // Carol stored and relayed the deletion but keeps the post, as configured.
+    let carol_feed = carol.feed_ids(&[]);
+    assert!(carol_feed.contains(&gone));
+    // A few reconciliation rounds between bob and carol (1 s each) do not bring it back.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    assert!(!bob.feed_ids(&[]).contains(&gone));
+    assert!(bob.feed_ids(&[]).contains(&kept));
+
+    // Nor does an import of a file made before the deletion.
+    bob.stop();
+    let file = bob.file("old.jsonl");
+    std::fs::write(&file, &line).unwrap();
+    let out = bob.ok(&["import", file.to_str().unwrap()]);
+    assert!(
+        out.contains("skipped 1 posts their authors deleted"),
+        "{out}"
+    );
+    assert!(!bob.feed_ids(&[]).contains(&gone));
+}

@@ -243,6 +243,12 @@ pub(super) fn import(paths: &Paths, file: &Path) -> Result<()> {
             report.rejected - report.reasons.len() as u64
         );
     }
+    if report.deleted > 0 {
+        println!(
+            "skipped {} posts their authors deleted (tombstones keep them out)",
+            report.deleted
+        );
+    }
     println!(
         "imported {} new, {} duplicate, {} rejected from {} in {:.1}s",
         report.new,

@@ -104,3 +104,74 @@ pub(super) fn summary(f: &Following) -> String {
         _ => parts.join(" "),
     }
 }
+
+/// `lakitu delete ID…`: publish a deletion of this node's own posts (a full id, or a unique
+/// prefix of at least 8 characters of one of its recent posts).
+pub(super) async fn delete(client: &Client, ids: Vec<String>) -> Result<()> {
+    use crate::post::{PostId, PostJson};
+    let me: serde_json::Value = client.get("/v1/id").await?;
+    let me = me["id"].as_str().unwrap_or_default().to_string();
+    let recent: Vec<PostJson> = client
+        .get(&format!(
+            "/v1/posts?limit={}",
+            crate::api::server::MAX_FEED_LIMIT
+        ))
+        .await?;
+    let mut targets: Vec<PostId> = Vec::new();
+    for text in &ids {
+        let text = text.trim().to_ascii_lowercase();
+        let matches: Vec<&PostJson> = recent.iter().filter(|p| p.id.starts_with(&text)).collect();
+        let id: PostId = if let Ok(id) = text.parse() {
+            id
+        } else if text.len() < 8 {
+            bail!(
+                "{:?}: give at least 8 characters of the post id",
+                shown(&text)
+            );
+        } else {
+            match matches.as_slice() {
+                [one] => one
+                    .id
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("bad id {}", one.id))?,
+                [] => bail!(
+                    "no recent post's id starts with {:?}; give the full id",
+                    shown(&text)
+                ),
+                _ => bail!(
+                    "{:?} starts several posts' ids; give more of it",
+                    shown(&text)
+                ),
+            }
+        };
+        if let Some(p) = recent.iter().find(|p| p.id == id.to_string())
+            && p.author != me
+        {
+            bail!(
+                "post {id} is by {}, not this node: only its author can delete a post",
+                p.author
+            );
+        }
+        targets.push(id);
+    }
+    if targets.is_empty() {
+        bail!("name the post to delete");
+    }
+    for chunk in targets.chunks(crate::deletion::MAX_IDS) {
+        let (tag, body) = crate::deletion::make(chunk);
+        let post: PostJson = client
+            .post(
+                "/v1/posts",
+                &crate::api::NewPost {
+                    topics: vec![tag.as_str().to_string()],
+                    body,
+                },
+            )
+            .await?;
+        for id in chunk {
+            println!("deleted {id}");
+        }
+        println!("(deletion {} published to the peers)", post.id);
+    }
+    Ok(())
+}

@@ -556,6 +556,7 @@ impl Actor {
             }
             Action::Deliver { post, hops } => {
                 debug!(id = ?post.id(), hops, "post received");
+                self.honour_deletion(&post);
                 self.tell_followers(&post);
                 self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
@@ -693,6 +694,7 @@ impl Actor {
             Command::Published(posts, queued) => {
                 for post in posts {
                     info!(id = ?post.id(), topics = post.topics().len(), "local post stored");
+                    self.honour_deletion(&post);
                     self.tell_followers(&post);
                     self.forward_to_owners(&post);
                     self.engine_event(Event::LocalPost(post));

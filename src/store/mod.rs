@@ -20,6 +20,9 @@
 mod keys;
 mod query;
 mod tables;
+mod tombstones;
+
+pub use tombstones::Deleted;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use lakitu_transport::PeerAddr;
 
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::{Actor, interests};
 use crate::api::{FollowedAuthor, Following};
@@ -17,7 +17,7 @@ use crate::follows::{
 use crate::gateway;
 use crate::id::PublicId;
 use crate::post::{Post, Topic};
-use crate::store::{Query, Store};
+use crate::store::{Deleted, Query, Store};
 
 /// Recent posts whose authors count as known for a short id (the ones `lakitu feed` shows).
 const RECENT_AUTHORS: usize = 1000;
@@ -296,6 +296,35 @@ impl Actor {
                 .collect(),
             changed: Vec::new(),
             unchanged: Vec::new(),
+        }
+    }
+
+    /// When `post` is a deletion, drop the posts it names that its author wrote (all of them,
+    /// or only this node's own with `[social] keep_deleted`), keeping tombstones.
+    pub(super) fn honour_deletion(&mut self, post: &Post) {
+        let Some(ids) = crate::deletion::targets(post) else {
+            return;
+        };
+        let mine = post.author() == self.shared.identity.public();
+        if self.config.social.keep_deleted && !mine {
+            debug!(id = ?post.id(), "deletion kept as a post only ([social] keep_deleted)");
+            return;
+        }
+        for id in ids {
+            match self
+                .shared
+                .store
+                .delete_post(&id, &post.author(), &post.id())
+            {
+                Ok(Deleted::NotAuthor) => {
+                    info!(target_post = ?id, by = %post.author().short(), "deletion by someone who is not the author ignored")
+                }
+                Ok(done) => {
+                    self.dirty = true;
+                    info!(target_post = ?id, by = %post.author().short(), ?done, "post deleted by its author")
+                }
+                Err(e) => warn!(error = %e, target_post = ?id, "cannot apply a deletion"),
+            }
         }
     }
 }
