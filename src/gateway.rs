@@ -51,6 +51,8 @@ pub enum Request {
         /// Stop following instead.
         unfollow: bool,
     },
+    /// Delete posts of the relay (ids or prefixes of at least 8 characters).
+    Delete(Vec<String>),
     /// The relay's state.
     Status,
     /// What the relay understands.
@@ -287,7 +289,7 @@ fn is_command(text: &str) -> bool {
     let word = word.trim_start_matches(['/', '`']).to_ascii_lowercase();
     matches!(
         word.trim_end_matches('`'),
-        "post" | "feed" | "follow" | "unfollow" | "status" | "help" | "?"
+        "post" | "feed" | "follow" | "unfollow" | "delete" | "status" | "help" | "?"
     )
 }
 
@@ -479,6 +481,18 @@ pub fn parse(text: &str) -> Result<Request, String> {
         }
         "follow" => Ok(Request::Follow(topics_arg(rest)?)),
         "unfollow" => Ok(Request::Unfollow(topics_arg(rest)?)),
+        "delete" if rest.is_empty() => {
+            Err("delete needs the id of one of the relay's posts (8 characters or more).".into())
+        }
+        "delete" => Ok(Request::Delete(
+            rest.split_whitespace()
+                .map(|w| {
+                    w.trim_end_matches([',', ';', '.', '!', '?', '`'])
+                        .to_ascii_lowercase()
+                })
+                .filter(|w| !w.is_empty())
+                .collect(),
+        )),
         "status" => Ok(Request::Status),
         "help" | "?" | "" => Ok(Request::Help),
         other => Err(format!("I do not know the command {other:?}.")),
@@ -520,6 +534,7 @@ pub fn help() -> String {
         "  follow @author…           the relay follows them (a [[peers]] name, node id or",
         "                            short id), and their new posts come as messages",
         "  unfollow #topic… @author… stop that",
+        "  delete ID…                delete a post of this relay (its id, or 8+ characters)",
         "  status                    the relay's state",
         "  help                      this text",
     ]
@@ -949,6 +964,11 @@ mod tests {
                 unfollow: false,
             }
         );
+        assert_eq!(
+            parse("delete 3F2A9C81.").unwrap(),
+            Request::Delete(vec!["3f2a9c81".into()])
+        );
+        assert!(parse("delete").is_err());
         assert_eq!(
             parse("/unfollow @alice").unwrap(),
             Request::FollowAuthors {

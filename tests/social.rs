@@ -157,6 +157,20 @@ fn following_an_author_by_chat_brings_their_posts_to_the_relay_and_the_person() 
     assert!(gone.contains("no longer follows alice"), "{gone}");
     assert!(dave.wait().unwrap().success());
     assert_eq!(following(&relay)["authors"], serde_json::json!([]));
+
+    // Deleting one of the relay's posts by chat reaches alice too.
+    let own = post(&relay, "start", "the relay regrets this");
+    wait_until(20, "the relay's post at alice", || {
+        alice.feed_ids(&[]).contains(&own)
+    });
+    let (mut dave, lines) = person(&server, "dave", "carol", &["delete", &own[..10]]);
+    let answer = expect_line(&lines, "DELETED");
+    assert!(answer.contains(&format!("Deleted {own}")), "{answer}");
+    assert!(dave.wait().unwrap().success());
+    assert!(!relay.feed_ids(&[]).contains(&own));
+    wait_until(20, "the deletion at alice", || {
+        !alice.feed_ids(&[]).contains(&own)
+    });
 }
 
 #[test]

@@ -6,6 +6,8 @@ usage: xmpp_person.py PORT JID PASSWORD RELAY_JID owner TOKEN WANT
        xmpp_person.py PORT JID PASSWORD RELAY_JID inbox SECS
        xmpp_person.py PORT JID PASSWORD RELAY_JID chat
        xmpp_person.py PORT JID PASSWORD RELAY_JID authors AUTHOR WANT
+       xmpp_person.py PORT JID PASSWORD RELAY_JID delete ID
+delete: sends `delete ID` and prints DELETED with the answer.
 authors: sends `follow @AUTHOR` and prints AUTHOR with the answer, GOT with the first line
        containing WANT, then UNAUTHOR with the answer to `unfollow @AUTHOR`.
 owner: follows #rust, posts "post #rust TOKEN", prints READY, then waits for a chat line
@@ -114,6 +116,9 @@ async def main():
         print("GOT", (await expect(want, 60)).replace("\n", " "), flush=True)
         client.send_message(mto=RELAY, mbody=f"unfollow @{who}", mtype="chat")
         print("UNAUTHOR", await answer(), flush=True)
+    elif MODE == "delete":
+        client.send_message(mto=RELAY, mbody=f"delete {sys.argv[6]}", mtype="chat")
+        print("DELETED", await answer(), flush=True)
     elif MODE == "stranger":
         client.send_message(mto=RELAY, mbody="post #rust forged by a stranger", mtype="chat")
         print("REFUSED", (await expect("only its owner")).replace("\n", " "), flush=True)

@@ -942,6 +942,12 @@ impl Actor {
                 let text = self.follow_authors_for(&from, &authors, &topics, unfollow);
                 self.send_answer(&from, &thread, text);
             }
+            Request::Delete(ids) => {
+                let text = self.delete_for(&from, &thread, &ids);
+                if let Some(text) = text {
+                    self.send_answer(&from, &thread, text);
+                }
+            }
             Request::Status => {
                 let s = self.status();
                 let text = format!(

@@ -327,4 +327,61 @@ impl Actor {
             }
         }
     }
+
+    /// `delete ID…` by chat or mail: publish a deletion of the relay's own posts off the actor
+    /// and answer once it is durable. Returns an answer to send now when nothing is published.
+    pub(super) fn delete_for(
+        &mut self,
+        from: &PeerAddr,
+        thread: &gateway::Thread,
+        ids: &[String],
+    ) -> Option<String> {
+        let me = self.shared.identity.public();
+        let recent = Query {
+            author: Some(me),
+            limit: RECENT_AUTHORS,
+            ..Query::default()
+        };
+        let mine: Vec<crate::post::PostId> = match self.shared.store.query(&recent) {
+            Ok(posts) => posts.iter().map(Post::id).collect(),
+            Err(e) => return Some(format!("The store failed: {e}.")),
+        };
+        let mut targets = Vec::new();
+        for text in ids {
+            let found: Vec<_> = mine
+                .iter()
+                .filter(|id| text.len() >= 8 && id.to_string().starts_with(text.as_str()))
+                .collect();
+            match found.as_slice() {
+                [one] => targets.push(**one),
+                [] => {
+                    return Some(format!(
+                        "Nothing deleted: {text:?} is no recent post of this relay (give 8 characters or more of its id)."
+                    ));
+                }
+                _ => return Some(format!("Nothing deleted: {text:?} starts several ids.")),
+            }
+        }
+        let (tag, body) = crate::deletion::make(&targets);
+        let shared = self.shared.clone();
+        let (to, thread) = (from.clone(), thread.clone());
+        tokio::spawn(async move {
+            let text = match shared.publish(&[tag.as_str().to_string()], &body).await {
+                Ok(_) => format!(
+                    "Deleted {}.",
+                    targets
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Err(e) => format!("Not deleted: {e}."),
+            };
+            let _ = shared
+                .commands
+                .send(super::Command::Reply { to, text, thread })
+                .await;
+        });
+        None
+    }
 }
