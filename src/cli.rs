@@ -74,6 +74,18 @@ enum Command {
         /// Print the stored post as JSON.
         #[arg(long)]
         json: bool,
+        /// Answer this post (its id, or 8+ characters of a recent post's id).
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<String>,
+    },
+    /// Show a post's whole conversation: its parents up to the first post (a parent this
+    /// relay lacks is marked missing) and every reply under it, in order.
+    Thread {
+        /// The post (its id, or 8+ characters of a recent post's id).
+        id: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
     /// Show posts, newest first.
     Feed {
@@ -347,6 +359,9 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { out_dir } => extras::man(out_dir),
+        Command::Thread { id, json } if !local::daemon_answers(&paths) => {
+            local::thread(&paths, &id, json)
+        }
         Command::Backup { file, posts } => backup::backup(&paths, &file, posts),
         Command::Restore { file } => backup::restore(&paths, &file),
         Command::Config {
@@ -485,7 +500,12 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
     let config = paths.load()?;
     let client = Client::for_data_dir(&config.node.data_dir, config.api.listen)?;
     match cmd {
-        Command::Post { topics, text, json } => {
+        Command::Post {
+            topics,
+            text,
+            json,
+            reply_to,
+        } => {
             let body = if text == ["-"] {
                 let mut body = String::new();
                 std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut body)
@@ -494,6 +514,18 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 body.trim_end_matches(['\n', '\r']).to_string()
             } else {
                 text.join(" ")
+            };
+            let body = match reply_to {
+                None => body,
+                Some(up) => {
+                    let recent: Vec<PostJson> = client
+                        .get(&format!(
+                            "/v1/posts?limit={}",
+                            crate::api::server::MAX_FEED_LIMIT
+                        ))
+                        .await?;
+                    crate::reply::body(&social::post_id(&up, &recent)?, &body)
+                }
             };
             let post: PostJson = client.post("/v1/posts", &NewPost { topics, body }).await?;
             if json {
@@ -535,9 +567,14 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             if json && !follow {
                 println!("{}", json_shown(serde_json::to_string_pretty(&posts)?));
             } else {
-                // Oldest first on screen, so the newest ends up next to the prompt.
-                for p in posts.iter().rev() {
-                    print_post(p, json);
+                // Oldest first on screen, so the newest ends up next to the prompt; replies
+                // under their parents.
+                for (depth, p) in social::arrange(&posts) {
+                    if json {
+                        print_post(p, true);
+                    } else {
+                        print_post_at(p, depth);
+                    }
                 }
             }
             if follow {
@@ -597,6 +634,18 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
         } => social::change(&client, topics, authors, true, json).await?,
         Command::Following { json } => social::list(&client, json).await?,
         Command::Delete { ids } => social::delete(&client, ids).await?,
+        Command::Thread { id, json } => {
+            let recent: Vec<PostJson> = client
+                .get(&format!(
+                    "/v1/posts?limit={}",
+                    crate::api::server::MAX_FEED_LIMIT
+                ))
+                .await?;
+            let id = social::post_id(&id, &recent)?;
+            let items: Vec<crate::reply::ThreadItem> =
+                client.get(&format!("/v1/thread/{id}")).await?;
+            social::print_thread(&items, json)?;
+        }
         _ => bail!("not a client command"),
     }
     Ok(())
@@ -670,9 +719,18 @@ fn print_post(p: &PostJson, json: bool) {
         );
         return;
     }
+    print_post_at(p, 0);
+}
+
+/// A post for people, indented `depth` levels (a reply under its parent).
+fn print_post_at(p: &PostJson, depth: usize) {
+    let pad = "    ".repeat(depth);
     let tags: Vec<String> = p.topics.iter().map(|t| format!("#{}", shown(t))).collect();
+    let reply = crate::reply::parent(&p.body)
+        .map(|up| format!("  ↳ reply to {}", &up.to_string()[..12]))
+        .unwrap_or_default();
     println!(
-        "{}  {}  {}",
+        "{pad}{}  {}  {}{reply}",
         format_time(p.timestamp),
         shown(p.author.get(..10).unwrap_or(&p.author)),
         tags.join(" ")
@@ -680,14 +738,14 @@ fn print_post(p: &PostJson, json: bool) {
     if p.topics.iter().any(|t| t == crate::deletion::TAG) {
         for line in p.body.split('\n') {
             if let Some(id) = line.strip_prefix("delete ") {
-                println!("    deleted post {}", shown(id));
+                println!("{pad}    deleted post {}", shown(id));
             }
         }
         return;
     }
     // Split on newlines only: a bare `\r` is shown as an escape, not swallowed.
-    for line in p.body.split('\n') {
-        println!("    {}", shown(line));
+    for line in crate::reply::text(&p.body).split('\n') {
+        println!("{pad}    {}", shown(line));
     }
 }
 

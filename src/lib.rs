@@ -28,6 +28,7 @@ pub mod id;
 pub mod import_export;
 pub mod node;
 pub mod post;
+pub mod reply;
 pub mod routes;
 pub mod sim;
 pub mod store;

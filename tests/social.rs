@@ -336,3 +336,51 @@ fn a_deletion_removes_the_post_on_another_relay_and_neither_sync_nor_import_brin
     );
     assert!(!bob.feed_ids(&[]).contains(&gone));
 }
+
+#[test]
+fn a_reply_made_on_one_relay_shows_under_its_parent_on_another() {
+    let mut alice = Node::init(PINGS);
+    alice.start();
+    let mut bob = Node::init(&format!("{PINGS}{}", peer_entry(&alice)));
+    bob.start();
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    let root = post(&alice, "talk", "what do you think?");
+    wait_until(10, "alice's post at bob", || {
+        bob.feed_ids(&[]).contains(&root)
+    });
+    let out = bob.ok(&["post", "--reply-to", &root[..10], "I think so"]);
+    let reply = out.trim().to_string();
+    post(&alice, "talk", "an unrelated post");
+    wait_until(10, "bob's reply at alice", || {
+        alice.feed_ids(&[]).contains(&reply)
+    });
+    let thread = alice.ok(&["thread", &reply[..10]]);
+    let lines: Vec<&str> = thread.lines().collect();
+    assert!(lines[1].contains("what do you think?"), "{thread}");
+    assert!(
+        lines[2].starts_with("    ") && lines[2].contains("reply to"),
+        "{thread}"
+    );
+    assert!(lines[3].contains("        I think so"), "{thread}");
+    assert!(!thread.contains("unrelated"), "{thread}");
+    // In the feed, the reply sits right under its parent, indented, without the reply line.
+    let feed = alice.ok(&["feed"]);
+    let at = feed.find("what do you think?").expect("the parent");
+    let after = &feed[at..];
+    assert!(
+        after
+            .lines()
+            .nth(2)
+            .unwrap_or("")
+            .contains("    I think so"),
+        "{feed}"
+    );
+    assert!(!feed.contains("reply-to "), "{feed}");
+    // With the daemon stopped, from the store.
+    alice.stop();
+    let cold = alice.ok(&["thread", "--json", &root]);
+    let items: Vec<serde_json::Value> = serde_json::from_str(&cold).unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[1]["id"], reply.as_str());
+    assert_eq!(items[1]["depth"], 1);
+}

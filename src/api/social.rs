@@ -1,6 +1,6 @@
 //! Social routes behind the token: `GET /v1/follows`, `POST /v1/follows` and
 //! `POST /v1/follows/remove` (what the node follows; see [`crate::follows`]), and
-//! `GET /v1/backup/state` (see [`crate::backup`]).
+//! `GET /v1/backup/state` (see [`crate::backup`]), `GET /v1/thread/{id}` (see [`crate::reply`]).
 
 use axum::Json;
 use axum::Router;
@@ -20,6 +20,24 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/v1/follows", get(following).post(follow))
         .route("/v1/follows/remove", post(unfollow))
         .route("/v1/backup/state", get(backup_state))
+        .route("/v1/thread/{id}", get(thread))
+}
+
+/// The thread around a post (see [`crate::reply::thread`]).
+async fn thread(
+    State(s): State<Shared>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let id: crate::post::PostId = match id.parse() {
+        Ok(id) => id,
+        Err(_) => return error(StatusCode::BAD_REQUEST, format!("{id:?} is no post id")),
+    };
+    let store = s.store.clone();
+    match tokio::task::spawn_blocking(move || crate::reply::thread(&store, &id)).await {
+        Ok(Ok(items)) => Json(items).into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
 }
 
 /// Peers and follows from the store, for `lakitu backup` while the daemon runs (the store is

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
-use super::{Paths, print_post};
+use super::{Paths, print_post_at};
 use crate::config::Config;
 use crate::follows::{Target, resolve};
 use crate::id::PublicId;
@@ -129,11 +129,27 @@ pub(super) fn feed(paths: &Paths, args: FeedArgs) -> Result<()> {
     if args.json {
         println!("{}", json_shown(serde_json::to_string_pretty(&posts)?));
     } else {
-        for p in posts.iter().rev() {
-            print_post(p, false);
+        for (depth, p) in super::social::arrange(&posts) {
+            print_post_at(p, depth);
         }
     }
     Ok(())
+}
+
+/// `lakitu thread ID` with the daemon stopped.
+pub(super) fn thread(paths: &Paths, id: &str, json: bool) -> Result<()> {
+    let config = paths.load()?;
+    let store = open_store(&config)?;
+    let recent: Vec<PostJson> = store
+        .query(&Query {
+            limit: crate::store::MAX_LIMIT,
+            ..Query::default()
+        })?
+        .iter()
+        .map(crate::post::Post::to_json)
+        .collect();
+    let id = super::social::post_id(id, &recent)?;
+    super::social::print_thread(&crate::reply::thread(&store, &id)?, json)
 }
 
 /// A `--author`: a node id, a `[[peers]]` name, or a unique prefix of a stored author's id.

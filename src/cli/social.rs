@@ -175,3 +175,82 @@ pub(super) async fn delete(client: &Client, ids: Vec<String>) -> Result<()> {
     }
     Ok(())
 }
+
+/// `posts` (newest first, as the API lists them) in reading order: oldest first, each reply
+/// right under its parent when the parent is listed too, with its nesting depth.
+pub(super) fn arrange(posts: &[crate::post::PostJson]) -> Vec<(usize, &crate::post::PostJson)> {
+    use std::collections::{BTreeMap, HashSet};
+    let listed: HashSet<&str> = posts.iter().map(|p| p.id.as_str()).collect();
+    let mut under: BTreeMap<String, Vec<&crate::post::PostJson>> = BTreeMap::new();
+    let mut tops = Vec::new();
+    for p in posts.iter().rev() {
+        match crate::reply::parent(&p.body).map(|id| id.to_string()) {
+            Some(up) if listed.contains(up.as_str()) && up != p.id => {
+                under.entry(up).or_default().push(p)
+            }
+            _ => tops.push(p),
+        }
+    }
+    let mut out = Vec::new();
+    let mut stack: Vec<(usize, &crate::post::PostJson)> =
+        tops.into_iter().rev().map(|p| (0, p)).collect();
+    while let Some((depth, p)) = stack.pop() {
+        out.push((depth, p));
+        if out.len() > posts.len() {
+            break;
+        }
+        if let Some(kids) = under.remove(&p.id) {
+            stack.extend(kids.into_iter().rev().map(|k| (depth + 1, k)));
+        }
+    }
+    out
+}
+
+/// A post id from a full id or a unique prefix (8+ characters) among `recent`.
+pub(super) fn post_id(text: &str, recent: &[crate::post::PostJson]) -> Result<crate::post::PostId> {
+    let text = text.trim().to_ascii_lowercase();
+    if let Ok(id) = text.parse() {
+        return Ok(id);
+    }
+    if text.len() < 8 {
+        bail!(
+            "{:?}: give at least 8 characters of the post id",
+            shown(&text)
+        );
+    }
+    let found: Vec<&crate::post::PostJson> =
+        recent.iter().filter(|p| p.id.starts_with(&text)).collect();
+    match found.as_slice() {
+        [one] => one
+            .id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bad id {}", one.id)),
+        [] => bail!(
+            "no recent post's id starts with {:?}; give the full id",
+            shown(&text)
+        ),
+        _ => bail!(
+            "{:?} starts several posts' ids; give more of it",
+            shown(&text)
+        ),
+    }
+}
+
+/// Print a thread: each post indented by its depth; a missing one says so.
+pub(super) fn print_thread(items: &[crate::reply::ThreadItem], json: bool) -> Result<()> {
+    if json {
+        println!("{}", json_shown(serde_json::to_string_pretty(items)?));
+        return Ok(());
+    }
+    for i in items {
+        match &i.post {
+            Some(p) => super::print_post_at(p, i.depth),
+            None => println!(
+                "{}[missing: post {} is not on this relay]",
+                "    ".repeat(i.depth),
+                i.id
+            ),
+        }
+    }
+    Ok(())
+}
