@@ -67,7 +67,8 @@ pub(super) fn open_store(config: &Config) -> Result<Store> {
     let dir = config.node.data_dir.join("store");
     if !dir.exists() {
         bail!(
-            "no store at {} yet: run `lakitu run` once (or `lakitu import`)",
+            "the lakitu daemon is not running and there is no store at {} yet: start it with \
+             `lakitu run` (or fill it with `lakitu import`)",
             dir.display()
         );
     }
