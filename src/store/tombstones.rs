@@ -15,7 +15,7 @@ use crate::id::PublicId;
 use crate::post::{Post, PostId};
 
 /// The tombstones tree.
-const TOMBSTONES: &str = "tombstones";
+pub(super) const TOMBSTONES: &str = "tombstones";
 
 /// What [`Store::delete_post`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,13 +31,9 @@ pub enum Deleted {
 }
 
 impl Store {
-    fn tombstones(&self) -> Result<sled::Tree, StoreError> {
-        Ok(self.db.open_tree(TOMBSTONES)?)
-    }
-
     /// The author and deletion of `id`, if it was deleted.
     pub fn tombstone(&self, id: &PostId) -> Result<Option<(PublicId, PostId)>, StoreError> {
-        let Some(v) = self.tombstones()?.get(id.0)? else {
+        let Some(v) = self.tombstones.get(id.0)? else {
             return Ok(None);
         };
         let bad = || StoreError::Corrupt {
@@ -65,7 +61,7 @@ impl Store {
 
     /// How many tombstones are kept.
     pub fn tombstone_count(&self) -> Result<usize, StoreError> {
-        Ok(self.tombstones()?.len())
+        Ok(self.tombstones.len())
     }
 
     /// Delete `id` on behalf of `author` (the deletion `by` is signed by them): drop the
@@ -76,7 +72,7 @@ impl Store {
         author: &PublicId,
         by: &PostId,
     ) -> Result<Deleted, StoreError> {
-        let tombs = self.tombstones()?;
+        let tombs = &self.tombstones;
         if tombs.contains_key(id.0)? {
             return Ok(Deleted::Already);
         }
@@ -97,7 +93,7 @@ impl Store {
             &self.by_author,
             &self.by_time,
             &self.meta,
-            &tombs,
+            tombs,
         );
         let removed = trees.transaction(|(p, t, a, ti, m, d)| {
             if p.remove(&pr.id.0[..])?.is_none() {
