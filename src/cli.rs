@@ -12,7 +12,10 @@ use std::time::{Duration, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
+mod backup;
 mod extras;
+mod local;
+mod social;
 
 use crate::api::client::Client;
 use crate::api::{NewPost, PeerInfo, Status};
@@ -71,6 +74,18 @@ enum Command {
         /// Print the stored post as JSON.
         #[arg(long)]
         json: bool,
+        /// Answer this post (its id, or 8+ characters of a recent post's id).
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<String>,
+    },
+    /// Show a post's whole conversation: its parents up to the first post (a parent this
+    /// relay lacks is marked missing) and every reply under it, in order.
+    Thread {
+        /// The post (its id, or 8+ characters of a recent post's id).
+        id: String,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
     },
     /// Show posts, newest first.
     Feed {
@@ -89,6 +104,17 @@ enum Command {
         /// One JSON document (or one JSON line per post with --follow).
         #[arg(long)]
         json: bool,
+        /// Only posts from this time on: 2026-12-01, 2026-12-01T08:00:00Z, or an age (2h, 7days).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only posts up to this time (same forms as --since).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+    },
+    /// Check a config file without starting the node: every problem as `file:line: key`.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
     },
     /// Show the daemon's state.
     Status {
@@ -119,6 +145,44 @@ enum Command {
         #[command(subcommand)]
         action: PeerAction,
     },
+    /// Follow authors and topics: their posts are fetched and kept from now on (the daemon
+    /// announces the change to its peers at once). `[interests]` in the config is the start.
+    Follow {
+        /// A topic (repeatable); a leading # is optional.
+        #[arg(short, long = "topic", value_name = "TAG")]
+        topics: Vec<String>,
+        /// Authors: a node id, the short id `lakitu feed` prints, or a [[peers]] name.
+        #[arg(value_name = "AUTHOR")]
+        authors: Vec<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop following authors and topics (also ones listed in the config's [interests]).
+    Unfollow {
+        /// A topic (repeatable); a leading # is optional.
+        #[arg(short, long = "topic", value_name = "TAG")]
+        topics: Vec<String>,
+        /// Authors: a node id, a short id, or a [[peers]] name.
+        #[arg(value_name = "AUTHOR")]
+        authors: Vec<String>,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete this node's own posts: publishes a deletion signed by this node; relays that
+    /// honour it drop the posts and keep a tombstone so they never come back.
+    Delete {
+        /// Post ids (full, or a unique prefix of at least 8 characters of a recent post's id).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+    /// List the followed authors and topics.
+    Following {
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print this node's id (its public key).
     Id {
         /// JSON output.
@@ -142,6 +206,21 @@ enum Command {
         #[arg(value_name = "FILE|-")]
         file: PathBuf,
     },
+    /// Write the key, config, peers and follows (with --posts, the posts too) to one file,
+    /// mode 0600, to move the relay or keep a copy. The file holds the SECRET KEY.
+    Backup {
+        /// Where to write.
+        file: PathBuf,
+        /// Add every stored post.
+        #[arg(long)]
+        posts: bool,
+    },
+    /// Fill a fresh data directory from a `lakitu backup` file: the same node id, peers and
+    /// follows (and posts, every signature verified again).
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+    },
     /// Print a shell completion script (e.g. `lakitu completions bash > ~/.local/share/bash-completion/completions/lakitu`).
     Completions {
         /// The shell.
@@ -153,6 +232,15 @@ enum Command {
         /// Directory to write the pages into instead of printing lakitu.1.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigAction {
+    /// Report every problem of FILE [default: the config in use] and exit non-zero if any.
+    Check {
+        /// The file to check.
+        file: Option<PathBuf>,
     },
 }
 
@@ -348,6 +436,33 @@ fn dispatch(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Man { out_dir } => extras::man(out_dir),
+        Command::Thread { id, json } if !local::daemon_answers(&paths) => {
+            local::thread(&paths, &id, json)
+        }
+        Command::Backup { file, posts } => backup::backup(&paths, &file, posts),
+        Command::Restore { file } => backup::restore(&paths, &file),
+        Command::Config {
+            action: ConfigAction::Check { file },
+        } => local::config_check(file.as_deref().unwrap_or(&paths.config)),
+        Command::Feed {
+            topic,
+            author,
+            limit,
+            follow: false,
+            json,
+            since,
+            until,
+        } if !local::daemon_answers(&paths) => local::feed(
+            &paths,
+            local::FeedArgs {
+                topic,
+                author,
+                since,
+                until,
+                limit,
+                json,
+            },
+        ),
         cmd => runtime()?.block_on(client_command(&paths, cmd)),
     }
 }
@@ -483,7 +598,12 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
     let config = paths.load()?;
     let client = Client::for_data_dir(&config.node.data_dir, config.api.listen)?;
     match cmd {
-        Command::Post { topics, text, json } => {
+        Command::Post {
+            topics,
+            text,
+            json,
+            reply_to,
+        } => {
             let body = if text == ["-"] {
                 let mut body = String::new();
                 std::io::Read::read_to_string(&mut std::io::stdin().lock(), &mut body)
@@ -492,6 +612,18 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 body.trim_end_matches(['\n', '\r']).to_string()
             } else {
                 text.join(" ")
+            };
+            let body = match reply_to {
+                None => body,
+                Some(up) => {
+                    let recent: Vec<PostJson> = client
+                        .get(&format!(
+                            "/v1/posts?limit={}",
+                            crate::api::server::MAX_FEED_LIMIT
+                        ))
+                        .await?;
+                    crate::reply::body(&social::post_id(&up, &recent)?, &body)
+                }
             };
             let post: PostJson = client.post("/v1/posts", &NewPost { topics, body }).await?;
             if json {
@@ -506,12 +638,20 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             limit,
             follow,
             json,
+            since,
+            until,
         } => {
             let max = crate::api::server::MAX_FEED_LIMIT;
             if limit == 0 || limit > max {
                 bail!("feed -n takes 1 to {max} posts, not {limit}");
             }
             let mut query = Vec::new();
+            if let Some(t) = &since {
+                query.push(format!("since={}", local::parse_time(t)?));
+            }
+            if let Some(t) = &until {
+                query.push(format!("until={}", local::parse_time(t)?));
+            }
             if let Some(t) = &topic {
                 query.push(format!("topic={}", encode_component(t)));
             }
@@ -526,9 +666,14 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             if json && !follow {
                 println!("{}", json_shown(serde_json::to_string_pretty(&posts)?));
             } else {
-                // Oldest first on screen, so the newest ends up next to the prompt.
-                for p in posts.iter().rev() {
-                    print_post(p, json);
+                // Oldest first on screen, so the newest ends up next to the prompt; replies
+                // under their parents.
+                for (depth, p) in social::arrange(&posts) {
+                    if json {
+                        print_post(p, true);
+                    } else {
+                        print_post_at(p, depth);
+                    }
                 }
             }
             if follow {
@@ -578,6 +723,30 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 .delete(&format!("/v1/peers/{}", encode_component(&id)))
                 .await?;
             println!("removed {id}");
+        }
+        Command::Follow {
+            topics,
+            authors,
+            json,
+        } => social::change(&client, topics, authors, false, json).await?,
+        Command::Unfollow {
+            topics,
+            authors,
+            json,
+        } => social::change(&client, topics, authors, true, json).await?,
+        Command::Following { json } => social::list(&client, json).await?,
+        Command::Delete { ids } => social::delete(&client, ids).await?,
+        Command::Thread { id, json } => {
+            let recent: Vec<PostJson> = client
+                .get(&format!(
+                    "/v1/posts?limit={}",
+                    crate::api::server::MAX_FEED_LIMIT
+                ))
+                .await?;
+            let id = social::post_id(&id, &recent)?;
+            let items: Vec<crate::reply::ThreadItem> =
+                client.get(&format!("/v1/thread/{id}")).await?;
+            social::print_thread(&items, json)?;
         }
         _ => bail!("not a client command"),
     }
@@ -693,16 +862,33 @@ fn print_post(p: &PostJson, json: bool) {
         );
         return;
     }
+    print_post_at(p, 0);
+}
+
+/// A post for people, indented `depth` levels (a reply under its parent).
+fn print_post_at(p: &PostJson, depth: usize) {
+    let pad = "    ".repeat(depth);
     let tags: Vec<String> = p.topics.iter().map(|t| format!("#{}", shown(t))).collect();
+    let reply = crate::reply::parent(&p.body)
+        .map(|up| format!("  ↳ reply to {}", &up.to_string()[..12]))
+        .unwrap_or_default();
     println!(
-        "{}  {}  {}",
+        "{pad}{}  {}  {}{reply}",
         format_time(p.timestamp),
         shown(p.author.get(..10).unwrap_or(&p.author)),
         tags.join(" ")
     );
+    if p.topics.iter().any(|t| t == crate::deletion::TAG) {
+        for line in p.body.split('\n') {
+            if let Some(id) = line.strip_prefix("delete ") {
+                println!("{pad}    deleted post {}", shown(id));
+            }
+        }
+        return;
+    }
     // Split on newlines only: a bare `\r` is shown as an escape, not swallowed.
-    for line in p.body.split('\n') {
-        println!("    {}", shown(line));
+    for line in crate::reply::text(&p.body).split('\n') {
+        println!("{pad}    {}", shown(line));
     }
 }
 
@@ -722,6 +908,7 @@ fn print_status(s: &Status) {
     if !s.access.is_empty() {
         println!("access     {}", s.access);
     }
+    println!("following  {}", social::summary(&s.following));
     if s.outbox_queued > 0 {
         println!(
             "outbox     {} frames waiting for XMPP/email peers",

@@ -15,6 +15,7 @@
 
 mod build;
 pub mod defaults;
+mod check;
 mod locate;
 mod raw;
 mod routes;
@@ -64,6 +65,16 @@ pub struct Config {
     pub filters: FiltersConfig,
     /// `[access]`: which nodes may sync with this one.
     pub access: AccessConfig,
+    /// `[social]`.
+    pub social: SocialConfig,
+}
+
+/// `[social]`
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SocialConfig {
+    /// Keep other authors' posts when they delete them (their deletions are still stored and
+    /// relayed, and this node's own deletions always apply). Default false: honour deletions.
+    pub keep_deleted: bool,
 }
 
 /// `[access]`

@@ -41,6 +41,18 @@ pub enum Request {
     Follow(Vec<Topic>),
     /// Stop receiving these topics.
     Unfollow(Vec<Topic>),
+    /// Follow (or unfollow) authors, written `@name`, `@<node id>` or `@<short id>`, and
+    /// topics: the relay follows them, and the person receives their new posts as messages.
+    FollowAuthors {
+        /// What followed the `@`s.
+        authors: Vec<String>,
+        /// Topics named beside them.
+        topics: Vec<Topic>,
+        /// Stop following instead.
+        unfollow: bool,
+    },
+    /// Delete posts of the relay (ids or prefixes of at least 8 characters).
+    Delete(Vec<String>),
     /// The relay's state.
     Status,
     /// What the relay understands.
@@ -277,7 +289,7 @@ fn is_command(text: &str) -> bool {
     let word = word.trim_start_matches(['/', '`']).to_ascii_lowercase();
     matches!(
         word.trim_end_matches('`'),
-        "post" | "feed" | "follow" | "unfollow" | "status" | "help" | "?"
+        "post" | "feed" | "follow" | "unfollow" | "delete" | "status" | "help" | "?"
     )
 }
 
@@ -447,8 +459,40 @@ pub fn parse(text: &str) -> Result<Request, String> {
         "follow" | "unfollow" if rest.is_empty() => {
             Err(format!("{word} needs a topic: {word} #topic."))
         }
+        "follow" | "unfollow" if rest.split_whitespace().any(|w| w.starts_with('@')) => {
+            let (authors, topics): (Vec<&str>, Vec<&str>) = rest
+                .split_whitespace()
+                .filter(|w| *w != ",")
+                .partition(|w| w.starts_with('@'));
+            let authors = authors
+                .iter()
+                .map(|a| {
+                    a.trim_start_matches('@')
+                        .trim_end_matches([',', ';', '.', '!', '?', '`'])
+                })
+                .filter(|a| !a.is_empty())
+                .map(String::from)
+                .collect();
+            Ok(Request::FollowAuthors {
+                authors,
+                topics: topics_arg(&topics.join(" "))?,
+                unfollow: word == "unfollow",
+            })
+        }
         "follow" => Ok(Request::Follow(topics_arg(rest)?)),
         "unfollow" => Ok(Request::Unfollow(topics_arg(rest)?)),
+        "delete" if rest.is_empty() => {
+            Err("delete needs the id of one of the relay's posts (8 characters or more).".into())
+        }
+        "delete" => Ok(Request::Delete(
+            rest.split_whitespace()
+                .map(|w| {
+                    w.trim_end_matches([',', ';', '.', '!', '?', '`'])
+                        .to_ascii_lowercase()
+                })
+                .filter(|w| !w.is_empty())
+                .collect(),
+        )),
         "status" => Ok(Request::Status),
         "help" | "?" | "" => Ok(Request::Help),
         other => Err(format!("I do not know the command {other:?}.")),
@@ -487,7 +531,10 @@ pub fn help() -> String {
         "  post #topic … your text   publish a post signed by this relay",
         "  feed [#topic…] [N]        the N newest posts (default 5, at most 20)",
         "  follow #topic…            get new posts of these topics as messages",
-        "  unfollow #topic…          stop that",
+        "  follow @author…           the relay follows them (a [[peers]] name, node id or",
+        "                            short id), and their new posts come as messages",
+        "  unfollow #topic… @author… stop that",
+        "  delete ID…                delete a post of this relay (its id, or 8+ characters)",
         "  status                    the relay's state",
         "  help                      this text",
     ]
@@ -908,6 +955,27 @@ mod tests {
         assert_eq!(
             parse("unfollow #rust, #gossip").unwrap(),
             Request::Unfollow(vec![rust.clone(), gossip.clone()])
+        );
+        assert_eq!(
+            parse("follow @alice, #rust @compmldndj.").unwrap(),
+            Request::FollowAuthors {
+                authors: vec!["alice".into(), "compmldndj".into()],
+                topics: vec![rust.clone()],
+                unfollow: false,
+            }
+        );
+        assert_eq!(
+            parse("delete 3F2A9C81.").unwrap(),
+            Request::Delete(vec!["3f2a9c81".into()])
+        );
+        assert!(parse("delete").is_err());
+        assert_eq!(
+            parse("/unfollow @alice").unwrap(),
+            Request::FollowAuthors {
+                authors: vec!["alice".into()],
+                topics: vec![],
+                unfollow: true,
+            }
         );
         assert_eq!(
             parse("feed #rust #gossip").unwrap(),

@@ -46,6 +46,8 @@ pub struct ImportReport {
     pub duplicate: u64,
     /// Lines refused, in all.
     pub rejected: u64,
+    /// Valid posts their author deleted (a tombstone keeps them out), skipped.
+    pub deleted: u64,
     /// The first [`MAX_REASONS`] refusals with their reason.
     pub reasons: Vec<Rejected>,
 }
@@ -136,6 +138,7 @@ pub fn import(
             }
         };
         match result {
+            Ok(post) if store.is_deleted(&post)? => report.deleted += 1,
             Ok(post) => batch.push(post),
             Err(reason) => {
                 report.rejected += 1;

@@ -16,15 +16,19 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod backup;
 pub mod cli;
 pub mod config;
+pub mod deletion;
 pub mod demo;
 pub mod engine;
+pub mod follows;
 pub mod gateway;
 pub mod id;
 pub mod import_export;
 pub mod node;
 pub mod post;
+pub mod reply;
 pub mod routes;
 pub mod sim;
 pub mod store;

@@ -56,6 +56,7 @@ fn example_config_documents_the_real_defaults() {
     assert_eq!(c.limits, d.limits);
     assert_eq!(c.gossip, d.gossip);
     assert_eq!(c.access, d.access);
+    assert_eq!(c.social, d.social);
     assert_eq!(c.node.key_file, d.node.key_file);
     assert_eq!(c.xmpp.tls, d.xmpp.tls);
     assert_eq!(c.xmpp.accept_invalid_certs, d.xmpp.accept_invalid_certs);

@@ -5,6 +5,11 @@ usage: xmpp_person.py PORT JID PASSWORD RELAY_JID owner TOKEN WANT
        xmpp_person.py PORT JID PASSWORD RELAY_JID stranger
        xmpp_person.py PORT JID PASSWORD RELAY_JID inbox SECS
        xmpp_person.py PORT JID PASSWORD RELAY_JID chat
+       xmpp_person.py PORT JID PASSWORD RELAY_JID authors AUTHOR WANT
+       xmpp_person.py PORT JID PASSWORD RELAY_JID delete ID
+delete: sends `delete ID` and prints DELETED with the answer.
+authors: sends `follow @AUTHOR` and prints AUTHOR with the answer, GOT with the first line
+       containing WANT, then UNAUTHOR with the answer to `unfollow @AUTHOR`.
 owner: follows #rust, posts "post #rust TOKEN", prints READY, then waits for a chat line
        containing WANT (a post the test makes with `lakitu post`) and prints GOT.
 stranger: tries to post and expects the polite refusal.
@@ -104,6 +109,16 @@ async def main():
         print("FEED0", await answer(), flush=True)
         client.send_message(mto=RELAY, mbody="unfollow #never #rust", mtype="chat")
         print("UNFOLLOW", await answer(), flush=True)
+    elif MODE == "authors":
+        who, want = sys.argv[6], sys.argv[7]
+        client.send_message(mto=RELAY, mbody=f"follow @{who}", mtype="chat")
+        print("AUTHOR", await answer(), flush=True)
+        print("GOT", (await expect(want, 60)).replace("\n", " "), flush=True)
+        client.send_message(mto=RELAY, mbody=f"unfollow @{who}", mtype="chat")
+        print("UNAUTHOR", await answer(), flush=True)
+    elif MODE == "delete":
+        client.send_message(mto=RELAY, mbody=f"delete {sys.argv[6]}", mtype="chat")
+        print("DELETED", await answer(), flush=True)
     elif MODE == "stranger":
         client.send_message(mto=RELAY, mbody="post #rust forged by a stranger", mtype="chat")
         print("REFUSED", (await expect("only its owner")).replace("\n", " "), flush=True)

@@ -7,6 +7,7 @@ mod dashboard;
 pub mod ingest;
 mod operator;
 pub mod server;
+mod social;
 
 use std::path::{Path, PathBuf};
 
@@ -86,6 +87,9 @@ pub struct Status {
     /// Who may sync with this node: `named`, `friends-of-friends` or `open` (`[access] mode`).
     #[serde(default)]
     pub access: String,
+    /// What the node follows (`lakitu following`).
+    #[serde(default)]
+    pub following: Following,
 }
 
 /// One transport in [`Status`].
@@ -243,4 +247,40 @@ pub struct AddPeer {
 pub struct ApiError {
     /// What went wrong, for a person.
     pub error: String,
+}
+
+/// `POST /v1/follows` and `POST /v1/follows/remove`: what to follow or unfollow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FollowRequest {
+    /// `#tag` for a topic; a node id, a `[[peers]]` name or a unique id prefix (the short id
+    /// `lakitu feed` prints) for an author.
+    pub targets: Vec<String>,
+}
+
+/// One followed author in [`Following`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FollowedAuthor {
+    /// The author's node id.
+    pub id: String,
+    /// Its `[[peers]]` name, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// `GET /v1/follows` (and the answer to a change): what the node follows now.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Following {
+    /// Nothing is followed: the relay keeps every post it hears.
+    pub everything: bool,
+    /// Followed topics, without `#`.
+    pub topics: Vec<String>,
+    /// Followed authors.
+    pub authors: Vec<FollowedAuthor>,
+    /// After a change: the targets it changed (`#tag` or node id).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
+    /// After a change: the targets that were already so.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unchanged: Vec<String>,
 }

@@ -75,6 +75,7 @@ pub(crate) async fn serve(
         .route("/v1/peers", get(peers).post(add_peer))
         .route("/v1/peers/{id}", axum::routing::delete(remove_peer))
         .merge(super::operator::routes())
+        .merge(super::social::routes())
         .layer(middleware::from_fn_with_state(
             shared.clone(),
             require_token,

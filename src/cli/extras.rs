@@ -87,7 +87,7 @@ impl Progress {
 }
 
 /// The running daemon of this data directory, if one answers.
-async fn daemon(config: &Config) -> Option<Client> {
+pub(super) async fn daemon(config: &Config) -> Option<Client> {
     let client = Client::for_data_dir(&config.node.data_dir, config.api.listen).ok()?;
     client.get::<Status>("/v1/status").await.ok()?;
     Some(client)
@@ -151,7 +151,7 @@ pub(super) fn export(paths: &Paths, topic: Option<String>, file: &Path) -> Resul
     Ok(())
 }
 
-async fn export_via_api(
+pub(super) async fn export_via_api(
     client: &Client,
     topic: Option<&Topic>,
     out: &mut dyn Write,
@@ -240,6 +240,12 @@ pub(super) fn import(paths: &Paths, file: &Path) -> Result<()> {
         eprintln!(
             "... and {} more rejected lines",
             report.rejected - report.reasons.len() as u64
+        );
+    }
+    if report.deleted > 0 {
+        println!(
+            "skipped {} posts their authors deleted (tombstones keep them out)",
+            report.deleted
         );
     }
     println!(

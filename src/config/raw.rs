@@ -28,6 +28,15 @@ pub(crate) struct RawConfig {
     pub routes: Vec<super::routes::RawRoute>,
     pub filters: super::routes::RawFilters,
     pub access: RawAccess,
+    pub social: RawSocial,
+}
+
+/// `[social]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct RawSocial {
+    /// Default false: a deletion signed by a post's author removes the post here too.
+    pub keep_deleted: bool,
 }
 
 /// `[access]`

@@ -27,6 +27,8 @@ use crate::routes::{RecentIds, Routes};
 use crate::store::Query;
 use crate::text::shown;
 
+mod social;
+
 /// How long a batch of peer posts may wait before it is flushed to disk.
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 /// How long a frame for a store-and-forward peer may wait for the flush that makes it durable
@@ -57,7 +59,8 @@ fn decode_peer_record(bytes: &[u8]) -> Vec<PeerAddr> {
 /// peer table) and the nodes of followed authors. The `[access]` policy admits them.
 pub(crate) fn named_ids(config: &Config, store: &crate::store::Store) -> Vec<PublicId> {
     let mut ids: Vec<PublicId> = config.peers.iter().map(|p| p.id).collect();
-    ids.extend(config.interests.authors.iter().copied());
+    let follows = social::load_owner_follows(store);
+    ids.extend(follows.effective(&config.interests).authors);
     match store.peers() {
         Ok(stored) => ids.extend(stored.into_iter().map(|(id, _)| id)),
         Err(e) => warn!(error = %e, "cannot read the peer table"),
@@ -81,11 +84,12 @@ pub(crate) fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
-/// What the node wants: the configured topics and authors, or everything when none are set
-/// (a fresh personal relay carries all it hears).
-pub(crate) fn interests(config: &Config) -> Interests {
-    let i = &config.interests;
-    if i.topics.is_empty() && i.authors.is_empty() {
+/// What the node wants: the configured topics and authors with the owner's follows applied,
+/// or everything when `[interests]` is empty or the owner unfollowed all of it (a fresh
+/// personal relay carries all it hears; following someone never narrows it).
+pub(crate) fn interests(config: &Config, follows: &crate::follows::Follows) -> Interests {
+    let i = &follows.effective(&config.interests);
+    if crate::follows::keeps_everything(&config.interests, i) {
         return Interests::everything();
     }
     Interests {
@@ -166,10 +170,14 @@ pub(crate) struct Actor {
     told: budget::Told,
     /// Posts, ids and member records withheld from outgoing frames, for the metrics.
     withheld: metrics::Withheld,
+    /// What the owner followed and unfollowed beyond `[interests]` (kept in the store).
+    owner_follows: crate::follows::Follows,
+    /// Per person: the authors they follow through the gateway.
+    author_follows: social::AuthorFollows,
 }
 
 /// Store metadata key of the gateway's follow lists.
-const FOLLOWS_KEY: &str = "gateway.follows";
+use crate::follows::GATEWAY_TOPICS_KEY as FOLLOWS_KEY;
 
 fn load_follows(store: &crate::store::Store) -> BTreeMap<String, (PeerAddr, BTreeSet<Topic>)> {
     let raw: Vec<(String, Vec<String>)> = store
@@ -192,13 +200,15 @@ impl Actor {
         let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
         let config_arc = shared.config.clone();
         let config = &*config_arc;
+        let owner_follows = social::load_owner_follows(&shared.store);
+        let shared_store = shared.store.clone();
         let seed =
             u64::from_le_bytes(identity.seed()[..8].try_into().unwrap_or_default()) ^ now_ms();
         let engine = Engine::new(
             identity,
             own,
             engine_config(config),
-            interests(config),
+            interests(config, &owner_follows),
             seed,
             now_ms(),
         );
@@ -242,6 +252,8 @@ impl Actor {
             vouching: None,
             told: budget::Told::default(),
             withheld: metrics::Withheld::default(),
+            owner_follows,
+            author_follows: social::load_author_follows(&shared_store),
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
@@ -555,6 +567,7 @@ impl Actor {
             }
             Action::Deliver { post, hops } => {
                 debug!(id = %post.id(), hops, "post received");
+                self.honour_deletion(&post);
                 self.tell_followers(&post);
                 self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);
@@ -692,6 +705,7 @@ impl Actor {
             Command::Published(posts, queued) => {
                 for post in posts {
                     info!(id = %post.id(), topics = post.topics().len(), "local post stored");
+                    self.honour_deletion(&post);
                     self.tell_followers(&post);
                     self.forward_to_owners(&post);
                     self.engine_event(Event::LocalPost(post));
@@ -705,6 +719,16 @@ impl Actor {
                 }
             }
             Command::Reply { to, text, thread } => self.send_answer(&to, &thread, text),
+            Command::Follow {
+                targets,
+                unfollow,
+                reply,
+            } => {
+                let _ = reply.send(self.change_follows(&targets, unfollow));
+            }
+            Command::Following(reply) => {
+                let _ = reply.send(self.following());
+            }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -764,7 +788,7 @@ impl Actor {
                         addrs: p.addresses.clone(),
                     });
                 }
-                self.engine_event(Event::SetInterests(interests(&config)));
+                self.engine_event(Event::SetInterests(interests(&config, &self.owner_follows)));
                 self.routes = Routes::from_config(&config);
                 // An author unmuted now is fetched again by the next reconciliation round.
                 self.muted = RecentIds::new(MUTED_IDS);
@@ -887,6 +911,7 @@ impl Actor {
                 entry.0 = from.clone();
                 entry.1.extend(topics.iter().cloned());
                 self.save_follows();
+                self.follow_topics_for(&topics, false);
                 let text = format!("You will receive new {} posts here.", tag_list(&topics));
                 self.send_answer(&from, &thread, text);
             }
@@ -904,6 +929,7 @@ impl Actor {
                     }
                 }
                 self.save_follows();
+                self.follow_topics_for(&stopped, true);
                 let mut lines = Vec::new();
                 if !stopped.is_empty() {
                     lines.push(format!(
@@ -918,6 +944,20 @@ impl Actor {
                     ));
                 }
                 self.send_answer(&from, &thread, lines.join("\n"));
+            }
+            Request::FollowAuthors {
+                authors,
+                topics,
+                unfollow,
+            } => {
+                let text = self.follow_authors_for(&from, &authors, &topics, unfollow);
+                self.send_answer(&from, &thread, text);
+            }
+            Request::Delete(ids) => {
+                let text = self.delete_for(&from, &thread, &ids);
+                if let Some(text) = text {
+                    self.send_answer(&from, &thread, text);
+                }
             }
             Request::Status => {
                 let s = self.status();
@@ -988,14 +1028,17 @@ impl Actor {
                         == post.topics().iter().collect::<BTreeSet<_>>()
             })
             .map(|i| self.own_posts.remove(i).0);
-        let to: Vec<PeerAddr> = self
+        let mut to: BTreeMap<String, PeerAddr> = self
             .follows
             .iter()
-            .filter(|(who, _)| author.as_ref() != Some(*who))
-            .map(|(_, f)| f)
-            .filter(|(_, topics)| post.topics().iter().any(|t| topics.contains(t)))
-            .map(|(addr, _)| addr.clone())
+            .filter(|(_, (_, topics))| post.topics().iter().any(|t| topics.contains(t)))
+            .map(|(who, (addr, _))| (who.clone(), addr.clone()))
             .collect();
+        to.extend(self.author_followers(post));
+        if let Some(author) = &author {
+            to.remove(author);
+        }
+        let to: Vec<PeerAddr> = to.into_values().collect();
         let period = self.shared.config.gateway.digest_secs.max(1) * 1000;
         for addr in to {
             if addr.scheme() == lakitu_transport::Scheme::Mail {
@@ -1154,6 +1197,7 @@ impl Actor {
             world_hash: encode_hex(&self.engine.world_hash()),
             outbox_queued: self.outbox.stats().queued,
             data_dir: s.config.node.data_dir.display().to_string(),
+            following: self.following(),
         }
     }
 

@@ -110,6 +110,18 @@ pub(crate) enum Command {
     Reload(Box<Config>),
     /// Report the figures a metrics scrape or the dashboard needs.
     Snapshot(oneshot::Sender<metrics::Snapshot>),
+    /// Follow authors and topics (`unfollow`: stop following them); answers what is followed
+    /// now, or why a target was not understood (then nothing changed).
+    Follow {
+        /// `#tag`, node id, `[[peers]]` name or id prefix.
+        targets: Vec<String>,
+        /// Stop following instead.
+        unfollow: bool,
+        /// The answer.
+        reply: oneshot::Sender<Result<api::Following, String>>,
+    },
+    /// Report what is followed.
+    Following(oneshot::Sender<api::Following>),
     /// Send a plain message to a person (a gateway answer computed off the actor).
     Reply {
         /// The person.

@@ -40,6 +40,10 @@ impl PostStore for EnginePosts<'_> {
         if self.muted.contains(id) {
             return true;
         }
+        // A deleted post counts as held, so reconciliation never fetches it again.
+        if matches!(self.store.tombstone(id), Ok(Some(_))) {
+            return true;
+        }
         self.store.contains(id).unwrap_or_else(|e| {
             warn!(error = %e, "store read failed");
             false
@@ -58,6 +62,12 @@ impl PostStore for EnginePosts<'_> {
             // As for a muted post: held as seen, so reconciliation does not fetch it again.
             *self.oversize += 1;
             tracing::debug!(id = %post.id(), len = post.body().len(), max = self.max_body, "post over [limits] max_body not stored");
+            self.muted.insert(post.id());
+            self.refused.insert(post.id());
+            return false;
+        }
+        if self.store.is_deleted(post).unwrap_or(false) {
+            tracing::debug!(id = ?post.id(), "post deleted by its author not stored again");
             self.muted.insert(post.id());
             self.refused.insert(post.id());
             return false;

@@ -12,6 +12,7 @@
 //! | `peers`     | node id `[32]`                        | the node's opaque record      |
 //! | `outbox`    | `len u16 ‖ peer ‖ seq BE`             | frame                         |
 //! | `meta`      | `u/` + caller key, or `s/` + own key  | bytes                         |
+//! | `tombstones`| post id `[32]`                        | author `[32]` ‖ deletion id `[32]` |
 //!
 //! Durability: writes are buffered by sled and become durable at [`Store::flush`] (sled also
 //! flushes on its own every 500 ms). Group commit is the fast path: [`Store::insert_batch`] many
@@ -20,6 +21,9 @@
 mod keys;
 mod query;
 mod tables;
+mod tombstones;
+
+pub use tombstones::Deleted;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -155,6 +159,8 @@ pub struct Store {
     peers: sled::Tree,
     outbox: sled::Tree,
     meta: sled::Tree,
+    /// Deleted posts' tombstones (see `tombstones.rs`).
+    tombstones: sled::Tree,
     /// Number of posts, mirrored from `meta` so `post_count` needs no I/O.
     count: Arc<AtomicU64>,
 }
@@ -210,6 +216,7 @@ impl Store {
             peers: db.open_tree(keys::PEERS)?,
             outbox: db.open_tree(keys::OUTBOX)?,
             meta: db.open_tree(META)?,
+            tombstones: db.open_tree(tombstones::TOMBSTONES)?,
             db,
             count: Arc::new(AtomicU64::new(0)),
         };

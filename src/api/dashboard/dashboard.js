@@ -115,6 +115,16 @@ function renderStatus(s) {
   $("stat-posts").textContent = s.posts;
   $("stat-peers").textContent = s.peers_alive + " / " + s.peers;
   $("stat-uptime").textContent = duration(s.uptime_secs);
+  $("stat-following").textContent = shown(following(s.following));
+}
+
+// What the node follows, in one line (`lakitu following` has the detail).
+function following(f) {
+  if (!f) return "–";
+  const parts = (f.topics || []).map((t) => "#" + t)
+    .concat((f.authors || []).map((a) => a.name || a.id.slice(0, 10)));
+  if (f.everything) return parts.length ? "all posts, and " + parts.join(" ") : "all posts";
+  return parts.length ? parts.join(" ") : "–";
 }
 
 function renderPeers(peers) {

@@ -1,0 +1,256 @@
+//! The social commands: `follow`, `unfollow` and `following` (clients of the running daemon,
+//! which applies a change at once and announces its new interests to its peers).
+
+use anyhow::{Result, bail};
+
+use crate::api::client::Client;
+use crate::api::{FollowRequest, Following};
+use crate::text::{json_shown, shown};
+
+/// Said when `[interests]` is empty: following admits authors but never narrows the relay.
+const EVERYTHING: &str = "(the relay keeps every post it hears: [interests] in the config is empty, and following never narrows it)";
+
+/// The `follow`/`unfollow` arguments as API targets: `-t TAG` becomes `#TAG`.
+fn targets(topics: Vec<String>, authors: Vec<String>) -> Result<Vec<String>> {
+    let mut out: Vec<String> = topics
+        .into_iter()
+        .map(|t| format!("#{}", t.trim_start_matches('#')))
+        .collect();
+    out.extend(authors);
+    if out.is_empty() {
+        bail!("name an author (node id, short id or [[peers]] name) or a topic with -t TAG");
+    }
+    Ok(out)
+}
+
+/// `lakitu follow` / `lakitu unfollow`.
+pub(super) async fn change(
+    client: &Client,
+    topics: Vec<String>,
+    authors: Vec<String>,
+    unfollow: bool,
+    json: bool,
+) -> Result<()> {
+    let req = FollowRequest {
+        targets: targets(topics, authors)?,
+    };
+    let path = if unfollow {
+        "/v1/follows/remove"
+    } else {
+        "/v1/follows"
+    };
+    let now: Following = client.post(path, &req).await?;
+    if json {
+        println!("{}", json_shown(serde_json::to_string_pretty(&now)?));
+        return Ok(());
+    }
+    let (done, same) = if unfollow {
+        ("unfollowed", "was not followed")
+    } else {
+        ("following", "already followed")
+    };
+    for t in &now.changed {
+        println!("{done:<12} {}", shown(t));
+    }
+    for t in &now.unchanged {
+        println!("{same:<12} {}", shown(t));
+    }
+    if now.everything {
+        println!("{EVERYTHING}");
+    }
+    Ok(())
+}
+
+/// `lakitu following`.
+pub(super) async fn list(client: &Client, json: bool) -> Result<()> {
+    let now: Following = client.get("/v1/follows").await?;
+    if json {
+        println!("{}", json_shown(serde_json::to_string_pretty(&now)?));
+    } else {
+        print_following(&now);
+    }
+    Ok(())
+}
+
+/// What is followed, one line each; used by `following` and `status`.
+pub(super) fn print_following(f: &Following) {
+    if f.everything {
+        println!("{EVERYTHING}");
+    }
+    for t in &f.topics {
+        println!("topic   #{}", shown(t));
+    }
+    for a in &f.authors {
+        match &a.name {
+            Some(n) => println!("author  {} ({})", a.id, shown(n)),
+            None => println!("author  {}", a.id),
+        }
+    }
+}
+
+/// One line for `status`.
+pub(super) fn summary(f: &Following) -> String {
+    let mut parts: Vec<String> = f.topics.iter().map(|t| format!("#{}", shown(t))).collect();
+    parts.extend(f.authors.iter().map(|a| match &a.name {
+        Some(n) => shown(n).into_owned(),
+        None => a.id.get(..10).unwrap_or(&a.id).to_string(),
+    }));
+    match (f.everything, parts.is_empty()) {
+        (true, true) => "nothing (the relay keeps every post it hears)".into(),
+        (true, false) => format!(
+            "{} (and the relay keeps every post it hears)",
+            parts.join(" ")
+        ),
+        _ => parts.join(" "),
+    }
+}
+
+/// `lakitu delete ID…`: publish a deletion of this node's own posts (a full id, or a unique
+/// prefix of at least 8 characters of one of its recent posts).
+pub(super) async fn delete(client: &Client, ids: Vec<String>) -> Result<()> {
+    use crate::post::{PostId, PostJson};
+    let me: serde_json::Value = client.get("/v1/id").await?;
+    let me = me["id"].as_str().unwrap_or_default().to_string();
+    let recent: Vec<PostJson> = client
+        .get(&format!(
+            "/v1/posts?limit={}",
+            crate::api::server::MAX_FEED_LIMIT
+        ))
+        .await?;
+    let mut targets: Vec<PostId> = Vec::new();
+    for text in &ids {
+        let text = text.trim().to_ascii_lowercase();
+        let matches: Vec<&PostJson> = recent.iter().filter(|p| p.id.starts_with(&text)).collect();
+        let id: PostId = if let Ok(id) = text.parse() {
+            id
+        } else if text.len() < 8 {
+            bail!(
+                "{:?}: give at least 8 characters of the post id",
+                shown(&text)
+            );
+        } else {
+            match matches.as_slice() {
+                [one] => one
+                    .id
+                    .parse()
+                    .map_err(|_| anyhow::anyhow!("bad id {}", one.id))?,
+                [] => bail!(
+                    "no recent post's id starts with {:?}; give the full id",
+                    shown(&text)
+                ),
+                _ => bail!(
+                    "{:?} starts several posts' ids; give more of it",
+                    shown(&text)
+                ),
+            }
+        };
+        if let Some(p) = recent.iter().find(|p| p.id == id.to_string())
+            && p.author != me
+        {
+            bail!(
+                "post {id} is by {}, not this node: only its author can delete a post",
+                p.author
+            );
+        }
+        targets.push(id);
+    }
+    if targets.is_empty() {
+        bail!("name the post to delete");
+    }
+    for chunk in targets.chunks(crate::deletion::MAX_IDS) {
+        let (tag, body) = crate::deletion::make(chunk);
+        let post: PostJson = client
+            .post(
+                "/v1/posts",
+                &crate::api::NewPost {
+                    topics: vec![tag.as_str().to_string()],
+                    body,
+                },
+            )
+            .await?;
+        for id in chunk {
+            println!("deleted {id}");
+        }
+        println!("(deletion {} published to the peers)", post.id);
+    }
+    Ok(())
+}
+
+/// `posts` (newest first, as the API lists them) in reading order: oldest first, each reply
+/// right under its parent when the parent is listed too, with its nesting depth.
+pub(super) fn arrange(posts: &[crate::post::PostJson]) -> Vec<(usize, &crate::post::PostJson)> {
+    use std::collections::{BTreeMap, HashSet};
+    let listed: HashSet<&str> = posts.iter().map(|p| p.id.as_str()).collect();
+    let mut under: BTreeMap<String, Vec<&crate::post::PostJson>> = BTreeMap::new();
+    let mut tops = Vec::new();
+    for p in posts.iter().rev() {
+        match crate::reply::parent(&p.body).map(|id| id.to_string()) {
+            Some(up) if listed.contains(up.as_str()) && up != p.id => {
+                under.entry(up).or_default().push(p)
+            }
+            _ => tops.push(p),
+        }
+    }
+    let mut out = Vec::new();
+    let mut stack: Vec<(usize, &crate::post::PostJson)> =
+        tops.into_iter().rev().map(|p| (0, p)).collect();
+    while let Some((depth, p)) = stack.pop() {
+        out.push((depth, p));
+        if out.len() > posts.len() {
+            break;
+        }
+        if let Some(kids) = under.remove(&p.id) {
+            stack.extend(kids.into_iter().rev().map(|k| (depth + 1, k)));
+        }
+    }
+    out
+}
+
+/// A post id from a full id or a unique prefix (8+ characters) among `recent`.
+pub(super) fn post_id(text: &str, recent: &[crate::post::PostJson]) -> Result<crate::post::PostId> {
+    let text = text.trim().to_ascii_lowercase();
+    if let Ok(id) = text.parse() {
+        return Ok(id);
+    }
+    if text.len() < 8 {
+        bail!(
+            "{:?}: give at least 8 characters of the post id",
+            shown(&text)
+        );
+    }
+    let found: Vec<&crate::post::PostJson> =
+        recent.iter().filter(|p| p.id.starts_with(&text)).collect();
+    match found.as_slice() {
+        [one] => one
+            .id
+            .parse()
+            .map_err(|_| anyhow::anyhow!("bad id {}", one.id)),
+        [] => bail!(
+            "no recent post's id starts with {:?}; give the full id",
+            shown(&text)
+        ),
+        _ => bail!(
+            "{:?} starts several posts' ids; give more of it",
+            shown(&text)
+        ),
+    }
+}
+
+/// Print a thread: each post indented by its depth; a missing one says so.
+pub(super) fn print_thread(items: &[crate::reply::ThreadItem], json: bool) -> Result<()> {
+    if json {
+        println!("{}", json_shown(serde_json::to_string_pretty(items)?));
+        return Ok(());
+    }
+    for i in items {
+        match &i.post {
+            Some(p) => super::print_post_at(p, i.depth),
+            None => println!(
+                "{}[missing: post {} is not on this relay]",
+                "    ".repeat(i.depth),
+                i.id
+            ),
+        }
+    }
+    Ok(())
+}

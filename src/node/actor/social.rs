@@ -1,0 +1,387 @@
+//! The owner's follows inside the actor: resolve what was typed, keep the result in the store,
+//! hand the new interests to the engine (which announces them to every peer as a new
+//! incarnation of this node's record) and let followed authors' nodes through `[access]`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use lakitu_transport::PeerAddr;
+
+use tracing::{debug, info, warn};
+
+use super::{Actor, interests};
+use crate::api::{FollowedAuthor, Following};
+use crate::engine::Event;
+use crate::follows::{
+    FOLLOWS_KEY, Follows, GATEWAY_AUTHORS_KEY as AUTHOR_FOLLOWS_KEY, Target, resolve,
+};
+use crate::gateway;
+use crate::id::PublicId;
+use crate::post::{Post, Topic};
+use crate::store::{Deleted, Query, Store};
+
+/// Recent posts whose authors count as known for a short id (the ones `lakitu feed` shows).
+const RECENT_AUTHORS: usize = 1000;
+
+/// The authors each person follows through the gateway, by person.
+pub(super) type AuthorFollows = BTreeMap<String, (PeerAddr, BTreeSet<PublicId>)>;
+
+/// The people's author follows from the store (damaged entries are skipped).
+pub(super) fn load_author_follows(store: &Store) -> AuthorFollows {
+    let raw: Vec<(String, Vec<String>)> = store
+        .meta_get(AUTHOR_FOLLOWS_KEY)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    raw.into_iter()
+        .filter_map(|(addr, ids)| {
+            let addr: PeerAddr = addr.parse().ok()?;
+            let ids = ids.iter().filter_map(|i| i.parse().ok()).collect();
+            Some((gateway::person(&addr), (addr, ids)))
+        })
+        .collect()
+}
+
+/// The owner's follows from the store; a damaged record is logged and read as none.
+pub(crate) fn load_owner_follows(store: &Store) -> Follows {
+    match store.meta_get(FOLLOWS_KEY) {
+        Ok(Some(bytes)) => Follows::decode(&bytes).unwrap_or_else(|e| {
+            warn!(error = %e, "the stored follows are damaged; starting from [interests]");
+            Follows::default()
+        }),
+        Ok(None) => Follows::default(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the stored follows; starting from [interests]");
+            Follows::default()
+        }
+    }
+}
+
+impl Actor {
+    /// Nodes a typed name or id prefix may mean: configured and added peers, members, and
+    /// the authors of recent posts.
+    fn known_nodes(&self) -> Vec<(PublicId, Option<String>)> {
+        let mut known: BTreeMap<PublicId, Option<String>> = BTreeMap::new();
+        for p in &self.config.peers {
+            known.insert(p.id, p.name.clone());
+        }
+        let store = &self.shared.store;
+        for (id, _) in store.peers().unwrap_or_default() {
+            known.entry(id).or_default();
+        }
+        for p in self.engine.peers() {
+            known.entry(p.id).or_default();
+        }
+        let recent = Query {
+            limit: RECENT_AUTHORS,
+            ..Query::default()
+        };
+        for post in store.query(&recent).unwrap_or_default() {
+            known.entry(post.author()).or_default();
+        }
+        known.into_iter().collect()
+    }
+
+    /// What `targets` name (`#tag`, node id, `[[peers]]` name or id prefix).
+    fn resolve_targets(&self, targets: &[String]) -> Result<Vec<Target>, String> {
+        if targets.is_empty() {
+            return Err("name at least one author or #topic".into());
+        }
+        let known = self.known_nodes();
+        targets
+            .iter()
+            .map(|t| resolve(t, &known))
+            .collect::<Result<Vec<Target>, _>>()
+            .map_err(|e| e.to_string())
+    }
+
+    /// Follow (or unfollow) what `targets` name; nothing changes when one is not understood.
+    pub(super) fn change_follows(
+        &mut self,
+        targets: &[String],
+        unfollow: bool,
+    ) -> Result<Following, String> {
+        let resolved = self.resolve_targets(targets)?;
+        self.apply_targets(&resolved, unfollow)
+    }
+
+    /// Follow (or unfollow) `resolved`, keep the result durably, and announce it.
+    fn apply_targets(&mut self, resolved: &[Target], unfollow: bool) -> Result<Following, String> {
+        let mut next = self.owner_follows.clone();
+        let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
+        for t in resolved {
+            let did = if unfollow {
+                next.unfollow(t, &self.config.interests)
+            } else {
+                next.follow(t, &self.config.interests)
+            };
+            if did {
+                changed.push(t.to_string());
+            } else {
+                unchanged.push(t.to_string());
+            }
+        }
+        if next != self.owner_follows {
+            let store = &self.shared.store;
+            store
+                .meta_put(FOLLOWS_KEY, &next.encode())
+                .and_then(|()| store.flush())
+                .map_err(|e| format!("cannot save the follows: {e}"))?;
+            self.owner_follows = next;
+            self.apply_follows();
+            info!(
+                unfollow,
+                changed = changed.join(" "),
+                "follows changed; interests announced"
+            );
+        }
+        let mut view = self.following();
+        view.changed = changed;
+        view.unchanged = unchanged;
+        Ok(view)
+    }
+
+    /// The relay follows (or unfollows) the topics a person follows by chat or mail, so their
+    /// posts reach it; a failure is logged (the person's own subscription stands).
+    pub(super) fn follow_topics_for(&mut self, topics: &[Topic], unfollow: bool) {
+        let targets: Vec<Target> = topics.iter().cloned().map(Target::Topic).collect();
+        if let Err(e) = self.apply_targets(&targets, unfollow) {
+            warn!(error = %e, "cannot change the relay's follows for a gateway command");
+        }
+    }
+
+    /// `follow @author… #topic…` (or `unfollow`) by chat or mail: the relay follows them and
+    /// the person receives their new posts. Returns the answer.
+    pub(super) fn follow_authors_for(
+        &mut self,
+        from: &PeerAddr,
+        authors: &[String],
+        topics: &[Topic],
+        unfollow: bool,
+    ) -> String {
+        let mut targets: Vec<String> = authors.to_vec();
+        targets.extend(topics.iter().map(|t| format!("#{}", t.as_str())));
+        let resolved = match self.resolve_targets(&targets) {
+            Ok(r) => r,
+            Err(e) => return format!("Nothing changed: {e}."),
+        };
+        if let Err(e) = self.apply_targets(&resolved, unfollow) {
+            return format!("Nothing changed: {e}.");
+        }
+        let person = gateway::person(from);
+        let names: Vec<String> = resolved.iter().map(|t| self.label(t)).collect();
+        let topic_entry = self
+            .follows
+            .entry(person.clone())
+            .or_insert_with(|| (from.clone(), BTreeSet::new()));
+        topic_entry.0 = from.clone();
+        let authors_entry = self
+            .author_follows
+            .entry(person)
+            .or_insert_with(|| (from.clone(), BTreeSet::new()));
+        authors_entry.0 = from.clone();
+        for t in &resolved {
+            match t {
+                Target::Author(a) if unfollow => {
+                    authors_entry.1.remove(a);
+                }
+                Target::Author(a) => {
+                    authors_entry.1.insert(*a);
+                }
+                Target::Topic(_) => {}
+            }
+        }
+        if let Some(entry) = self.follows.get_mut(&gateway::person(from)) {
+            for t in &resolved {
+                match t {
+                    Target::Topic(t) if unfollow => {
+                        entry.1.remove(t);
+                    }
+                    Target::Topic(t) => {
+                        entry.1.insert(t.clone());
+                    }
+                    Target::Author(_) => {}
+                }
+            }
+        }
+        self.save_follows();
+        self.save_author_follows();
+        if unfollow {
+            format!(
+                "The relay no longer follows {}, and their posts no longer come here.",
+                names.join(", ")
+            )
+        } else {
+            format!(
+                "The relay follows {}; their new posts will come here.",
+                names.join(", ")
+            )
+        }
+    }
+
+    /// How a person reads a target: `#tag`, or the peer's name and short id.
+    fn label(&self, t: &Target) -> String {
+        match t {
+            Target::Topic(t) => format!("#{}", t.as_str()),
+            Target::Author(a) => match self
+                .config
+                .peers
+                .iter()
+                .find(|p| p.id == *a)
+                .and_then(|p| p.name.clone())
+            {
+                Some(n) => format!("{n} ({})", a.short()),
+                None => a.short(),
+            },
+        }
+    }
+
+    /// Keep the people's author follows.
+    fn save_author_follows(&self) {
+        let raw: Vec<(String, Vec<String>)> = self
+            .author_follows
+            .values()
+            .map(|(addr, ids)| {
+                (
+                    addr.to_string(),
+                    ids.iter().map(PublicId::to_string).collect(),
+                )
+            })
+            .collect();
+        let bytes = serde_json::to_vec(&raw).unwrap_or_default();
+        let store = &self.shared.store;
+        if let Err(e) = store
+            .meta_put(AUTHOR_FOLLOWS_KEY, &bytes)
+            .and_then(|()| store.flush())
+        {
+            warn!(error = %e, "cannot save the gateway's author follows");
+        }
+    }
+
+    /// The people following `post`'s author by chat or mail.
+    pub(super) fn author_followers(&self, post: &Post) -> Vec<(String, PeerAddr)> {
+        self.author_follows
+            .iter()
+            .filter(|(_, (_, ids))| ids.contains(&post.author()))
+            .map(|(who, (addr, _))| (who.clone(), addr.clone()))
+            .collect()
+    }
+
+    /// Hand the current interests to the engine and the followed authors to `[access]`.
+    pub(super) fn apply_follows(&mut self) {
+        let wants = interests(&self.config, &self.owner_follows);
+        self.engine_event(Event::SetInterests(wants));
+        self.refresh_access();
+    }
+
+    /// What the node follows now.
+    pub(super) fn following(&self) -> Following {
+        let now = self.owner_follows.effective(&self.config.interests);
+        let names: BTreeMap<PublicId, String> = self
+            .config
+            .peers
+            .iter()
+            .filter_map(|p| Some((p.id, p.name.clone()?)))
+            .collect();
+        Following {
+            everything: crate::follows::keeps_everything(&self.config.interests, &now),
+            topics: now.topics.iter().map(|t| t.as_str().to_string()).collect(),
+            authors: now
+                .authors
+                .iter()
+                .map(|a| FollowedAuthor {
+                    id: a.to_string(),
+                    name: names.get(a).cloned(),
+                })
+                .collect(),
+            changed: Vec::new(),
+            unchanged: Vec::new(),
+        }
+    }
+
+    /// When `post` is a deletion, drop the posts it names that its author wrote (all of them,
+    /// or only this node's own with `[social] keep_deleted`), keeping tombstones.
+    pub(super) fn honour_deletion(&mut self, post: &Post) {
+        let Some(ids) = crate::deletion::targets(post) else {
+            return;
+        };
+        let mine = post.author() == self.shared.identity.public();
+        if self.config.social.keep_deleted && !mine {
+            debug!(id = ?post.id(), "deletion kept as a post only ([social] keep_deleted)");
+            return;
+        }
+        for id in ids {
+            match self
+                .shared
+                .store
+                .delete_post(&id, &post.author(), &post.id())
+            {
+                Ok(Deleted::NotAuthor) => {
+                    info!(target_post = ?id, by = %post.author().short(), "deletion by someone who is not the author ignored")
+                }
+                Ok(done) => {
+                    self.dirty = true;
+                    info!(target_post = ?id, by = %post.author().short(), ?done, "post deleted by its author")
+                }
+                Err(e) => warn!(error = %e, target_post = ?id, "cannot apply a deletion"),
+            }
+        }
+    }
+
+    /// `delete ID…` by chat or mail: publish a deletion of the relay's own posts off the actor
+    /// and answer once it is durable. Returns an answer to send now when nothing is published.
+    pub(super) fn delete_for(
+        &mut self,
+        from: &PeerAddr,
+        thread: &gateway::Thread,
+        ids: &[String],
+    ) -> Option<String> {
+        let me = self.shared.identity.public();
+        let recent = Query {
+            author: Some(me),
+            limit: RECENT_AUTHORS,
+            ..Query::default()
+        };
+        let mine: Vec<crate::post::PostId> = match self.shared.store.query(&recent) {
+            Ok(posts) => posts.iter().map(Post::id).collect(),
+            Err(e) => return Some(format!("The store failed: {e}.")),
+        };
+        let mut targets = Vec::new();
+        for text in ids {
+            let found: Vec<_> = mine
+                .iter()
+                .filter(|id| text.len() >= 8 && id.to_string().starts_with(text.as_str()))
+                .collect();
+            match found.as_slice() {
+                [one] => targets.push(**one),
+                [] => {
+                    return Some(format!(
+                        "Nothing deleted: {text:?} is no recent post of this relay (give 8 characters or more of its id)."
+                    ));
+                }
+                _ => return Some(format!("Nothing deleted: {text:?} starts several ids.")),
+            }
+        }
+        let (tag, body) = crate::deletion::make(&targets);
+        let shared = self.shared.clone();
+        let (to, thread) = (from.clone(), thread.clone());
+        tokio::spawn(async move {
+            let text = match shared.publish(&[tag.as_str().to_string()], &body).await {
+                Ok(_) => format!(
+                    "Deleted {}.",
+                    targets
+                        .iter()
+                        .map(|t| t.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                Err(e) => format!("Not deleted: {e}."),
+            };
+            let _ = shared
+                .commands
+                .send(super::Command::Reply { to, text, thread })
+                .await;
+        });
+        None
+    }
+}
