@@ -14,8 +14,8 @@
 //! `config.example.toml` at the repository root documents every key.
 
 mod build;
-pub mod defaults;
 mod check;
+pub mod defaults;
 mod locate;
 mod raw;
 mod routes;

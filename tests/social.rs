@@ -3,7 +3,7 @@
 
 mod support;
 
-use support::{Node, peer_entry, wait_until, world_hashes};
+use support::{Node, expect_line, peer_entry, person, wait_until, world_hashes};
 
 /// Probes every second; anti-entropy left at its default, so a post that arrives soon after a
 /// follow came by push, not by a repair round.
@@ -82,46 +82,6 @@ fn following_an_author_from_the_cli_brings_their_posts_without_a_restart() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no node id, no [[peers]] name"), "{err}");
     assert_eq!(following(&bob), f);
-}
-
-/// Run the slixmpp person script (tests/xmpp_person.py), returning its stdout lines.
-fn person(
-    server: &support::Prosody,
-    user: &str,
-    relay: &str,
-    args: &[&str],
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp_person.py");
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .arg(server.port.to_string())
-        .arg(format!("{user}@localhost/person"))
-        .arg(format!("{user}pw"))
-        .arg(format!("{relay}@localhost"))
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with slixmpp (tests/run.sh installs it)");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-fn expect_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> String {
-    loop {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the person never printed {prefix}"));
-        if line.starts_with(prefix) {
-            return line;
-        }
-    }
 }
 
 #[test]

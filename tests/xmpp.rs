@@ -2,7 +2,7 @@
 
 mod support;
 
-use support::{Node, Prosody, wait_until};
+use support::{Node, Prosody, expect_line, person, wait_until};
 
 const FAST: &str = "[gossip]\nping_secs = 1\nanti_entropy_secs = 2\n";
 
@@ -165,45 +165,6 @@ fn a_bridge_relays_between_quic_only_and_xmpp_only_nodes() {
     }
 }
 
-/// Run the slixmpp person script, returning its stdout lines as they come.
-fn person(
-    server: &Prosody,
-    user: &str,
-    args: &[&str],
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    use std::io::BufRead;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp_person.py");
-    let mut child = std::process::Command::new("python3")
-        .arg(script)
-        .arg(server.port.to_string())
-        .arg(format!("{user}@localhost/person"))
-        .arg(format!("{user}pw"))
-        .arg("carol@localhost")
-        .args(args)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("python3 with slixmpp (tests/run.sh installs it)");
-    let out = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    (child, rx)
-}
-
-fn expect_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> String {
-    loop {
-        let line = rx
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("the person never printed {prefix}"));
-        if line.starts_with(prefix) {
-            return line;
-        }
-    }
-}
-
 #[test]
 fn a_person_adds_the_relay_to_the_roster_and_types_commands_as_people_do() {
     let server = Prosody::start();
@@ -212,7 +173,7 @@ fn a_person_adds_the_relay_to_the_roster_and_types_commands_as_people_do() {
         server.node_config("carol")
     ));
     relay.start();
-    let (mut dave, lines) = person(&server, "dave", &["chat"]);
+    let (mut dave, lines) = person(&server, "dave", "carol", &["chat"]);
     // The relay accepts the subscription, subscribes back, and shows its state.
     let presence = expect_line(&lines, "PRESENCE");
     assert!(presence.contains("'subscribe'"), "asked back: {presence}");
@@ -266,7 +227,7 @@ fn a_person_with_a_jabber_client_posts_reads_and_strangers_are_refused() {
 
     let token = format!("hello-from-a-person-{}", std::process::id());
     let want = format!("made-with-lakitu-post-{}", std::process::id());
-    let (mut owner, lines) = person(&server, "dave", &["owner", &token, &want]);
+    let (mut owner, lines) = person(&server, "dave", "carol", &["owner", &token, &want]);
     expect_line(&lines, "POSTED");
     // The person's post is in the feed, signed by the relay.
     let posts: Vec<lakitu::post::PostJson> =
@@ -291,7 +252,7 @@ fn a_person_with_a_jabber_client_posts_reads_and_strangers_are_refused() {
 
     // Someone else is refused politely and nothing is stored.
     let before = relay.feed_ids(&[]).len();
-    let (mut stranger, lines) = person(&server, "bob", &["stranger"]);
+    let (mut stranger, lines) = person(&server, "bob", "carol", &["stranger"]);
     expect_line(&lines, "REFUSED");
     assert!(stranger.wait().unwrap().success());
     assert_eq!(relay.feed_ids(&[]).len(), before);

@@ -664,3 +664,45 @@ impl Drop for Mail {
             .output();
     }
 }
+
+/// Run the slixmpp person script (tests/xmpp_person.py) as `user`, talking to the relay's
+/// account `relay`, returning its stdout lines as they come.
+pub fn person(
+    server: &Prosody,
+    user: &str,
+    relay: &str,
+    args: &[&str],
+) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/xmpp_person.py");
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(server.port.to_string())
+        .arg(format!("{user}@localhost/person"))
+        .arg(format!("{user}pw"))
+        .arg(format!("{relay}@localhost"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 with slixmpp (tests/run.sh installs it)");
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+/// The next line of a person script's output that starts with `prefix` (60 s at most).
+pub fn expect_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> String {
+    loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("the person never printed {prefix}"));
+        if line.starts_with(prefix) {
+            return line;
+        }
+    }
+}
