@@ -66,7 +66,7 @@ pub struct EngineConfig {
     pub membership_hops: u8,
     /// Members the view holds at most (default 100,000), so a flood of joins stays bounded.
     pub max_members: usize,
-    /// Period of the membership merkle comparison with a random member (default 3 s).
+    /// Period of the membership merkle comparison with a random member (default 2 s).
     pub world_sync_interval_ms: u64,
     /// Period of anti-entropy (set reconciliation) with one partner (default 30 s).
     pub anti_entropy_interval_ms: u64,
@@ -151,7 +151,7 @@ impl Default for EngineConfig {
             membership_fanout: 3,
             membership_hops: 4,
             max_members: 100_000,
-            world_sync_interval_ms: 3_000,
+            world_sync_interval_ms: 2_000,
             anti_entropy_interval_ms: 30_000,
             anti_entropy_window_ms: 7 * 24 * 3_600_000,
             anti_entropy_max_items: 10_000,
