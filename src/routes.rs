@@ -158,37 +158,24 @@ impl Routes {
         let (message, withheld) = match frame.message {
             Message::Push { ref post, .. } if ok(post) => return unchanged(bytes),
             Message::Push { .. } => (None, 1),
-            Message::PushBatch(entries) => {
-                let total = entries.len();
-                let kept: Vec<_> = entries.into_iter().filter(|e| ok(&e.post)).collect();
-                if kept.len() == total {
-                    return unchanged(bytes);
-                }
-                let withheld = total - kept.len();
-                (
-                    (!kept.is_empty()).then_some(Message::PushBatch(kept)),
-                    withheld,
-                )
-            }
-            Message::IHave(ids) => {
-                let total = ids.len();
-                let kept: Vec<_> = ids
-                    .into_iter()
-                    .filter(|(id, _)| lookup(id).is_some_and(|p| ok(&p)))
-                    .collect();
-                if kept.len() == total {
-                    return unchanged(bytes);
-                }
-                let withheld = total - kept.len();
-                ((!kept.is_empty()).then_some(Message::IHave(kept)), withheld)
-            }
+            Message::PushBatch(entries) => match sift(entries, |e| ok(&e.post)) {
+                None => return unchanged(bytes),
+                Some((kept, n)) => ((!kept.is_empty()).then_some(Message::PushBatch(kept)), n),
+            },
+            Message::IHave(ids) => match sift(ids, |(id, _)| lookup(id).is_some_and(|p| ok(&p))) {
+                None => return unchanged(bytes),
+                Some((kept, n)) => ((!kept.is_empty()).then_some(Message::IHave(kept)), n),
+            },
             _ => return unchanged(bytes),
         };
-        let bytes = message.map(|m| {
-            let sign = frame.signed.then_some((key, to));
-            Bytes::from(wire::encode(&frame.sender, frame.timestamp, &m, sign))
-        });
-        Filtered { bytes, withheld }
+        reframe(
+            &frame.sender,
+            frame.timestamp,
+            frame.signed,
+            message,
+            (key, to),
+            withheld,
+        )
     }
 }
 
@@ -227,39 +214,58 @@ impl Routes {
             };
         };
         let (message, withheld) = match frame.message {
-            Message::World { records, next } => {
-                let total = records.len();
-                let kept: Vec<_> = records.into_iter().filter(|r| !hide(&r.id)).collect();
-                if kept.len() == total {
-                    return unchanged(bytes);
-                }
-                let withheld = total - kept.len();
-                let go = !kept.is_empty() || next.is_some();
-                (
-                    go.then_some(Message::World {
+            Message::World { records, next } => match sift(records, |r| !hide(&r.id)) {
+                None => return unchanged(bytes),
+                Some((kept, n)) => {
+                    let go = !kept.is_empty() || next.is_some();
+                    let page = Message::World {
                         records: kept,
                         next,
-                    }),
-                    withheld,
-                )
-            }
-            Message::Stats(records) => {
-                let total = records.len();
-                let kept: Vec<_> = records.into_iter().filter(|(id, _)| !hide(id)).collect();
-                if kept.len() == total {
-                    return unchanged(bytes);
+                    };
+                    (go.then_some(page), n)
                 }
-                let withheld = total - kept.len();
-                ((!kept.is_empty()).then_some(Message::Stats(kept)), withheld)
-            }
+            },
+            Message::Stats(records) => match sift(records, |(id, _)| !hide(id)) {
+                None => return unchanged(bytes),
+                Some((kept, n)) => ((!kept.is_empty()).then_some(Message::Stats(kept)), n),
+            },
             _ => return unchanged(bytes),
         };
-        let bytes = message.map(|m| {
-            let sign = frame.signed.then_some((key, to));
-            Bytes::from(wire::encode(&frame.sender, frame.timestamp, &m, sign))
-        });
-        Filtered { bytes, withheld }
+        reframe(
+            &frame.sender,
+            frame.timestamp,
+            frame.signed,
+            message,
+            (key, to),
+            withheld,
+        )
     }
+}
+
+/// The items `keep` lets through and how many it held back; `None` when it held back none
+/// (the frame then goes unchanged).
+fn sift<T>(items: Vec<T>, keep: impl Fn(&T) -> bool) -> Option<(Vec<T>, usize)> {
+    let total = items.len();
+    let kept: Vec<T> = items.into_iter().filter(|i| keep(i)).collect();
+    let withheld = total - kept.len();
+    (withheld > 0).then_some((kept, withheld))
+}
+
+/// A filtered frame from `sender` rebuilt from `message` (nothing when `None`), signed again
+/// for its receiver when the original was signed.
+fn reframe(
+    sender: &PublicId,
+    timestamp: u64,
+    signed: bool,
+    message: Option<Message>,
+    (key, to): (&SigningKey, &PublicId),
+    withheld: usize,
+) -> Filtered {
+    let bytes = message.map(|m| {
+        let sign = signed.then_some((key, to));
+        Bytes::from(wire::encode(sender, timestamp, &m, sign))
+    });
+    Filtered { bytes, withheld }
 }
 
 fn matches(route: &RouteConfig, post: &Post) -> bool {
