@@ -547,30 +547,44 @@ impl Mail {
     /// Start it; panics loudly (with the script's output) when it cannot.
     pub fn start() -> Mail {
         let turn = MAIL_TURN.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = tempfile::tempdir().expect("temp dir");
-        let smtp = free_port_pair();
-        let imap = free_port_pair();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/mail.sh");
-        let out = Command::new("bash")
-            .arg(script)
-            .arg(dir.path())
-            .arg(smtp.to_string())
-            .arg(imap.to_string())
-            .arg(free_port_pair().to_string())
-            .arg(free_port_pair().to_string())
-            .output()
-            .expect("run mail.sh");
-        assert!(
-            out.status.success(),
-            "mail.sh failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Mail {
-            dir,
-            smtp,
-            imap,
-            _turn: turn,
+        // A port found free can be taken (by an outgoing connection's ephemeral port) before
+        // Postfix or Dovecot binds it: that start is stopped and retried on other ports.
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let dir = tempfile::tempdir().expect("temp dir");
+            let smtp = free_port_pair();
+            let imap = free_port_pair();
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/mail.sh");
+            let out = Command::new("bash")
+                .arg(script)
+                .arg(dir.path())
+                .arg(smtp.to_string())
+                .arg(imap.to_string())
+                .arg(free_port_pair().to_string())
+                .arg(free_port_pair().to_string())
+                .output()
+                .expect("run mail.sh");
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if out.status.success() {
+                return Mail {
+                    dir,
+                    smtp,
+                    imap,
+                    _turn: turn,
+                };
+            }
+            let down = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/mail-down.sh");
+            let _ = Command::new("bash").arg(down).arg(dir.path()).output();
+            assert!(
+                tries < 3 && text.contains("Address already in use"),
+                "mail.sh failed: {text}"
+            );
+            eprintln!("mail.sh: a port was taken before the servers bound it; trying other ports");
         }
     }
 
