@@ -458,23 +458,32 @@ impl Prosody {
     /// Start it with mod_limits throttling each client to `rate` (e.g. "10kb/s", Prosody's
     /// stock value); "" for no limit.
     pub fn start_limited(rate: &str) -> Prosody {
-        let turn = PROSODY_TURN.lock().unwrap_or_else(|e| e.into_inner());
-        let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port_pair();
-        let server = Prosody {
-            dir,
-            port,
-            _turn: turn,
-        };
-        server.run_script_with(&[], rate);
-        server
+        // As for `Mail`: a port found free can be taken before Prosody binds it; that start is
+        // stopped (the server is dropped) and retried on another port.
+        for tries in 1.. {
+            let server = Prosody {
+                dir: tempfile::tempdir().expect("temp dir"),
+                port: free_port_pair(),
+                _turn: PROSODY_TURN.lock().unwrap_or_else(|e| e.into_inner()),
+            };
+            match server.try_script(&[], rate) {
+                Ok(()) => return server,
+                Err(text) if tries < 3 && text.contains("Failed to open server port") => {
+                    eprintln!("prosody.sh: port {} was taken; trying another", server.port);
+                }
+                Err(text) => panic!("prosody.sh failed: {text}"),
+            }
+        }
+        unreachable!()
     }
 
     fn run_script(&self, env: &[(&str, &str)]) {
-        self.run_script_with(env, "");
+        if let Err(text) = self.try_script(env, "") {
+            panic!("prosody.sh failed: {text}");
+        }
     }
 
-    fn run_script_with(&self, env: &[(&str, &str)], rate: &str) {
+    fn try_script(&self, env: &[(&str, &str)], rate: &str) -> Result<(), String> {
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/prosody.sh");
         let out = Command::new("bash")
             .arg(script)
@@ -484,12 +493,14 @@ impl Prosody {
             .envs(env.iter().copied())
             .output()
             .expect("run prosody.sh");
-        assert!(
-            out.status.success(),
-            "prosody.sh failed: {}{}",
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        );
+        ))
     }
 
     /// Stop it (as an operator's restart or a crash would); [`Prosody::restart`] brings it back.
