@@ -147,29 +147,9 @@ enum Command {
     },
     /// Follow authors and topics: their posts are fetched and kept from now on (the daemon
     /// announces the change to its peers at once). `[interests]` in the config is the start.
-    Follow {
-        /// A topic (repeatable); a leading # is optional.
-        #[arg(short, long = "topic", value_name = "TAG")]
-        topics: Vec<String>,
-        /// Authors: a node id, the short id `lakitu feed` prints, or a [[peers]] name.
-        #[arg(value_name = "AUTHOR")]
-        authors: Vec<String>,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
+    Follow(FollowArgs),
     /// Stop following authors and topics (also ones listed in the config's [interests]).
-    Unfollow {
-        /// A topic (repeatable); a leading # is optional.
-        #[arg(short, long = "topic", value_name = "TAG")]
-        topics: Vec<String>,
-        /// Authors: a node id, a short id, or a [[peers]] name.
-        #[arg(value_name = "AUTHOR")]
-        authors: Vec<String>,
-        /// JSON output.
-        #[arg(long)]
-        json: bool,
-    },
+    Unfollow(FollowArgs),
     /// Delete this node's own posts: publishes a deletion signed by this node; relays that
     /// honour it drop the posts and keep a tombstone so they never come back.
     Delete {
@@ -233,6 +213,20 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+}
+
+/// What `follow` and `unfollow` take.
+#[derive(Debug, clap::Args)]
+struct FollowArgs {
+    /// A topic (repeatable); a leading # is optional.
+    #[arg(short, long = "topic", value_name = "TAG")]
+    topics: Vec<String>,
+    /// Authors: a node id, the short id `lakitu feed` prints, or a [[peers]] name.
+    #[arg(value_name = "AUTHOR")]
+    authors: Vec<String>,
+    /// JSON output.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -467,9 +461,8 @@ fn dispatch(cli: Cli) -> Result<()> {
     }
 }
 
-/// Create what is missing: data directory (0700), key (0600), starter config. With `loud`,
-/// explain what was made.
-fn init(paths: &Paths, loud: bool) -> Result<()> {
+/// The data directory as an absolute path, created (mode 0700) when missing.
+fn data_dir(paths: &Paths) -> Result<PathBuf> {
     use std::os::unix::fs::DirBuilderExt;
     let dir = absolute(&paths.dir)?;
     std::fs::DirBuilder::new()
@@ -477,6 +470,13 @@ fn init(paths: &Paths, loud: bool) -> Result<()> {
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// Create what is missing: data directory (0700), key (0600), starter config. With `loud`,
+/// explain what was made.
+fn init(paths: &Paths, loud: bool) -> Result<()> {
+    let dir = data_dir(paths)?;
     if !paths.config.exists() {
         std::fs::write(&paths.config, Config::starter_text(&dir))
             .with_context(|| format!("cannot write {}", paths.config.display()))?;
@@ -724,16 +724,8 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 .await?;
             println!("removed {id}");
         }
-        Command::Follow {
-            topics,
-            authors,
-            json,
-        } => social::change(&client, topics, authors, false, json).await?,
-        Command::Unfollow {
-            topics,
-            authors,
-            json,
-        } => social::change(&client, topics, authors, true, json).await?,
+        Command::Follow(a) => social::change(&client, a.topics, a.authors, false, a.json).await?,
+        Command::Unfollow(a) => social::change(&client, a.topics, a.authors, true, a.json).await?,
         Command::Following { json } => social::list(&client, json).await?,
         Command::Delete { ids } => social::delete(&client, ids).await?,
         Command::Thread { id, json } => {

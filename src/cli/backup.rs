@@ -7,7 +7,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Paths, absolute};
+use super::Paths;
 use crate::backup::{self, FORMAT, Header, StoreState, WARNING};
 use crate::config::Config;
 use crate::id::Identity;
@@ -98,7 +98,7 @@ pub(super) fn backup(paths: &Paths, file: &Path, with_posts: bool) -> Result<()>
 
 /// `lakitu restore FILE`: into a data directory with no key yet.
 pub(super) fn restore(paths: &Paths, file: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    use std::os::unix::fs::OpenOptionsExt;
     let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
     let mut input = BufReader::with_capacity(1 << 16, f);
     let mut first = String::new();
@@ -107,12 +107,7 @@ pub(super) fn restore(paths: &Paths, file: &Path) -> Result<()> {
         .read_line(&mut first)
         .with_context(|| format!("cannot read {}", file.display()))?;
     let header = backup::parse_header(first.trim())?;
-    let dir = absolute(&paths.dir)?;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = super::data_dir(paths)?;
     if !paths.config.exists() {
         let text = match &header.config {
             Some(t) => backup::with_data_dir(t, &dir),

@@ -119,31 +119,7 @@ pub(super) async fn delete(client: &Client, ids: Vec<String>) -> Result<()> {
         .await?;
     let mut targets: Vec<PostId> = Vec::new();
     for text in &ids {
-        let text = text.trim().to_ascii_lowercase();
-        let matches: Vec<&PostJson> = recent.iter().filter(|p| p.id.starts_with(&text)).collect();
-        let id: PostId = if let Ok(id) = text.parse() {
-            id
-        } else if text.len() < 8 {
-            bail!(
-                "{:?}: give at least 8 characters of the post id",
-                shown(&text)
-            );
-        } else {
-            match matches.as_slice() {
-                [one] => one
-                    .id
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("bad id {}", one.id))?,
-                [] => bail!(
-                    "no recent post's id starts with {:?}; give the full id",
-                    shown(&text)
-                ),
-                _ => bail!(
-                    "{:?} starts several posts' ids; give more of it",
-                    shown(&text)
-                ),
-            }
-        };
+        let id = post_id(text, &recent)?;
         if let Some(p) = recent.iter().find(|p| p.id == id.to_string())
             && p.author != me
         {

@@ -285,20 +285,14 @@ async fn drain(shared: &Shared, imap: &mut Imap, marking: Marking) -> Result<(),
                 bump(&shared.counters.oversize_skipped, 1);
                 // The header alone tells who wrote and what about, so a person learns why
                 // nothing happened.
-                let header = {
-                    let fetches = io(
-                        shared,
-                        "FETCH header",
-                        imap.uid_fetch(uid.to_string(), "BODY.PEEK[HEADER]"),
-                    )
-                    .await?;
-                    let fetched =
-                        io(shared, "FETCH header", fetches.try_collect::<Vec<_>>()).await?;
-                    fetched
-                        .iter()
-                        .find(|f| f.uid == Some(uid))
-                        .and_then(|f| f.header().map(<[u8]>::to_vec))
-                };
+                let header = fetch_part(
+                    shared,
+                    imap,
+                    uid,
+                    ("FETCH header", "BODY.PEEK[HEADER]"),
+                    |f| f.header(),
+                )
+                .await?;
                 if let Some(header) = header.filter(|h| h.len() <= MAX_HEADER) {
                     report_human(shared, mime::parse_oversized(&header, size)).await;
                 }
@@ -310,19 +304,10 @@ async fn drain(shared: &Shared, imap: &mut Imap, marking: Marking) -> Result<(),
                 mark(shared, imap, uid, &flags).await?;
                 continue;
             }
-            let raw = {
-                let fetches = io(
-                    shared,
-                    "FETCH body",
-                    imap.uid_fetch(uid.to_string(), "BODY.PEEK[]"),
-                )
-                .await?;
-                let fetched = io(shared, "FETCH body", fetches.try_collect::<Vec<_>>()).await?;
-                fetched
-                    .iter()
-                    .find(|f| f.uid == Some(uid))
-                    .and_then(|f| f.body().map(<[u8]>::to_vec))
-            };
+            let raw = fetch_part(shared, imap, uid, ("FETCH body", "BODY.PEEK[]"), |f| {
+                f.body()
+            })
+            .await?;
             match raw {
                 Some(raw) if raw.len() <= config.max_mail_bytes => {
                     handle(shared, &raw, limits).await;
@@ -341,6 +326,23 @@ async fn drain(shared: &Shared, imap: &mut Imap, marking: Marking) -> Result<(),
             bump(&shared.counters.mails_received, 1);
         }
     }
+}
+
+/// One part (`query`, e.g. `BODY.PEEK[]`, named `what` in errors) of mail `uid`, as `part`
+/// picks it from the answer; `None` when the server sent no such part.
+async fn fetch_part(
+    shared: &Shared,
+    imap: &mut Imap,
+    uid: u32,
+    (what, query): (&str, &str),
+    part: impl Fn(&async_imap::types::Fetch) -> Option<&[u8]>,
+) -> Result<Option<Vec<u8>>, String> {
+    let fetches = io(shared, what, imap.uid_fetch(uid.to_string(), query)).await?;
+    let fetched = io(shared, what, fetches.try_collect::<Vec<_>>()).await?;
+    Ok(fetched
+        .iter()
+        .find(|f| f.uid == Some(uid))
+        .and_then(|f| part(f).map(<[u8]>::to_vec)))
 }
 
 async fn mark(shared: &Shared, imap: &mut Imap, uid: u32, flags: &str) -> Result<(), String> {
