@@ -151,9 +151,14 @@ struct Covered {
     post: Post,
 }
 
-/// How long a covered duty is remembered: a few view-sync rounds; anti-entropy covers
-/// what is learned later.
+/// How long a covered duty counts for a member on a fast carrier: a few view-sync rounds;
+/// anti-entropy covers what is learned later.
 const COVERED_MS: u64 = 60_000;
+/// How long it counts for a member reached by mail: a view learned by mail takes tens of
+/// minutes to settle (a 30 min warm-up still left an email-only author unaware of a third of
+/// the members, and the one it missed waited 25 min for anti-entropy), and one mail now
+/// saves the reconciliation mails later.
+const COVERED_SLOW_MS: u64 = 30 * 60_000;
 /// Most duties remembered.
 const MAX_COVERED: usize = 1_024;
 
@@ -251,12 +256,22 @@ impl Engine {
         let mixed = by_home.len() > 1 || duty.home != Duty::ALL.home;
         let mut avoid: Vec<PublicId> = except.to_vec();
         avoid.push(post.author());
+        // Our own post's members on carriers we lack go to the bridges as one duty, so the
+        // bridges racing for it (see `bridge`) are all inside it.
+        let (mut lacking, mut lacking_home) = (Vec::new(), 0u8);
         for (home, group) in by_home {
             if self.carriers & home != 0 {
                 self.cover(post, hops, home, &group, mixed);
+            } else if hops == 0 {
+                lacking.extend(group);
+                lacking_home |= home;
             } else {
                 self.bridge(post, hops, duty, home, &group, &avoid);
             }
+        }
+        if !lacking.is_empty() {
+            lacking.sort();
+            self.bridge(post, hops, duty, lacking_home, &lacking, &avoid);
         }
     }
 
@@ -265,7 +280,7 @@ impl Engine {
         let covered = &mut self.diss.covered;
         while covered
             .front()
-            .is_some_and(|c| c.at + COVERED_MS < now || covered.len() >= MAX_COVERED)
+            .is_some_and(|c| c.at + COVERED_SLOW_MS < now || covered.len() >= MAX_COVERED)
         {
             covered.pop_front();
         }
@@ -283,13 +298,14 @@ impl Engine {
         let Some(m) = self.members.get(id) else {
             return;
         };
-        if !m.reachable()
-            || !self.shares_carrier(m)
-            || super::member_class(self.up, m) == lakitu_transport::LatencyClass::Minutes
-        {
+        if !m.reachable() || !self.shares_carrier(m) {
             return;
         }
-        let since = self.now.saturating_sub(COVERED_MS);
+        let window = match super::member_class(self.up, m) {
+            lakitu_transport::LatencyClass::Minutes => COVERED_SLOW_MS,
+            _ => COVERED_MS,
+        };
+        let since = self.now.saturating_sub(window);
         let due: Vec<(Post, u8)> = self
             .diss
             .covered
@@ -419,12 +435,35 @@ impl Engine {
             .pick_delegate(&own, avoid)
             .or_else(|| self.bridge_for(home, avoid));
         if let Some(b) = via {
-            let relay = Relay::Class {
-                lo: duty.lo.0,
-                hi: duty.hi.0,
-                home,
+            // Our own post over a slow carrier: the first bridge to get it decides when the
+            // fast carriers do, so more bridges of the group race it with the same duty (one
+            // more over XMPP, four more by mail, where each mail takes 1-5 min), all marked spare. The winner's fan-out reaches the others (they are in
+            // the duty) before their own slow copy, which they then drop. Without them an
+            // email-only author's posts waited for the slower of one mail's 1-5 minutes.
+            let spares = match (hops, self.class_of(&b)) {
+                (0, lakitu_transport::LatencyClass::Seconds) => 1,
+                (0, lakitu_transport::LatencyClass::Minutes) => 4,
+                _ => 0,
             };
-            self.push_acked(b, next, relay, post);
+            let mut racers = vec![b];
+            let mut not = avoid.to_vec();
+            not.push(b);
+            for _ in 0..spares {
+                let Some(s) = self.pick_delegate(&own, &not) else {
+                    break;
+                };
+                not.push(s);
+                racers.push(s);
+            }
+            let spare = if racers.len() > 1 { Relay::SPARE } else { 0 };
+            for r in racers {
+                let relay = Relay::Class {
+                    lo: duty.lo.0,
+                    hi: duty.hi.0,
+                    home: home | spare,
+                };
+                self.push_acked(r, next, relay, post);
+            }
         } else {
             for &id in &own {
                 self.push_acked(id, next, Relay::None, post);
@@ -516,6 +555,7 @@ impl Engine {
             self.acknowledge(sender, id, hops);
             if let Some(duty) = Duty::of(&relay)
                 && hops < self.config.hop_limit
+                && !relay.is_spare()
             {
                 // We hold it already (it reached us another way) but are asked to pass it on:
                 // the members this duty covers get it from no one else.

@@ -434,7 +434,9 @@ impl Engine {
         }
     }
 
-    /// Answer a WorldReq with one page of records (own included), in id order.
+    /// Answer a WorldReq with one page of records (own included), in id order; a member
+    /// reached by mail gets every page at once, since asking for each next page would cost
+    /// it a mail round trip (minutes) per page.
     pub(crate) fn on_world_req(
         &mut self,
         sender: PublicId,
@@ -442,6 +444,29 @@ impl Engine {
         start: [u8; 32],
         to_bucket: u8,
     ) {
+        let all_at_once = self.members.contains_key(&sender)
+            && self.class_of(&sender) == lakitu_transport::LatencyClass::Minutes;
+        let mut start = start;
+        loop {
+            let (records, next) = self.world_page(start, to_bucket);
+            let msg = Message::World {
+                records,
+                next: next.filter(|_| !all_at_once),
+            };
+            if self.members.contains_key(&sender) {
+                self.send(sender, &msg);
+            } else {
+                self.send_to(sender, from.clone(), &msg);
+            }
+            match next {
+                Some(n) if all_at_once => start = n,
+                _ => break,
+            }
+        }
+    }
+
+    /// One page of records from `start` up to bucket `to_bucket`, and where the next begins.
+    fn world_page(&self, start: [u8; 32], to_bucket: u8) -> (Vec<MemberRecord>, Option<[u8; 32]>) {
         let mut records = Vec::new();
         let mut size = 0usize;
         let mut next = None;
@@ -486,12 +511,7 @@ impl Engine {
             records.push(rec);
         }
         drop(range);
-        let msg = Message::World { records, next };
-        if self.members.contains_key(&sender) {
-            self.send(sender, &msg);
-        } else {
-            self.send_to(sender, from, &msg);
-        }
+        (records, next)
     }
 
     /// Merge a page of records; ask for the next page when there is one.

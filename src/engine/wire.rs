@@ -261,9 +261,22 @@ pub enum Relay {
         lo: [u8; 32],
         /// Highest id of the delegated range.
         hi: [u8; 32],
-        /// Home carriers covered (bits: 1 QUIC, 2 mem, 4 XMPP, 8 email).
+        /// Home carriers covered (bits: 1 QUIC, 2 mem, 4 XMPP, 8 email), plus
+        /// [`Relay::SPARE`] on a spare copy of the duty.
         home: u8,
     },
+}
+
+impl Relay {
+    /// Bit of [`Relay::Class`]'s `home`: the sender gave the same duty to other bridges too,
+    /// to race a slow carrier; a receiver that already holds the post drops the duty. A node
+    /// that predates the bit carries the duty out anyway (extra copies, nothing lost).
+    pub const SPARE: u8 = 0x80;
+
+    /// Whether this is a spare copy of a duty (see [`Relay::SPARE`]).
+    pub fn is_spare(&self) -> bool {
+        matches!(self, Relay::Class { home, .. } if home & Relay::SPARE != 0)
+    }
 }
 
 impl Relay {

@@ -119,9 +119,13 @@ impl Scenario {
         let mut sim = Sim::new(nodes, self.interests(), &self.net, self.seed);
         sim.start();
         sim.run_until(self.warmup);
+        // Faults and authors come from the scenario's own generator, not the simulator's (which
+        // also draws latencies and losses), so every protocol in a comparison faces the same
+        // crashed nodes, the same partition, the same churn and the same authors.
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x6661_756c_7473);
         let n = self.nodes;
         let mut order: Vec<NodeId> = (0..n as NodeId).collect();
-        order.shuffle(sim.rng());
+        order.shuffle(&mut rng);
         let crashed = ((n as f64) * self.crashed).round() as usize;
         for &id in &order[..crashed.min(n)] {
             sim.crash(id);
@@ -132,7 +136,7 @@ impl Scenario {
             let minority = ((n as f64) * p.share).round() as usize;
             let mut side = vec![false; n];
             let mut ids: Vec<NodeId> = (0..n as NodeId).collect();
-            ids.shuffle(sim.rng());
+            ids.shuffle(&mut rng);
             for &id in &ids[..minority.min(n)] {
                 side[id as usize] = true;
             }
@@ -155,7 +159,7 @@ impl Scenario {
             let Some(t) = t else { break };
             sim.run_until(t);
             if next_post == Some(t) {
-                if let Some(author) = self.pick_author(&mut sim) {
+                if let Some(author) = self.pick_author(&sim, &mut rng) {
                     let post = self.make_post(author, published, t);
                     sim.publish(author, 0, post);
                 }
@@ -174,7 +178,7 @@ impl Scenario {
             if let (Some(c), Some(at)) = (self.churn, next_churn) {
                 if at == t {
                     for id in 0..n as NodeId {
-                        if sim.is_up(id) && sim.rng().random_bool(c.crash_chance) {
+                        if sim.is_up(id) && rng.random_bool(c.crash_chance) {
                             sim.crash(id);
                             restarts.push((t + c.downtime, id));
                         }
@@ -187,9 +191,9 @@ impl Scenario {
         sim
     }
 
-    fn pick_author<N: SimNode>(&self, sim: &mut Sim<N>) -> Option<NodeId> {
+    fn pick_author<N: SimNode>(&self, sim: &Sim<N>, rng: &mut impl Rng) -> Option<NodeId> {
         for _ in 0..1000 {
-            let id = sim.rng().random_range(0..self.nodes as NodeId);
+            let id = rng.random_range(0..self.nodes as NodeId);
             if sim.is_up(id) {
                 return Some(id);
             }
