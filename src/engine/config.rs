@@ -98,6 +98,11 @@ pub struct EngineConfig {
     /// Sign frames to `mem:` addresses (default true, like any unauthenticated carrier); the
     /// simulator may turn it off to save CPU when it passes `authenticated` ids itself.
     pub sign_mem_frames: bool,
+    /// Simulator only (default false): frames that must be signed carry zeros where the
+    /// signature goes, and signed frames from a sender the carrier authenticated are not
+    /// verified. The simulator authenticates every sender itself and passes its id; with
+    /// XMPP and email members, ed25519 took 60% of a 1,000-node run. A node never sets it.
+    pub stub_signatures: bool,
     /// Most actions queued before sends are dropped (default 1,000,000), a last-resort bound.
     pub max_queued_actions: usize,
     /// Posts one author may have accepted from peers per minute, with a burst of as many
@@ -164,6 +169,7 @@ impl Default for EngineConfig {
             push_frames_per_sec: 100,
             push_burst: 10,
             sign_mem_frames: true,
+            stub_signatures: false,
             max_queued_actions: 1_000_000,
             author_posts_per_min: 6_000,
             max_tracked_authors: 10_000,

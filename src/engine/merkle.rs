@@ -177,6 +177,14 @@ impl Engine {
         {
             return;
         }
+        // By mail a comparison swaps whole views (below): at most one per mail ping timeout
+        // (30 min) with each member, or a 1,000-node warm-up spent its time copying views.
+        let slow = self.class_of(&peer) == lakitu_transport::LatencyClass::Minutes;
+        let period = if slow {
+            self.config.minutes.ping_timeout_ms.max(period)
+        } else {
+            period
+        };
         let Some(m) = self.members.get_mut(&peer) else {
             return;
         };
@@ -186,7 +194,7 @@ impl Engine {
         m.local_mut().last_sync = Some(now);
         self.merkle.last_start = Some(now);
         self.merkle.mark_syncing(peer, now);
-        if self.class_of(&peer) == lakitu_transport::LatencyClass::Minutes {
+        if slow {
             // By mail each step of the descent is a round trip of minutes (four of them took
             // 10-40 min, and a 30 min warm-up left email-only members unaware of a third of
             // the view): swap whole views in one round trip instead.

@@ -668,7 +668,16 @@ impl Engine {
             Scheme::Xmpp | Scheme::Mail => true,
         };
         let key = self.identity.signing_key();
-        let bytes = wire::encode(&self.me, self.now, msg, sign.then_some((key, &to)));
+        let stub = sign && self.config.stub_signatures;
+        let mut bytes = wire::encode(
+            &self.me,
+            self.now,
+            msg,
+            (sign && !stub).then_some((key, &to)),
+        );
+        if stub {
+            wire::stub_sign(&mut bytes);
+        }
         if bytes.len() > self.config.max_frame_size {
             tracing::warn!(kind = ?msg.kind(), len = bytes.len(), "frame too large, not sent");
             return;
@@ -696,6 +705,10 @@ impl Engine {
             return;
         }
         let require_sig = authenticated.is_none();
+        let stripped = (self.config.stub_signatures && authenticated.is_some())
+            .then(|| wire::strip_signature(bytes))
+            .flatten();
+        let bytes = stripped.as_deref().unwrap_or(bytes);
         let frame = match wire::decode(bytes, &self.me, self.config.max_frame_size, require_sig) {
             Ok(f) => f,
             Err(e) => {

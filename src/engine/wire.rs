@@ -496,6 +496,28 @@ pub fn encode(
     b
 }
 
+/// Simulator only (see `EngineConfig::stub_signatures`): mark an unsigned frame signed and
+/// append zeros in place of the signature, so it has a signed frame's size without the CPU.
+pub fn stub_sign(frame: &mut Vec<u8>) {
+    if frame.len() >= HEADER_LEN {
+        frame[4] |= FLAG_SIGNED;
+        frame.extend_from_slice(&[0; SIGNATURE_LEN]);
+    }
+}
+
+/// Simulator only: a signed frame without its signature (flag cleared), or `None` when
+/// `bytes` is not a signed frame.
+pub fn strip_signature(bytes: &[u8]) -> Option<Vec<u8>> {
+    let signed = bytes.len() >= HEADER_LEN + SIGNATURE_LEN
+        && bytes[..2] == MAGIC
+        && bytes[4] & FLAG_SIGNED != 0;
+    signed.then(|| {
+        let mut v = bytes[..bytes.len() - SIGNATURE_LEN].to_vec();
+        v[4] &= !FLAG_SIGNED;
+        v
+    })
+}
+
 /// Peek at a frame's kind without decoding it (for accounting); `None` if not a frame.
 pub fn peek_kind(bytes: &[u8]) -> Option<Kind> {
     if bytes.len() < HEADER_LEN || bytes[..2] != MAGIC {

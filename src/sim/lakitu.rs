@@ -7,7 +7,8 @@
 //! only over a carrier both ends have, so QUIC-only, XMPP-only and email-only nodes meet
 //! through the bridges (nodes with all three). Frames are passed with the sender's id as authenticated (the
 //! simulator is the carrier), so the engine does not sign in-memory frames
-//! (`sign_mem_frames = false`); posts are still signed and verified.
+//! (`sign_mem_frames = false`) and XMPP and email frames carry zeros of a signature's size
+//! (`stub_signatures`); posts are still signed and verified.
 //!
 //! Nodes join in a staggered way during the warm-up, each through the earlier nodes it follows
 //! in the social graph, and learn the complete view through the engine's own membership
@@ -349,6 +350,7 @@ impl Default for LakituConfig {
             engine: EngineConfig {
                 // The simulator authenticates senders itself; signing frames only costs CPU.
                 sign_mem_frames: false,
+                stub_signatures: true,
                 ..EngineConfig::default()
             },
             seeds: 2,

@@ -143,6 +143,24 @@ proptest! {
     }
 
     #[test]
+    fn a_stub_signed_frame_has_a_signed_frames_size_and_strips_back_to_the_frame(
+        m in arb_message(),
+        ts in any::<u64>(),
+    ) {
+        let a = key(1);
+        let b = key(2).public();
+        let plain = encode(&a.public(), ts, &m, None);
+        let signed = encode(&a.public(), ts, &m, Some((a.signing_key(), &b)));
+        let mut stub = plain.clone();
+        stub_sign(&mut stub);
+        prop_assert_eq!(stub.len(), signed.len());
+        // Zeros are no signature: only a receiver that strips it (the simulator's) reads it.
+        prop_assert!(decode(&stub, &b, 1 << 20, true).is_err());
+        prop_assert_eq!(strip_signature(&stub), Some(plain.clone()));
+        prop_assert_eq!(strip_signature(&plain), None);
+    }
+
+    #[test]
     fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = decode(&bytes, &key(2).public(), 1 << 20, false);
     }
