@@ -53,6 +53,16 @@ pub enum Request {
     },
     /// Delete posts of the relay (ids or prefixes of at least 8 characters).
     Delete(Vec<String>),
+    /// Publish a reply to a post (its id, or a prefix of at least 8 characters): written
+    /// `reply ID text`, or by answering a forwarded post, whose header line carries its id.
+    Reply {
+        /// The parent's id or prefix, lowercase.
+        parent: String,
+        /// Tags.
+        topics: Vec<Topic>,
+        /// Text.
+        body: String,
+    },
     /// The relay's state.
     Status,
     /// What the relay understands.
@@ -187,7 +197,12 @@ impl Gateway {
             );
         }
         if from.scheme() != Scheme::Mail {
-            return decide(parse(text));
+            let own = unquoted(text);
+            if let Some(reply) = as_reply(text, &own) {
+                return decide(reply);
+            }
+            // A command typed under a quote is that command.
+            return decide(parse(if own.is_empty() { text } else { &own }));
         }
         if let Some(size) = too_large {
             // Only the header was read: nothing proves the owner wrote it, so it is answered
@@ -217,6 +232,7 @@ impl Gateway {
                 .join("\n");
         }
         let body = strip_mail_noise(&text);
+        let as_reply = as_reply(&text, &body);
         let text = match (is_command(&subject), is_command(&body)) {
             // A reply's subject repeats the mail it answers; the person's new text decides.
             (true, true) if reply => body,
@@ -225,7 +241,7 @@ impl Gateway {
             (false, _) if body.is_empty() && !reply => subject,
             _ => body,
         };
-        let parsed = parse(&text);
+        let parsed = as_reply.unwrap_or_else(|| parse(&text));
         if !proven {
             if parsed == Ok(Request::Help) {
                 return Verdict::Refuse(format!("{}\n\n{SECRET_HINT}", help()));
@@ -289,7 +305,7 @@ fn is_command(text: &str) -> bool {
     let word = word.trim_start_matches(['/', '`']).to_ascii_lowercase();
     matches!(
         word.trim_end_matches('`'),
-        "post" | "feed" | "follow" | "unfollow" | "delete" | "status" | "help" | "?"
+        "post" | "reply" | "feed" | "follow" | "unfollow" | "delete" | "status" | "help" | "?"
     )
 }
 
@@ -391,6 +407,111 @@ pub fn strip_mail_noise(text: &str) -> String {
         .to_string()
 }
 
+/// Leading `#tags` as topics, and the text after them.
+fn tagged_text(text: &str) -> Result<(Vec<Topic>, String), String> {
+    let mut topics = Vec::new();
+    let mut body = text.trim();
+    while let Some(tag) = body
+        .split_whitespace()
+        .next()
+        .filter(|w| w.starts_with('#'))
+    {
+        // People punctuate: `#rust,` and `#rust.` name the tag #rust.
+        let name = tag.trim_end_matches([',', ';', ':', '.', '!', '?', '`']);
+        let t = Topic::new(name).map_err(|e| format!("{name:?} is not a topic: {e}."))?;
+        if !topics.contains(&t) {
+            topics.push(t);
+        }
+        body = body[tag.len()..].trim_start();
+    }
+    Ok((topics, body.to_string()))
+}
+
+/// The word that marks a post's id in its header line (see [`render`]).
+const POST_REF: &str = "post ";
+/// Hex digits of a post id shown in a header line.
+const REF_LEN: usize = 8;
+
+/// Post ids named in a header line of [`render`] (`… · post 3f2a9c81`).
+fn refs_in(line: &str) -> impl Iterator<Item = String> + '_ {
+    line.match_indices(POST_REF).filter_map(|(at, _)| {
+        let hex: String = line[at + POST_REF.len()..]
+            .chars()
+            .take_while(char::is_ascii_hexdigit)
+            .collect();
+        (hex.len() >= REF_LEN).then(|| hex.to_ascii_lowercase())
+    })
+}
+
+/// What a person's answer to forwarded posts replies to: the post whose quoted header stands
+/// last above their first own line (an inline answer), else the one post the quote holds (a
+/// top-posted answer). `None` when nothing quoted names a post; an error when a top-posted
+/// answer quotes several (a digest), since it does not say which.
+fn quoted_parent(text: &str) -> Option<Result<String, String>> {
+    let quoted = |l: &str| l.trim_start().starts_with('>');
+    let mut last = None;
+    let mut all: Vec<String> = Vec::new();
+    let mut answered_inline = None;
+    let lines: Vec<&str> = text.lines().collect();
+    for (i, &line) in lines.iter().enumerate() {
+        // "On Mon, Ann wrote:" above the quote, folded over two lines by Gmail.
+        let attribution = is_attribution(line)
+            || (line.trim_start().starts_with("On ")
+                && lines.get(i + 1).is_some_and(|next| is_attribution(next)));
+        if attribution {
+            continue;
+        }
+        if quoted(line) {
+            for r in refs_in(line) {
+                if !all.contains(&r) {
+                    all.push(r.clone());
+                }
+                last = Some(r);
+            }
+        } else if !line.trim().is_empty() && answered_inline.is_none() {
+            // The first own line: below a quoted post it answers that post.
+            answered_inline = Some(last.clone());
+        }
+    }
+    match (answered_inline.flatten(), all.as_slice()) {
+        (Some(r), _) => Some(Ok(r)),
+        (None, []) => None,
+        (None, [one]) => Some(Ok(one.clone())),
+        (None, _) => Some(Err(format!(
+            "Your answer quotes {} posts, so I cannot tell which one it answers. Answer below the post you mean, or send: reply ID your text.",
+            all.len()
+        ))),
+    }
+}
+
+/// A person's answer to a forwarded post as a reply: the quote names the parent, and their
+/// own lines (`own`, the quote and mail noise removed) are the text. `None` when the message
+/// quotes no post or is a command of its own.
+fn as_reply(raw: &str, own: &str) -> Option<Result<Request, String>> {
+    if own.is_empty() || is_command(own) {
+        return None;
+    }
+    let parent = match quoted_parent(raw)? {
+        Ok(p) => p,
+        Err(e) => return Some(Err(e)),
+    };
+    Some(tagged_text(own).map(|(topics, body)| Request::Reply {
+        parent,
+        topics,
+        body,
+    }))
+}
+
+/// A chat message without its quoted (`> `) lines.
+fn unquoted(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('>'))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_string()
+}
+
 /// Parse one command.
 pub fn parse(text: &str) -> Result<Request, String> {
     let text = text.trim();
@@ -417,23 +538,30 @@ pub fn parse(text: &str) -> Result<Request, String> {
     };
     match word.as_str() {
         "post" => {
-            let mut topics = Vec::new();
-            let mut body = rest;
-            // Leading #tags are the post's topics; the rest is its text.
-            while let Some(tag) = body
-                .split_whitespace()
-                .next()
-                .filter(|w| w.starts_with('#'))
-            {
-                topics.push(topic_arg(tag)?);
-                body = body[tag.len()..].trim_start();
-            }
+            let (topics, body) = tagged_text(rest)?;
             if body.is_empty() {
                 return Err("post needs some text: post #topic your text".into());
             }
-            Ok(Request::Post {
+            Ok(Request::Post { topics, body })
+        }
+        "reply" => {
+            let (id, text) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+            let id = id
+                .trim_end_matches([',', ':', ';', '`'])
+                .to_ascii_lowercase();
+            if id.len() < 8 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(
+                    "reply needs the id of the post you answer (8 characters or more), then your text: reply 3f2a9c81 your text.".into(),
+                );
+            }
+            let (topics, body) = tagged_text(text.trim())?;
+            if body.is_empty() {
+                return Err(format!("reply needs some text: reply {id} your text."));
+            }
+            Ok(Request::Reply {
+                parent: id,
                 topics,
-                body: body.to_string(),
+                body,
             })
         }
         "feed" => {
@@ -534,6 +662,8 @@ pub fn help() -> String {
         "  follow @author…           the relay follows them (a [[peers]] name, node id or",
         "                            short id), and their new posts come as messages",
         "  unfollow #topic… @author… stop that",
+        "  reply ID #topic… text     answer a post (its id, or 8+ characters); answering a",
+        "                            forwarded post (quote it) does the same",
         "  delete ID…                delete a post of this relay (its id, or 8+ characters)",
         "  status                    the relay's state",
         "  help                      this text",
@@ -546,12 +676,19 @@ pub fn render(post: &Post) -> String {
     let when =
         humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_millis(post.timestamp()));
     let tags: Vec<String> = post.topics().iter().map(ToString::to_string).collect();
+    let id = post.id().to_string();
+    // The id lets the person answer the post by quoting it (see `quoted_parent`).
+    let answers = match crate::reply::parent(post.body()) {
+        Some(p) => format!(" · answers {}", &p.to_string()[..REF_LEN]),
+        None => String::new(),
+    };
     format!(
-        "{} · {} · {}\n{}",
+        "{} · {} · {} · {POST_REF}{}{answers}\n{}",
         post.author().short(),
         when,
         tags.join(" "),
-        post.body()
+        &id[..REF_LEN],
+        crate::reply::text(post.body())
     )
 }
 
@@ -1041,6 +1178,114 @@ mod tests {
             m.text
         );
         assert!(!m.text.contains("\np0\n") && m.text.contains("\np104"));
+    }
+
+    fn signed(n: u8, body: &str) -> Post {
+        let key = ed25519_dalek::SigningKey::from_bytes(&[n; 32]);
+        Post::sign(&key, 1_800_000_000_000, [Topic::new("rust").unwrap()], body).unwrap()
+    }
+
+    fn quote(text: &str) -> String {
+        text.lines().map(|l| format!("> {l}\n")).collect()
+    }
+
+    fn reply_to(p: &Post, topics: &[&str], body: &str) -> Verdict {
+        Verdict::Command(Request::Reply {
+            parent: p.id().to_string()[..8].to_string(),
+            topics: topics.iter().map(|t| Topic::new(t).unwrap()).collect(),
+            body: body.into(),
+        })
+    }
+
+    #[test]
+    fn answering_a_forwarded_post_by_chat_replies_to_it() {
+        let g = gw(None);
+        let me = addr("xmpp:me@example.org");
+        let p = signed(1, "anyone tried the new borrow checker?");
+        // Conversations and Gajim quote the message above the answer.
+        let chat = format!("{}#rust yes, it is great", quote(&render(&p)));
+        assert_eq!(
+            g.judge(&me, None, &chat, false, None),
+            reply_to(&p, &["rust"], "yes, it is great")
+        );
+        // The explicit form, with the id as `feed` and the forwarded line show it.
+        let short = &p.id().to_string()[..8];
+        assert_eq!(
+            g.judge(&me, None, &format!("reply {short}: me too"), false, None),
+            reply_to(&p, &[], "me too")
+        );
+        // A command under a quote is that command, not a reply.
+        let delete = format!("{}delete {short}", quote(&render(&p)));
+        assert_eq!(
+            g.judge(&me, None, &delete, false, None),
+            Verdict::Command(Request::Delete(vec![short.to_string()]))
+        );
+        // A quote of something else is no reply: a post needs its command.
+        let other = "> lunch at noon?\nsure";
+        assert!(matches!(
+            g.judge(&me, None, other, false, None),
+            Verdict::Reply(_)
+        ));
+        assert!(matches!(parse("reply xyz hello"), Err(e) if e.contains("8 characters")));
+        assert!(matches!(parse("reply 3f2a9c81"), Err(e) if e.contains("some text")));
+    }
+
+    #[test]
+    fn answering_a_digest_by_mail_replies_to_the_post_answered() {
+        let g = gw(None);
+        let me = addr("mailto:me@example.org");
+        let (a, b) = (signed(1, "first post"), signed(2, "second post"));
+        let (subject, mail) = digest(&[a.clone(), b.clone()], 0);
+        let subject = format!("Re: {subject}");
+        // Inline, under the second post (Thunderbird, mutt).
+        let mut lines: Vec<String> = quote(&mail).lines().map(String::from).collect();
+        let below_b = lines
+            .iter()
+            .position(|l| l.contains("second post"))
+            .unwrap()
+            + 1;
+        lines.insert(below_b, "\nAgreed, #rust all the way.\n".into());
+        let inline = format!("On Mon, 7 Dec 2026, Lakitu wrote:\n{}", lines.join("\n"));
+        assert_eq!(
+            g.judge(&me, Some(&subject), &inline, false, None),
+            reply_to(&b, &[], "Agreed, #rust all the way.")
+        );
+        // Top-posted above the whole digest (Gmail): which post is not said.
+        let top = format!(
+            "Agreed.\n\nOn Mon, 7 Dec 2026 at 10:00, Lakitu <relay@x> wrote:\n{}",
+            quote(&mail)
+        );
+        assert!(matches!(
+            g.judge(&me, Some(&subject), &top, false, None),
+            Verdict::Reply(e) if e.contains("quotes 2 posts")
+        ));
+        // Top-posted above one post: that one.
+        let (subject1, one) = digest(&[a.clone()], 0);
+        let top1 = format!(
+            "Agreed.\n\nOn Mon, 7 Dec 2026 at 10:00, Lakitu <relay@x> wrote:\n{}",
+            quote(&one)
+        );
+        assert_eq!(
+            g.judge(&me, Some(&format!("Re: {subject1}")), &top1, false, None),
+            reply_to(&a, &[], "Agreed.")
+        );
+    }
+
+    #[test]
+    fn a_reply_renders_as_an_answer_with_both_ids() {
+        let parent = signed(1, "question");
+        let reply = signed(2, &crate::reply::body(&parent.id(), "answer"));
+        let text = render(&reply);
+        let (head, body) = text.split_once('\n').unwrap();
+        assert_eq!(body, "answer");
+        assert!(
+            head.contains(&format!("post {}", &reply.id().to_string()[..8])),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("answers {}", &parent.id().to_string()[..8])),
+            "{head}"
+        );
     }
 
     #[test]

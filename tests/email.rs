@@ -809,9 +809,58 @@ fn a_person_replies_to_answers_and_digests_writes_html_and_sends_a_large_mail() 
     assert!(follow["threaded"] == true, "{follow}");
     assert_eq!(follow["subject"], "Re: post #byperson", "{follow}");
 
-    // Pressing Reply on a digest does what its footer says.
-    relay.ok(&["post", "-t", "replied", "news for the replier"]);
+    // Pressing Reply on a digest of one post and writing on top answers that post.
+    let post_id = |out: String| -> String {
+        let v: serde_json::Value = serde_json::from_str(&out).expect("post JSON");
+        v["id"].as_str().expect("id").to_string()
+    };
+    let news = post_id(relay.ok(&["post", "--json", "-t", "replied", "news for the replier"]));
     person(&mail, &["digest", "news for the replier"]);
+    let answered = person(
+        &mail,
+        &[
+            "reply-to",
+            "Lakitu digest",
+            secret,
+            "Good news, thanks",
+            "Replied",
+        ],
+    );
+    assert!(text(&answered).contains(&news[..8]), "{answered}");
+    let thread = relay.ok(&["thread", &news]);
+    assert!(
+        thread.contains("Good news, thanks") && !thread.contains(secret),
+        "{thread}"
+    );
+    // In a digest of two, an answer typed under the second post answers that one.
+    let first = post_id(relay.ok(&["post", "--json", "-t", "replied", "first of two"]));
+    let second = post_id(relay.ok(&["post", "--json", "-t", "replied", "second of two"]));
+    person(&mail, &["digest", "first of two", "second of two"]);
+    let inline = person(
+        &mail,
+        &[
+            "answer-inline",
+            "Lakitu digest",
+            secret,
+            "second of two",
+            "Only the second one, inline",
+            "Replied",
+        ],
+    );
+    assert!(text(&inline).contains(&second[..8]), "{inline}");
+    assert!(
+        relay
+            .ok(&["thread", &second])
+            .contains("Only the second one, inline"),
+        "the answer is under the post it was typed under"
+    );
+    assert!(
+        !relay
+            .ok(&["thread", &first])
+            .contains("Only the second one")
+    );
+
+    // Pressing Reply on a digest does what its footer says.
     let unfollow = person(
         &mail,
         &[

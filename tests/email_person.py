@@ -19,6 +19,10 @@ usage: email_person.py SMTP_PORT IMAP_PORT STEP [ARGS...]
                             "Re: <subject>", TEXT and the secret on top, the mail quoted under
                             an "On … wrote:" line, a signature; wait for an answer holding WANT
                             and report its threading headers
+  answer-inline SUBJECT SECRET BELOW TEXT WANT
+                            press Reply on the newest mail whose subject starts with SUBJECT
+                            and type TEXT under its quoted line holding BELOW (an inline
+                            answer), the secret at the end; wait for an answer holding WANT
   html CLIENT SECRET TEXT   post TEXT as an HTML-only mail laid out as CLIENT (gmail, outlook)
                             writes it, one <div> per line; wait for "Posted"
   big SECRET MIB            post with an attachment of MIB MiB; wait for the answer
@@ -188,6 +192,24 @@ def main():
                              "References": str(orig["Message-ID"])})
         got = wait_for(lambda m: want in text_of(m))
         print(json.dumps({**describe(got), **threading(got, sent), "sent_subject": "Re: " + subject}))
+    elif step == "answer-inline":
+        prefix, secret, below, text, want = args
+        orig = newest(prefix)
+        subject = str(orig["Subject"])
+        # As Thunderbird and mutt write an inline answer: the mail quoted, the answer typed
+        # under the quoted line holding BELOW, the rest of the quote kept after it.
+        lines = []
+        for l in text_of(orig).splitlines():
+            lines.append("> " + l)
+            if below in l:
+                lines += ["", text, ""]
+        body = (f"On Sun, 6 Dec 2026 at 23:00, Relay <{RELAY}> wrote:\n" + "\n".join(lines)
+                + f"\n\n{secret}\n")
+        sent = send("Re: " + subject, body,
+                    headers={"In-Reply-To": str(orig["Message-ID"]),
+                             "References": str(orig["Message-ID"])})
+        got = wait_for(lambda m: want in text_of(m))
+        print(json.dumps({**describe(got), **threading(got, sent)}))
     elif step == "html":
         client, secret, text = args
         lines = ["post #html"] + text.split("|") + ["", secret]

@@ -260,6 +260,35 @@ fn a_person_with_a_jabber_client_posts_reads_and_strangers_are_refused() {
 }
 
 #[test]
+fn a_person_answers_a_forwarded_post_in_a_jabber_client_and_it_becomes_a_reply() {
+    let server = Prosody::start();
+    let mut relay = Node::init_with(&format!(
+        "{}\n[gateway]\nowners = [\"xmpp:dave@localhost\"]\n",
+        server.node_config("carol")
+    ));
+    relay.start();
+    let want = format!("who-reads-this-{}", std::process::id());
+    let answer = format!("I do, from a chat client {}", std::process::id());
+    let (mut person_proc, lines) = person(&server, "dave", "carol", &["answer", &want, &answer]);
+    expect_line(&lines, "READY");
+    let out = relay.ok(&["post", "--json", "-t", "rust", &want]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("post JSON");
+    let parent = v["id"].as_str().expect("id");
+    let replied = expect_line(&lines, "REPLIED");
+    assert!(replied.contains(&parent[..8]), "{replied}");
+    assert!(person_proc.wait().unwrap().success());
+    // The thread shows the answer under the post, without the quote.
+    let thread = relay.ok(&["thread", parent]);
+    let (above, below) = thread.split_once(&want).expect("the post is in its thread");
+    assert!(below.contains(&answer), "{thread}");
+    assert!(
+        !above.contains(&answer) && !thread.contains("> "),
+        "{thread}"
+    );
+    relay.stop();
+}
+
+#[test]
 fn nodes_reconnect_after_prosody_restarts_and_lose_nothing() {
     let server = Prosody::start();
     let mut a = xmpp_node(&server, "alice", &[]);

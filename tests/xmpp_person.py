@@ -7,7 +7,10 @@ usage: xmpp_person.py PORT JID PASSWORD RELAY_JID owner TOKEN WANT
        xmpp_person.py PORT JID PASSWORD RELAY_JID chat
        xmpp_person.py PORT JID PASSWORD RELAY_JID authors AUTHOR WANT
        xmpp_person.py PORT JID PASSWORD RELAY_JID delete ID
+       xmpp_person.py PORT JID PASSWORD RELAY_JID answer WANT TEXT
 delete: sends `delete ID` and prints DELETED with the answer.
+answer: follows #rust, prints READY, waits for a chat line containing WANT, answers it by
+       quoting it above TEXT as chat clients do, and prints REPLIED with the relay's answer.
 authors: sends `follow @AUTHOR` and prints AUTHOR with the answer, GOT with the first line
        containing WANT, then UNAUTHOR with the answer to `unfollow @AUTHOR`.
 owner: follows #rust, posts "post #rust TOKEN", prints READY, then waits for a chat line
@@ -116,6 +119,16 @@ async def main():
         print("GOT", (await expect(want, 60)).replace("\n", " "), flush=True)
         client.send_message(mto=RELAY, mbody=f"unfollow @{who}", mtype="chat")
         print("UNAUTHOR", await answer(), flush=True)
+    elif MODE == "answer":
+        want, text = sys.argv[6], sys.argv[7]
+        client.send_message(mto=RELAY, mbody="follow #rust", mtype="chat")
+        await expect("receive new")
+        print("READY", flush=True)
+        line = await expect(want, 60)
+        # As Conversations and Gajim do: the answered message quoted above the answer.
+        quoted = "".join(f"> {l}\n" for l in line.split("\n"))
+        client.send_message(mto=RELAY, mbody=f"{quoted}{text}", mtype="chat")
+        print("REPLIED", (await expect("Replied")).replace("\n", " "), flush=True)
     elif MODE == "delete":
         client.send_message(mto=RELAY, mbody=f"delete {sys.argv[6]}", mtype="chat")
         print("DELETED", await answer(), flush=True)

@@ -953,6 +953,16 @@ impl Actor {
                 let text = self.follow_authors_for(&from, &authors, &topics, unfollow);
                 self.send_answer(&from, &thread, text);
             }
+            Request::Reply {
+                parent,
+                topics,
+                body,
+            } => {
+                let text = self.reply_for(&from, &thread, &parent, &topics, &body);
+                if let Some(text) = text {
+                    self.send_answer(&from, &thread, text);
+                }
+            }
             Request::Delete(ids) => {
                 let text = self.delete_for(&from, &thread, &ids);
                 if let Some(text) = text {

@@ -400,6 +400,29 @@ impl Store {
         }
     }
 
+    /// Up to `max` stored post ids whose hex form starts with `prefix` (lowercase hex), for
+    /// ids people type or quote shortened.
+    pub fn ids_with_prefix(&self, prefix: &str, max: usize) -> Result<Vec<PostId>, StoreError> {
+        let whole: Vec<u8> = (0..prefix.len() / 2)
+            .filter_map(|i| u8::from_str_radix(prefix.get(2 * i..2 * i + 2)?, 16).ok())
+            .collect();
+        let mut found = Vec::new();
+        for kv in self.posts.scan_prefix(&whole) {
+            let (key, _) = kv?;
+            let Ok(id) = <[u8; 32]>::try_from(key.as_ref()) else {
+                continue;
+            };
+            let id = PostId(id);
+            if id.to_string().starts_with(prefix) {
+                found.push(id);
+                if found.len() >= max {
+                    break;
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// Whether a post with this id is stored.
     pub fn contains(&self, id: &PostId) -> Result<bool, StoreError> {
         Ok(self.posts.contains_key(id.0)?)

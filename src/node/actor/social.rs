@@ -328,6 +328,52 @@ impl Actor {
         }
     }
 
+    /// `reply ID text` by chat or mail, or an answer to a forwarded post: publish a reply off
+    /// the actor and answer once it is durable. Returns an answer to send now when nothing is
+    /// published.
+    pub(super) fn reply_for(
+        &mut self,
+        from: &PeerAddr,
+        thread: &gateway::Thread,
+        parent: &str,
+        topics: &[crate::post::Topic],
+        text: &str,
+    ) -> Option<String> {
+        let parent = match self.shared.store.ids_with_prefix(parent, 2) {
+            Ok(found) => match found.as_slice() {
+                [one] => *one,
+                [] => {
+                    return Some(format!(
+                        "Not posted: this relay holds no post {parent:?} (give 8 characters or more of its id)."
+                    ));
+                }
+                _ => return Some(format!("Not posted: {parent:?} starts several ids.")),
+            },
+            Err(e) => return Some(format!("The store failed: {e}.")),
+        };
+        // The person's own post is not sent back to them as a followed topic's line.
+        if self.own_posts.len() >= super::OWN_POSTS {
+            self.own_posts.remove(0);
+        }
+        let body = crate::reply::body(&parent, text);
+        self.own_posts
+            .push((gateway::person(from), topics.to_vec(), body.clone()));
+        let tags: Vec<String> = topics.iter().map(|t| t.as_str().to_string()).collect();
+        let shared = self.shared.clone();
+        let (to, thread) = (from.clone(), thread.clone());
+        tokio::spawn(async move {
+            let text = match shared.publish(&tags, &body).await {
+                Ok(post) => format!("Replied to {parent} with {}.", post.id()),
+                Err(e) => format!("Not posted: {e}."),
+            };
+            let _ = shared
+                .commands
+                .send(super::Command::Reply { to, text, thread })
+                .await;
+        });
+        None
+    }
+
     /// `delete ID…` by chat or mail: publish a deletion of the relay's own posts off the actor
     /// and answer once it is durable. Returns an answer to send now when nothing is published.
     pub(super) fn delete_for(
