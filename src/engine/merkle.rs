@@ -36,7 +36,14 @@ pub(crate) struct MerkleCache {
     root_changed_at: u64,
     /// A full copy of the view was already asked for (from the first seed).
     pub(crate) fetched_world: bool,
+    /// When this node last swapped whole views with a member reached by mail.
+    last_slow_swap: Option<u64>,
 }
+
+/// Least time between two whole-view swaps by mail, whoever they are with: one brings the
+/// whole view, so a few per warm-up suffice, and a bridge with a hundred mail members
+/// otherwise copied its view for each of them.
+const SLOW_SWAP_GAP_MS: u64 = 5 * 60_000;
 
 impl Default for MerkleCache {
     fn default() -> Self {
@@ -50,6 +57,7 @@ impl Default for MerkleCache {
             last_start: None,
             root_changed_at: 0,
             fetched_world: false,
+            last_slow_swap: None,
         }
     }
 }
@@ -185,6 +193,14 @@ impl Engine {
         } else {
             period
         };
+        if slow
+            && self
+                .merkle
+                .last_slow_swap
+                .is_some_and(|t| now < t.saturating_add(SLOW_SWAP_GAP_MS))
+        {
+            return;
+        }
         let Some(m) = self.members.get_mut(&peer) else {
             return;
         };
@@ -195,6 +211,7 @@ impl Engine {
         self.merkle.last_start = Some(now);
         self.merkle.mark_syncing(peer, now);
         if slow {
+            self.merkle.last_slow_swap = Some(now);
             // By mail each step of the descent is a round trip of minutes (four of them took
             // 10-40 min, and a 30 min warm-up left email-only members unaware of a third of
             // the view): swap whole views in one round trip instead.
