@@ -433,6 +433,15 @@ fn dispatch(cli: Cli) -> Result<()> {
         Command::Thread { id, json } if !local::daemon_answers(&paths) => {
             local::thread(&paths, &id, json)
         }
+        Command::Follow(a) if !local::daemon_answers(&paths) => {
+            local::follow(&paths, social::targets(a.topics, a.authors)?, false, a.json)
+        }
+        Command::Unfollow(a) if !local::daemon_answers(&paths) => {
+            local::follow(&paths, social::targets(a.topics, a.authors)?, true, a.json)
+        }
+        Command::Following { json } if !local::daemon_answers(&paths) => {
+            local::following(&paths, json)
+        }
         Command::Backup { file, posts } => backup::backup(&paths, &file, posts),
         Command::Restore { file } => backup::restore(&paths, &file),
         Command::Config {

@@ -9,9 +9,15 @@ use std::collections::BTreeSet;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use tracing::warn;
+
+use crate::api::{FollowedAuthor, Following};
 use crate::config::InterestsConfig;
 use crate::id::PublicId;
 use crate::post::Topic;
+use crate::store::{Query, Store};
 
 /// Store metadata key of the owner's follows.
 pub const FOLLOWS_KEY: &str = "owner.follows";
@@ -199,6 +205,94 @@ impl Follows {
             .collect();
         authors.extend(self.authors.iter().filter(|a| !config.authors.contains(a)));
         InterestsConfig { topics, authors }
+    }
+}
+
+/// Recent posts whose authors count as known for a short id (the ones `lakitu feed` shows).
+pub(crate) const RECENT_AUTHORS: usize = 1000;
+
+/// The owner's follows from the store; a damaged record is logged and read as none.
+pub(crate) fn load_owner_follows(store: &Store) -> Follows {
+    match store.meta_get(FOLLOWS_KEY) {
+        Ok(Some(bytes)) => Follows::decode(&bytes).unwrap_or_else(|e| {
+            warn!(error = %e, "the stored follows are damaged; starting from [interests]");
+            Follows::default()
+        }),
+        Ok(None) => Follows::default(),
+        Err(e) => {
+            warn!(error = %e, "cannot read the stored follows; starting from [interests]");
+            Follows::default()
+        }
+    }
+}
+
+/// Nodes a typed name or id prefix may mean that the config and the store know of:
+/// configured (named) and added peers, and the authors of recent posts.
+pub(crate) fn known_in_store(
+    config: &crate::config::Config,
+    store: &Store,
+) -> BTreeMap<PublicId, Option<String>> {
+    let mut known: BTreeMap<PublicId, Option<String>> = BTreeMap::new();
+    for p in &config.peers {
+        known.insert(p.id, p.name.clone());
+    }
+    for (id, _) in store.peers().unwrap_or_default() {
+        known.entry(id).or_default();
+    }
+    let recent = crate::store::Query {
+        limit: RECENT_AUTHORS,
+        ..Query::default()
+    };
+    for post in store.query(&recent).unwrap_or_default() {
+        known.entry(post.author()).or_default();
+    }
+    known
+}
+
+/// Follow (or unfollow) `resolved` in `follows`: the targets it changed and those already so.
+pub(crate) fn apply(
+    follows: &mut Follows,
+    resolved: &[Target],
+    unfollow: bool,
+    config: &crate::config::InterestsConfig,
+) -> (Vec<String>, Vec<String>) {
+    let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
+    for t in resolved {
+        let did = if unfollow {
+            follows.unfollow(t, config)
+        } else {
+            follows.follow(t, config)
+        };
+        if did {
+            changed.push(t.to_string());
+        } else {
+            unchanged.push(t.to_string());
+        }
+    }
+    (changed, unchanged)
+}
+
+/// What `follows` amounts to under `config`'s `[interests]`, as the API shows it.
+pub(crate) fn following_view(follows: &Follows, config: &crate::config::Config) -> Following {
+    let now = follows.effective(&config.interests);
+    let names: BTreeMap<PublicId, String> = config
+        .peers
+        .iter()
+        .filter_map(|p| Some((p.id, p.name.clone()?)))
+        .collect();
+    Following {
+        everything: crate::follows::keeps_everything(&config.interests, &now),
+        topics: now.topics.iter().map(|t| t.as_str().to_string()).collect(),
+        authors: now
+            .authors
+            .iter()
+            .map(|a| FollowedAuthor {
+                id: a.to_string(),
+                name: names.get(a).cloned(),
+            })
+            .collect(),
+        changed: Vec::new(),
+        unchanged: Vec::new(),
     }
 }
 

@@ -1260,7 +1260,7 @@ mod tests {
             Verdict::Reply(e) if e.contains("quotes 2 posts")
         ));
         // Top-posted above one post: that one.
-        let (subject1, one) = digest(&[a.clone()], 0);
+        let (subject1, one) = digest(std::slice::from_ref(&a), 0);
         let top1 = format!(
             "Agreed.\n\nOn Mon, 7 Dec 2026 at 10:00, Lakitu <relay@x> wrote:\n{}",
             quote(&one)

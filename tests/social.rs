@@ -85,6 +85,50 @@ fn following_an_author_from_the_cli_brings_their_posts_without_a_restart() {
 }
 
 #[test]
+fn following_with_the_relay_stopped_is_kept_and_announced_when_it_starts() {
+    let mut alice = Node::init(PINGS);
+    alice.start();
+    let mut bob = Node::init(&format!(
+        "{PINGS}[interests]\ntopics = [\"start\"]\n\n{}name = \"alice\"\n",
+        peer_entry(&alice)
+    ));
+    // Bob's relay has never run: follow by [[peers]] name and a topic, then list them.
+    let out = bob.ok(&["follow", "alice", "-t", "rust"]);
+    assert!(
+        out.contains(&alice.id()) && out.contains("#rust") && out.contains("when it starts"),
+        "{out}"
+    );
+    assert!(
+        bob.ok(&["follow", "-t", "rust"])
+            .contains("already followed")
+    );
+    let f = following(&bob);
+    assert_eq!(f["topics"], serde_json::json!(["start", "rust"]), "{f}");
+    assert_eq!(f["authors"][0]["name"], "alice", "{f}");
+    // What is not understood changes nothing and says why, as with the relay running.
+    let out = bob.cli(&["follow", "nobody-by-that-name"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no [[peers]] name"));
+
+    // Started, the relay has them and brings the followed author's posts.
+    bob.start();
+    assert_eq!(following(&bob), f);
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    let chat = post(&alice, "chat", "bob followed me while stopped");
+    wait_until(15, "alice's #chat post at bob", || {
+        bob.feed_ids(&[]).contains(&chat)
+    });
+    // Unfollowed while stopped again, the next start has it gone.
+    bob.stop();
+    assert!(bob.ok(&["unfollow", "alice"]).contains("unfollowed"));
+    assert_eq!(following(&bob)["authors"], serde_json::json!([]));
+    bob.start();
+    assert_eq!(following(&bob)["authors"], serde_json::json!([]));
+    bob.stop();
+    alice.stop();
+}
+
+#[test]
 fn following_an_author_by_chat_brings_their_posts_to_the_relay_and_the_person() {
     let server = support::Prosody::start();
     let mut alice = Node::init(PINGS);

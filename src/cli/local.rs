@@ -1,6 +1,7 @@
-//! Commands that need no running daemon: `config check`, and `feed` while the daemon is
-//! stopped (it then reads the store itself; sled allows one process at a time, so while the
-//! daemon runs `feed` goes through its API instead).
+//! Commands that need no running daemon: `config check`, and `feed`, `thread`, `follow`,
+//! `unfollow` and `following` while the daemon is stopped (they then use the store
+//! themselves; sled allows one process at a time, so while the daemon runs they go through its
+//! API instead).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -85,6 +86,48 @@ pub(super) fn open_store(config: &Config) -> Result<Store> {
 pub(super) fn open_store_creating(config: &Config) -> Result<Store> {
     let dir = config.node.data_dir.join("store");
     Store::open(&dir).with_context(|| format!("cannot open the store at {}", dir.display()))
+}
+
+/// `lakitu follow`/`unfollow` with the daemon stopped: the change is kept in the store, and
+/// the daemon announces the new interests to its peers when it starts.
+pub(super) fn follow(
+    paths: &Paths,
+    targets: Vec<String>,
+    unfollow: bool,
+    json: bool,
+) -> Result<()> {
+    let config = paths.load()?;
+    let store = open_store_creating(&config)?;
+    let known: Vec<_> = crate::follows::known_in_store(&config, &store)
+        .into_iter()
+        .collect();
+    let resolved = targets
+        .iter()
+        .map(|t| resolve(t, &known))
+        .collect::<Result<Vec<Target>, _>>()?;
+    let mut follows = crate::follows::load_owner_follows(&store);
+    let (changed, unchanged) =
+        crate::follows::apply(&mut follows, &resolved, unfollow, &config.interests);
+    store
+        .meta_put(crate::follows::FOLLOWS_KEY, &follows.encode())
+        .and_then(|()| store.flush())
+        .context("cannot save the follows")?;
+    let mut now = crate::follows::following_view(&follows, &config);
+    now.changed = changed;
+    now.unchanged = unchanged;
+    super::social::print_change(&now, unfollow, json)?;
+    if !json && !now.changed.is_empty() {
+        println!("(the relay is stopped: it announces this to its peers when it starts)");
+    }
+    Ok(())
+}
+
+/// `lakitu following` with the daemon stopped.
+pub(super) fn following(paths: &Paths, json: bool) -> Result<()> {
+    let config = paths.load()?;
+    let store = open_store(&config)?;
+    let follows = crate::follows::load_owner_follows(&store);
+    super::social::print_list(&crate::follows::following_view(&follows, &config), json)
 }
 
 /// The filters of `lakitu feed`.

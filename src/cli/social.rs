@@ -1,5 +1,6 @@
 //! The social commands: `follow`, `unfollow` and `following` (clients of the running daemon,
-//! which applies a change at once and announces its new interests to its peers).
+//! which applies a change at once and announces its new interests to its peers; with the daemon
+//! stopped, `local` keeps the change in the store for its next start).
 
 use anyhow::{Result, bail};
 
@@ -11,7 +12,7 @@ use crate::text::{json_shown, shown};
 const EVERYTHING: &str = "(the relay keeps every post it hears: [interests] in the config is empty, and following never narrows it)";
 
 /// The `follow`/`unfollow` arguments as API targets: `-t TAG` becomes `#TAG`.
-fn targets(topics: Vec<String>, authors: Vec<String>) -> Result<Vec<String>> {
+pub(super) fn targets(topics: Vec<String>, authors: Vec<String>) -> Result<Vec<String>> {
     let mut out: Vec<String> = topics
         .into_iter()
         .map(|t| format!("#{}", t.trim_start_matches('#')))
@@ -40,8 +41,13 @@ pub(super) async fn change(
         "/v1/follows"
     };
     let now: Following = client.post(path, &req).await?;
+    print_change(&now, unfollow, json)
+}
+
+/// What a follow or unfollow changed, as text or JSON.
+pub(super) fn print_change(now: &Following, unfollow: bool, json: bool) -> Result<()> {
     if json {
-        println!("{}", json_shown(serde_json::to_string_pretty(&now)?));
+        println!("{}", json_shown(serde_json::to_string_pretty(now)?));
         return Ok(());
     }
     let (done, same) = if unfollow {
@@ -64,10 +70,15 @@ pub(super) async fn change(
 /// `lakitu following`.
 pub(super) async fn list(client: &Client, json: bool) -> Result<()> {
     let now: Following = client.get("/v1/follows").await?;
+    print_list(&now, json)
+}
+
+/// What is followed, as text or JSON.
+pub(super) fn print_list(now: &Following, json: bool) -> Result<()> {
     if json {
-        println!("{}", json_shown(serde_json::to_string_pretty(&now)?));
+        println!("{}", json_shown(serde_json::to_string_pretty(now)?));
     } else {
-        print_following(&now);
+        print_following(now);
     }
     Ok(())
 }

@@ -59,7 +59,7 @@ fn decode_peer_record(bytes: &[u8]) -> Vec<PeerAddr> {
 /// peer table) and the nodes of followed authors. The `[access]` policy admits them.
 pub(crate) fn named_ids(config: &Config, store: &crate::store::Store) -> Vec<PublicId> {
     let mut ids: Vec<PublicId> = config.peers.iter().map(|p| p.id).collect();
-    let follows = social::load_owner_follows(store);
+    let follows = crate::follows::load_owner_follows(store);
     ids.extend(follows.effective(&config.interests).authors);
     match store.peers() {
         Ok(stored) => ids.extend(stored.into_iter().map(|(id, _)| id)),
@@ -200,7 +200,7 @@ impl Actor {
         let own: Vec<PeerAddr> = transports.all.iter().map(|(_, t)| t.local_addr()).collect();
         let config_arc = shared.config.clone();
         let config = &*config_arc;
-        let owner_follows = social::load_owner_follows(&shared.store);
+        let owner_follows = crate::follows::load_owner_follows(&shared.store);
         let shared_store = shared.store.clone();
         let seed =
             u64::from_le_bytes(identity.seed()[..8].try_into().unwrap_or_default()) ^ now_ms();

@@ -9,18 +9,18 @@ use lakitu_transport::PeerAddr;
 use tracing::{debug, info, warn};
 
 use super::{Actor, interests};
-use crate::api::{FollowedAuthor, Following};
+use crate::api::Following;
 use crate::engine::Event;
 use crate::follows::{
-    FOLLOWS_KEY, Follows, GATEWAY_AUTHORS_KEY as AUTHOR_FOLLOWS_KEY, Target, resolve,
+    FOLLOWS_KEY, GATEWAY_AUTHORS_KEY as AUTHOR_FOLLOWS_KEY, Target, apply, following_view,
+    known_in_store, resolve,
 };
 use crate::gateway;
 use crate::id::PublicId;
 use crate::post::{Post, Topic};
 use crate::store::{Deleted, Query, Store};
 
-/// Recent posts whose authors count as known for a short id (the ones `lakitu feed` shows).
-const RECENT_AUTHORS: usize = 1000;
+use crate::follows::RECENT_AUTHORS;
 
 /// The authors each person follows through the gateway, by person.
 pub(super) type AuthorFollows = BTreeMap<String, (PeerAddr, BTreeSet<PublicId>)>;
@@ -42,42 +42,13 @@ pub(super) fn load_author_follows(store: &Store) -> AuthorFollows {
         .collect()
 }
 
-/// The owner's follows from the store; a damaged record is logged and read as none.
-pub(crate) fn load_owner_follows(store: &Store) -> Follows {
-    match store.meta_get(FOLLOWS_KEY) {
-        Ok(Some(bytes)) => Follows::decode(&bytes).unwrap_or_else(|e| {
-            warn!(error = %e, "the stored follows are damaged; starting from [interests]");
-            Follows::default()
-        }),
-        Ok(None) => Follows::default(),
-        Err(e) => {
-            warn!(error = %e, "cannot read the stored follows; starting from [interests]");
-            Follows::default()
-        }
-    }
-}
-
 impl Actor {
     /// Nodes a typed name or id prefix may mean: configured and added peers, members, and
     /// the authors of recent posts.
     fn known_nodes(&self) -> Vec<(PublicId, Option<String>)> {
-        let mut known: BTreeMap<PublicId, Option<String>> = BTreeMap::new();
-        for p in &self.config.peers {
-            known.insert(p.id, p.name.clone());
-        }
-        let store = &self.shared.store;
-        for (id, _) in store.peers().unwrap_or_default() {
-            known.entry(id).or_default();
-        }
+        let mut known = known_in_store(&self.config, &self.shared.store);
         for p in self.engine.peers() {
             known.entry(p.id).or_default();
-        }
-        let recent = Query {
-            limit: RECENT_AUTHORS,
-            ..Query::default()
-        };
-        for post in store.query(&recent).unwrap_or_default() {
-            known.entry(post.author()).or_default();
         }
         known.into_iter().collect()
     }
@@ -108,19 +79,7 @@ impl Actor {
     /// Follow (or unfollow) `resolved`, keep the result durably, and announce it.
     fn apply_targets(&mut self, resolved: &[Target], unfollow: bool) -> Result<Following, String> {
         let mut next = self.owner_follows.clone();
-        let (mut changed, mut unchanged) = (Vec::new(), Vec::new());
-        for t in resolved {
-            let did = if unfollow {
-                next.unfollow(t, &self.config.interests)
-            } else {
-                next.follow(t, &self.config.interests)
-            };
-            if did {
-                changed.push(t.to_string());
-            } else {
-                unchanged.push(t.to_string());
-            }
-        }
+        let (changed, unchanged) = apply(&mut next, resolved, unfollow, &self.config.interests);
         if next != self.owner_follows {
             let store = &self.shared.store;
             store
@@ -276,27 +235,7 @@ impl Actor {
 
     /// What the node follows now.
     pub(super) fn following(&self) -> Following {
-        let now = self.owner_follows.effective(&self.config.interests);
-        let names: BTreeMap<PublicId, String> = self
-            .config
-            .peers
-            .iter()
-            .filter_map(|p| Some((p.id, p.name.clone()?)))
-            .collect();
-        Following {
-            everything: crate::follows::keeps_everything(&self.config.interests, &now),
-            topics: now.topics.iter().map(|t| t.as_str().to_string()).collect(),
-            authors: now
-                .authors
-                .iter()
-                .map(|a| FollowedAuthor {
-                    id: a.to_string(),
-                    name: names.get(a).cloned(),
-                })
-                .collect(),
-            changed: Vec::new(),
-            unchanged: Vec::new(),
-        }
+        following_view(&self.owner_follows, &self.config)
     }
 
     /// When `post` is a deletion, drop the posts it names that its author wrote (all of them,
