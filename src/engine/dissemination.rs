@@ -463,9 +463,10 @@ impl Engine {
         if let Some(b) = via {
             // Our own post over a slow carrier: the first bridge to get it decides when the
             // fast carriers do, so more bridges of the group race it with the same duty (one
-            // more over XMPP, four more by mail, where each mail takes 1-5 min), all marked spare. The winner's fan-out reaches the others (they are in
-            // the duty) before their own slow copy, which they then drop. Without them an
-            // email-only author's posts waited for the slower of one mail's 1-5 minutes.
+            // more over XMPP, four more by mail, where each mail takes 1-5 min), all marked
+            // spare. The winner's fan-out reaches the others (they are in the duty) before
+            // their own slow copy, which they then drop. Without them an email-only author's
+            // posts waited for one mail's 1-5 minutes.
             let spares = match (hops, self.class_of(&b)) {
                 (0, lakitu_transport::LatencyClass::Seconds) => 1,
                 (0, lakitu_transport::LatencyClass::Minutes) => 4,

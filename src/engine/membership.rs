@@ -444,8 +444,9 @@ impl Engine {
         start: [u8; 32],
         to_bucket: u8,
     ) {
-        let all_at_once = self.members.contains_key(&sender)
-            && self.class_of(&sender) == lakitu_transport::LatencyClass::Minutes;
+        let known = self.members.contains_key(&sender);
+        let all_at_once =
+            known && self.class_of(&sender) == lakitu_transport::LatencyClass::Minutes;
         let mut start = start;
         loop {
             let (records, next) = self.world_page(start, to_bucket);
@@ -453,7 +454,7 @@ impl Engine {
                 records,
                 next: next.filter(|_| !all_at_once),
             };
-            if self.members.contains_key(&sender) {
+            if known {
                 self.send(sender, &msg);
             } else {
                 self.send_to(sender, from.clone(), &msg);

@@ -871,23 +871,10 @@ impl Actor {
                 }
                 self.own_posts
                     .push((gateway::person(&from), topics.clone(), body.clone()));
-                // Publishing waits for the durable flush: do it off the actor, answer after.
-                let shared = self.shared.clone();
-                tokio::spawn(async move {
-                    let topics: Vec<String> =
-                        topics.iter().map(|t| t.as_str().to_string()).collect();
-                    let text = match shared.publish(&topics, &body).await {
-                        Ok(post) => format!("Posted {}.", post.id()),
-                        Err(e) => format!("Not posted: {e}."),
-                    };
-                    let _ = shared
-                        .commands
-                        .send(Command::Reply {
-                            to: from,
-                            text,
-                            thread,
-                        })
-                        .await;
+                let tags: Vec<String> = topics.iter().map(|t| t.as_str().to_string()).collect();
+                self.publish_then_answer(&from, &thread, tags, body, |done| match done {
+                    Ok(post) => format!("Posted {}.", post.id()),
+                    Err(e) => format!("Not posted: {e}."),
                 });
             }
             Request::Feed { topics, limit } => {
@@ -1149,6 +1136,27 @@ impl Actor {
     }
 
     /// Answer a person's message, threaded under it where the carrier threads.
+    /// Publish a post for a person off the actor (publishing waits for the durable flush),
+    /// then answer them with what `answer` makes of the outcome.
+    fn publish_then_answer(
+        &self,
+        from: &PeerAddr,
+        thread: &Thread,
+        tags: Vec<String>,
+        body: String,
+        answer: impl FnOnce(Result<Post, crate::node::PublishError>) -> String + Send + 'static,
+    ) {
+        let shared = self.shared.clone();
+        let (to, thread) = (from.clone(), thread.clone());
+        tokio::spawn(async move {
+            let text = answer(shared.publish(&tags, &body).await);
+            let _ = shared
+                .commands
+                .send(Command::Reply { to, text, thread })
+                .await;
+        });
+    }
+
     fn send_answer(&mut self, to: &PeerAddr, thread: &Thread, text: String) {
         let subject =
             (to.scheme() == lakitu_transport::Scheme::Mail).then(|| thread.answer_subject());

@@ -298,17 +298,9 @@ impl Actor {
         self.own_posts
             .push((gateway::person(from), topics.to_vec(), body.clone()));
         let tags: Vec<String> = topics.iter().map(|t| t.as_str().to_string()).collect();
-        let shared = self.shared.clone();
-        let (to, thread) = (from.clone(), thread.clone());
-        tokio::spawn(async move {
-            let text = match shared.publish(&tags, &body).await {
-                Ok(post) => format!("Replied to {parent} with {}.", post.id()),
-                Err(e) => format!("Not posted: {e}."),
-            };
-            let _ = shared
-                .commands
-                .send(super::Command::Reply { to, text, thread })
-                .await;
+        self.publish_then_answer(from, thread, tags, body, move |done| match done {
+            Ok(post) => format!("Replied to {parent} with {}.", post.id()),
+            Err(e) => format!("Not posted: {e}."),
         });
         None
     }
@@ -348,24 +340,17 @@ impl Actor {
             }
         }
         let (tag, body) = crate::deletion::make(&targets);
-        let shared = self.shared.clone();
-        let (to, thread) = (from.clone(), thread.clone());
-        tokio::spawn(async move {
-            let text = match shared.publish(&[tag.as_str().to_string()], &body).await {
-                Ok(_) => format!(
-                    "Deleted {}.",
-                    targets
-                        .iter()
-                        .map(|t| t.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-                Err(e) => format!("Not deleted: {e}."),
-            };
-            let _ = shared
-                .commands
-                .send(super::Command::Reply { to, text, thread })
-                .await;
+        let tags = vec![tag.as_str().to_string()];
+        self.publish_then_answer(from, thread, tags, body, move |done| match done {
+            Ok(_) => format!(
+                "Deleted {}.",
+                targets
+                    .iter()
+                    .map(|t| t.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            Err(e) => format!("Not deleted: {e}."),
         });
         None
     }
