@@ -577,6 +577,10 @@ impl Engine {
         store: &mut dyn PostStore,
     ) -> Accepted {
         let id = post.id();
+        let history = self.history.asked(&id);
+        if history {
+            self.history_arrived(&id);
+        }
         if self.seen(&id, store) {
             self.counters.duplicates += 1;
             self.acknowledge(sender, id, hops);
@@ -605,9 +609,12 @@ impl Engine {
             self.config.author_posts_per_min,
             self.config.max_tracked_authors,
         );
-        if !self
-            .authors
-            .admit(post.author(), self.now, per_min, max_authors)
+        // What a history sync asked for is bounded by its count, not by the author's rate:
+        // a year of posts arrives in seconds.
+        if !history
+            && !self
+                .authors
+                .admit(post.author(), self.now, per_min, max_authors)
         {
             // Over its author's budget: not stored, not relayed, not remembered (anti-entropy
             // offers it again later), and no blame on the peer, which may only be relaying.

@@ -38,6 +38,7 @@ mod antientropy;
 mod config;
 mod dissemination;
 mod failure;
+mod history;
 mod limits;
 mod members;
 mod membership;
@@ -62,6 +63,7 @@ use crate::id::{Identity, PublicId};
 use crate::post::{Post, Topic};
 
 pub use config::{ClassTimings, EngineConfig};
+pub use history::{HistoryState, HistoryView, scope_text};
 pub use poststore::{MemStore, PostStore};
 pub use reputation::Offence;
 pub use stats::{EngineStats, Summary, WorldStats};
@@ -181,6 +183,14 @@ pub enum Event {
     },
     /// Leave the network (on shutdown): tell the members.
     Leave,
+    /// Fetch the posts a scope holds from a peer that has them, whatever their age, at most
+    /// `max`, newest first (see `history`); progress in [`Engine::history`].
+    Sync {
+        /// What to fetch.
+        scope: Scope,
+        /// Most posts listed.
+        max: u64,
+    },
 }
 
 /// An output of the engine.
@@ -294,6 +304,7 @@ pub struct Engine {
     news: membership::News,
     diss: dissemination::DissState,
     ae: antientropy::AeState,
+    history: history::HistoryBook,
     timers: Timers,
     counters: stats::Counters,
     /// Per-peer post and byte counts of the current flood window.
@@ -416,6 +427,7 @@ impl Engine {
             news: membership::News::default(),
             diss: dissemination::DissState::default(),
             ae: antientropy::AeState::default(),
+            history: history::HistoryBook::default(),
             timers,
             counters: stats::Counters::default(),
             flood: reputation::FloodMeters::default(),
@@ -451,6 +463,7 @@ impl Engine {
             Event::SetInterests(i) => self.set_interests(i),
             Event::SendFailed { to, addr } => self.on_send_failed(to, addr),
             Event::Leave => self.leave(),
+            Event::Sync { scope, max } => self.history_start(scope, max),
         }
         // What this call queued for a peer leaves together (see `dissemination`).
         self.flush_pushes();
@@ -594,6 +607,9 @@ impl Engine {
             return;
         }
         self.diss_tick(store);
+        if self.history_busy() {
+            self.history_tick();
+        }
         self.failure_tick();
         self.news_tick();
         if now >= self.timers.probe {
@@ -801,6 +817,18 @@ impl Engine {
                 payload,
             } => self.on_reconcile(sender, session, scope, t0, t1, &payload, store),
             M::Stats(entries) => self.on_stats(sender, entries),
+            M::HistoryReq {
+                session,
+                scope,
+                since,
+                before,
+                max,
+            } => self.on_history_req(sender, session, &scope, since, before, max, store),
+            M::HistoryIds {
+                session,
+                items,
+                more,
+            } => self.on_history_ids(sender, session, items, more, store),
         }
     }
 }

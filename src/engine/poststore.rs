@@ -26,6 +26,15 @@ pub trait PostStore {
     /// `(timestamp, id)` of stored posts in `scope` with `from ≤ timestamp < to`, sorted
     /// ascending by (timestamp, id), at most `limit` of them (the newest when over the limit).
     fn items(&self, scope: &Scope, from: u64, to: u64, limit: usize) -> Vec<(u64, PostId)>;
+    /// `(timestamp, id)` of stored posts in `scope` with `since ≤ timestamp` that sort
+    /// strictly below `before`, newest first, at most `limit` of them (a history page).
+    fn items_below(
+        &self,
+        scope: &Scope,
+        since: u64,
+        before: (u64, PostId),
+        limit: usize,
+    ) -> Vec<(u64, PostId)>;
 }
 
 /// An in-memory [`PostStore`] with the same indexes as the sled store.
@@ -46,6 +55,16 @@ impl MemStore {
     /// Every stored post id.
     pub fn ids(&self) -> impl Iterator<Item = &PostId> {
         self.posts.keys()
+    }
+}
+
+impl MemStore {
+    fn index(&self, scope: &Scope) -> Option<&BTreeSet<(u64, PostId)>> {
+        match scope {
+            Scope::All => Some(&self.all),
+            Scope::Topic(t) => self.by_topic.get(t),
+            Scope::Author(a) => self.by_author.get(a),
+        }
     }
 }
 
@@ -77,12 +96,7 @@ impl PostStore for MemStore {
     }
 
     fn items(&self, scope: &Scope, from: u64, to: u64, limit: usize) -> Vec<(u64, PostId)> {
-        let set = match scope {
-            Scope::All => Some(&self.all),
-            Scope::Topic(t) => self.by_topic.get(t),
-            Scope::Author(a) => self.by_author.get(a),
-        };
-        let Some(set) = set else {
+        let Some(set) = self.index(scope) else {
             return Vec::new();
         };
         if from >= to {
@@ -93,5 +107,23 @@ impl PostStore for MemStore {
         let mut v: Vec<(u64, PostId)> = set.range(lo..hi).rev().take(limit).copied().collect();
         v.reverse();
         v
+    }
+
+    fn items_below(
+        &self,
+        scope: &Scope,
+        since: u64,
+        before: (u64, PostId),
+        limit: usize,
+    ) -> Vec<(u64, PostId)> {
+        match self.index(scope) {
+            Some(set) if since <= before.0 => set
+                .range((since, PostId([0; 32]))..before)
+                .rev()
+                .take(limit)
+                .copied()
+                .collect(),
+            _ => Vec::new(),
+        }
     }
 }

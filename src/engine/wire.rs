@@ -19,7 +19,7 @@ pub const MAGIC: [u8; 2] = *b"LK";
 /// Newest frame format version this implementation speaks. A frame carries the lowest version
 /// that defines its kind (see [`Kind::version`]), so a version-1 node still reads every frame
 /// but PushBatch.
-pub const WIRE_VERSION: u8 = 3;
+pub const WIRE_VERSION: u8 = 4;
 /// Oldest frame format version this implementation reads.
 pub const MIN_WIRE_VERSION: u8 = 1;
 /// Header length: magic 2, version 1, kind 1, flags 1, sender 32, timestamp 8.
@@ -127,6 +127,10 @@ pub enum Kind {
     Stats = 15,
     /// Several full posts in one frame (version 2).
     PushBatch = 16,
+    /// Ask for a page of the ids a scope holds, newest first, below a cursor (version 4).
+    HistoryReq = 17,
+    /// A page of ids answering a HistoryReq (version 4).
+    HistoryIds = 18,
 }
 
 impl Kind {
@@ -148,6 +152,8 @@ impl Kind {
             14 => Kind::Reconcile,
             15 => Kind::Stats,
             16 => Kind::PushBatch,
+            17 => Kind::HistoryReq,
+            18 => Kind::HistoryIds,
             other => return Err(WireError::UnknownKind(other)),
         })
     }
@@ -156,6 +162,7 @@ impl Kind {
     pub fn version(self) -> u8 {
         match self {
             Kind::PushBatch => 2,
+            Kind::HistoryReq | Kind::HistoryIds => 4,
             _ => 1,
         }
     }
@@ -422,6 +429,29 @@ pub enum Message {
     },
     /// Statistics records: the sender's own first, then some it relays.
     Stats(Vec<(PublicId, NodeStats)>),
+    /// Ask for the ids of stored posts in `scope` with `since ≤ timestamp`, strictly below
+    /// `before` in (timestamp, id) order, newest first, at most `max` (≤ [`MAX_IDS`]).
+    HistoryReq {
+        /// Session number chosen by the asker, echoed in the answer.
+        session: u32,
+        /// The posts asked about.
+        scope: Scope,
+        /// Oldest timestamp wanted (inclusive, ms).
+        since: u64,
+        /// The cursor: only items below this (timestamp, id).
+        before: (u64, PostId),
+        /// Most ids wanted in the answer.
+        max: u16,
+    },
+    /// A page of ids answering [`Message::HistoryReq`], newest first.
+    HistoryIds {
+        /// The asker's session number.
+        session: u32,
+        /// `(timestamp, id)` of each post, in descending order.
+        items: Vec<(u64, PostId)>,
+        /// True when more items lie below the last one.
+        more: bool,
+    },
 }
 
 impl Message {
@@ -457,6 +487,8 @@ impl Message {
             Message::Prune => Kind::Prune,
             Message::Reconcile { .. } => Kind::Reconcile,
             Message::Stats(_) => Kind::Stats,
+            Message::HistoryReq { .. } => Kind::HistoryReq,
+            Message::HistoryIds { .. } => Kind::HistoryIds,
         }
     }
 }

@@ -406,7 +406,7 @@ fn scheme_static(s: &str) -> &'static str {
         .unwrap_or("unknown")
 }
 
-const ALL_KINDS: [Kind; 16] = [
+const ALL_KINDS: [Kind; 18] = [
     Kind::Join,
     Kind::Leave,
     Kind::Ping,
@@ -423,6 +423,8 @@ const ALL_KINDS: [Kind; 16] = [
     Kind::Reconcile,
     Kind::Stats,
     Kind::PushBatch,
+    Kind::HistoryReq,
+    Kind::HistoryIds,
 ];
 
 /// The `kind` label of a frame kind.
@@ -444,6 +446,8 @@ fn kind_name(kind: Option<Kind>) -> &'static str {
         Some(Kind::Reconcile) => "reconcile",
         Some(Kind::Stats) => "stats",
         Some(Kind::PushBatch) => "push_batch",
+        Some(Kind::HistoryReq) => "history_req",
+        Some(Kind::HistoryIds) => "history_ids",
         None => "unknown",
     }
 }

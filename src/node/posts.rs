@@ -110,17 +110,36 @@ impl PostStore for EnginePosts<'_> {
         if to <= from || limit == 0 {
             return Vec::new();
         }
-        let scope = match scope {
-            Scope::All => ItemScope::All,
-            Scope::Topic(t) => ItemScope::Topic(t),
-            Scope::Author(a) => ItemScope::Author(a),
-        };
         // Index keys only: no post is decoded to answer a reconciliation round.
         self.store
-            .items_newest(scope, from, to - 1, limit)
+            .items_newest(item_scope(scope), from, to - 1, limit)
             .unwrap_or_else(|e| {
                 warn!(error = %e, "store read failed");
                 Vec::new()
             })
+    }
+
+    fn items_below(
+        &self,
+        scope: &Scope,
+        since: u64,
+        before: (u64, PostId),
+        limit: usize,
+    ) -> Vec<(u64, PostId)> {
+        self.store
+            .items_below(item_scope(scope), since, before, limit)
+            .unwrap_or_else(|e| {
+                warn!(error = %e, "store read failed");
+                Vec::new()
+            })
+    }
+}
+
+/// The store's index for an engine scope.
+fn item_scope(scope: &Scope) -> ItemScope<'_> {
+    match scope {
+        Scope::All => ItemScope::All,
+        Scope::Topic(t) => ItemScope::Topic(t),
+        Scope::Author(a) => ItemScope::Author(a),
     }
 }

@@ -38,7 +38,8 @@ fn push_time_key(k: &mut Vec<u8>, ts: u64, id: &[u8; 32]) {
     k.extend_from_slice(id);
 }
 
-fn topic_prefix(topic: &Topic) -> Vec<u8> {
+/// `by_topic` key prefix of a tag: `len u8 ‖ tag`.
+pub(crate) fn topic_prefix(topic: &Topic) -> Vec<u8> {
     let t = topic.as_str().as_bytes();
     let mut k = Vec::with_capacity(1 + t.len() + TIME_KEY_LEN);
     // Tags are at most 32 bytes (checked by `Topic`), so one length byte suffices.
@@ -65,7 +66,8 @@ pub(crate) const AUTHOR_PREFIX_LEN: usize = 8;
 /// Length of a `by_author` key under schema 1 (the whole author key).
 pub(crate) const OLD_AUTHOR_KEY_LEN: usize = 32 + TIME_KEY_LEN;
 
-fn author_prefix(author: &PublicId) -> &[u8] {
+/// `by_author` key prefix of an author.
+pub(crate) fn author_prefix(author: &PublicId) -> &[u8] {
     &author.0[..AUTHOR_PREFIX_LEN]
 }
 

@@ -665,6 +665,40 @@ mod tests {
     }
 
     #[test]
+    fn history_pages_walk_down_from_a_cursor_through_equal_timestamps() {
+        let (_dir, s) = open();
+        let posts: Vec<Post> = (0..5u8)
+            .map(|i| post(1, T0 + u64::from(i / 3), &["x"], &format!("p{i}")))
+            .chain([post(2, T0, &["y"], "other")])
+            .collect();
+        s.insert_batch(&posts).unwrap();
+        let alice = posts[0].author();
+        let x = topic("x").unwrap();
+        for scope in [ItemScope::Topic(&x), ItemScope::Author(&alice)] {
+            let mut cursor = (u64::MAX, PostId([0xff; 32]));
+            let mut seen = Vec::new();
+            loop {
+                let page = s.items_below(scope, 0, cursor, 2).unwrap();
+                let Some(last) = page.last() else { break };
+                cursor = *last;
+                seen.extend(page);
+            }
+            let mut want: Vec<(u64, PostId)> =
+                posts[..5].iter().map(|p| (p.timestamp(), p.id())).collect();
+            want.sort();
+            want.reverse();
+            assert_eq!(seen, want, "newest first, each once");
+        }
+        assert_eq!(
+            s.items_below(ItemScope::All, T0 + 1, (u64::MAX, PostId([0xff; 32])), 9)
+                .unwrap()
+                .len(),
+            2,
+            "since bounds the page"
+        );
+    }
+
+    #[test]
     fn reopen_keeps_flushed_posts_and_the_count() {
         let dir = tempfile::tempdir().unwrap();
         let p = post(1, T0, &["rust"], "kept");

@@ -143,26 +143,8 @@ impl Store {
         if since > until || limit == 0 {
             return Ok(Vec::new());
         }
-        let (tree, name, range, prefix_len) = match scope {
-            ItemScope::All => (
-                &self.by_time,
-                BY_TIME,
-                keys::time_range(&[], since, until),
-                0,
-            ),
-            ItemScope::Topic(t) => (
-                &self.by_topic,
-                BY_TOPIC,
-                keys::topic_range(t, since, until),
-                1 + t.as_str().len(),
-            ),
-            ItemScope::Author(a) => (
-                &self.by_author,
-                BY_AUTHOR,
-                keys::author_range(a, since, until),
-                keys::AUTHOR_PREFIX_LEN,
-            ),
-        };
+        let (tree, name, prefix, prefix_len) = self.index_of(scope);
+        let range = keys::time_range(&prefix, since, until);
         let mut items = tree
             .range::<Vec<u8>, _>(range)
             .rev()
@@ -171,6 +153,48 @@ impl Store {
             .collect::<Result<Vec<_>, _>>()?;
         items.reverse();
         Ok(items)
+    }
+
+    /// `(timestamp, id)` of the posts of `scope` with `since <= timestamp` that sort strictly
+    /// below `before`, newest first, at most `limit`: one page of a history listing, whose
+    /// cursor is the last item of the page before (equal timestamps neither repeat nor skip).
+    pub fn items_below(
+        &self,
+        scope: ItemScope<'_>,
+        since: u64,
+        before: (u64, PostId),
+        limit: usize,
+    ) -> Result<Vec<(u64, PostId)>, StoreError> {
+        if since > before.0 || limit == 0 {
+            return Ok(Vec::new());
+        }
+        let (tree, name, prefix, prefix_len) = self.index_of(scope);
+        let lo = keys::time_range(&prefix, since, since).into_inner().0;
+        let mut hi = prefix;
+        hi.extend_from_slice(&keys::time_key(before.0, &before.1));
+        tree.range::<Vec<u8>, _>(lo..hi)
+            .rev()
+            .take(limit)
+            .map(|kv| parse_time_key(name, &kv?.0, prefix_len))
+            .collect()
+    }
+
+    /// The index of a scope: its tree, the tree's name, the scope's key prefix and its length.
+    fn index_of(&self, scope: ItemScope<'_>) -> (&sled::Tree, &'static str, Vec<u8>, usize) {
+        match scope {
+            ItemScope::All => (&self.by_time, BY_TIME, Vec::new(), 0),
+            ItemScope::Topic(t) => {
+                let prefix = keys::topic_prefix(t);
+                let len = prefix.len();
+                (&self.by_topic, BY_TOPIC, prefix, len)
+            }
+            ItemScope::Author(a) => (
+                &self.by_author,
+                BY_AUTHOR,
+                keys::author_prefix(a).to_vec(),
+                keys::AUTHOR_PREFIX_LEN,
+            ),
+        }
     }
 }
 

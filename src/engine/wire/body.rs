@@ -113,6 +113,33 @@ pub(super) fn write_body(b: &mut Vec<u8>, m: &Message) {
                 b.extend_from_slice(&s.at.to_be_bytes());
             }
         }
+        Message::HistoryReq {
+            session,
+            scope,
+            since,
+            before,
+            max,
+        } => {
+            b.extend_from_slice(&session.to_be_bytes());
+            write_scope(b, scope);
+            b.extend_from_slice(&since.to_be_bytes());
+            b.extend_from_slice(&before.0.to_be_bytes());
+            b.extend_from_slice(&before.1.0);
+            b.extend_from_slice(&max.to_be_bytes());
+        }
+        Message::HistoryIds {
+            session,
+            items,
+            more,
+        } => {
+            b.extend_from_slice(&session.to_be_bytes());
+            b.push(u8::from(*more));
+            b.extend_from_slice(&(items.len() as u16).to_be_bytes());
+            for (ts, id) in items {
+                b.extend_from_slice(&ts.to_be_bytes());
+                b.extend_from_slice(&id.0);
+            }
+        }
     }
 }
 
@@ -356,6 +383,42 @@ pub(super) fn read_body(r: &mut Reader<'_>, kind: Kind) -> Result<Message, WireE
                 v.push((id, s));
             }
             Message::Stats(v)
+        }
+        Kind::HistoryReq => {
+            let session = r.u32()?;
+            let scope = read_scope(r)?;
+            let since = r.u64()?;
+            let before = (r.u64()?, PostId(r.array()?));
+            let max = r.u16()?;
+            if usize::from(max) > MAX_IDS {
+                return Err(WireError::Bounds("history max"));
+            }
+            Message::HistoryReq {
+                session,
+                scope,
+                since,
+                before,
+                max,
+            }
+        }
+        Kind::HistoryIds => {
+            let session = r.u32()?;
+            let more = match r.u8()? {
+                0 => false,
+                1 => true,
+                _ => return Err(WireError::Malformed("history more")),
+            };
+            let n = r.u16()? as usize;
+            let n = r.count(n, 8 + 32, MAX_IDS, "history ids")?;
+            let mut items = Vec::with_capacity(n);
+            for _ in 0..n {
+                items.push((r.u64()?, PostId(r.array()?)));
+            }
+            Message::HistoryIds {
+                session,
+                items,
+                more,
+            }
         }
     })
 }

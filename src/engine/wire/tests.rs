@@ -114,6 +114,34 @@ fn arb_message() -> impl Strategy<Value = Message> {
                     .collect(),
             )
         }),
+        (
+            any::<u32>(),
+            any::<u64>(),
+            any::<u64>(),
+            id,
+            0..=MAX_IDS as u16
+        )
+            .prop_map(|(session, since, ts, i, max)| Message::HistoryReq {
+                session,
+                scope: match session % 3 {
+                    0 => Scope::All,
+                    1 => Scope::Topic(Topic::new("rust").unwrap()),
+                    _ => Scope::Author(key(3).public()),
+                },
+                since,
+                before: (ts, PostId(i)),
+                max,
+            }),
+        (
+            any::<u32>(),
+            proptest::collection::vec((any::<u64>(), id), 0..20),
+            any::<bool>()
+        )
+            .prop_map(|(session, v, more)| Message::HistoryIds {
+                session,
+                items: v.into_iter().map(|(t, i)| (t, PostId(i))).collect(),
+                more,
+            }),
     ]
 }
 
@@ -168,7 +196,7 @@ proptest! {
     #[test]
     fn random_bodies_behind_a_valid_header_never_panic(
         version in MIN_WIRE_VERSION..=WIRE_VERSION,
-        kind in 1u8..=16,
+        kind in 1u8..=18,
         body in proptest::collection::vec(any::<u8>(), 0..400),
     ) {
         let mut bytes = vec![b'L', b'K', version, kind, 0];
@@ -261,6 +289,44 @@ fn a_huge_count_is_refused_before_allocating() {
     assert_eq!(
         decode(&bytes, &a.public(), 1 << 20, false),
         Err(WireError::Bounds("ids"))
+    );
+}
+
+#[test]
+fn history_frames_are_version_4_and_bound_their_counts() {
+    let a = key(1);
+    let req = Message::HistoryReq {
+        session: 7,
+        scope: Scope::All,
+        since: 0,
+        before: (u64::MAX, PostId([0xff; 32])),
+        max: MAX_IDS as u16,
+    };
+    let mut bytes = encode(&a.public(), 1, &req, None);
+    assert_eq!(bytes[2], 4);
+    let n = bytes.len();
+    bytes[n - 2..].copy_from_slice(&(MAX_IDS as u16 + 1).to_be_bytes());
+    assert_eq!(
+        decode(&bytes, &a.public(), 1 << 20, false),
+        Err(WireError::Bounds("history max"))
+    );
+    let ids = Message::HistoryIds {
+        session: 7,
+        items: vec![],
+        more: false,
+    };
+    let mut bytes = encode(&a.public(), 1, &ids, None);
+    let n = bytes.len();
+    bytes[n - 2..].copy_from_slice(&u16::MAX.to_be_bytes());
+    assert_eq!(
+        decode(&bytes, &a.public(), 1 << 20, false),
+        Err(WireError::Bounds("history ids"))
+    );
+    // A version-3 frame cannot hold them.
+    bytes[2] = 3;
+    assert_eq!(
+        decode(&bytes, &a.public(), 1 << 20, false),
+        Err(WireError::UnknownKind(Kind::HistoryIds as u8))
     );
 }
 
