@@ -157,6 +157,26 @@ enum Command {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<String>,
     },
+    /// Fetch the posts of followed authors and topics (or of those named) from a peer that has
+    /// them, whatever their age, newest first, and show progress until done. Following does
+    /// this by itself; the periodic repair only reaches back 7 days.
+    Sync {
+        /// A topic (repeatable); a leading # is optional.
+        #[arg(short, long = "topic", value_name = "TAG")]
+        topics: Vec<String>,
+        /// Authors: a node id, the short id `lakitu feed` prints, or a [[peers]] name.
+        #[arg(value_name = "AUTHOR")]
+        authors: Vec<String>,
+        /// Most posts per author or topic [default: [interests] history].
+        #[arg(long, value_name = "N")]
+        max: Option<u64>,
+        /// Start and return at once (`lakitu status` shows the progress).
+        #[arg(long)]
+        no_wait: bool,
+        /// JSON output.
+        #[arg(long)]
+        json: bool,
+    },
     /// List the followed authors and topics.
     Following {
         /// JSON output.
@@ -224,6 +244,9 @@ struct FollowArgs {
     /// Authors: a node id, the short id `lakitu feed` prints, or a [[peers]] name.
     #[arg(value_name = "AUTHOR")]
     authors: Vec<String>,
+    /// `follow`: return at once instead of showing the history being fetched.
+    #[arg(long)]
+    no_wait: bool,
     /// JSON output.
     #[arg(long)]
     json: bool,
@@ -733,8 +756,29 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
                 .await?;
             println!("removed {id}");
         }
-        Command::Follow(a) => social::change(&client, a.topics, a.authors, false, a.json).await?,
+        Command::Follow(a) => {
+            social::change(&client, a.topics, a.authors, false, a.json).await?;
+            if !a.no_wait {
+                social::wait_history(&client, a.json).await?;
+            }
+        }
         Command::Unfollow(a) => social::change(&client, a.topics, a.authors, true, a.json).await?,
+        Command::Sync {
+            topics,
+            authors,
+            max,
+            no_wait,
+            json,
+        } => {
+            social::sync(
+                &client,
+                social::topics_and(topics, authors),
+                max,
+                !no_wait,
+                json,
+            )
+            .await?
+        }
         Command::Following { json } => social::list(&client, json).await?,
         Command::Delete { ids } => social::delete(&client, ids).await?,
         Command::Thread { id, json } => {

@@ -272,6 +272,9 @@ pub struct InterestsConfig {
     pub topics: Vec<Topic>,
     /// Followed authors, without duplicates. Default: none.
     pub authors: Vec<PublicId>,
+    /// Posts fetched, whatever their age, when an author or topic is followed (newest
+    /// first); 0 fetches none. Default [`defaults::HISTORY`].
+    pub history: u64,
 }
 
 /// `[gateway]`

@@ -306,3 +306,39 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
 }
+
+/// Write `n` posts signed with the key in `key_file`, as `lakitu import` reads them: the
+/// newest `newest_ms`, then one every `gap_ms` further back, each tagged `tags[i % len]`. For
+/// the history test and benchmark (a year of an author's posts, older than the repair window).
+pub fn write_history(
+    key_file: &Path,
+    out: &Path,
+    n: u64,
+    newest_ms: u64,
+    gap_ms: u64,
+    tags: &[&str],
+) -> Result<(), ClusterError> {
+    use std::io::Write;
+    let failed = |what: String| {
+        move |e: &dyn std::fmt::Display| ClusterError::Io {
+            what,
+            source: std::io::Error::other(e.to_string()),
+        }
+    };
+    let key = crate::id::Identity::load(key_file)
+        .map_err(|e| failed(format!("read {}", key_file.display()))(&e))?;
+    let file = std::fs::File::create(out).map_err(io(format!("create {}", out.display())))?;
+    let mut w = std::io::BufWriter::new(file);
+    for i in 0..n {
+        let tag = crate::post::Topic::new(tags[(i as usize) % tags.len().max(1)])
+            .map_err(|e| failed("tag".into())(&e))?;
+        let ts = newest_ms.saturating_sub(i.saturating_mul(gap_ms));
+        let days = (newest_ms - ts) / 86_400_000;
+        let body = format!("post {i} of the history, written {days} days before the newest");
+        let post = crate::post::Post::sign(key.signing_key(), ts, [tag], &body)
+            .map_err(|e| failed("sign".into())(&e))?;
+        crate::import_export::write_line(&mut w, &post.to_json())
+            .map_err(|e| failed(format!("write {}", out.display()))(&e))?;
+    }
+    w.flush().map_err(io(format!("write {}", out.display())))
+}

@@ -204,7 +204,11 @@ impl Follows {
             .copied()
             .collect();
         authors.extend(self.authors.iter().filter(|a| !config.authors.contains(a)));
-        InterestsConfig { topics, authors }
+        InterestsConfig {
+            topics,
+            authors,
+            history: config.history,
+        }
     }
 }
 
@@ -343,6 +347,7 @@ mod tests {
         let config = InterestsConfig {
             topics: vec![rust.clone()],
             authors: vec![id(1)],
+            history: 10,
         };
         let mut f = Follows::default();
         assert_eq!(f.effective(&config), config);

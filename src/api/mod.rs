@@ -90,6 +90,9 @@ pub struct Status {
     /// What the node follows (`lakitu following`).
     #[serde(default)]
     pub following: Following,
+    /// History syncs: the running one, the queued ones, the last finished ones.
+    #[serde(default)]
+    pub history: Vec<History>,
 }
 
 /// One transport in [`Status`].
@@ -256,6 +259,52 @@ pub struct FollowRequest {
     /// `#tag` for a topic; a node id, a `[[peers]]` name or a unique id prefix (the short id
     /// `lakitu feed` prints) for an author.
     pub targets: Vec<String>,
+}
+
+/// `POST /v1/sync`: fetch the history of what `targets` name, whatever its age.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SyncRequest {
+    /// As for [`FollowRequest`]; empty means everything followed.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// Most posts per target, newest first; default `[interests] history`.
+    #[serde(default)]
+    pub max: Option<u64>,
+}
+
+/// One history sync (`GET /v1/sync`, `status`): how far it has come.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History {
+    /// `#tag`, an author's node id, or `everything`.
+    pub scope: String,
+    /// `queued`, `running`, `done`, `no_peer` (no member that has it is reached over QUIC or
+    /// XMPP) or `failed` (every partner tried stopped answering).
+    pub state: String,
+    /// The partner asked (its node id).
+    pub peer: Option<String>,
+    /// Most posts listed.
+    pub max: u64,
+    /// Ids the partner listed so far.
+    pub listed: u64,
+    /// Listed posts held already.
+    pub held: u64,
+    /// Posts fetched.
+    pub fetched: u64,
+    /// Posts asked for that never came.
+    pub lost: u64,
+    /// Timestamp of the oldest post listed so far (ms since the epoch).
+    pub reached_ms: Option<u64>,
+    /// When it started (ms since the epoch).
+    pub started_ms: u64,
+    /// When it ended.
+    pub finished_ms: Option<u64>,
+}
+
+impl History {
+    /// True while it is queued or running.
+    pub fn busy(&self) -> bool {
+        matches!(self.state.as_str(), "queued" | "running")
+    }
 }
 
 /// One followed author in [`Following`].

@@ -1,6 +1,7 @@
 //! Social routes behind the token: `GET /v1/follows`, `POST /v1/follows` and
 //! `POST /v1/follows/remove` (what the node follows; see [`crate::follows`]), and
-//! `GET /v1/backup/state` (see [`crate::backup`]), `GET /v1/thread/{id}` (see [`crate::reply`]).
+//! `GET /v1/backup/state` (see [`crate::backup`]), `GET /v1/thread/{id}` (see [`crate::reply`]),
+//! `GET /v1/sync` and `POST /v1/sync` (history syncs, see `engine::history`).
 
 use axum::Json;
 use axum::Router;
@@ -10,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
-use super::FollowRequest;
 use super::server::error;
+use super::{FollowRequest, SyncRequest};
 use crate::node::{Command, Shared};
 
 /// The social routes, to be wrapped by the token check.
@@ -21,6 +22,35 @@ pub(crate) fn routes() -> Router<Shared> {
         .route("/v1/follows/remove", post(unfollow))
         .route("/v1/backup/state", get(backup_state))
         .route("/v1/thread/{id}", get(thread))
+        .route("/v1/sync", get(history).post(sync))
+}
+
+/// The history syncs: running, queued, and the last finished.
+async fn history(State(s): State<Shared>) -> Response {
+    match s.ask(Command::History).await {
+        Some(h) => Json(h).into_response(),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
+}
+
+/// Start fetching the history of what the request names (see [`super::SyncRequest`]).
+async fn sync(State(s): State<Shared>, body: Result<Json<SyncRequest>, JsonRejection>) -> Response {
+    let Json(req) = match body {
+        Ok(b) => b,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let asked = s
+        .ask(|reply| Command::Sync {
+            targets: req.targets,
+            max: req.max,
+            reply,
+        })
+        .await;
+    match asked {
+        Some(Ok(h)) => Json(h).into_response(),
+        Some(Err(why)) => error(StatusCode::BAD_REQUEST, why),
+        None => error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"),
+    }
 }
 
 /// The thread around a post (see [`crate::reply::thread`]).

@@ -118,6 +118,9 @@ pub(super) fn follow(
     super::social::print_change(&now, unfollow, json)?;
     if !json && !now.changed.is_empty() {
         println!("(the relay is stopped: it announces this to its peers when it starts)");
+        if !unfollow && config.interests.history > 0 {
+            println!("(once it runs, `lakitu sync` fetches what they posted before)");
+        }
     }
     Ok(())
 }

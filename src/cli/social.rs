@@ -5,19 +5,25 @@
 use anyhow::{Result, bail};
 
 use crate::api::client::Client;
-use crate::api::{FollowRequest, Following};
+use crate::api::{FollowRequest, Following, History, SyncRequest};
 use crate::text::{json_shown, shown};
 
 /// Said when `[interests]` is empty: following admits authors but never narrows the relay.
 const EVERYTHING: &str = "(the relay keeps every post it hears: [interests] in the config is empty, and following never narrows it)";
 
-/// The `follow`/`unfollow` arguments as API targets: `-t TAG` becomes `#TAG`.
-pub(super) fn targets(topics: Vec<String>, authors: Vec<String>) -> Result<Vec<String>> {
+/// Topics and authors as API targets: `-t TAG` becomes `#TAG`.
+pub(super) fn topics_and(topics: Vec<String>, authors: Vec<String>) -> Vec<String> {
     let mut out: Vec<String> = topics
         .into_iter()
         .map(|t| format!("#{}", t.trim_start_matches('#')))
         .collect();
     out.extend(authors);
+    out
+}
+
+/// The `follow`/`unfollow` arguments as API targets: `-t TAG` becomes `#TAG`.
+pub(super) fn targets(topics: Vec<String>, authors: Vec<String>) -> Result<Vec<String>> {
+    let out = topics_and(topics, authors);
     if out.is_empty() {
         bail!("name an author (node id, short id or [[peers]] name) or a topic with -t TAG");
     }
@@ -65,6 +71,136 @@ pub(super) fn print_change(now: &Following, unfollow: bool, json: bool) -> Resul
         println!("{EVERYTHING}");
     }
     Ok(())
+}
+
+/// `lakitu sync`: start fetching the history of `targets` (none: everything followed) and,
+/// when `wait`, show progress until each sync ends.
+pub(super) async fn sync(
+    client: &Client,
+    targets: Vec<String>,
+    max: Option<u64>,
+    wait: bool,
+    json: bool,
+) -> Result<()> {
+    let all: Vec<History> = client
+        .post("/v1/sync", &SyncRequest { targets, max })
+        .await?;
+    let watch: Vec<String> = all
+        .iter()
+        .filter(|h| h.busy())
+        .map(|h| h.scope.clone())
+        .collect();
+    if !wait {
+        if json {
+            println!("{}", json_shown(serde_json::to_string_pretty(&all)?));
+        } else {
+            for h in all.iter().filter(|h| h.busy()) {
+                println!("fetching    {} (see `lakitu status`)", shown(&h.scope));
+            }
+        }
+        return Ok(());
+    }
+    watch_history(client, &watch, json).await
+}
+
+/// After `follow`: show the history syncs the follow started until they end.
+pub(super) async fn wait_history(client: &Client, json: bool) -> Result<()> {
+    let all: Vec<History> = client.get("/v1/sync").await?;
+    let watch: Vec<String> = all
+        .iter()
+        .filter(|h| h.busy())
+        .map(|h| h.scope.clone())
+        .collect();
+    if watch.is_empty() {
+        return Ok(());
+    }
+    watch_history(client, &watch, json).await
+}
+
+/// Poll the syncs of `scopes` with a progress display until none is queued or running, then
+/// print how each ended; an error when one found no peer or every peer stopped answering.
+async fn watch_history(client: &Client, scopes: &[String], json: bool) -> Result<()> {
+    eprintln!(
+        "lakitu: fetching the history of {} from peers that have it",
+        shown(&scopes.join(", "))
+    );
+    let mut progress = super::extras::Progress::new("fetching history:", None, false);
+    let ended = loop {
+        let all: Vec<History> = client.get("/v1/sync").await?;
+        // The newest entry of each scope: running and queued ones come first, then the
+        // finished ones, newest first.
+        let mine: Vec<History> = scopes
+            .iter()
+            .filter_map(|s| all.iter().find(|h| &h.scope == s).cloned())
+            .collect();
+        let handled: u64 = mine.iter().map(|h| h.fetched + h.held).sum();
+        progress.set(handled, handled);
+        if mine.iter().all(|h| !h.busy()) {
+            break mine;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    };
+    let took = progress.finish();
+    if json {
+        println!("{}", json_shown(serde_json::to_string_pretty(&ended)?));
+    } else {
+        for h in &ended {
+            print_history(h, took);
+        }
+    }
+    let failed: Vec<&str> = ended
+        .iter()
+        .filter(|h| h.state == "no_peer" || h.state == "failed")
+        .map(|h| h.scope.as_str())
+        .collect();
+    if !failed.is_empty() {
+        bail!(
+            "the history of {} could not be fetched (see above)",
+            shown(&failed.join(", "))
+        );
+    }
+    Ok(())
+}
+
+/// How one sync ended, as a line for people.
+fn print_history(h: &History, took: std::time::Duration) {
+    let scope = if h.scope.starts_with('#') || h.scope == "everything" {
+        h.scope.clone()
+    } else {
+        h.scope.get(..10).unwrap_or(&h.scope).to_string()
+    };
+    let peer = h
+        .peer
+        .as_deref()
+        .map(|p| format!(" from {}", p.get(..10).unwrap_or(p)))
+        .unwrap_or_default();
+    let back = h
+        .reached_ms
+        .map(|t| format!(", back to {}", super::format_time(t)))
+        .unwrap_or_default();
+    match h.state.as_str() {
+        "no_peer" => println!(
+            "history     {}: no peer that has it is reached over QUIC or XMPP (by mail, posts of the last 7 days still arrive)",
+            shown(&scope)
+        ),
+        "failed" => println!(
+            "history     {}: every peer asked stopped answering; {} posts fetched{peer}",
+            shown(&scope),
+            h.fetched
+        ),
+        _ => println!(
+            "history     {}: {} posts fetched, {} held already{}{back}{peer} in {:.1} s",
+            shown(&scope),
+            h.fetched,
+            h.held,
+            if h.lost > 0 {
+                format!(", {} never came", h.lost)
+            } else {
+                String::new()
+            },
+            took.as_secs_f64()
+        ),
+    }
 }
 
 /// `lakitu following`.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use lakitu_transport::{PeerAddr, Scheme};
 
+use super::defaults;
 use super::locate::{Doc, KeyPath};
 use super::raw::{MailTls, RawConfig, RawSecret, XmppTls};
 use super::{
@@ -401,7 +402,18 @@ fn build_interests(raw: &RawConfig, cx: &Ctx<'_>) -> Result<InterestsConfig, Con
             authors.push(id);
         }
     }
-    Ok(InterestsConfig { topics, authors })
+    let history = raw.interests.history.unwrap_or(defaults::HISTORY);
+    if history > defaults::MAX_HISTORY {
+        return Err(cx.err(
+            &p.key("history"),
+            format!("at most {} posts", defaults::MAX_HISTORY),
+        ));
+    }
+    Ok(InterestsConfig {
+        topics,
+        authors,
+        history,
+    })
 }
 
 fn build_gateway(raw: &RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<GatewayConfig, ConfigError> {

@@ -26,6 +26,10 @@ pub const ANTI_ENTROPY_SECS: u64 = 30;
 pub const PING_SECS: u64 = 5;
 /// `[gossip] reconnect_secs`.
 pub const RECONNECT_SECS: u64 = 30;
+/// `[interests] history`: posts fetched when an author or topic is followed.
+pub const HISTORY: u64 = 10_000;
+/// Largest `[interests] history` (and `lakitu sync --max`).
+pub const MAX_HISTORY: u64 = 1_000_000;
 /// `[access] unknown_authors_per_min`.
 pub const UNKNOWN_AUTHORS_PER_MIN: u64 = 60;
 
@@ -43,4 +47,5 @@ pub const ALL: &[(&str, &str, u64)] = &[
     ("gossip", "ping_secs", PING_SECS),
     ("gossip", "reconnect_secs", RECONNECT_SECS),
     ("access", "unknown_authors_per_min", UNKNOWN_AUTHORS_PER_MIN),
+    ("interests", "history", HISTORY),
 ];

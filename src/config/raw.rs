@@ -269,6 +269,8 @@ pub(crate) struct RawInterests {
     pub topics: Vec<String>,
     /// Default: none.
     pub authors: Vec<String>,
+    /// Default [`super::defaults::HISTORY`].
+    pub history: Option<u64>,
 }
 
 /// `[gateway]`

@@ -24,7 +24,7 @@ use lakitu_transport::LatencyClass;
 use crate::id::PublicId;
 use crate::post::PostId;
 
-use super::wire::{MAX_IDS, Message, PeerState, Scope};
+use super::wire::{HistoryAsk, MAX_IDS, Message, PeerState, Scope};
 use super::{Engine, PostStore};
 
 /// Posts asked for and not yet arrived, at most: the next page is asked for below it. Two
@@ -279,13 +279,13 @@ impl Engine {
                 self.history.syncs.front_mut().expect("checked").page_out = Some(now);
                 self.send(
                     peer,
-                    &Message::HistoryReq {
+                    &Message::HistoryReq(HistoryAsk {
                         session,
                         scope,
                         since: 0,
                         before: cursor,
                         max,
-                    },
+                    }),
                 );
             }
             return;
@@ -318,24 +318,20 @@ impl Engine {
     pub(crate) fn on_history_req(
         &mut self,
         sender: PublicId,
-        session: u32,
-        scope: &Scope,
-        since: u64,
-        before: (u64, PostId),
-        max: u16,
+        ask: &HistoryAsk,
         store: &mut dyn PostStore,
     ) {
-        let max = usize::from(max).min(MAX_IDS);
+        let max = usize::from(ask.max).min(MAX_IDS);
         if max == 0 {
             return;
         }
-        let mut items = store.items_below(scope, since, before, max + 1);
+        let mut items = store.items_below(&ask.scope, ask.since, ask.before, max + 1);
         let more = items.len() > max;
         items.truncate(max);
         self.send(
             sender,
             &Message::HistoryIds {
-                session,
+                session: ask.session,
                 items,
                 more,
             },

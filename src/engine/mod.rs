@@ -817,13 +817,7 @@ impl Engine {
                 payload,
             } => self.on_reconcile(sender, session, scope, t0, t1, &payload, store),
             M::Stats(entries) => self.on_stats(sender, entries),
-            M::HistoryReq {
-                session,
-                scope,
-                since,
-                before,
-                max,
-            } => self.on_history_req(sender, session, &scope, since, before, max, store),
+            M::HistoryReq(ask) => self.on_history_req(sender, &ask, store),
             M::HistoryIds {
                 session,
                 items,

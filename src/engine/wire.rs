@@ -247,6 +247,22 @@ impl Scope {
     }
 }
 
+/// A HistoryReq: the ids of stored posts in `scope` with `since ≤ timestamp`, strictly below
+/// `before` in (timestamp, id) order, newest first, at most `max` (≤ [`MAX_IDS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryAsk {
+    /// Session number chosen by the asker, echoed in the answer.
+    pub session: u32,
+    /// The posts asked about.
+    pub scope: Scope,
+    /// Oldest timestamp wanted (inclusive, ms).
+    pub since: u64,
+    /// The cursor: only items below this (timestamp, id).
+    pub before: (u64, PostId),
+    /// Most ids wanted in the answer.
+    pub max: u16,
+}
+
 /// How a receiver of a Push should pass it on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Relay {
@@ -429,20 +445,8 @@ pub enum Message {
     },
     /// Statistics records: the sender's own first, then some it relays.
     Stats(Vec<(PublicId, NodeStats)>),
-    /// Ask for the ids of stored posts in `scope` with `since ≤ timestamp`, strictly below
-    /// `before` in (timestamp, id) order, newest first, at most `max` (≤ [`MAX_IDS`]).
-    HistoryReq {
-        /// Session number chosen by the asker, echoed in the answer.
-        session: u32,
-        /// The posts asked about.
-        scope: Scope,
-        /// Oldest timestamp wanted (inclusive, ms).
-        since: u64,
-        /// The cursor: only items below this (timestamp, id).
-        before: (u64, PostId),
-        /// Most ids wanted in the answer.
-        max: u16,
-    },
+    /// Ask for a page of the ids of a scope's stored posts (version 4).
+    HistoryReq(HistoryAsk),
     /// A page of ids answering [`Message::HistoryReq`], newest first.
     HistoryIds {
         /// The asker's session number.
@@ -487,7 +491,7 @@ impl Message {
             Message::Prune => Kind::Prune,
             Message::Reconcile { .. } => Kind::Reconcile,
             Message::Stats(_) => Kind::Stats,
-            Message::HistoryReq { .. } => Kind::HistoryReq,
+            Message::HistoryReq(_) => Kind::HistoryReq,
             Message::HistoryIds { .. } => Kind::HistoryIds,
         }
     }

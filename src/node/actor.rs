@@ -257,6 +257,11 @@ impl Actor {
         };
         actor.follows = load_follows(&actor.shared.store);
         actor.add_known_peers();
+        // A new relay (an empty store) catches up on what it follows, whatever its age: the
+        // periodic repair would bring only the last week, 1,024 posts a period.
+        if actor.shared.store.post_count() == 0 && actor.config.interests.history > 0 {
+            let _ = actor.sync(&[], None);
+        }
         actor
     }
 
@@ -728,6 +733,16 @@ impl Actor {
             }
             Command::Following(reply) => {
                 let _ = reply.send(self.following());
+            }
+            Command::Sync {
+                targets,
+                max,
+                reply,
+            } => {
+                let _ = reply.send(self.sync(&targets, max));
+            }
+            Command::History(reply) => {
+                let _ = reply.send(self.history());
             }
             Command::Status(reply) => {
                 let _ = reply.send(self.status());
@@ -1216,6 +1231,7 @@ impl Actor {
             outbox_queued: self.outbox.stats().queued,
             data_dir: s.config.node.data_dir.display().to_string(),
             following: self.following(),
+            history: self.history(),
         }
     }
 

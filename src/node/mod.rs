@@ -122,6 +122,18 @@ pub(crate) enum Command {
     },
     /// Report what is followed.
     Following(oneshot::Sender<api::Following>),
+    /// Fetch the history of what `targets` name (none: everything followed), at most `max`
+    /// posts each; answers every sync, or why a target was not understood.
+    Sync {
+        /// As for `Follow`.
+        targets: Vec<String>,
+        /// Most posts per target; default `[interests] history`.
+        max: Option<u64>,
+        /// The answer.
+        reply: oneshot::Sender<Result<Vec<api::History>, String>>,
+    },
+    /// Report the history syncs.
+    History(oneshot::Sender<Vec<api::History>>),
     /// Send a plain message to a person (a gateway answer computed off the actor).
     Reply {
         /// The person.

@@ -9,8 +9,8 @@ use crate::post::{MAX_POST_BYTES, MAX_TOPIC_LEN, Post, PostId, Topic};
 
 use super::super::Interests;
 use super::{
-    Kind, MAX_ADDR_LEN, MAX_ADDRS, MAX_BATCH, MAX_IDS, MAX_INTERESTS, MAX_STATS, MERKLE_FANOUT,
-    MemberRecord, Message, NodeStats, PeerState, PushEntry, Relay, Scope, WireError,
+    HistoryAsk, Kind, MAX_ADDR_LEN, MAX_ADDRS, MAX_BATCH, MAX_IDS, MAX_INTERESTS, MAX_STATS,
+    MERKLE_FANOUT, MemberRecord, Message, NodeStats, PeerState, PushEntry, Relay, Scope, WireError,
 };
 
 // ---- body encoding ----
@@ -113,13 +113,13 @@ pub(super) fn write_body(b: &mut Vec<u8>, m: &Message) {
                 b.extend_from_slice(&s.at.to_be_bytes());
             }
         }
-        Message::HistoryReq {
+        Message::HistoryReq(HistoryAsk {
             session,
             scope,
             since,
             before,
             max,
-        } => {
+        }) => {
             b.extend_from_slice(&session.to_be_bytes());
             write_scope(b, scope);
             b.extend_from_slice(&since.to_be_bytes());
@@ -393,13 +393,13 @@ pub(super) fn read_body(r: &mut Reader<'_>, kind: Kind) -> Result<Message, WireE
             if usize::from(max) > MAX_IDS {
                 return Err(WireError::Bounds("history max"));
             }
-            Message::HistoryReq {
+            Message::HistoryReq(HistoryAsk {
                 session,
                 scope,
                 since,
                 before,
                 max,
-            }
+            })
         }
         Kind::HistoryIds => {
             let session = r.u32()?;

@@ -121,17 +121,19 @@ fn arb_message() -> impl Strategy<Value = Message> {
             id,
             0..=MAX_IDS as u16
         )
-            .prop_map(|(session, since, ts, i, max)| Message::HistoryReq {
-                session,
-                scope: match session % 3 {
-                    0 => Scope::All,
-                    1 => Scope::Topic(Topic::new("rust").unwrap()),
-                    _ => Scope::Author(key(3).public()),
-                },
-                since,
-                before: (ts, PostId(i)),
-                max,
-            }),
+            .prop_map(
+                |(session, since, ts, i, max)| Message::HistoryReq(HistoryAsk {
+                    session,
+                    scope: match session % 3 {
+                        0 => Scope::All,
+                        1 => Scope::Topic(Topic::new("rust").unwrap()),
+                        _ => Scope::Author(key(3).public()),
+                    },
+                    since,
+                    before: (ts, PostId(i)),
+                    max,
+                })
+            ),
         (
             any::<u32>(),
             proptest::collection::vec((any::<u64>(), id), 0..20),
@@ -295,13 +297,13 @@ fn a_huge_count_is_refused_before_allocating() {
 #[test]
 fn history_frames_are_version_4_and_bound_their_counts() {
     let a = key(1);
-    let req = Message::HistoryReq {
+    let req = Message::HistoryReq(HistoryAsk {
         session: 7,
         scope: Scope::All,
         since: 0,
         before: (u64::MAX, PostId([0xff; 32])),
         max: MAX_IDS as u16,
-    };
+    });
     let mut bytes = encode(&a.public(), 1, &req, None);
     assert_eq!(bytes[2], 4);
     let n = bytes.len();

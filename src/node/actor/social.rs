@@ -9,8 +9,9 @@ use lakitu_transport::PeerAddr;
 use tracing::{debug, info, warn};
 
 use super::{Actor, interests};
-use crate::api::Following;
-use crate::engine::Event;
+use crate::api::{Following, History};
+use crate::config::defaults;
+use crate::engine::{Event, HistoryState, Scope};
 use crate::follows::{
     FOLLOWS_KEY, GATEWAY_AUTHORS_KEY as AUTHOR_FOLLOWS_KEY, Target, apply, following_view,
     known_in_store, resolve,
@@ -88,6 +89,15 @@ impl Actor {
                 .map_err(|e| format!("cannot save the follows: {e}"))?;
             self.owner_follows = next;
             self.apply_follows();
+            if !unfollow {
+                let max = self.config.interests.history;
+                for t in resolved {
+                    self.engine_event(Event::Sync {
+                        scope: scope_of(t),
+                        max,
+                    });
+                }
+            }
             info!(
                 unfollow,
                 changed = changed.join(" "),
@@ -233,6 +243,80 @@ impl Actor {
         self.refresh_access();
     }
 
+    /// Fetch the history of what `targets` name (none: everything followed), at most `max`
+    /// posts each (default `[interests] history`, or its default when that is 0).
+    pub(super) fn sync(
+        &mut self,
+        targets: &[String],
+        max: Option<u64>,
+    ) -> Result<Vec<History>, String> {
+        let max = match (max, self.config.interests.history) {
+            (Some(m), _) => m.min(defaults::MAX_HISTORY),
+            (None, 0) => defaults::HISTORY,
+            (None, m) => m,
+        };
+        let wants = interests(&self.config, &self.owner_follows);
+        let scopes: Vec<Scope> = if targets.is_empty() {
+            if wants.all {
+                vec![Scope::All]
+            } else {
+                let topics = wants.topics.iter().cloned().map(Scope::Topic);
+                topics
+                    .chain(wants.authors.iter().copied().map(Scope::Author))
+                    .collect()
+            }
+        } else {
+            let resolved = self.resolve_targets(targets)?;
+            // What is not followed would be fetched only to be dropped on arrival.
+            if let Some(t) = resolved.iter().find(|t| match t {
+                Target::Topic(topic) => !wants.all && !wants.topics.contains(topic),
+                Target::Author(a) => !wants.all && !wants.authors.contains(a),
+            }) {
+                return Err(format!(
+                    "{} is not followed: `lakitu follow` it, which fetches its history too",
+                    self.label(t)
+                ));
+            }
+            resolved.iter().map(scope_of).collect()
+        };
+        for scope in scopes {
+            self.engine_event(Event::Sync { scope, max });
+        }
+        Ok(self.history())
+    }
+
+    /// Every history sync the engine knows, for `status` and `GET /v1/sync`.
+    pub(super) fn history(&self) -> Vec<History> {
+        self.engine
+            .history()
+            .into_iter()
+            .map(|v| History {
+                scope: match &v.scope {
+                    Scope::All => "everything".into(),
+                    Scope::Topic(t) => format!("#{}", t.as_str()),
+                    Scope::Author(a) => a.to_string(),
+                },
+                state: match v.state {
+                    HistoryState::Queued => "queued",
+                    HistoryState::Running => "running",
+                    HistoryState::Done => "done",
+                    HistoryState::NoPeer => "no_peer",
+                    HistoryState::Failed => "failed",
+                }
+                .into(),
+                peer: v.peer.map(|p| p.to_string()),
+                max: v.max,
+                listed: v.listed,
+                held: v.held,
+                fetched: v.fetched,
+                lost: v.lost,
+                reached_ms: v.reached,
+                started_ms: v.started,
+                finished_ms: v.finished,
+            })
+            .collect()
+    }
+
     /// What the node follows now.
     pub(super) fn following(&self) -> Following {
         following_view(&self.owner_follows, &self.config)
@@ -353,5 +437,13 @@ impl Actor {
             Err(e) => format!("Not deleted: {e}."),
         });
         None
+    }
+}
+
+/// The engine's scope of a followed target.
+fn scope_of(t: &Target) -> Scope {
+    match t {
+        Target::Topic(t) => Scope::Topic(t.clone()),
+        Target::Author(a) => Scope::Author(*a),
     }
 }
