@@ -7,8 +7,8 @@
 #
 # Other knobs (see bench/suite.py): BENCH_INGEST_N, BENCH_STORE_N, BENCH_MEMBERS,
 # BENCH_SIM_NODES, BENCH_SIM_LAKITU_MAX, BENCH_CLUSTER_POSTS, BENCH_RECONCILE_SEEDS,
-# BENCH_BRIDGE_MINUTES, BENCH_BRIDGE_POSTS,
-# BENCH_SKIP=ingest,reconcile,sim,cluster,bridge,store,membership.
+# BENCH_BRIDGE_MINUTES, BENCH_BRIDGE_POSTS, BENCH_CATCHUP_N,
+# BENCH_SKIP=ingest,reconcile,sim,cluster,catchup,bridge,store,membership.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}

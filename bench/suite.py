@@ -4,8 +4,10 @@
 Run through bench/run.sh (which builds first). Sizes come from the environment:
 BENCH_QUICK=1 for a small run (minutes) that checks the machinery; BENCH_INGEST_N,
 BENCH_STORE_N, BENCH_MEMBERS, BENCH_SIM_NODES, BENCH_SIM_LAKITU_MAX, BENCH_CLUSTER_POSTS,
-BENCH_RECONCILE_SEEDS, BENCH_BRIDGE_MINUTES, BENCH_BRIDGE_POSTS override single sizes.
-BENCH_SKIP=a,b skips sections (ingest, reconcile, sim, cluster, bridge, store, membership). Heavy
+BENCH_RECONCILE_SEEDS, BENCH_BRIDGE_MINUTES, BENCH_BRIDGE_POSTS, BENCH_CATCHUP_N override single
+sizes.
+BENCH_SKIP=a,b skips sections (ingest, reconcile, sim, cluster, catchup, bridge, store,
+membership). Heavy
 work runs under `nice`.
 """
 import datetime
@@ -38,6 +40,7 @@ CLUSTER_POSTS = size("BENCH_CLUSTER_POSTS", 5, 30)
 RECONCILE_SEEDS = size("BENCH_RECONCILE_SEEDS", 1, 3)
 BRIDGE_MINUTES = size("BENCH_BRIDGE_MINUTES", 1, 5)
 BRIDGE_POSTS = size("BENCH_BRIDGE_POSTS", 4, 20)
+CATCHUP_N = os.environ.get("BENCH_CATCHUP_N", "5000" if QUICK else "20000,100000")
 TOPICS = 16
 NICE = ["nice", "-n", "10"]
 
@@ -310,6 +313,18 @@ def section_cluster():
             "from publication to the moment the last node stores it.\n\n" + out.strip() + "\n")
 
 
+def section_catchup():
+    sizes = [n.strip() for n in CATCHUP_N.split(",") if n.strip()]
+    out = run([os.path.join(REL, "examples", "catchup_bench")] + sizes)
+    return ("## Catching up over QUIC (separate processes)\n\n"
+            f"`examples/catchup_bench.rs {' '.join(sizes)}`: one `lakitu` relay holds N posts of "
+            "its own spread over a year (all older than the 7-day repair window); a new relay "
+            "with an empty store starts, joins it over QUIC on loopback and fetches them all "
+            "with a history sync (ids in pages of 1,024, posts by IWant, pipelined). Seconds "
+            "run from the new relay's start to its last post; bytes are every frame byte the "
+            "new relay received.\n\n" + out.strip() + "\n")
+
+
 def section_bridge():
     # A cargo bench (harness = false): it starts Prosody and Postfix + Dovecot through
     # tests/servers like the tests do, and runs the lakitu binary of the bench profile.
@@ -362,6 +377,7 @@ def main():
                          ("reconcile", section_reconcile),
                          ("sim", section_sim),
                          ("cluster", section_cluster),
+                         ("catchup", section_catchup),
                          ("bridge", section_bridge),
                          ("store", section_store),
                          ("membership", section_membership)]:
@@ -392,7 +408,8 @@ def main():
         + (" (quick sizes)" if QUICK else ""),
         f"- sizes: ingest {INGEST_N:,} posts, store {STORE_N:,} posts, membership {MEMBERS:,}, "
         f"simulator {SIM_NODES} nodes (Lakitu up to {SIM_LAKITU_MAX}), QUIC cluster "
-        f"{CLUSTER_POSTS} posts, bridge {BRIDGE_MINUTES} min with {BRIDGE_POSTS} posts a relay\n",
+        f"{CLUSTER_POSTS} posts, catch-up {CATCHUP_N} posts, bridge {BRIDGE_MINUTES} min with "
+        f"{BRIDGE_POSTS} posts a relay\n",
     ]
     notes = open(os.path.join(ROOT, "bench", "notes.md")).read()
     with open(docs, "w") as f:

@@ -77,6 +77,17 @@ impl Cluster {
     /// Start `n` nodes of `binary` under a fresh temporary directory (removed on drop), with
     /// `extra` TOML appended to every config. Waits until every node sees all the others.
     pub async fn start(binary: &Path, n: usize, extra: &str) -> Result<Cluster, ClusterError> {
+        Self::start_prepared(binary, n, extra, |_, _| Ok(())).await
+    }
+
+    /// Like [`Cluster::start`], with `prepare(i, dir)` run on each node's initialised data
+    /// directory before the node starts (to import posts, or to add to its config).
+    pub async fn start_prepared(
+        binary: &Path,
+        n: usize,
+        extra: &str,
+        prepare: impl Fn(usize, &Path) -> Result<(), ClusterError>,
+    ) -> Result<Cluster, ClusterError> {
         let root = std::env::temp_dir().join(format!(
             "lakitu-demo-{}-{}",
             std::process::id(),
@@ -120,6 +131,7 @@ impl Cluster {
             if !init.success() {
                 return Err(ClusterError::Timeout(format!("`lakitu init` of node {i}")));
             }
+            prepare(i, &dir)?;
             let log = std::fs::File::create(dir.join("daemon.log")).map_err(io("create log"))?;
             let child = Command::new(binary)
                 .arg("--dir")

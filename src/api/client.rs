@@ -143,6 +143,14 @@ impl Client {
     async fn read_json<T: DeserializeOwned>(
         resp: hyper::Response<hyper::body::Incoming>,
     ) -> Result<T, ClientError> {
+        let bytes = Self::read_ok(resp).await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+    }
+
+    /// The body of a successful answer; the API's error message otherwise.
+    async fn read_ok(
+        resp: hyper::Response<hyper::body::Incoming>,
+    ) -> Result<bytes::Bytes, ClientError> {
         let status = resp.status();
         let bytes = resp
             .into_body()
@@ -156,7 +164,14 @@ impl Client {
                 .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).into_owned());
             return Err(ClientError::Refused(msg));
         }
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol(e.to_string()))
+        Ok(bytes)
+    }
+
+    /// GET a text document (`/metrics`).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let resp = self.call(Method::GET, path, None).await?;
+        let bytes = Self::read_ok(resp).await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
     }
 
     /// The dashboard's address with the token in its fragment (which browsers never send to
