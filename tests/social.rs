@@ -388,3 +388,35 @@ fn a_reply_made_on_one_relay_shows_under_its_parent_on_another() {
     assert_eq!(items[1]["id"], reply.as_str());
     assert_eq!(items[1]["depth"], 1);
 }
+
+#[test]
+fn a_reply_whose_parent_this_relay_lacks_fetches_the_parent() {
+    let mut alice = Node::init(PINGS);
+    alice.start();
+    // Bob follows #talk only: alice's #elsewhere post never comes to him by itself.
+    let mut bob = Node::init(&format!(
+        "{PINGS}[interests]\ntopics = [\"talk\"]\n\n{}",
+        peer_entry(&alice)
+    ));
+    bob.start();
+    alice.ok(&["peer", "add", &bob.quic_addr()]);
+    let root = post(&alice, "elsewhere", "where it started");
+    let start = post(&alice, "talk", "on bob's topic");
+    wait_until(10, "the #talk post at bob", || {
+        bob.feed_ids(&[]).contains(&start)
+    });
+    assert!(!bob.feed_ids(&[]).contains(&root));
+    let out = alice.ok(&["post", "-t", "talk", "--reply-to", &root[..10], "and so on"]);
+    let reply = out.trim().to_string();
+    wait_until(
+        10,
+        "the reply and, fetched by id, its parent at bob",
+        || {
+            let ids = bob.feed_ids(&[]);
+            ids.contains(&reply) && ids.contains(&root)
+        },
+    );
+    let thread = bob.ok(&["thread", &reply[..10]]);
+    assert!(thread.contains("where it started"), "{thread}");
+    assert!(!thread.contains("missing"), "{thread}");
+}

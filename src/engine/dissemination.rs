@@ -628,7 +628,8 @@ impl Engine {
         if let Some(_pull) = self.diss.pulls.remove(&id) {
             self.diss.pull_deadlines.retain(|(_, p)| *p != id);
         }
-        if self.interests.wants(&post) && store.insert(&post) {
+        // A post fetched by id (a reply's parent) is kept whatever the interests.
+        if (history || self.interests.wants(&post)) && store.insert(&post) {
             self.counters.delivered += 1;
             self.counters.max_hops = self.counters.max_hops.max(hops);
             self.reward(&sender, Merit::UsefulPost);

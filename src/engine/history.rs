@@ -111,17 +111,38 @@ pub(crate) struct HistoryBook {
     syncs: VecDeque<Sync>,
     done: VecDeque<HistoryView>,
     next_session: u32,
+    /// Posts fetched by id (a reply's parent): when asked last, and whom.
+    fetching: HashMap<PostId, Fetch>,
+}
+
+/// One post fetched by id.
+#[derive(Debug)]
+struct Fetch {
+    /// Members asked, the last one most recently.
+    asked: Vec<PublicId>,
+    /// When the last one was asked.
+    at: u64,
+    /// The member suggested first (the author of the reply that names it).
+    hint: Option<PublicId>,
 }
 
 impl HistoryBook {
-    /// True when a post is one the running sync asked for (it is exempt from the author's
-    /// budget: the sync's count bounds it).
+    /// True when a post is one this node asked for by itself: by the running sync (exempt
+    /// from the author's budget: the sync's count bounds it), or by id (a reply's parent,
+    /// stored whatever the interests say).
     pub(crate) fn asked(&self, id: &PostId) -> bool {
-        self.syncs
-            .front()
-            .is_some_and(|s| s.outstanding.contains_key(id))
+        self.fetching.contains_key(id)
+            || self
+                .syncs
+                .front()
+                .is_some_and(|s| s.outstanding.contains_key(id))
     }
 }
+
+/// Posts fetched by id at once, at most.
+const MAX_FETCHING: usize = 256;
+/// Members asked for one post by id before giving up.
+const FETCH_TRIES: usize = 3;
 
 /// The top of every scope: above any (timestamp, id).
 const TOP: (u64, PostId) = (u64::MAX, PostId([0xff; 32]));
@@ -387,8 +408,73 @@ impl Engine {
         self.history_pump();
     }
 
+    /// Fetch posts by id whatever the interests (a reply's parent, so a thread is whole):
+    /// from `hint` first when it is a member reached directly, else from the best reached
+    /// members in turn.
+    pub(crate) fn fetch(
+        &mut self,
+        ids: Vec<PostId>,
+        hint: Option<PublicId>,
+        store: &dyn PostStore,
+    ) {
+        for id in ids {
+            if self.history.fetching.len() >= MAX_FETCHING
+                || self.history.fetching.contains_key(&id)
+                || store.contains(&id)
+            {
+                continue;
+            }
+            self.history.fetching.insert(
+                id,
+                Fetch {
+                    asked: Vec::new(),
+                    at: 0,
+                    hint,
+                },
+            );
+            self.fetch_next(id);
+        }
+    }
+
+    /// Ask the next member for a post fetched by id, or give up after [`FETCH_TRIES`].
+    fn fetch_next(&mut self, id: PostId) {
+        let Some(f) = self.history.fetching.get(&id) else {
+            return;
+        };
+        let direct = |m: &super::members::Member| {
+            m.state == PeerState::Alive && self.shares_carrier(m) && !self.is_ignored(&m.id)
+        };
+        let hinted = f
+            .hint
+            .filter(|h| !f.asked.contains(h))
+            .filter(|h| self.members.get(h).is_some_and(direct));
+        let next = hinted.or_else(|| {
+            self.members
+                .values()
+                .filter(|m| direct(m) && !f.asked.contains(&m.id))
+                .min_by_key(|m| {
+                    let slow = self.class_of_member(m) != LatencyClass::Millis;
+                    (slow, std::cmp::Reverse(m.reputation), m.id)
+                })
+                .map(|m| m.id)
+        });
+        match next {
+            Some(peer) if f.asked.len() < FETCH_TRIES => {
+                let f = self.history.fetching.get_mut(&id).expect("checked above");
+                f.asked.push(peer);
+                f.at = self.now;
+                self.want(peer, vec![id]);
+            }
+            _ => {
+                tracing::debug!(%id, "post fetched by id: no member had it");
+                self.history.fetching.remove(&id);
+            }
+        }
+    }
+
     /// A post arrived (pushed or answered): count it if the running sync asked for it.
     pub(crate) fn history_arrived(&mut self, id: &PostId) {
+        self.history.fetching.remove(id);
         if let Some(s) = self.history.syncs.front_mut()
             && s.outstanding.remove(id).is_some()
         {
@@ -396,8 +482,23 @@ impl Engine {
         }
     }
 
-    /// Give up on what a silent partner owes; a partner silent on a page is replaced.
+    /// Give up on what a silent partner owes; a partner silent on a page is replaced; a post
+    /// fetched by id that did not come is asked of the next member.
     pub(crate) fn history_tick(&mut self) {
+        let now = self.now;
+        let late: Vec<PostId> = self
+            .history
+            .fetching
+            .iter()
+            .filter(|(_, f)| {
+                let waited = f.asked.last().map_or(0, |p| self.answer_timeout(p, 0) * 2);
+                now >= f.at + waited
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        for id in late {
+            self.fetch_next(id);
+        }
         let Some(s) = self.history.syncs.front() else {
             return;
         };
@@ -419,9 +520,9 @@ impl Engine {
         self.history_pump();
     }
 
-    /// True while a sync is queued or running (the node ticks it).
+    /// True while a sync is queued or running, or a post is fetched by id.
     pub(crate) fn history_busy(&self) -> bool {
-        !self.history.syncs.is_empty()
+        !self.history.syncs.is_empty() || !self.history.fetching.is_empty()
     }
 }
 
@@ -583,5 +684,32 @@ mod tests {
         let v = view(&net, 1);
         assert_eq!(v.state, HistoryState::Failed, "{v:?}");
         assert_eq!(net.nodes[1].store.count(), 0);
+    }
+
+    #[test]
+    fn a_post_fetched_by_id_is_kept_whatever_the_interests() {
+        let mut net = Net::new(3, 93);
+        net.join_all_to(0);
+        net.run_for(20_000);
+        let go = net.post_from(0, "not on a topic node 1 follows", &["go"]);
+        net.run_for(5_000);
+        assert!(!net.nodes[1].store.contains(&go));
+        let hint = Some(net.id(2));
+        net.event(
+            1,
+            Event::Fetch {
+                ids: vec![go, PostId([7; 32])],
+                hint,
+            },
+        );
+        net.run_for(30_000);
+        assert!(
+            net.nodes[1].store.contains(&go),
+            "asked of node 2, then node 0"
+        );
+        assert!(
+            net.nodes[1].engine.history.fetching.is_empty(),
+            "the unknown id was given up after {FETCH_TRIES} tries"
+        );
     }
 }

@@ -191,6 +191,13 @@ pub enum Event {
         /// Most posts listed.
         max: u64,
     },
+    /// Fetch posts by id and keep them whatever the interests (a reply's parent).
+    Fetch {
+        /// The posts.
+        ids: Vec<crate::post::PostId>,
+        /// A member likely to have them (the reply's author), asked first.
+        hint: Option<PublicId>,
+    },
 }
 
 /// An output of the engine.
@@ -464,6 +471,7 @@ impl Engine {
             Event::SendFailed { to, addr } => self.on_send_failed(to, addr),
             Event::Leave => self.leave(),
             Event::Sync { scope, max } => self.history_start(scope, max),
+            Event::Fetch { ids, hint } => self.fetch(ids, hint, store),
         }
         // What this call queued for a peer leaves together (see `dissemination`).
         self.flush_pushes();

@@ -161,6 +161,9 @@ pub(crate) struct Actor {
     /// `[[routes]]` and `[filters]`, replaced on reload.
     routes: Routes,
     muted: RecentIds,
+    /// Parents of replies that arrived without them, to fetch by id (with the reply's author,
+    /// which has the parent), once the actions of the current engine call are done.
+    parents: Vec<(crate::post::PostId, PublicId)>,
     /// The config in force (replaced on reload), for the access policy's named set.
     config: std::sync::Arc<Config>,
     /// The named peer whose frame the engine is handling: in friends-of-friends mode the
@@ -248,6 +251,7 @@ impl Actor {
             logged_states: HashMap::new(),
             routes: Routes::from_config(config),
             muted: RecentIds::new(MUTED_IDS),
+            parents: Vec::new(),
             config: config_arc.clone(),
             vouching: None,
             told: budget::Told::default(),
@@ -513,6 +517,12 @@ impl Actor {
         while let Some(action) = self.engine.poll_action() {
             self.act(action);
         }
+        for (id, hint) in std::mem::take(&mut self.parents) {
+            self.engine_event(Event::Fetch {
+                ids: vec![id],
+                hint: Some(hint),
+            });
+        }
     }
 
     fn act(&mut self, action: Action) {
@@ -573,6 +583,7 @@ impl Actor {
             Action::Deliver { post, hops } => {
                 debug!(id = %post.id(), hops, "post received");
                 self.honour_deletion(&post);
+                self.want_parent(&post);
                 self.tell_followers(&post);
                 self.forward_to_owners(&post);
                 let _ = self.shared.posts.send(post);

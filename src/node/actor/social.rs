@@ -324,6 +324,21 @@ impl Actor {
 
     /// When `post` is a deletion, drop the posts it names that its author wrote (all of them,
     /// or only this node's own with `[social] keep_deleted`), keeping tombstones.
+    /// A reply arrived without its parent: fetch the parent, so its thread is whole here (a
+    /// parent on a topic this relay does not follow is kept too).
+    pub(super) fn want_parent(&mut self, post: &Post) {
+        let Some(parent) = crate::reply::parent(post.body()) else {
+            return;
+        };
+        let store = &self.shared.store;
+        let held = store.contains(&parent).unwrap_or(true)
+            || matches!(store.tombstone(&parent), Ok(Some(_)));
+        if !held {
+            debug!(reply = %post.id(), %parent, "reply without its parent here: fetching it");
+            self.parents.push((parent, post.author()));
+        }
+    }
+
     pub(super) fn honour_deletion(&mut self, post: &Post) {
         let Some(ids) = crate::deletion::targets(post) else {
             return;
