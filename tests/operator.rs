@@ -188,6 +188,12 @@ fn dashboard_in_headless_chromium_shows_peers_and_posts_and_posts_from_its_form(
         "stored posts keep their tags sorted"
     );
     assert_eq!(result["console_errors"], serde_json::json!([]));
+    // The node started with an empty store, so it caught up on everything it keeps.
+    let history = result["history"].as_str().unwrap_or_default();
+    assert!(
+        history.starts_with("everything: ") && history.ends_with(" fetched"),
+        "{history}"
+    );
     assert_eq!(
         result["visible"],
         serde_json::json!({"peer": true, "cli_post": true, "form_post": true, "quic": true}),

@@ -110,6 +110,7 @@ try {
       visible,
       peer_transport: peerTransport,
       feed_items: await page.locator("#feed .post").count(),
+      history: await page.locator("#stat-history").textContent(),
       console_errors: consoleErrors,
     })
   );

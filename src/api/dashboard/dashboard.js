@@ -116,6 +116,20 @@ function renderStatus(s) {
   $("stat-peers").textContent = s.peers_alive + " / " + s.peers;
   $("stat-uptime").textContent = duration(s.uptime_secs);
   $("stat-following").textContent = shown(following(s.following));
+  $("stat-history").textContent = shown(syncLine(s.history));
+}
+
+// The running history sync, or how the last one ended (`lakitu sync` shows the detail).
+function syncLine(h) {
+  if (!h || !h.length) return "–";
+  const scope = (x) => (x.scope.startsWith("#") || x.scope === "everything") ? x.scope : x.scope.slice(0, 10);
+  const run = h.find((x) => x.state === "running" || x.state === "queued");
+  if (run) {
+    return "fetching " + scope(run) + ": " + (run.fetched + run.held) + " of ≤ " + run.max;
+  }
+  const last = h[0];
+  if (last.state === "done") return scope(last) + ": " + last.fetched + " fetched";
+  return scope(last) + ": " + last.state.replace("_", " ");
 }
 
 // What the node follows, in one line (`lakitu following` has the detail).
