@@ -215,8 +215,12 @@ pub struct EmailConfig {
     pub address: String,
     /// The login for SMTP and IMAP. Default: `address`.
     pub username: String,
-    /// The account password. `Some` whenever `enabled`.
+    /// The account password, or an OAuth2 access token when `oauth2`. `Some` whenever
+    /// `enabled`.
     pub password: Option<Secret>,
+    /// `auth = "oauth2"`: `password` is an OAuth2 access token (SASL XOAUTH2 or
+    /// OAUTHBEARER). Default false.
+    pub oauth2: bool,
     /// The submission server. `Some` whenever `enabled`.
     pub smtp: Option<HostPort>,
     /// Default STARTTLS. `Plain` only with a loopback server.
@@ -777,6 +781,32 @@ mod tests {
         assert_eq!((line, key.as_str()), (3, "xmpp.password"));
         let (_, key, _) = invalid("[xmpp]\npassword = { vault = \"A\" }\n");
         assert!(key.starts_with("xmpp.password"), "{key}");
+    }
+
+    #[test]
+    fn a_secret_command_runs_in_the_config_directory_and_its_failure_is_clear() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "abc.def\n\n").unwrap();
+        let text = "[email]\npassword = { command = \"cat token\" }\nauth = \"oauth2\"\n";
+        let c = Config::parse(text, &dir.path().join("config.toml")).unwrap();
+        assert!(c.email.oauth2);
+        let token = c.email.password.unwrap();
+        assert_eq!(
+            token.resolve().unwrap(),
+            "abc.def",
+            "trailing newlines dropped"
+        );
+        assert_eq!(token.to_string(), "<secret from command \"cat token\">");
+        let failing = Secret::Command {
+            command: "echo nope >&2; exit 3".into(),
+            dir: dir.path().to_path_buf(),
+        };
+        let e = failing.resolve().unwrap_err().to_string();
+        assert!(e.contains("it failed") && e.contains('3'), "{e}");
+        let (line, key, _) = invalid("[email]\n\npassword = { command = \" \" }\n");
+        assert_eq!((line, key.as_str()), (3, "email.password"));
+        let (_, key, _) = invalid("[email]\nauth = \"kerberos\"\n");
+        assert!(key.starts_with("email.auth"), "{key}");
     }
 
     #[test]

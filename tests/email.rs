@@ -908,3 +908,74 @@ fn a_person_replies_to_answers_and_digests_writes_html_and_sends_a_large_mail() 
     assert!(feed(&relay).iter().all(|p| p.body != "a photo"));
     relay.stop();
 }
+
+#[test]
+fn a_relay_logs_in_with_oauth2_tokens_from_a_command_and_replaces_an_expired_one() {
+    // Tokens live 8 s: a post made after that must be sent with a token fetched anew.
+    let oauth = support::OAuthServer::start(8);
+    let mail = Mail::start_oauth(&oauth);
+    let gossip = "[gossip]\nping_secs = 30\n";
+    let oauth_section = mail.node_config("alice").replace(
+        "password = \"alicepw\"\n",
+        &format!(
+            "password = {{ command = {:?} }}\nauth = \"oauth2\"\n",
+            oauth.token_command("alice@example.test")
+        ),
+    );
+    assert!(oauth_section.contains("oauth2"), "{oauth_section}");
+    let mut a = Node::init_with(&format!("{oauth_section}\n{gossip}"));
+    let mut b = Node::init_with(&format!("{}\n{gossip}", mail.node_config("bob")));
+    a.append_config(&peer_at(&b, "mailto:bob@example.test"));
+    b.append_config(&peer_at(&a, "mailto:alice@example.test"));
+    a.ok(&["config", "check"]);
+    a.start();
+    b.start();
+    let first = a
+        .ok(&["post", "-t", "mail", "sent with a token"])
+        .trim()
+        .to_string();
+    let back = b
+        .ok(&["post", "-t", "mail", "read with a token"])
+        .trim()
+        .to_string();
+    wait_or_dump(
+        120,
+        "posts both ways, alice by OAuth2",
+        &mail,
+        &[&a, &b],
+        || b.feed_ids(&[]).contains(&first) && a.feed_ids(&[]).contains(&back),
+    );
+    let log = std::fs::read_to_string(mail.dir.path().join("dovecot.log")).unwrap_or_default();
+    assert!(
+        log.contains("method=OAUTHBEARER") || log.contains("mech=OAUTHBEARER"),
+        "IMAP logged in with OAUTHBEARER, offered in the greeting:\n{}",
+        mail.log_tail(30)
+    );
+    let smtp_log = std::fs::read_to_string(mail.dir.path().join("postfix.log")).unwrap_or_default();
+    assert!(
+        smtp_log.contains("sasl_method=XOAUTH2, sasl_username=alice@example.test"),
+        "SMTP logged in with XOAUTH2:\n{}",
+        mail.log_tail(30)
+    );
+    let before = oauth.stats();
+    assert!(
+        before["accepted"].as_u64().unwrap() >= 2,
+        "SMTP and IMAP: {before}"
+    );
+
+    // Past the first tokens' lifetime: the next mail gets a fresh one.
+    std::thread::sleep(std::time::Duration::from_secs(9));
+    let later = a
+        .ok(&["post", "-t", "mail", "after the token expired"])
+        .trim()
+        .to_string();
+    wait_or_dump(120, "the post after expiry", &mail, &[&a, &b], || {
+        b.feed_ids(&[]).contains(&later)
+    });
+    let after = oauth.stats();
+    assert!(
+        after["issued"].as_u64() > before["issued"].as_u64(),
+        "a fresh token: {before} then {after}"
+    );
+    assert!(!a.log().contains("IMAP login:"), "{}", a.log_tail(30));
+}

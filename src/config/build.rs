@@ -289,6 +289,7 @@ fn build_email(raw: &RawConfig, base: &Path, cx: &Ctx<'_>) -> Result<EmailConfig
         address,
         username,
         password,
+        oauth2: e.auth == super::raw::MailAuth::OAuth2,
         smtp,
         smtp_tls,
         imap,
@@ -524,6 +525,13 @@ fn secret(
             Err(cx.err(path, "the secret's file path is empty"))
         }
         RawSecret::File(p) => Ok(Secret::File(absolute(&base.join(p)))),
+        RawSecret::Command(c) if c.trim().is_empty() => {
+            Err(cx.err(path, "the secret's command is empty"))
+        }
+        RawSecret::Command(c) => Ok(Secret::Command {
+            command: c.clone(),
+            dir: base.to_path_buf(),
+        }),
     }
 }
 

@@ -145,6 +145,17 @@ pub(crate) enum MailTls {
     Plain,
 }
 
+/// `auth` under `[email]`: what the password is.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MailAuth {
+    /// The account's password.
+    #[default]
+    Password,
+    /// An OAuth2 access token (SASL XOAUTH2 or OAUTHBEARER), usually from `{ command = … }`.
+    OAuth2,
+}
+
 /// `[xmpp]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -203,6 +214,8 @@ pub(crate) struct RawEmail {
     pub username: Option<String>,
     /// Required when enabled.
     pub password: Option<RawSecret>,
+    /// Default `password`.
+    pub auth: MailAuth,
     /// Required when enabled.
     pub smtp: Option<String>,
     /// Default STARTTLS (submission on port 587).
@@ -234,6 +247,7 @@ impl Default for RawEmail {
             address: None,
             username: None,
             password: None,
+            auth: MailAuth::Password,
             smtp: None,
             smtp_tls: MailTls::StartTls,
             imap: None,
@@ -341,7 +355,8 @@ impl Default for RawGossip {
     }
 }
 
-/// A secret as written: `"plain"`, `{ env = "NAME" }` or `{ file = "/path" }`.
+/// A secret as written: `"plain"`, `{ env = "NAME" }`, `{ file = "/path" }` or
+/// `{ command = "…" }`.
 ///
 /// Deserialised by hand rather than as an untagged enum so a mistake gets a precise message
 /// (and a span) instead of "data did not match any variant".
@@ -350,6 +365,7 @@ pub(crate) enum RawSecret {
     Plain(String),
     Env(String),
     File(PathBuf),
+    Command(String),
 }
 
 impl fmt::Debug for RawSecret {
@@ -358,6 +374,7 @@ impl fmt::Debug for RawSecret {
             RawSecret::Plain(_) => f.write_str("Plain(<hidden>)"),
             RawSecret::Env(name) => write!(f, "Env({name:?})"),
             RawSecret::File(path) => write!(f, "File({path:?})"),
+            RawSecret::Command(cmd) => write!(f, "Command({cmd:?})"),
         }
     }
 }
@@ -374,7 +391,7 @@ impl<'de> Visitor<'de> for SecretVisitor {
     type Value = RawSecret;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(r#"a string, { env = "NAME" } or { file = "/path" }"#)
+        f.write_str(r#"a string, { env = "NAME" }, { file = "/path" } or { command = "..." }"#)
     }
 
     fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
@@ -382,20 +399,21 @@ impl<'de> Visitor<'de> for SecretVisitor {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        const FIELDS: &[&str] = &["env", "file"];
+        const FIELDS: &[&str] = &["env", "file", "command"];
         let Some(key) = map.next_key::<String>()? else {
             return Err(de::Error::custom(
-                r#"expected { env = "NAME" } or { file = "/path" }, found an empty table"#,
+                r#"expected { env = "NAME" }, { file = "/path" } or { command = "..." }, found an empty table"#,
             ));
         };
         let secret = match key.as_str() {
             "env" => RawSecret::Env(map.next_value()?),
             "file" => RawSecret::File(map.next_value()?),
+            "command" => RawSecret::Command(map.next_value()?),
             other => return Err(de::Error::unknown_field(other, FIELDS)),
         };
         if let Some(extra) = map.next_key::<String>()? {
             return Err(de::Error::custom(format!(
-                "a secret has exactly one of `env` or `file`, found `{key}` and `{extra}`"
+                "a secret has exactly one of `env`, `file` or `command`, found `{key}` and `{extra}`"
             )));
         }
         Ok(secret)

@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use super::ConfigError;
 
-/// Where a secret comes from. Written in the config as a plain string, `{ env = "NAME" }` or
-/// `{ file = "/path" }` (a relative file path is relative to the config file's directory).
+/// Where a secret comes from. Written in the config as a plain string, `{ env = "NAME" }`,
+/// `{ file = "/path" }` (a relative file path is relative to the config file's directory) or
+/// `{ command = "…" }` (its standard output; run again at each login where the carrier
+/// allows, so a command that prints an OAuth2 access token keeps it fresh).
 #[derive(Clone, PartialEq, Eq)]
 pub enum Secret {
     /// Written in the config file itself (fine for tests; prefer `env` or `file`).
@@ -16,7 +18,18 @@ pub enum Secret {
     Env(String),
     /// Read from this file (absolute after load); one trailing newline is dropped.
     File(PathBuf),
+    /// The standard output of this `sh -c` command, run in the config file's directory;
+    /// trailing whitespace is dropped.
+    Command {
+        /// The command line.
+        command: String,
+        /// Where it runs.
+        dir: PathBuf,
+    },
 }
+
+/// How long a secret's command may run.
+const COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Secret {
     /// Read the secret's value: the inline text, the environment variable or the file.
@@ -41,6 +54,12 @@ impl Secret {
                 })?;
                 trim_one_newline(text)
             }
+            Secret::Command { command, dir } => {
+                run_command(command, dir).map_err(|message| ConfigError::Secret {
+                    what: self.to_string(),
+                    message,
+                })?
+            }
         };
         if value.is_empty() {
             return Err(ConfigError::Secret {
@@ -50,6 +69,39 @@ impl Secret {
         }
         Ok(value)
     }
+}
+
+/// Run a secret's command and take its standard output; its standard error is passed on
+/// (where a token helper says what went wrong), and a failure or a hang is an error.
+fn run_command(command: &str, dir: &std::path::Path) -> Result<String, String> {
+    use std::process::{Command, Stdio};
+    let child = Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run it: {e}"))?;
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(COMMAND_TIMEOUT) {
+        Ok(out) => out.map_err(|e| format!("cannot run it: {e}"))?,
+        Err(_) => {
+            // The waiting thread reaps it once killed.
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+            return Err(format!("it ran longer than {COMMAND_TIMEOUT:?}"));
+        }
+    };
+    if !out.status.success() {
+        return Err(format!("it failed ({})", out.status));
+    }
+    let text = String::from_utf8(out.stdout).map_err(|_| "its output is not UTF-8".to_string())?;
+    Ok(text.trim_end().to_string())
 }
 
 fn trim_one_newline(mut s: String) -> String {
@@ -78,6 +130,7 @@ impl fmt::Display for Secret {
             Secret::Plain(_) => f.write_str("<secret written in the config file>"),
             Secret::Env(name) => write!(f, "<secret from env {name}>"),
             Secret::File(path) => write!(f, "<secret from file {}>", path.display()),
+            Secret::Command { command, .. } => write!(f, "<secret from command {command:?}>"),
         }
     }
 }

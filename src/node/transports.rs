@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use super::NodeError;
-use crate::config::{Config, TlsMode};
+use crate::config::{Config, Secret, TlsMode};
 use crate::id::Identity;
 
 /// Longest graceful close of the transports at shutdown. What is still unsent then is not
@@ -174,12 +174,11 @@ pub(crate) fn start(
             scheme: "mailto",
             message,
         };
-        let password = m
+        let secret = m
             .password
             .as_ref()
-            .ok_or_else(|| fail("no password configured".into()))?
-            .resolve()
-            .map_err(|e| fail(e.to_string()))?;
+            .ok_or_else(|| fail("no password configured".into()))?;
+        let password = secret.resolve().map_err(|e| fail(e.to_string()))?;
         let (smtp, imap) = match (&m.smtp, &m.imap) {
             (Some(s), Some(i)) => ((s.host.clone(), s.port), (i.host.clone(), i.port)),
             _ => return Err(fail("smtp and imap servers are required".into())),
@@ -191,6 +190,17 @@ pub(crate) fn start(
         };
         let mut ec = EmailConfig::new(m.address.clone(), password, smtp, imap);
         ec.username = m.username.clone();
+        if m.oauth2 {
+            ec.auth = lakitu_email::Auth::OAuth2;
+        }
+        // A command (a token helper) runs again before every login, so an expired token is
+        // replaced; a password from the config, the environment or a file is read once.
+        if let Secret::Command { .. } = secret {
+            let secret = secret.clone();
+            ec.refresh = Some(Arc::new(move || {
+                secret.resolve().map_err(|e| e.to_string())
+            }));
+        }
         ec.smtp_tls = tls(m.smtp_tls);
         ec.imap_tls = tls(m.imap_tls);
         ec.accept_invalid_certs = m.accept_invalid_certs;

@@ -7,6 +7,9 @@
 #
 # usage: mail.sh DIR SMTP_PORT IMAP_PORT [LMTP_PORT AUTH_PORT [SMTPS_PORT IMAPS_PORT]]
 #   LMTP_PORT/AUTH_PORT default to IMAP_PORT+1/+2; SMTPS/IMAPS (implicit TLS) only when given.
+#   With OAUTH_INTROSPECTION_URL set, Dovecot (and Postfix through it) also accepts OAuth2
+#   access tokens (SASL XOAUTH2 and OAUTHBEARER), checked at that RFC 7662 introspection
+#   endpoint (tests/oauth_server.py), besides the passwords.
 # Stop with mail-down.sh DIR. Exits non-zero with the log tail when something does not come up.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -62,6 +65,23 @@ TLS_LISTENER="inet_listener imaps {
     port = $IMAPS_PORT
     ssl = yes
   }"
+OAUTH_MECHANISMS=""; OAUTH_PASSDB=""
+if [ -n "${OAUTH_INTROSPECTION_URL:-}" ]; then
+  OAUTH_MECHANISMS=" xoauth2 oauthbearer"
+  OAUTH_PASSDB="passdb {
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = $D/dovecot-oauth2.conf.ext
+}"
+  cat > "$D/dovecot-oauth2.conf.ext" <<CONF
+introspection_mode = post
+introspection_url = $OAUTH_INTROSPECTION_URL
+force_introspection = yes
+username_attribute = username
+active_attribute = active
+active_value = true
+CONF
+fi
 cat > "$D/dovecot.conf" <<CONF
 protocols = imap lmtp
 listen = 127.0.0.1
@@ -74,12 +94,14 @@ ssl = yes
 ssl_cert = <$D/cert.pem
 ssl_key = <$D/key.pem
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login$OAUTH_MECHANISMS
 mail_location = maildir:~/Maildir
 passdb {
   driver = passwd-file
   args = scheme=PLAIN username_format=%u $D/users
+  mechanisms = plain login
 }
+$OAUTH_PASSDB
 userdb {
   driver = passwd-file
   args = username_format=%u $D/users

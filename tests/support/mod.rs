@@ -342,14 +342,26 @@ pub fn http_get(node: &Node, path: &str, token: Option<&str>) -> (u16, String) {
 /// Like [`http_get`], with the response head (status line and headers, lower-cased).
 pub fn http_get_with_head(node: &Node, path: &str, token: Option<&str>) -> (u16, String, String) {
     let addr = std::fs::read_to_string(node.file("api.addr")).expect("api.addr");
-    let mut s = std::net::TcpStream::connect(addr.trim()).expect("connect to the API");
+    get_at(addr.trim(), path, token)
+}
+
+/// GET an `http://host:port/path` address: `(status, body)`.
+pub fn http_get_url(url: &str) -> (u16, String) {
+    let rest = url.strip_prefix("http://").expect("an http:// address");
+    let (addr, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let (status, _, body) = get_at(addr, if path.is_empty() { "/" } else { path }, None);
+    (status, body)
+}
+
+/// One GET on a fresh connection to `addr`: `(status, head lower-cased, body)`.
+fn get_at(addr: &str, path: &str, token: Option<&str>) -> (u16, String, String) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect to the server");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
     write!(
         s,
-        "GET {path} HTTP/1.1\r\nHost: {}\r\n{auth}Connection: close\r\n\r\n",
-        addr.trim()
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
     )
     .expect("send request");
     let mut raw = Vec::new();
@@ -542,6 +554,63 @@ impl Drop for Prosody {
     }
 }
 
+/// A minimal OAuth2 authorisation server on 127.0.0.1 (tests/oauth_server.py), killed on
+/// drop: it issues access tokens valid for a given time and answers Dovecot's introspection.
+pub struct OAuthServer {
+    pub port: u16,
+    child: Child,
+}
+
+impl OAuthServer {
+    /// Start it with tokens valid for `lifetime_secs`.
+    pub fn start(lifetime_secs: u64) -> OAuthServer {
+        use std::io::BufRead;
+        let port = free_port_pair();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/oauth_server.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg(port.to_string())
+            .arg(lifetime_secs.to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run python3 tests/oauth_server.py");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("oauth_server.py output");
+        assert_eq!(line.trim(), "ready", "oauth_server.py did not start");
+        OAuthServer { port, child }
+    }
+
+    /// The address of one of its endpoints.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// A shell command that prints a fresh access token for `login` (what `password =
+    /// { command = ... }` runs).
+    pub fn token_command(&self, login: &str) -> String {
+        format!(
+            "python3 -c 'import urllib.request as u; print(u.urlopen(\"{}\", b\"username={login}\").read().decode())'",
+            self.url("/token")
+        )
+    }
+
+    /// Tokens issued, accepted and refused so far.
+    pub fn stats(&self) -> serde_json::Value {
+        let (code, body) = http_get_url(&self.url("/stats"));
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).expect("stats JSON")
+    }
+}
+
+impl Drop for OAuthServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A throwaway Postfix + Dovecot on 127.0.0.1 (tests/servers/mail.sh), stopped on drop. Domain
 /// example.test, users alice, bob, carol, dave, password = name + "pw". A test that needs both
 /// this and a [`Prosody`] takes `Mail` first, always, so the two turn locks cannot deadlock.
@@ -557,6 +626,16 @@ static MAIL_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 impl Mail {
     /// Start it; panics loudly (with the script's output) when it cannot.
     pub fn start() -> Mail {
+        Self::start_with(None)
+    }
+
+    /// Start it accepting OAuth2 access tokens too, checked at `oauth`'s introspection
+    /// endpoint.
+    pub fn start_oauth(oauth: &OAuthServer) -> Mail {
+        Self::start_with(Some(oauth))
+    }
+
+    fn start_with(oauth: Option<&OAuthServer>) -> Mail {
         let turn = MAIL_TURN.lock().unwrap_or_else(|e| e.into_inner());
         // A port found free can be taken (by an outgoing connection's ephemeral port) before
         // Postfix or Dovecot binds it: that start is stopped and retried on other ports.
@@ -567,15 +646,18 @@ impl Mail {
             let smtp = free_port_pair();
             let imap = free_port_pair();
             let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/servers/mail.sh");
-            let out = Command::new("bash")
+            let mut command = Command::new("bash");
+            command
                 .arg(script)
                 .arg(dir.path())
                 .arg(smtp.to_string())
                 .arg(imap.to_string())
                 .arg(free_port_pair().to_string())
-                .arg(free_port_pair().to_string())
-                .output()
-                .expect("run mail.sh");
+                .arg(free_port_pair().to_string());
+            if let Some(o) = oauth {
+                command.env("OAUTH_INTROSPECTION_URL", o.url("/introspect"));
+            }
+            let out = command.output().expect("run mail.sh");
             let text = format!(
                 "{}{}",
                 String::from_utf8_lossy(&out.stdout),

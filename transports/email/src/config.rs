@@ -24,6 +24,22 @@ impl Tls {
     }
 }
 
+/// How the transport logs in to the SMTP and IMAP servers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Auth {
+    /// `password` is the account's password (SASL PLAIN or LOGIN, IMAP LOGIN).
+    #[default]
+    Password,
+    /// `password` is an OAuth2 access token: IMAP uses SASL OAUTHBEARER (RFC 7628) when the
+    /// server's greeting offers it, else XOAUTH2; SMTP uses XOAUTH2. What Microsoft 365 and
+    /// Gmail require instead of passwords.
+    OAuth2,
+}
+
+/// Fetches a fresh password or access token (a command the config names, as msmtp and isync
+/// do): called before every login, so a token that expired is replaced. It may block.
+pub type Refresh = std::sync::Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
 /// Settings of a [`crate::EmailTransport`]. Build with [`EmailConfig::new`] and adjust fields.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -33,8 +49,13 @@ pub struct EmailConfig {
     pub address: String,
     /// Login name for SMTP and IMAP. Default: `address`.
     pub username: String,
-    /// Password for SMTP and IMAP.
+    /// Password (or access token, see [`Auth::OAuth2`]) for SMTP and IMAP.
     pub password: String,
+    /// What `password` is. Default [`Auth::Password`].
+    pub auth: Auth,
+    /// When set, fetches the password or token again before every login (`password` is then
+    /// only the first value). Default none.
+    pub refresh: Option<Refresh>,
     /// SMTP submission server `(host, port)`.
     pub smtp: (String, u16),
     /// How the SMTP connection is secured. Default: [`Tls::for_port`] of the SMTP port.
@@ -94,6 +115,19 @@ pub struct EmailConfig {
 }
 
 impl EmailConfig {
+    /// The password or token for the next login: fetched again when `refresh` is set.
+    pub(crate) async fn secret(&self) -> Result<String, String> {
+        match &self.refresh {
+            None => Ok(self.password.clone()),
+            Some(refresh) => {
+                let refresh = refresh.clone();
+                tokio::task::spawn_blocking(move || refresh())
+                    .await
+                    .map_err(|e| format!("password command: {e}"))?
+            }
+        }
+    }
+
     /// Defaults for the mailbox `address` (also the login) with `password`, submitting by
     /// `smtp` and reading by `imap` (`(host, port)` each), TLS chosen from the ports.
     pub fn new(
@@ -107,6 +141,8 @@ impl EmailConfig {
             username: address.clone(),
             address,
             password: password.into(),
+            auth: Auth::Password,
+            refresh: None,
             smtp_tls: Tls::for_port(smtp.1),
             smtp: (smtp.0.into(), smtp.1),
             imap_tls: Tls::for_port(imap.1),
@@ -183,6 +219,8 @@ impl std::fmt::Debug for EmailConfig {
             .field("address", &self.address)
             .field("username", &self.username)
             .field("password", &"<redacted>")
+            .field("auth", &self.auth)
+            .field("refresh", &self.refresh.is_some())
             .field("smtp", &self.smtp)
             .field("smtp_tls", &self.smtp_tls)
             .field("imap", &self.imap)

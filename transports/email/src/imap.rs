@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use crate::mime::{self, ParseLimits, Parsed};
-use crate::{DONE_KEYWORD, Shared, TOO_LARGE_KEYWORD, Tls, bump};
+use crate::{Auth, DONE_KEYWORD, Shared, TOO_LARGE_KEYWORD, Tls, bump};
 
 /// Mails looked at per search round, so a huge backlog is worked through in bounded steps.
 const ROUND: usize = 64;
@@ -135,6 +135,7 @@ async fn connect(shared: &Shared, tls: &Arc<rustls::ClientConfig>) -> Result<Ima
     .await?;
     let name = ServerName::try_from(host.clone()).map_err(|e| format!("IMAP host name: {e}"))?;
     let connector = TlsConnector::from(tls.clone());
+    let mut before_tls = None;
     let (conn, greeted) = match config.imap_tls {
         Tls::Plain => (Conn::Plain(tcp), false),
         Tls::Tls => {
@@ -143,7 +144,7 @@ async fn connect(shared: &Shared, tls: &Arc<rustls::ClientConfig>) -> Result<Ima
         }
         Tls::StartTls => {
             let mut client = Client::new(tcp);
-            io(shared, "greeting", client.read_response()).await?;
+            before_tls = io(shared, "greeting", client.read_response()).await?;
             io(
                 shared,
                 "STARTTLS",
@@ -157,16 +158,75 @@ async fn connect(shared: &Shared, tls: &Arc<rustls::ClientConfig>) -> Result<Ima
         }
     };
     let mut client = Client::new(conn);
-    if !greeted {
-        io(shared, "greeting", client.read_response()).await?;
+    let greeting = if greeted {
+        before_tls
+    } else {
+        io(shared, "greeting", client.read_response()).await?
+    };
+    let secret = config.secret().await?;
+    let login = match config.auth {
+        Auth::Password => {
+            let login = client.login(&config.username, &secret);
+            tokio::time::timeout(config.io_timeout, login).await
+        }
+        Auth::OAuth2 => {
+            let bearer = greeting
+                .as_ref()
+                .is_some_and(|g| offers_oauthbearer(g.parsed()));
+            let token = Token {
+                user: config.username.clone(),
+                token: secret,
+                bearer,
+                sent: false,
+            };
+            let mechanism = if bearer { "OAUTHBEARER" } else { "XOAUTH2" };
+            let auth = client.authenticate(mechanism, token);
+            tokio::time::timeout(config.io_timeout, auth).await
+        }
+    };
+    login
+        .map_err(|_| "IMAP login: no answer".to_string())?
+        .map_err(|(e, _)| format!("IMAP login: {e}"))
+}
+
+/// True when a greeting's capabilities offer SASL OAUTHBEARER.
+fn offers_oauthbearer(greeting: &async_imap::imap_proto::Response<'_>) -> bool {
+    use async_imap::imap_proto::{Capability, Response, ResponseCode};
+    match greeting {
+        Response::Data { outcome, .. } => match &outcome.code {
+            Some(ResponseCode::Capabilities(caps)) => caps
+                .iter()
+                .any(|c| matches!(c, Capability::Auth(m) if m.eq_ignore_ascii_case("OAUTHBEARER"))),
+            _ => false,
+        },
+        _ => false,
     }
-    let login = tokio::time::timeout(
-        config.io_timeout,
-        client.login(&config.username, &config.password),
-    )
-    .await
-    .map_err(|_| "IMAP login: no answer".to_string())?;
-    login.map_err(|(e, _)| format!("IMAP login: {e}"))
+}
+
+/// An OAuth2 access token as SASL OAUTHBEARER (RFC 7628) or XOAUTH2 (Google's and
+/// Microsoft's form). Both send everything in the first response; a server that refuses the
+/// token answers with an error challenge, which gets the empty response the mechanisms ask
+/// for, and then NO.
+struct Token {
+    user: String,
+    token: String,
+    bearer: bool,
+    sent: bool,
+}
+
+impl async_imap::Authenticator for Token {
+    type Response = String;
+
+    fn process(&mut self, _challenge: &[u8]) -> String {
+        if std::mem::replace(&mut self.sent, true) {
+            return String::new();
+        }
+        if self.bearer {
+            format!("n,a={},\x01auth=Bearer {}\x01\x01", self.user, self.token)
+        } else {
+            format!("user={}\x01auth=Bearer {}\x01\x01", self.user, self.token)
+        }
+    }
 }
 
 /// One IMAP session from connect to loss; `Ok` only when shutting down.

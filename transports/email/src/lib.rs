@@ -17,7 +17,7 @@ pub mod mime;
 mod smtp;
 mod tls;
 
-pub use config::{EmailConfig, EmailError, Tls};
+pub use config::{Auth, EmailConfig, EmailError, Refresh, Tls};
 pub use mime::{ParseLimits, Parsed, parse_mail};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

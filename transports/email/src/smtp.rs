@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lakitu_transport::{Outgoing, PeerAddr, SendId, TransportEvent};
 use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{Tls as LettreTls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::{Semaphore, mpsc};
@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::mime::{self, MAIL_OVERHEAD};
-use crate::{EmailConfig, EmailError, Shared, Tls, bump};
+use crate::{Auth, EmailConfig, EmailError, Shared, Tls, bump};
 
 /// The SMTP client type (pooled connections, tokio, rustls).
 pub(crate) type Mailer = AsyncSmtpTransport<Tokio1Executor>;
@@ -31,6 +31,11 @@ pub(crate) struct Job {
 
 /// Build the SMTP client from the configuration (no connection is made yet).
 pub(crate) fn mailer(config: &EmailConfig) -> Result<Mailer, EmailError> {
+    mailer_with(config, &config.password)
+}
+
+/// The SMTP client logging in with `secret` (the password, or an OAuth2 token).
+fn mailer_with(config: &EmailConfig, secret: &str) -> Result<Mailer, EmailError> {
     let (host, port) = &config.smtp;
     let params = || {
         TlsParameters::builder(host.clone())
@@ -44,13 +49,18 @@ pub(crate) fn mailer(config: &EmailConfig) -> Result<Mailer, EmailError> {
         Tls::Plain => LettreTls::None,
     };
     let pool_size = u32::try_from(config.smtp_concurrency).unwrap_or(u32::MAX);
+    let mechanisms = match config.auth {
+        Auth::Password => vec![Mechanism::Plain, Mechanism::Login],
+        Auth::OAuth2 => vec![Mechanism::Xoauth2],
+    };
     Ok(Mailer::builder_dangerous(host.clone())
         .port(*port)
         .tls(tls)
         .credentials(Credentials::new(
             config.username.clone(),
-            config.password.clone(),
+            secret.to_string(),
         ))
+        .authentication(mechanisms)
         .timeout(Some(config.io_timeout))
         .pool_config(PoolConfig::new().max_size(pool_size))
         .build())
@@ -295,6 +305,16 @@ async fn deliver(
     // auth, data) in case a server trickles.
     let whole = config.io_timeout * 4;
     for attempt in 1..=config.smtp_attempts {
+        // A password or token fetched anew (a command in the config) gets a client of its
+        // own, so an expired token is replaced at the next attempt; no pool to reuse then.
+        let fresh = match &config.refresh {
+            None => None,
+            Some(_) => {
+                let secret = config.secret().await?;
+                Some(mailer_with(config, &secret).map_err(|e| e.to_string())?)
+            }
+        };
+        let mailer = fresh.as_ref().unwrap_or(mailer);
         let error = match tokio::time::timeout(whole, mailer.send(mail.message.clone())).await {
             Ok(Ok(response)) => {
                 tracing::debug!(to = %mail.to, frames = mail.frames, code = %response.code(),
