@@ -187,11 +187,15 @@ fn peer_add_refuses_what_it_could_never_reach_and_says_what_happens() {
         &["peer", "add", &b.quic_addr(), "--id", &a_id],
         "does not match",
     );
+    // An address whose node has another key than it names: the first contact says so.
+    let c = Node::init("");
+    let wrong = b.quic_addr().replace(&b_id, &c.id());
+    refused(&["peer", "add", &wrong], "presented another key");
     assert!(a.peers().is_empty(), "nothing refused was added");
 
     let said = a.ok(&["peer", "add", &b.quic_addr()]);
     assert!(
-        said.contains(&format!("added {b_id}")) && said.contains("connecting to"),
+        said.contains(&format!("added {b_id}")) && said.contains("connected to"),
         "{said}"
     );
     wait_until(20, "a to list b", || {

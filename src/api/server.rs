@@ -297,16 +297,49 @@ async fn add_peer(
     if id == s.identity.public() {
         return error(StatusCode::BAD_REQUEST, "that is this node's own id");
     }
-    let note = match reachable(&s.config, &addr).await {
+    let mut note = match reachable(&s.config, &addr).await {
         Ok(note) => note,
         Err(why) => return error(StatusCode::BAD_REQUEST, why),
     };
-    if s.commands
-        .send(Command::AddPeer(id, vec![addr]))
-        .await
-        .is_err()
-    {
+    // Over QUIC the first contact takes a round trip: wait for it, so a wrong key or a
+    // closed port is said now rather than found in the log. XMPP and mail peers answer in
+    // seconds to hours; their frames wait in the outbox meanwhile.
+    let quic = addr.scheme() == lakitu_transport::Scheme::Quic;
+    let (tx, first) = tokio::sync::oneshot::channel();
+    let command = Command::AddPeer(id, vec![addr.clone()], quic.then_some(tx));
+    if s.commands.send(command).await.is_err() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down");
+    }
+    if quic {
+        match tokio::time::timeout(FIRST_CONTACT, first).await {
+            Ok(Ok(Ok(()))) => {
+                note = format!(
+                    "connected to {addr} over QUIC; {}",
+                    "it syncs once that node admits this one (it names this node, or runs [access] mode = \"open\")"
+                )
+            }
+            Ok(Ok(Err(why))) if why.contains("another key") => {
+                let _ = s.ask(|tx| Command::RemovePeer(id, tx)).await;
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "not added: {why}. The node listening there has another id; check \
+                         the part after # (the id `lakitu id` prints on that node)"
+                    ),
+                );
+            }
+            Ok(Ok(Err(why))) => {
+                note = format!(
+                    "not reached yet ({why}); the relay tries again every [gossip] reconnect_secs"
+                )
+            }
+            Ok(Err(_)) | Err(_) => {
+                note = format!(
+                    "no answer within {} s yet; the relay tries again every [gossip] reconnect_secs",
+                    FIRST_CONTACT.as_secs()
+                )
+            }
+        }
     }
     (
         StatusCode::CREATED,
@@ -314,6 +347,9 @@ async fn add_peer(
     )
         .into_response()
 }
+
+/// How long `peer add` waits for the first contact with a QUIC peer.
+const FIRST_CONTACT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Whether this node could ever reach `addr`: its carrier is enabled here, and a QUIC host
 /// name resolves. `Ok` says what happens next; `Err` why the address is refused.

@@ -161,6 +161,8 @@ pub(crate) struct Actor {
     /// `[[routes]]` and `[filters]`, replaced on reload.
     routes: Routes,
     muted: RecentIds,
+    /// `peer add`s waiting to hear how the first contact with the peer went.
+    first_contact: Vec<(PublicId, Vec<PeerAddr>, oneshot::Sender<Result<(), String>>)>,
     /// Parents of replies that arrived without them, to fetch by id (with the reply's author,
     /// which has the parent), once the actions of the current engine call are done.
     parents: Vec<(crate::post::PostId, PublicId)>,
@@ -252,6 +254,7 @@ impl Actor {
             routes: Routes::from_config(config),
             muted: RecentIds::new(MUTED_IDS),
             parents: Vec::new(),
+            first_contact: Vec::new(),
             config: config_arc.clone(),
             vouching: None,
             told: budget::Told::default(),
@@ -361,6 +364,28 @@ impl Actor {
         );
         self.send_digests(u64::MAX);
         self.transports.shutdown().await;
+    }
+
+    /// A peer's carrier-authenticated frame arrived, or it took one of ours: a `peer add`
+    /// waiting for it hears so.
+    fn contact_made(&mut self, id: &PublicId) {
+        if self.first_contact.is_empty() {
+            return;
+        }
+        for (_, _, tx) in extract(&mut self.first_contact, |(p, _, _)| p == id) {
+            let _ = tx.send(Ok(()));
+        }
+    }
+
+    /// A send to `to` failed: a `peer add` of that address waiting for its first contact
+    /// hears why.
+    fn contact_failed(&mut self, to: &PeerAddr, error: &str) {
+        if self.first_contact.is_empty() {
+            return;
+        }
+        for (_, _, tx) in extract(&mut self.first_contact, |(_, addrs, _)| addrs.contains(to)) {
+            let _ = tx.send(Err(error.to_string()));
+        }
     }
 
     fn tick_deadline(&self) -> TokioInstant {
@@ -667,6 +692,9 @@ impl Actor {
                     return;
                 }
                 let authenticated = authenticated.map(PublicId);
+                if let Some(id) = authenticated {
+                    self.contact_made(&id);
+                }
                 // A forged claim is refused by the engine's signature check afterwards.
                 let sender = authenticated.or_else(|| crate::engine::wire::peek_sender(&payload));
                 if let Some(sender) = sender {
@@ -684,12 +712,17 @@ impl Actor {
                 self.vouching = None;
             }
             TransportEvent::Sent { id } => {
-                if !self.outbox.on_sent(id) {
-                    self.pending.remove(&id);
+                if !self.outbox.on_sent(id)
+                    && let Some((peer, _)) = self.pending.remove(&id)
+                {
+                    // Over QUIC, taken means the peer's stack acknowledged it: the address
+                    // holds the key it names.
+                    self.contact_made(&peer);
                 }
             }
             TransportEvent::Failed { id, to, error } => {
                 debug!(%to, %error, "send failed");
+                self.contact_failed(&to, &error);
                 self.shared
                     .metrics
                     .send_failed(to.scheme(), SendFailure::Failed, now_ms());
@@ -764,8 +797,13 @@ impl Actor {
             Command::Snapshot(reply) => {
                 let _ = reply.send(self.snapshot());
             }
-            Command::AddPeer(id, addrs) => {
+            Command::AddPeer(id, addrs, first) => {
                 self.removed.remove(&id);
+                if let Some(tx) = first {
+                    // Answered waits only: a sender the API gave up on is dropped here.
+                    self.first_contact.retain(|(_, _, t)| !t.is_closed());
+                    self.first_contact.push((id, addrs.clone(), tx));
+                }
                 if let Err(e) = self.shared.store.put_peer(&id, &encode_peer_record(&addrs)) {
                     warn!(error = %e, "cannot save peer");
                 }
@@ -1332,3 +1370,10 @@ fn tag_list(topics: &[Topic]) -> String {
 
 /// Gateway posts in flight remembered, at most.
 const OWN_POSTS: usize = 64;
+
+/// Remove and return the items of `v` that match.
+fn extract<T>(v: &mut Vec<T>, matches: impl Fn(&T) -> bool) -> Vec<T> {
+    let (hit, keep): (Vec<T>, Vec<T>) = std::mem::take(v).into_iter().partition(|t| matches(t));
+    *v = keep;
+    hit
+}

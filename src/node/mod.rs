@@ -102,8 +102,14 @@ pub(crate) enum Command {
     Status(oneshot::Sender<Status>),
     /// Report peers.
     Peers(oneshot::Sender<Vec<PeerInfo>>),
-    /// Add a peer while running (kept in the store across restarts).
-    AddPeer(PublicId, Vec<PeerAddr>),
+    /// Add a peer while running (kept in the store across restarts). The sender, when given,
+    /// hears how the first contact went: `Ok` once the peer's first frame arrives, `Err` with
+    /// the carrier's reason when a send to the address fails first.
+    AddPeer(
+        PublicId,
+        Vec<PeerAddr>,
+        Option<oneshot::Sender<Result<(), String>>>,
+    ),
     /// Forget a peer; true when it was known.
     RemovePeer(PublicId, oneshot::Sender<bool>),
     /// Apply a reloaded configuration (peers and interests).
