@@ -162,7 +162,7 @@ pub(crate) struct Actor {
     routes: Routes,
     muted: RecentIds,
     /// `peer add`s waiting to hear how the first contact with the peer went.
-    first_contact: Vec<(PublicId, Vec<PeerAddr>, oneshot::Sender<Result<(), String>>)>,
+    first_contact: Vec<(PublicId, Vec<PeerAddr>, super::FirstContact)>,
     /// Parents of replies that arrived without them, to fetch by id (with the reply's author,
     /// which has the parent), once the actions of the current engine call are done.
     parents: Vec<(crate::post::PostId, PublicId)>,

@@ -105,11 +105,7 @@ pub(crate) enum Command {
     /// Add a peer while running (kept in the store across restarts). The sender, when given,
     /// hears how the first contact went: `Ok` once the peer's first frame arrives, `Err` with
     /// the carrier's reason when a send to the address fails first.
-    AddPeer(
-        PublicId,
-        Vec<PeerAddr>,
-        Option<oneshot::Sender<Result<(), String>>>,
-    ),
+    AddPeer(PublicId, Vec<PeerAddr>, Option<FirstContact>),
     /// Forget a peer; true when it was known.
     RemovePeer(PublicId, oneshot::Sender<bool>),
     /// Apply a reloaded configuration (peers and interests).
@@ -150,6 +146,9 @@ pub(crate) enum Command {
         thread: crate::gateway::Thread,
     },
 }
+
+/// Where a `peer add` hears how the first contact went (see `Command::AddPeer`).
+pub(crate) type FirstContact = oneshot::Sender<Result<(), String>>;
 
 /// What the API handlers share. Cheap to clone.
 #[derive(Clone)]
