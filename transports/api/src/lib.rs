@@ -13,7 +13,10 @@ mod addr;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod key;
+pub mod lifecycle;
 pub mod memory;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 pub use addr::{AddrError, PeerAddr, Scheme};
 pub use key::{KeyError, decode_key, encode_key};

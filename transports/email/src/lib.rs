@@ -15,7 +15,6 @@ mod config;
 mod imap;
 pub mod mime;
 mod smtp;
-mod tls;
 
 pub use config::{Auth, EmailConfig, EmailError, Refresh, Tls};
 pub use mime::{ParseLimits, Parsed, parse_mail};
@@ -26,7 +25,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use lakitu_transport::{
     LatencyClass, Outgoing, PeerAddr, Scheme, SendError, SendId, Traits, Transport, TransportEvent,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::Instrument;
 
 /// IMAP keyword set on every mail the transport has handled, so it is never handled twice,
@@ -94,33 +93,23 @@ struct Shared {
     counters: Counters,
     closed: AtomicBool,
     /// `None` while running; the end of the close grace once shutting down.
-    shutdown: watch::Sender<Option<tokio::time::Instant>>,
+    shutdown: lakitu_transport::lifecycle::Shutdown,
     runtime: tokio::runtime::Handle,
 }
 
 impl Shared {
     /// Completes once the transport starts shutting down.
     async fn shutting_down(&self) {
-        let mut rx = self.shutdown.subscribe();
-        let _ = rx.wait_for(Option::is_some).await;
+        self.shutdown.started().await;
     }
 
     /// Completes when the transport is shutting down and its close grace has ended.
     async fn grace_over(&self) {
-        let mut rx = self.shutdown.subscribe();
-        let deadline = match rx.wait_for(Option::is_some).await {
-            Ok(deadline) => *deadline,
-            Err(_) => None,
-        };
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
-        }
+        self.shutdown.grace_over().await;
     }
 
     async fn report(&self, event: TransportEvent) {
-        // The node dropping its receiver means it is gone; nothing left to tell.
-        let _ = self.events.send(event).await;
+        lakitu_transport::lifecycle::report(&self.events, event).await;
     }
 }
 
@@ -152,9 +141,11 @@ impl EmailTransport {
             .parse()
             .map_err(|_| EmailError::Address(config.address.clone()))?;
         let mailer = smtp::mailer(&config)?;
-        let imap_tls = tls::client_config(config.accept_invalid_certs)?;
+        let imap_tls =
+            lakitu_transport::tls::client_config(config.accept_invalid_certs, Vec::new())
+                .map(Arc::new)
+                .map_err(|e| EmailError::Tls(e.to_string()))?;
         let (queue, jobs) = mpsc::channel(config.queue_len);
-        let (shutdown, _) = watch::channel(None);
         let shared = Arc::new(Shared {
             max_frame: config.max_frame(),
             config,
@@ -162,7 +153,7 @@ impl EmailTransport {
             events,
             counters: Counters::default(),
             closed: AtomicBool::new(false),
-            shutdown,
+            shutdown: Default::default(),
             runtime,
         });
         let span = tracing::info_span!("email", local = %shared.local);
@@ -222,8 +213,7 @@ impl EmailTransport {
 
     fn begin_close(&self) {
         if !self.shared.closed.swap(true, Ordering::SeqCst) {
-            let deadline = tokio::time::Instant::now() + self.shared.config.close_grace;
-            self.shared.shutdown.send_replace(Some(deadline));
+            self.shared.shutdown.begin(self.shared.config.close_grace);
         }
     }
 }

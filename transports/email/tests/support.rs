@@ -65,23 +65,39 @@ fn free_ports(n: usize) -> Vec<u16> {
 impl MailServers {
     /// Start Postfix and Dovecot; panics with the script's output when they do not come up.
     pub fn start() -> MailServers {
-        let dir = tempfile::Builder::new()
-            .prefix("lakitu-mail-")
-            .tempdir()
-            .expect("temp dir");
-        let p = free_ports(6);
-        let out = Command::new("bash")
-            .arg(script("mail.sh"))
-            .arg(dir.path())
-            .args(p.iter().map(u16::to_string))
-            .output()
-            .expect("run mail.sh");
-        assert!(
-            out.status.success(),
-            "mail.sh failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        // A port found free can be taken (by an outgoing connection's ephemeral port) before
+        // Postfix or Dovecot binds it: that start is stopped and retried on other ports.
+        let mut tries = 0;
+        let (dir, p) = loop {
+            tries += 1;
+            let dir = tempfile::Builder::new()
+                .prefix("lakitu-mail-")
+                .tempdir()
+                .expect("temp dir");
+            let p = free_ports(6);
+            let out = Command::new("bash")
+                .arg(script("mail.sh"))
+                .arg(dir.path())
+                .args(p.iter().map(u16::to_string))
+                .output()
+                .expect("run mail.sh");
+            if out.status.success() {
+                break (dir, p);
+            }
+            let text = format!(
+                "{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let _ = Command::new("bash")
+                .arg(script("mail-down.sh"))
+                .arg(dir.path())
+                .output();
+            assert!(
+                tries < 3 && text.contains("Address already in use"),
+                "mail.sh failed: {text}"
+            );
+        };
         MailServers {
             dir,
             smtp: p[0],

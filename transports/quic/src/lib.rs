@@ -113,7 +113,7 @@ struct Shared {
     counters: Counters,
     closed: AtomicBool,
     /// `None` while running; the end of the close grace once shutting down.
-    shutdown: watch::Sender<Option<tokio::time::Instant>>,
+    shutdown: lakitu_transport::lifecycle::Shutdown,
     /// Frames written but not yet acknowledged; close waits for this to reach zero.
     in_flight: watch::Sender<usize>,
     runtime: tokio::runtime::Handle,
@@ -133,25 +133,16 @@ impl Shared {
     }
 
     fn is_shutting_down(&self) -> bool {
-        self.shutdown.borrow().is_some()
+        self.shutdown.is_shutting_down()
     }
 
     /// Completes when the transport is shutting down and its close grace has ended.
     async fn grace_over(&self) {
-        let mut rx = self.shutdown.subscribe();
-        let deadline = match rx.wait_for(Option::is_some).await {
-            Ok(deadline) => *deadline,
-            Err(_) => None,
-        };
-        match deadline {
-            Some(deadline) => tokio::time::sleep_until(deadline).await,
-            None => std::future::pending().await,
-        }
+        self.shutdown.grace_over().await;
     }
 
     async fn report(&self, event: TransportEvent) {
-        // The node dropping its receiver means it is gone; nothing left to tell.
-        let _ = self.events.send(event).await;
+        lakitu_transport::lifecycle::report(&self.events, event).await;
     }
 }
 
@@ -202,7 +193,6 @@ impl QuicTransport {
         let local = PeerAddr::quic(&hostport, &identity.key)
             .map_err(|_| QuicError::Advertise(hostport.clone()))?;
 
-        let (shutdown, _) = watch::channel(None);
         let (in_flight, _) = watch::channel(0usize);
         let shared = Arc::new(Shared {
             endpoint,
@@ -216,7 +206,7 @@ impl QuicTransport {
             next_generation: AtomicU64::new(0),
             counters: Counters::default(),
             closed: AtomicBool::new(false),
-            shutdown,
+            shutdown: Default::default(),
             in_flight,
             runtime,
             epoch: Instant::now(),
@@ -265,9 +255,8 @@ impl QuicTransport {
 async fn shutdown(shared: Arc<Shared>) {
     shared.closed.store(true, Ordering::SeqCst);
     let grace = shared.config.close_grace;
-    let deadline = tokio::time::Instant::now() + grace;
     // Peer tasks flush their queues until the grace ends, then fail the rest and exit.
-    shared.shutdown.send_replace(Some(deadline));
+    let deadline = shared.shutdown.begin(grace);
     let tasks: Vec<_> = lock(&shared.peers)
         .drain()
         .map(|(_, handle)| handle.task)

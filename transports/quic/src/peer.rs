@@ -57,7 +57,6 @@ pub(crate) async fn run(
         key,
         link: None,
     };
-    let mut shutdown = task.shared.shutdown.subscribe();
     let idle = task.shared.config.idle_timeout;
     loop {
         let job = if task.shared.is_shutting_down() {
@@ -70,7 +69,7 @@ pub(crate) async fn run(
         } else {
             tokio::select! {
                 job = rx.recv() => job,
-                _ = shutdown.wait_for(Option::is_some) => continue,
+                _ = task.shared.shutdown.started() => continue,
                 _ = tokio::time::sleep(idle) => {
                     if retire(&task.shared, &key, &rx, generation) {
                         tracing::debug!("peer idle, sender task ends");

@@ -175,84 +175,29 @@ impl Connector {
     }
 }
 
-/// rustls settings: the web roots plus `ca_file`, or no verification at all on explicit opt-in.
+/// rustls settings: the web roots plus `ca_file`, or no verification at all on explicit opt-in
+/// (see `lakitu_transport::tls`).
 fn tls_config(config: &XmppConfig) -> Result<ClientConfig, XmppError> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| XmppError::Tls(e.to_string()))?;
-    if config.accept_invalid_certs {
-        return Ok(builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
-            .with_no_client_auth());
-    }
-    let mut roots = RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(path) = &config.ca_file {
+    let mut extra = Vec::new();
+    if let Some(path) = config
+        .ca_file
+        .as_ref()
+        .filter(|_| !config.accept_invalid_certs)
+    {
         use pki_types::pem::PemObject;
         let ca_err = |why: String| XmppError::CaFile {
             path: path.clone(),
             why,
         };
-        let certs = pki_types::CertificateDer::pem_file_iter(path)
+        extra = pki_types::CertificateDer::pem_file_iter(path)
             .map_err(|e| ca_err(e.to_string()))?
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| ca_err(e.to_string()))?;
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
+        let mut check = RootCertStore::empty();
+        if check.add_parsable_certificates(extra.clone()).0 == 0 {
             return Err(ca_err("no usable certificate".into()));
         }
     }
-    Ok(builder.with_root_certificates(roots).with_no_client_auth())
-}
-
-/// Accepts any certificate (signatures are still checked, so the handshake itself is sound).
-/// Only reachable through [`XmppConfig::accept_invalid_certs`].
-#[derive(Debug)]
-struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AcceptAny {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &pki_types::CertificateDer<'_>,
-        _intermediates: &[pki_types::CertificateDer<'_>],
-        _server_name: &pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+    lakitu_transport::tls::client_config(config.accept_invalid_certs, extra)
+        .map_err(|e| XmppError::Tls(e.to_string()))
 }
