@@ -390,7 +390,7 @@ impl Actor {
             Err(e) => return Some(format!("The store failed: {e}.")),
         };
         // The person's own post is not sent back to them as a followed topic's line.
-        if self.own_posts.len() >= super::OWN_POSTS {
+        if self.own_posts.len() >= super::people::OWN_POSTS {
             self.own_posts.remove(0);
         }
         let body = crate::reply::body(&parent, text);
