@@ -1,6 +1,7 @@
-//! History of any age, with real processes over QUIC on loopback: a relay with a year of an
-//! author's posts (20,000, every one older than the 7-day repair window), and a fresh relay
-//! that follows the author and ends with all of them, the CLI showing progress.
+//! History of any age, with real processes over QUIC on loopback and over a real Prosody: a
+//! relay with a year of an author's posts (20,000 over QUIC, every one older than the 7-day
+//! repair window), and a fresh relay that follows the author and ends with all of them, the
+//! CLI showing progress.
 
 mod support;
 
@@ -16,9 +17,10 @@ fn now_ms() -> u64 {
         .as_millis() as u64
 }
 
-/// A stopped relay holding `n` of its own posts, the newest 8 days old, spread over a year.
-fn relay_with_history(n: u64) -> Node {
-    let alice = Node::init(PINGS);
+/// A stopped relay of config `rest` holding `n` of its own posts, the newest 8 days old,
+/// spread over a year.
+fn relay_with_history(n: u64, rest: &str) -> Node {
+    let alice = Node::init_with(rest);
     let file = alice.file("history.jsonl");
     let gap = 365 * DAY_MS / n;
     lakitu::demo::write_history(
@@ -46,7 +48,7 @@ fn posts(node: &Node) -> u64 {
 #[test]
 fn a_fresh_relay_that_follows_an_author_fetches_a_year_of_their_posts() {
     const N: u64 = 20_000;
-    let mut alice = relay_with_history(N);
+    let mut alice = relay_with_history(N, &format!("[quic]\nlisten = \"127.0.0.1:0\"\n\n{PINGS}"));
     alice.start();
     assert_eq!(posts(&alice), N);
     // Bob keeps only #start until he follows alice; his starting catch-up finds nothing.
@@ -95,4 +97,38 @@ fn a_fresh_relay_that_follows_an_author_fetches_a_year_of_their_posts() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("#nowhere is not followed"), "{err}");
+}
+
+#[test]
+fn over_xmpp_a_relay_that_follows_an_author_fetches_her_older_posts() {
+    const N: u64 = 1_000;
+    let server = support::Prosody::start();
+    let mut alice = relay_with_history(N, &format!("{}\n{PINGS}", server.node_config("alice")));
+    alice.start();
+    let mut bob = Node::init_with(&format!(
+        "{}\n{PINGS}[interests]\ntopics = [\"start\"]\n\n[[peers]]\nid = \"{}\"\nname = \"alice\"\naddresses = [\"xmpp:alice@localhost\"]\n",
+        server.node_config("bob"),
+        alice.id()
+    ));
+    bob.start();
+    alice.ok(&["peer", "add", "xmpp:bob@localhost", "--id", &bob.id()]);
+    wait_until(30, "bob sees alice alive over XMPP", || {
+        bob.status()["peers_alive"].as_u64() == Some(1)
+    });
+    let out = bob.cli(&["follow", "alice"]);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success(),
+        "{stdout}{stderr}\n{}",
+        bob.log_tail(30)
+    );
+    assert!(
+        stdout.contains(&format!("{N} posts fetched, 0 held already")),
+        "{stdout}{stderr}"
+    );
+    eprintln!("{stdout}");
+    assert_eq!(posts(&bob), N);
 }
