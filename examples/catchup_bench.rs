@@ -9,28 +9,13 @@
 //! ```
 //! (default N: 20000 100000)
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use lakitu::api::History;
 use lakitu::demo::{Cluster, ClusterError, write_history};
 
 const DAY_MS: u64 = 86_400_000;
-
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    let bin = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .join("lakitu");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --release --bins` first",
-        bin.display()
-    );
-    bin
-}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -86,7 +71,7 @@ struct Row {
 }
 
 async fn run(n: u64) -> Row {
-    let bin = binary();
+    let bin = lakitu::demo::example_binary();
     // Both relays keep every post; node 1 starts empty, so it catches up at start.
     let extra = format!("[interests]\nhistory = {n}\n");
     let started = Instant::now();

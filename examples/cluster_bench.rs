@@ -6,7 +6,6 @@
 //! cargo build --release --bins --examples && target/release/examples/cluster_bench [POSTS=30]
 //! ```
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -15,25 +14,14 @@ use lakitu::api::{NewPost, Status};
 use lakitu::demo::{Cluster, percentile};
 use lakitu::post::PostJson;
 
-fn binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    let bin = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .expect("target dir")
-        .join("lakitu");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build --release --bins` first",
-        bin.display()
-    );
-    bin
-}
-
 async fn latency(n: usize, posts: usize) -> (Duration, Duration, usize) {
-    let mut cluster = Cluster::start(&binary(), n, "[gossip]\nping_secs = 1\n")
-        .await
-        .expect("cluster");
+    let mut cluster = Cluster::start(
+        &lakitu::demo::example_binary(),
+        n,
+        "[gossip]\nping_secs = 1\n",
+    )
+    .await
+    .expect("cluster");
     // One warm-up post opens the QUIC connections.
     let _ = cluster
         .post_and_time(0, &["bench"], "warm-up", Duration::from_secs(10))
@@ -65,7 +53,9 @@ async fn latency(n: usize, posts: usize) -> (Duration, Duration, usize) {
 }
 
 async fn throughput(total: u64, concurrency: u64) -> (f64, f64) {
-    let mut cluster = Cluster::start(&binary(), 2, "").await.expect("cluster");
+    let mut cluster = Cluster::start(&lakitu::demo::example_binary(), 2, "")
+        .await
+        .expect("cluster");
     let a = cluster.nodes[0].api().expect("api").clone();
     let b = cluster.nodes[1].api().expect("api").clone();
     let before: Status = b.get("/v1/status").await.expect("status");

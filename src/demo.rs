@@ -310,6 +310,23 @@ async fn wait_ready(node: &mut ClusterNode) -> Result<Status, ClusterError> {
     }
 }
 
+/// The `lakitu` binary built beside the running example (`target/<profile>/lakitu` for
+/// `target/<profile>/examples/<name>`); panics saying how to build it when it is missing.
+pub fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("own path");
+    let bin = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .join("lakitu");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --release --bins` first",
+        bin.display()
+    );
+    bin
+}
+
 /// Percentile (0–100) of sorted durations.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
