@@ -78,14 +78,26 @@ mod ack;
 mod batch;
 
 /// What became of one pushed post.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug)]
 enum Accepted {
-    /// New, or a duplicate we asked for.
+    /// New, to be stored (when `keep`) and passed on once the frame's new posts are stored.
+    New(Box<NewPost>),
+    /// A duplicate we asked for, or a post not taken (over its author's budget).
     Fine,
     /// A duplicate we did not ask for: the sender should be told to prune.
     Unasked,
     /// Failed verification: the rest of the frame is not worth reading.
     Invalid,
+}
+
+/// A new post of a push frame, accepted and remembered, not yet stored.
+#[derive(Debug)]
+struct NewPost {
+    post: Post,
+    hops: u8,
+    relay: Relay,
+    /// Stored here: wanted, or fetched by this node itself.
+    keep: bool,
 }
 
 /// An announced post we do not have yet.
@@ -548,13 +560,16 @@ impl Engine {
         store: &mut dyn PostStore,
     ) {
         let mut prune = false;
+        let mut new = Vec::new();
         for e in entries {
             match self.take_push(sender, e.hops, e.relay, e.post, store) {
+                Accepted::New(n) => new.push(*n),
                 Accepted::Fine => {}
                 Accepted::Unasked => prune = true,
                 Accepted::Invalid => break,
             }
         }
+        self.store_and_pass_on(sender, new, store);
         let already_lazy = self.members.get(&sender).is_none_or(|m| m.lazy);
         // Never by mail: a pruned mail member is only announced to, and announcements never
         // go by mail, so one duplicate around an outage (the outbox and anti-entropy both
@@ -629,22 +644,54 @@ impl Engine {
             self.diss.pull_deadlines.retain(|(_, p)| *p != id);
         }
         // A post fetched by id (a reply's parent) is kept whatever the interests.
-        if (history || self.interests.wants(&post)) && store.insert(&post) {
-            self.counters.delivered += 1;
-            self.counters.max_hops = self.counters.max_hops.max(hops);
-            self.reward(&sender, Merit::UsefulPost);
-            self.push_action(Action::Deliver {
-                post: post.clone(),
+        let keep = history || self.interests.wants(&post);
+        Accepted::New(Box::new(NewPost {
+            post,
+            hops,
+            relay,
+            keep,
+        }))
+    }
+
+    /// Store a frame's new posts in one write, deliver those that were new, and pass each on.
+    fn store_and_pass_on(
+        &mut self,
+        sender: PublicId,
+        new: Vec<NewPost>,
+        store: &mut dyn PostStore,
+    ) {
+        if new.is_empty() {
+            return;
+        }
+        let kept: Vec<Post> = new
+            .iter()
+            .filter(|n| n.keep)
+            .map(|n| n.post.clone())
+            .collect();
+        let mut stored = store.insert_batch(&kept).into_iter();
+        for n in new {
+            let NewPost {
+                post,
                 hops,
-            });
+                relay,
+                keep,
+            } = n;
+            if keep && stored.next().unwrap_or(false) {
+                self.counters.delivered += 1;
+                self.counters.max_hops = self.counters.max_hops.max(hops);
+                self.reward(&sender, Merit::UsefulPost);
+                self.push_action(Action::Deliver {
+                    post: post.clone(),
+                    hops,
+                });
+            }
+            if let Some(duty) = Duty::of(&relay)
+                && hops < self.config.hop_limit
+            {
+                self.fan_out(&post, hops, duty, &[sender]);
+            }
+            self.announce(&post, hops, &[sender]);
         }
-        if let Some(duty) = Duty::of(&relay)
-            && hops < self.config.hop_limit
-        {
-            self.fan_out(&post, hops, duty, &[sender]);
-        }
-        self.announce(&post, hops, &[sender]);
-        Accepted::Fine
     }
 
     /// True when we asked for this post (IWant, Graft, or a reconciliation told us it comes):

@@ -378,6 +378,9 @@ impl Engine {
         s.page_out = None;
         let mut missing = Vec::new();
         let mut ordered = true;
+        // A page without items ends the listing whatever it says: asking again from the same
+        // cursor would loop.
+        let empty = items.is_empty();
         for (ts, id) in items {
             if s.view.listed >= s.view.max {
                 break;
@@ -398,7 +401,7 @@ impl Engine {
                 missing.push(id);
             }
         }
-        s.more = more && ordered && s.cursor != TOP;
+        s.more = more && ordered && !empty;
         for chunk in missing.chunks(WANT_CHUNK) {
             self.want(sender, chunk.to_vec());
         }

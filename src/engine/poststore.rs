@@ -21,6 +21,11 @@ pub trait PostStore {
     fn get(&self, id: &PostId) -> Option<Post>;
     /// Store a verified post; true when it was new.
     fn insert(&mut self, post: &Post) -> bool;
+    /// Store verified posts as `insert` would each, in one write where the store can (the
+    /// engine hands over a frame's new posts at once); per post, whether it was new.
+    fn insert_batch(&mut self, posts: &[Post]) -> Vec<bool> {
+        posts.iter().map(|p| self.insert(p)).collect()
+    }
     /// How many posts are stored.
     fn count(&self) -> u64;
     /// `(timestamp, id)` of stored posts in `scope` with `from ≤ timestamp < to`, sorted

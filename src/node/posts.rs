@@ -35,29 +35,11 @@ pub(crate) struct EnginePosts<'a> {
     pub refused: &'a mut RecentIds,
 }
 
-impl PostStore for EnginePosts<'_> {
-    fn contains(&self, id: &PostId) -> bool {
-        if self.muted.contains(id) {
-            return true;
-        }
-        // A deleted post counts as held, so reconciliation never fetches it again.
-        if matches!(self.store.tombstone(id), Ok(Some(_))) {
-            return true;
-        }
-        self.store.contains(id).unwrap_or_else(|e| {
-            warn!(error = %e, "store read failed");
-            false
-        })
-    }
-
-    fn get(&self, id: &PostId) -> Option<Post> {
-        self.store.get(id).unwrap_or_else(|e| {
-            warn!(error = %e, "store read failed");
-            None
-        })
-    }
-
-    fn insert(&mut self, post: &Post) -> bool {
+impl EnginePosts<'_> {
+    /// Whether a verified post from a peer may be stored here: not over `[limits] max_body`,
+    /// not deleted by its author, not muted, and within the unknown authors' budget. A refused
+    /// post is remembered as such.
+    fn admit(&mut self, post: &Post) -> bool {
         if post.body().len() > self.max_body {
             // As for a muted post: held as seen, so reconciliation does not fetch it again.
             *self.oversize += 1;
@@ -90,16 +72,62 @@ impl PostStore for EnginePosts<'_> {
             tracing::debug!(id = %post.id(), author = %author.short(), "unknown author's post over the shared budget not stored");
             return false;
         }
-        match self.store.insert(post) {
-            Ok(new) => {
-                *self.dirty |= new;
-                new
-            }
-            Err(e) => {
-                warn!(error = %e, id = %post.id(), "store write failed");
-                false
-            }
+        true
+    }
+}
+
+impl PostStore for EnginePosts<'_> {
+    fn contains(&self, id: &PostId) -> bool {
+        if self.muted.contains(id) {
+            return true;
         }
+        // A deleted post counts as held, so reconciliation never fetches it again.
+        if matches!(self.store.tombstone(id), Ok(Some(_))) {
+            return true;
+        }
+        self.store.contains(id).unwrap_or_else(|e| {
+            warn!(error = %e, "store read failed");
+            false
+        })
+    }
+
+    fn get(&self, id: &PostId) -> Option<Post> {
+        self.store.get(id).unwrap_or_else(|e| {
+            warn!(error = %e, "store read failed");
+            None
+        })
+    }
+
+    fn insert(&mut self, post: &Post) -> bool {
+        self.insert_batch(std::slice::from_ref(post)) == [true]
+    }
+
+    fn insert_batch(&mut self, posts: &[Post]) -> Vec<bool> {
+        let admitted: Vec<bool> = posts.iter().map(|p| self.admit(p)).collect();
+        let todo: Vec<Post> = posts
+            .iter()
+            .zip(&admitted)
+            .filter(|(_, ok)| **ok)
+            .map(|(p, _)| p.clone())
+            .collect();
+        if todo.is_empty() {
+            return admitted;
+        }
+        // One write for the frame's posts: sled commits them in few transactions instead of
+        // one per post (catching up receives them by the thousand).
+        let mut stored = match self.store.insert_batch(&todo) {
+            Ok(new) => new.into_iter(),
+            Err(e) => {
+                warn!(error = %e, posts = todo.len(), "store write failed");
+                return vec![false; posts.len()];
+            }
+        };
+        let fresh: Vec<bool> = admitted
+            .into_iter()
+            .map(|ok| ok && stored.next().unwrap_or(false))
+            .collect();
+        *self.dirty |= fresh.contains(&true);
+        fresh
     }
 
     fn count(&self) -> u64 {
