@@ -757,12 +757,14 @@ async fn client_command(paths: &Paths, cmd: Command) -> Result<()> {
             println!("removed {id}");
         }
         Command::Follow(a) => {
-            social::change(&client, a.topics, a.authors, false, a.json).await?;
+            let now = social::change(&client, a.topics, a.authors, false, a.json).await?;
             if !a.no_wait {
-                social::wait_history(&client, a.json).await?;
+                social::wait_history(&client, &now, a.json).await?;
             }
         }
-        Command::Unfollow(a) => social::change(&client, a.topics, a.authors, true, a.json).await?,
+        Command::Unfollow(a) => {
+            social::change(&client, a.topics, a.authors, true, a.json).await?;
+        }
         Command::Sync {
             topics,
             authors,

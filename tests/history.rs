@@ -129,6 +129,10 @@ fn over_xmpp_a_relay_that_follows_an_author_fetches_her_older_posts() {
         stdout.contains(&format!("{N} posts fetched, 0 held already")),
         "{stdout}{stderr}"
     );
+    assert!(
+        !stdout.contains("#start"),
+        "only what the follow named: {stdout}"
+    );
     eprintln!("{stdout}");
     assert_eq!(posts(&bob), N);
 }

@@ -37,7 +37,7 @@ pub(super) async fn change(
     authors: Vec<String>,
     unfollow: bool,
     json: bool,
-) -> Result<()> {
+) -> Result<Following> {
     let req = FollowRequest {
         targets: targets(topics, authors)?,
     };
@@ -47,7 +47,8 @@ pub(super) async fn change(
         "/v1/follows"
     };
     let now: Following = client.post(path, &req).await?;
-    print_change(&now, unfollow, json)
+    print_change(&now, unfollow, json)?;
+    Ok(now)
 }
 
 /// What a follow or unfollow changed, as text or JSON.
@@ -103,12 +104,14 @@ pub(super) async fn sync(
     watch_history(client, &watch, json).await
 }
 
-/// After `follow`: show the history syncs the follow started until they end.
-pub(super) async fn wait_history(client: &Client, json: bool) -> Result<()> {
+/// After `follow`: show the history syncs of what it named (`now.changed` and
+/// `now.unchanged`, as `#tag` or node id) until they end.
+pub(super) async fn wait_history(client: &Client, now: &Following, json: bool) -> Result<()> {
     let all: Vec<History> = client.get("/v1/sync").await?;
+    let named = |scope: &str| now.changed.iter().chain(&now.unchanged).any(|t| t == scope);
     let watch: Vec<String> = all
         .iter()
-        .filter(|h| h.busy())
+        .filter(|h| h.busy() && named(&h.scope))
         .map(|h| h.scope.clone())
         .collect();
     if watch.is_empty() {
