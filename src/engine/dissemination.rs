@@ -663,11 +663,7 @@ impl Engine {
         if new.is_empty() {
             return;
         }
-        let kept: Vec<Post> = new
-            .iter()
-            .filter(|n| n.keep)
-            .map(|n| n.post.clone())
-            .collect();
+        let kept: Vec<&Post> = new.iter().filter(|n| n.keep).map(|n| &n.post).collect();
         let mut stored = store.insert_batch(&kept).into_iter();
         for n in new {
             let NewPost {

@@ -529,8 +529,8 @@ impl Engine {
     }
 }
 
-/// A scope as a person reads it.
-pub fn scope_text(scope: &Scope) -> String {
+/// A scope as a person reads it, for the logs.
+fn scope_text(scope: &Scope) -> String {
     match scope {
         Scope::All => "everything".into(),
         Scope::Topic(t) => format!("#{}", t.as_str()),

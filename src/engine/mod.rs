@@ -63,7 +63,7 @@ use crate::id::{Identity, PublicId};
 use crate::post::{Post, Topic};
 
 pub use config::{ClassTimings, EngineConfig};
-pub use history::{HistoryState, HistoryView, scope_text};
+pub use history::{HistoryState, HistoryView};
 pub use poststore::{MemStore, PostStore};
 pub use reputation::Offence;
 pub use stats::{EngineStats, Summary, WorldStats};

@@ -23,7 +23,7 @@ pub trait PostStore {
     fn insert(&mut self, post: &Post) -> bool;
     /// Store verified posts as `insert` would each, in one write where the store can (the
     /// engine hands over a frame's new posts at once); per post, whether it was new.
-    fn insert_batch(&mut self, posts: &[Post]) -> Vec<bool> {
+    fn insert_batch(&mut self, posts: &[&Post]) -> Vec<bool> {
         posts.iter().map(|p| self.insert(p)).collect()
     }
     /// How many posts are stored.
@@ -61,9 +61,7 @@ impl MemStore {
     pub fn ids(&self) -> impl Iterator<Item = &PostId> {
         self.posts.keys()
     }
-}
 
-impl MemStore {
     fn index(&self, scope: &Scope) -> Option<&BTreeSet<(u64, PostId)>> {
         match scope {
             Scope::All => Some(&self.all),

@@ -99,16 +99,16 @@ impl PostStore for EnginePosts<'_> {
     }
 
     fn insert(&mut self, post: &Post) -> bool {
-        self.insert_batch(std::slice::from_ref(post)) == [true]
+        self.insert_batch(&[post]) == [true]
     }
 
-    fn insert_batch(&mut self, posts: &[Post]) -> Vec<bool> {
+    fn insert_batch(&mut self, posts: &[&Post]) -> Vec<bool> {
         let admitted: Vec<bool> = posts.iter().map(|p| self.admit(p)).collect();
-        let todo: Vec<Post> = posts
+        let todo: Vec<&Post> = posts
             .iter()
             .zip(&admitted)
             .filter(|(_, ok)| **ok)
-            .map(|(p, _)| p.clone())
+            .map(|(p, _)| *p)
             .collect();
         if todo.is_empty() {
             return admitted;

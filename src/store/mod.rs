@@ -298,7 +298,10 @@ impl Store {
 
     /// Store many posts: the fast path (follow with one `flush`). Each post is written
     /// atomically with its index entries (in sled transactions of up to 256 posts). Returns, per post, whether it was new (a post repeated in `posts` is new only once).
-    pub fn insert_batch(&self, posts: &[Post]) -> Result<Vec<bool>, StoreError> {
+    pub fn insert_batch<P: std::borrow::Borrow<Post>>(
+        &self,
+        posts: &[P],
+    ) -> Result<Vec<bool>, StoreError> {
         // Gossip delivers many duplicates: filter them without taking sled's global write
         // lock. The transaction checks again, so a racing insert of the same post is counted
         // once.
@@ -306,6 +309,7 @@ impl Store {
         let mut todo: Vec<(usize, Prepared)> = Vec::new();
         let mut seen = HashSet::new();
         for (i, post) in posts.iter().enumerate() {
+            let post = post.borrow();
             let id = post.id();
             if seen.insert(id) && !self.posts.contains_key(id.0)? {
                 todo.push((i, Prepared::new(post)));
