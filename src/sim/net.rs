@@ -1,5 +1,7 @@
 //! The network model: per-link latency classes, message loss, and two-way partitions.
 
+use std::collections::HashMap;
+
 use rand::Rng;
 use rand::rngs::StdRng;
 
@@ -26,6 +28,11 @@ impl Link {
         }
     }
 }
+
+/// How long the mail carrier gathers frames from one node to another into one mail (the
+/// email transport's default `batch_window`): frames sent within it travel together, at one
+/// mail's latency.
+pub const MAIL_BATCH_MS: Time = 2_000;
 
 /// Static network parameters of a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -116,6 +123,8 @@ pub(crate) struct Network {
     pub(crate) loss: f64,
     /// Side of each node while a partition is in force; messages between sides are dropped.
     pub(crate) partition: Option<Vec<bool>>,
+    /// The mail each (sender, receiver) pair is filling: when it closes and when it arrives.
+    mails: HashMap<(NodeId, NodeId), (Time, Time)>,
 }
 
 impl Network {
@@ -126,6 +135,7 @@ impl Network {
             carriers: config.carriers_enforced.then(|| config.carriers(n, seed)),
             loss: config.loss,
             partition: None,
+            mails: HashMap::new(),
         }
     }
 
@@ -141,10 +151,30 @@ impl Network {
         }
     }
 
-    /// Draw a one-way latency for a message from `a` to `b`; `None` when no carrier joins them.
-    pub(crate) fn latency(&self, a: NodeId, b: NodeId, rng: &mut StdRng) -> Option<Time> {
-        let (lo, hi) = self.link(a, b)?.range_ms();
-        Some(rng.random_range(lo..=hi))
+    /// When a message sent from `a` to `b` at `now` arrives, drawing its latency; `None` when
+    /// no carrier joins them. By mail, frames to the same node within [`MAIL_BATCH_MS`] share
+    /// one mail: the first opens it, and all of them arrive together after its one latency.
+    pub(crate) fn arrival(
+        &mut self,
+        a: NodeId,
+        b: NodeId,
+        now: Time,
+        rng: &mut StdRng,
+    ) -> Option<Time> {
+        let link = self.link(a, b)?;
+        let (lo, hi) = link.range_ms();
+        if link != Link::Email {
+            return Some(now + rng.random_range(lo..=hi));
+        }
+        if let Some(&(closes, arrives)) = self.mails.get(&(a, b))
+            && now <= closes
+        {
+            return Some(arrives);
+        }
+        let closes = now + MAIL_BATCH_MS;
+        let arrives = closes + rng.random_range(lo..=hi);
+        self.mails.insert((a, b), (closes, arrives));
+        Some(arrives)
     }
 
     /// Whether a partition currently separates `a` from `b`.

@@ -423,12 +423,11 @@ impl<N: SimNode> Sim<N> {
                 self.counters.dropped += 1;
                 continue;
             }
-            let Some(latency) = self.net.latency(id, to, &mut self.rng) else {
+            let Some(time) = self.net.arrival(id, to, self.now, &mut self.rng) else {
                 // No carrier joins them: the send goes nowhere.
                 self.counters.dropped += 1;
                 continue;
             };
-            let time = self.now + latency;
             self.push(
                 time,
                 Kind::Msg {
