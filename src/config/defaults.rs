@@ -2,6 +2,10 @@
 //! back to these, and `tests/config_example.rs` checks that `config.example.toml`, the starter
 //! config of `lakitu init` and `docs/protocol.md` state the same values.
 
+// The gossip settings are the engine's own defaults, so the simulator and the benchmarks,
+// which run the engine with `EngineConfig::default()`, measure what a relay does.
+use crate::engine;
+
 /// `[api] listen`: loopback only (the token file is the authentication, and it is local).
 pub const API_LISTEN: &str = "127.0.0.1:7171";
 /// `[quic] listen`: this machine only until the owner opens it.
@@ -17,15 +21,15 @@ pub const PEER_FRAMES_PER_SEC: u64 = 200;
 /// `[limits] author_posts_per_min`.
 pub const AUTHOR_POSTS_PER_MIN: u64 = 6000;
 /// `[gossip] direct_push_limit`.
-pub const DIRECT_PUSH_LIMIT: u64 = 32;
+pub const DIRECT_PUSH_LIMIT: u64 = engine::DEFAULT_DIRECT_PUSH_LIMIT as u64;
 /// `[gossip] eager_fanout`.
-pub const EAGER_FANOUT: u64 = 3;
+pub const EAGER_FANOUT: u64 = engine::DEFAULT_EAGER_FANOUT as u64;
 /// `[gossip] anti_entropy_secs`.
-pub const ANTI_ENTROPY_SECS: u64 = 30;
+pub const ANTI_ENTROPY_SECS: u64 = engine::DEFAULT_ANTI_ENTROPY_INTERVAL_MS / 1000;
 /// `[gossip] ping_secs`: the probe period.
-pub const PING_SECS: u64 = 5;
+pub const PING_SECS: u64 = engine::DEFAULT_PROBE_INTERVAL_MS / 1000;
 /// `[gossip] reconnect_secs`.
-pub const RECONNECT_SECS: u64 = 30;
+pub const RECONNECT_SECS: u64 = engine::DEFAULT_RECONNECT_INTERVAL_MS / 1000;
 /// `[interests] history`: posts fetched when an author or topic is followed.
 pub const HISTORY: u64 = 10_000;
 /// Largest `[interests] history` (and `lakitu sync --max`).

@@ -280,10 +280,10 @@ impl Engine {
                 Some((id, _)) => *id,
                 None => {
                     // Not one partner yet (still joining): a node that has never reconciled
-                    // tries again at the next probe period, so what it missed while down
+                    // tries again a prompt interval later, so what it missed while down
                     // comes within seconds of its return, not one period later.
                     if self.catching_up() {
-                        let soon = now + self.config.probe_interval_ms.max(1);
+                        let soon = now + self.config.prompt_interval_ms.max(1);
                         self.timers.anti_entropy = self.timers.anti_entropy.min(soon);
                     }
                     return;
@@ -315,7 +315,7 @@ impl Engine {
         self.ae.next_session = (self.ae.next_session.wrapping_add(1)) & !REPLY_BIT;
         let id = self.ae.next_session;
         if self.catching_up() {
-            let soon = now + self.config.probe_interval_ms.max(1);
+            let soon = now + self.config.prompt_interval_ms.max(1);
             self.timers.anti_entropy = self.timers.anti_entropy.min(soon);
         }
         self.ae.sessions.insert(

@@ -3,6 +3,17 @@
 
 use lakitu_transport::LatencyClass;
 
+/// Default of [`EngineConfig::direct_push_limit`] (the node's `[gossip] direct_push_limit`).
+pub const DEFAULT_DIRECT_PUSH_LIMIT: usize = 32;
+/// Default of [`EngineConfig::eager_fanout`] (the node's `[gossip] eager_fanout`).
+pub const DEFAULT_EAGER_FANOUT: usize = 32;
+/// Default of [`EngineConfig::probe_interval_ms`] (the node's `[gossip] ping_secs`).
+pub const DEFAULT_PROBE_INTERVAL_MS: u64 = 5_000;
+/// Default of [`EngineConfig::reconnect_interval_ms`] (the node's `[gossip] reconnect_secs`).
+pub const DEFAULT_RECONNECT_INTERVAL_MS: u64 = 30_000;
+/// Default of [`EngineConfig::anti_entropy_interval_ms`] (`[gossip] anti_entropy_secs`).
+pub const DEFAULT_ANTI_ENTROPY_INTERVAL_MS: u64 = 30_000;
+
 /// Timings for peers reached through one latency class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClassTimings {
@@ -51,8 +62,13 @@ pub struct EngineConfig {
     pub seconds: ClassTimings,
     /// Timings for minute-to-hour peers (email).
     pub minutes: ClassTimings,
-    /// One member is probed per period, the one heard from longest ago (default 1 s).
+    /// One member is probed per period, the one heard from longest ago (default 5 s, the
+    /// node's default, so the simulator measures what a relay sends).
     pub probe_interval_ms: u64,
+    /// How soon something worth doing promptly is tried again (default 1 s): looking for the
+    /// way back while no member is reachable or after a cut, and the next reconciliation of
+    /// a node still catching up.
+    pub prompt_interval_ms: u64,
     /// One member held dead is pinged per period (default 30 s), so two nodes that declared
     /// each other dead during an outage (or a restart whose first answers were lost) find
     /// each other again; every probe period instead while no member is reachable at all.
@@ -76,7 +92,7 @@ pub struct EngineConfig {
     pub anti_entropy_max_items: usize,
     /// Period of the statistics gossip (default 30 s).
     pub stats_interval_ms: u64,
-    /// Statistics records go to this many random members per period (default 2).
+    /// Statistics records go to this many random members per period (default 1).
     pub stats_fanout: usize,
     /// Below this reputation the engine ignores a peer entirely (default -50).
     pub reputation_threshold: i32,
@@ -119,8 +135,8 @@ impl Default for EngineConfig {
             max_frame_size: 256 * 1024,
             world_page_bytes: 32 * 1024,
             max_clock_skew_ms: 5 * 60 * 1000,
-            direct_push_limit: 32,
-            eager_fanout: 32,
+            direct_push_limit: DEFAULT_DIRECT_PUSH_LIMIT,
+            eager_fanout: DEFAULT_EAGER_FANOUT,
             lazy_fanout: 2,
             hop_limit: 8,
             recent_size: 8192,
@@ -150,18 +166,19 @@ impl Default for EngineConfig {
                 pull_timeout_ms: 1_800_000,
                 lazy_delay_ms: 300_000,
             },
-            probe_interval_ms: 1_000,
-            reconnect_interval_ms: 30_000,
+            probe_interval_ms: DEFAULT_PROBE_INTERVAL_MS,
+            prompt_interval_ms: 1_000,
+            reconnect_interval_ms: DEFAULT_RECONNECT_INTERVAL_MS,
             reconnect_timeout_ms: 24 * 3_600_000,
             membership_fanout: 3,
             membership_hops: 4,
             max_members: 100_000,
             world_sync_interval_ms: 2_000,
-            anti_entropy_interval_ms: 30_000,
+            anti_entropy_interval_ms: DEFAULT_ANTI_ENTROPY_INTERVAL_MS,
             anti_entropy_window_ms: 7 * 24 * 3_600_000,
             anti_entropy_max_items: 10_000,
             stats_interval_ms: 30_000,
-            stats_fanout: 2,
+            stats_fanout: 1,
             reputation_threshold: -50,
             max_frames_per_sec: 200,
             max_posts_per_sec: 20_000,

@@ -206,11 +206,11 @@ impl Engine {
             }
         }
         // No one reachable, or a large share dead at once (a cut, not a few crashes): look
-        // for the way back every probe period, so a healed cut is found within about a
+        // for the way back every prompt interval, so a healed cut is found within about a
         // second instead of a reconnect period.
         let cut = dead > 0 && dead * CUT_SHARE >= reachable + dead;
         let period = if reachable == 0 || cut {
-            self.config.probe_interval_ms
+            self.config.prompt_interval_ms
         } else {
             self.config.reconnect_interval_ms
         };
@@ -255,11 +255,17 @@ impl Engine {
         self.send(id, &Message::Ping { seq, root });
     }
 
-    /// Periodic membership comparison with a random member: a ping carries our root. A member
-    /// on a slow carrier costs a stanza or a mail per ping, so it is compared only when our
-    /// view changed since the last comparison with it, and at most once per its class's ping
+    /// Periodic membership comparison with a random member while news spreads through our
+    /// view: a ping carries our root. Once the view is quiet the probes, which carry it too,
+    /// are comparison enough (a view that differs is found at the next probe either way),
+    /// and the extra pings were two thirds of an idle network's pings. A member on a slow
+    /// carrier costs a stanza or a mail per ping, so it is compared only when our view
+    /// changed since the last comparison with it, and at most once per its class's ping
     /// timeout (30 min by mail); at idle, slow members are compared only by their probes.
     pub(crate) fn world_sync(&mut self) {
+        if self.view_quiet() {
+            return;
+        }
         let Some(id) = self.random_members(1, &[]).first().copied() else {
             return;
         };

@@ -155,6 +155,13 @@ impl Engine {
         self.merkle.root
     }
 
+    /// Whether our view has not changed for two prompt intervals: news is not spreading
+    /// through it just now.
+    pub(crate) fn view_quiet(&self) -> bool {
+        let prompt = self.config.prompt_interval_ms.max(1);
+        self.now >= self.merkle.root_changed_at.saturating_add(2 * prompt)
+    }
+
     /// Ask `to` for its records from `from` up to bucket `to_bucket`, remembering the range.
     pub(crate) fn request_world(&mut self, to: PublicId, from: [u8; 32], to_bucket: u8) {
         self.merkle.pending.insert(to, to_bucket);
@@ -167,17 +174,20 @@ impl Engine {
     /// Roots ride on every ping and pong, so mismatches are seen far more often than a
     /// comparison is worth: while our view is still changing (news arriving, which the
     /// comparison would only race) this node starts at most one comparison per
-    /// `world_sync_interval`; once the view has been quiet for two probe periods, at most one
-    /// per probe period. Never twice with the same peer within `world_sync_interval`.
+    /// `world_sync_interval`; once the view has been quiet (see [`Engine::view_quiet`]), at
+    /// most one per prompt interval. Never twice with the same peer within
+    /// `world_sync_interval`.
     pub(crate) fn compare_root(&mut self, peer: PublicId, root: [u8; 32]) {
         if root == self.merkle.root {
             return;
         }
         let now = self.now;
         let period = self.config.world_sync_interval_ms;
-        let probe = self.config.probe_interval_ms.max(1);
-        let quiet = now >= self.merkle.root_changed_at.saturating_add(2 * probe);
-        let gap = if quiet { probe } else { period };
+        let gap = if self.view_quiet() {
+            self.config.prompt_interval_ms.max(1)
+        } else {
+            period
+        };
         if self
             .merkle
             .last_start

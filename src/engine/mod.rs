@@ -62,7 +62,10 @@ use rand::rngs::StdRng;
 use crate::id::{Identity, PublicId};
 use crate::post::{Post, Topic};
 
-pub use config::{ClassTimings, EngineConfig};
+pub use config::{
+    ClassTimings, DEFAULT_ANTI_ENTROPY_INTERVAL_MS, DEFAULT_DIRECT_PUSH_LIMIT,
+    DEFAULT_EAGER_FANOUT, DEFAULT_PROBE_INTERVAL_MS, DEFAULT_RECONNECT_INTERVAL_MS, EngineConfig,
+};
 pub use history::{HistoryState, HistoryView};
 pub use poststore::{MemStore, PostStore};
 pub use reputation::Offence;
