@@ -506,10 +506,16 @@ impl Engine {
             return;
         };
         let now = self.now;
-        let patience = s
-            .view
-            .peer
-            .map_or(0, |p| self.answer_timeout(&p, 0).saturating_mul(PATIENCE));
+        // The class's whole pull timeout, not the round trips measured: a page answer waits
+        // for the partner's carrier budget too (by XMPP a 1,024-id page is 40 kB, 5 s at
+        // 8 kB/s), and a relay whose partner answered in 2 s over a local Prosody took it
+        // for silent.
+        let patience = s.view.peer.map_or(0, |p| {
+            let class = self.class_of(&p);
+            let base = self.config.timings(class).pull_timeout_ms;
+            base.max(self.answer_timeout(&p, 0))
+                .saturating_mul(PATIENCE)
+        });
         let s = self.history.syncs.front_mut().expect("checked above");
         let before = s.outstanding.len();
         s.outstanding.retain(|_, at| now < *at + patience);
