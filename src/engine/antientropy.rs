@@ -29,7 +29,7 @@ use crate::id::PublicId;
 use crate::post::PostId;
 
 use super::reconcile::{self, Item, Limits, ReconcileError};
-use super::wire::{Message, Scope};
+use super::wire::{MAX_IDS, Message, Scope};
 use super::{Engine, PostStore};
 
 /// Candidates sampled when choosing a partner.
@@ -82,6 +82,10 @@ pub(crate) struct AeState {
     /// Members that just came back from the dead (a healed cut, a restart): they likely
     /// missed posts, so the next round, brought forward, reconciles with one of them first.
     revived: std::collections::VecDeque<PublicId>,
+    /// Posts a partner said it will push to us after a session we answered (its Give): until
+    /// when, and how many are left. They never count as a flood nor, arriving twice, as a
+    /// duplicate to prune.
+    expected: HashMap<PublicId, (u64, u64)>,
     /// Sessions completed, ids repaired and Reconcile payload bytes sent, for tests and stats.
     pub(crate) rounds: u64,
     pub(crate) repaired: u64,
@@ -106,6 +110,53 @@ impl Engine {
         }
         // At once: what it missed while away is the newest news there is.
         self.timers.anti_entropy = self.timers.anti_entropy.min(self.now);
+    }
+
+    /// `peer` will push us `count` posts we lack (at most one IWant answer's worth is sent
+    /// per session): expect them for an anti-entropy period, or two mail ping timeouts by mail.
+    fn expect_from(&mut self, peer: PublicId, count: u64) {
+        let now = self.now;
+        let timings = self.config.timings(self.class_of(&peer));
+        let until = now
+            + self
+                .config
+                .anti_entropy_interval_ms
+                .max(2 * timings.ping_timeout_ms);
+        let count = count.min(self.config.max_ids_per_frame.clamp(1, MAX_IDS) as u64);
+        let expected = &mut self.ae.expected;
+        if expected.len() >= self.config.max_members && !expected.contains_key(&peer) {
+            expected.retain(|_, (t, _)| now < *t);
+            if expected.len() >= self.config.max_members {
+                return;
+            }
+        }
+        expected.insert(peer, (until, count));
+    }
+
+    /// Take up to `n` of the posts expected from `peer`; returns how many were expected.
+    pub(crate) fn take_expected(&mut self, peer: &PublicId, n: u64) -> u64 {
+        let now = self.now;
+        let Some((until, left)) = self.ae.expected.get_mut(peer) else {
+            return 0;
+        };
+        if now >= *until {
+            self.ae.expected.remove(peer);
+            return 0;
+        }
+        let took = n.min(*left);
+        *left -= took;
+        if *left == 0 {
+            self.ae.expected.remove(peer);
+        }
+        took
+    }
+
+    /// Whether `peer` said it will push us posts that have not all come yet.
+    pub(crate) fn expects_from(&self, peer: &PublicId) -> bool {
+        self.ae
+            .expected
+            .get(peer)
+            .is_some_and(|(until, left)| self.now < *until && *left > 0)
     }
 
     /// A member is alive: a node that has not reconciled since it (re)started does so now,
@@ -391,9 +442,13 @@ impl Engine {
         let mut responder = reconcile::Session::responder(self.ae_limits());
         match responder.step(&items, payload) {
             Ok(step) => {
-                // The initiator acts on the difference: it pushes what the result says we
-                // lack, so those pushes are expected (never counted as a flood).
+                // The initiator acts on the difference: it pushes what we lack, so those
+                // pushes are expected (never counted as a flood). It says how many (Give);
+                // one that predates Give names them (Result).
                 self.expect_posts(step.we_lack.into_iter().map(PostId));
+                if step.expect > 0 {
+                    self.expect_from(sender, step.expect);
+                }
                 if let Some(reply) = step.reply {
                     self.send_reconcile(sender, session | REPLY_BIT, scope, window, reply);
                 }

@@ -619,7 +619,7 @@ impl Engine {
                 self.fan_out(&post, hops, duty, &[sender]);
                 return Accepted::Fine;
             }
-            if self.diss.requested.contains(&id) {
+            if self.diss.requested.contains(&id) || self.expects_from(&sender) {
                 return Accepted::Fine;
             }
             return Accepted::Unasked;

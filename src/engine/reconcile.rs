@@ -79,6 +79,9 @@ pub struct Step {
     /// Ids we hold and the peer lacks, learned in this step (initiator only: the initiator
     /// asks for what it lacks itself).
     pub they_lack: Vec<[u8; 32]>,
+    /// Posts the peer said it will push to us (responder only): expect that many without
+    /// knowing which.
+    pub expect: u64,
     /// The session is over on our side once `reply` (if any) is sent.
     pub done: bool,
 }
@@ -156,12 +159,6 @@ enum State {
         we_lack: Vec<[u8; 32]>,
         they_lack: Vec<[u8; 32]>,
     },
-    /// Initiator, result chunks left to send.
-    Sending {
-        salt: u64,
-        chunk: u64,
-        give: Vec<[u8; 32]>,
-    },
     /// Initiator, over.
     Finished,
 }
@@ -210,9 +207,7 @@ impl Session {
         let msg = Message::decode(msg, max)?;
         let salt = match &self.state {
             State::Responder => return respond(items, msg, max),
-            State::AwaitReply { salt, .. }
-            | State::Decoding { salt, .. }
-            | State::Sending { salt, .. } => *salt,
+            State::AwaitReply { salt, .. } | State::Decoding { salt, .. } => *salt,
             State::Finished => return Err(ReconcileError::Unexpected(msg.name())),
         };
         if msg.salt() != salt {
@@ -226,7 +221,7 @@ impl Session {
             }
         }
         let state = std::mem::replace(&mut self.state, State::Finished);
-        self.initiator_step(state, items, msg, max)
+        self.initiator_step(state, items, msg)
     }
 
     /// The initiator's transitions; on error the session stays finished.
@@ -235,7 +230,6 @@ impl Session {
         state: State,
         items: &[Item],
         msg: Message,
-        max: usize,
     ) -> Result<Step, ReconcileError> {
         match (state, msg) {
             (State::AwaitReply { .. }, Message::Done { .. }) => Ok(Step {
@@ -251,7 +245,7 @@ impl Session {
                     if !s.cells.is_empty() {
                         return Err(ReconcileError::Malformed("symbols without a range"));
                     }
-                    return Ok(self.finish(salt, we_lack, they_lack, max));
+                    return Ok(self.finish(salt, we_lack, they_lack));
                 }
                 let decoding = State::Decoding {
                     salt,
@@ -261,16 +255,13 @@ impl Session {
                     we_lack,
                     they_lack,
                 };
-                self.decode(items, decoding, s, max)
+                self.decode(items, decoding, s)
             }
             (decoding @ State::Decoding { .. }, Message::Symbols(s)) => {
                 if !s.ids.is_empty() || !s.id_intervals.is_empty() {
                     return Err(ReconcileError::Malformed("ids in a continuation"));
                 }
-                self.decode(items, decoding, s, max)
-            }
-            (State::Sending { salt, chunk, give }, Message::Ack { next, .. }) if next == chunk => {
-                Ok(self.send_result(salt, chunk, give, max, Vec::new()))
+                self.decode(items, decoding, s)
             }
             (state, msg) => {
                 self.state = state;
@@ -280,13 +271,7 @@ impl Session {
     }
 
     /// Adds received symbols to the decoder; finishes, or asks for more.
-    fn decode(
-        &mut self,
-        items: &[Item],
-        state: State,
-        s: Symbols,
-        max: usize,
-    ) -> Result<Step, ReconcileError> {
+    fn decode(&mut self, items: &[Item], state: State, s: Symbols) -> Result<Step, ReconcileError> {
         let State::Decoding {
             salt,
             keys,
@@ -329,7 +314,7 @@ impl Session {
             }
             we_lack.append(&mut decoder.theirs);
             they_lack.append(&mut decoder.ours);
-            return Ok(self.finish(salt, we_lack, they_lack, max));
+            return Ok(self.finish(salt, we_lack, they_lack));
         }
         let have = decoder.len();
         if have >= cap {
@@ -357,65 +342,25 @@ impl Session {
         })
     }
 
-    /// The initiator knows the whole difference: report it and send the first result chunk.
-    fn finish(
-        &mut self,
-        salt: u64,
-        we_lack: Vec<[u8; 32]>,
-        they_lack: Vec<[u8; 32]>,
-        max: usize,
-    ) -> Step {
-        if they_lack.is_empty() {
-            // Nothing to push, so nothing for the responder to expect.
-            self.state = State::Finished;
-            return Step {
-                reply: None,
-                we_lack,
-                they_lack,
-                done: true,
-            };
-        }
-        let give = they_lack.clone();
-        let mut step = self.send_result(salt, 0, give, max, they_lack);
-        step.we_lack = we_lack;
-        step
-    }
-
-    /// Sends chunk `chunk` of the result (`give`: what is left), as much as fits; keeps the
-    /// rest for the next ack. `they_lack` is what this step reports.
-    fn send_result(
-        &mut self,
-        salt: u64,
-        chunk: u64,
-        mut give: Vec<[u8; 32]>,
-        max: usize,
-        they_lack: Vec<[u8; 32]>,
-    ) -> Step {
-        // Version, kind, salt, chunk, flag, list length.
-        let room = max - (2 + 8 + 10 + 1 + 10);
-        let rest_give = give.split_off(give.len().min(room / 32));
-        let last = rest_give.is_empty();
-        let reply = Message::Result {
-            salt,
-            chunk,
-            give,
-            last,
-        }
-        .encode();
-        self.state = if last {
-            State::Finished
-        } else {
-            State::Sending {
+    /// The initiator knows the whole difference: report it, and tell the responder how many
+    /// posts to expect. Only the count: the responder needs to know that pushes are coming
+    /// (so they never count as a flood), not which, and the ids in full were 32 bytes per
+    /// difference, most of what reconciling the newest posts cost beyond negentropy.
+    fn finish(&mut self, salt: u64, we_lack: Vec<[u8; 32]>, they_lack: Vec<[u8; 32]>) -> Step {
+        self.state = State::Finished;
+        let reply = (!they_lack.is_empty()).then(|| {
+            Message::Give {
                 salt,
-                chunk: chunk + 1,
-                give: rest_give,
+                count: they_lack.len() as u64,
             }
-        };
+            .encode()
+        });
         Step {
-            reply: Some(reply),
-            we_lack: Vec::new(),
+            reply,
+            we_lack,
             they_lack,
-            done: last,
+            expect: 0,
+            done: true,
         }
     }
 }
@@ -445,27 +390,29 @@ fn respond(items: &[Item], msg: Message, max: usize) -> Result<Step, ReconcileEr
                 ..Step::default()
             })
         }
+        Message::Give { count, .. } => Ok(Step {
+            expect: count,
+            done: true,
+            ..Step::default()
+        }),
+        // From an initiator that predates Give: the ids it will push, in chunks.
         Message::Result {
             give,
             last,
             salt,
             chunk,
-        } => {
-            // What we lack the initiator asks for by id; we learn only what it will push.
-            let they_lack = Vec::new();
-            Ok(Step {
-                reply: (!last).then(|| {
-                    Message::Ack {
-                        salt,
-                        next: chunk.saturating_add(1),
-                    }
-                    .encode()
-                }),
-                we_lack: give,
-                they_lack,
-                done: last,
-            })
-        }
+        } => Ok(Step {
+            reply: (!last).then(|| {
+                Message::Ack {
+                    salt,
+                    next: chunk.saturating_add(1),
+                }
+                .encode()
+            }),
+            we_lack: give,
+            done: last,
+            ..Step::default()
+        }),
         other => Err(ReconcileError::Unexpected(other.name())),
     }
 }

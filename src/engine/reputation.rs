@@ -131,6 +131,8 @@ impl Engine {
             ),
             _ => None,
         };
+        // Posts a reconciliation partner said it would push count as asked for.
+        let unasked = unasked.map(|n| n - self.take_expected(id, n));
         if unasked == Some(0) {
             // Only what we asked for: never a flood.
             return false;

@@ -12,6 +12,7 @@ struct Outcome {
     b_lacks: BTreeSet<[u8; 32]>,
     b_knows_a_lacks: BTreeSet<[u8; 32]>,
     b_knows_b_lacks: BTreeSet<[u8; 32]>,
+    b_expects: u64,
     messages: usize,
     largest: usize,
     bytes: usize,
@@ -26,6 +27,7 @@ fn run(a: &[Item], b: &[Item], limits: Limits, salt: u64) -> Outcome {
         b_lacks: BTreeSet::new(),
         b_knows_a_lacks: BTreeSet::new(),
         b_knows_b_lacks: BTreeSet::new(),
+        b_expects: 0,
         messages: 1,
         largest: first.len(),
         bytes: first.len(),
@@ -36,6 +38,7 @@ fn run(a: &[Item], b: &[Item], limits: Limits, salt: u64) -> Outcome {
         let step = sb.step(b, &msg).expect("responder step");
         out.b_knows_b_lacks.extend(step.we_lack);
         out.b_knows_a_lacks.extend(step.they_lack);
+        out.b_expects += step.expect;
         let Some(reply) = step.reply else { break };
         out.messages += 1;
         out.largest = out.largest.max(reply.len());
@@ -76,9 +79,15 @@ fn check(n: usize, d: usize, layout: Layout, limits: Limits, seed: u64) -> Outco
         out.b_lacks, b_lacks,
         "initiator's they_lack, {layout:?} n={n} d={d}"
     );
-    assert_eq!(
-        out.b_knows_b_lacks, b_lacks,
+    // The responder learns how many posts will be pushed to it, not which.
+    assert!(
+        out.b_knows_b_lacks.is_empty(),
         "responder's we_lack, {layout:?} n={n} d={d}"
+    );
+    assert_eq!(
+        out.b_expects,
+        b_lacks.len() as u64,
+        "responder's expectation, {layout:?} n={n} d={d}"
     );
     // The initiator asks for what it lacks itself: the responder is not told.
     assert!(
@@ -304,7 +313,10 @@ fn messages_round_trip_through_the_codec() {
         assert_eq!(decoded.encode(), msg);
         let step = if matches!(
             decoded,
-            Message::Summary(_) | Message::More { .. } | Message::Result { .. }
+            Message::Summary(_)
+                | Message::More { .. }
+                | Message::Result { .. }
+                | Message::Give { .. }
         ) {
             sb.step(&b, &msg)
         } else {
@@ -418,4 +430,24 @@ fn a_set_changing_between_rounds_fails_the_decode_instead_of_looping() {
         caught += usize::from(decoder.is_inconsistent());
     }
     assert!(caught > 0, "no seed produced an inconsistent stream");
+}
+
+#[test]
+fn a_result_from_an_initiator_that_predates_give_still_names_what_to_expect() {
+    let ids = vec![[7u8; 32], [8u8; 32]];
+    let old = Message::Result {
+        salt: 5,
+        chunk: 0,
+        give: ids.clone(),
+        last: true,
+    }
+    .encode();
+    let mut r = Session::responder(Limits::default());
+    let step = r.step(&[], &old).expect("result");
+    assert_eq!(step.we_lack, ids);
+    assert!(step.done && step.reply.is_none());
+    let give = Message::Give { salt: 5, count: 2 }.encode();
+    let step = r.step(&[], &give).expect("give");
+    assert_eq!((step.expect, step.done), (2, true));
+    assert!(step.we_lack.is_empty() && step.reply.is_none());
 }

@@ -42,6 +42,7 @@ const KIND_SYMBOLS: u8 = 4;
 const KIND_MORE: u8 = 5;
 const KIND_RESULT: u8 = 6;
 const KIND_ACK: u8 = 7;
+const KIND_GIVE: u8 = 8;
 
 /// A half-open time interval `[lo, hi)`; `hi == None` means unbounded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +125,15 @@ pub(crate) enum Message {
         /// Whether this is the last chunk.
         last: bool,
     },
+    /// Initiator → responder: how many posts the initiator will push, the responder's
+    /// expectation without their ids (a node that predates it refuses it as an unknown kind
+    /// and takes those pushes as unasked ones, within its flood limits).
+    Give {
+        /// Session salt.
+        salt: u64,
+        /// Posts the responder lacks and the initiator will push.
+        count: u64,
+    },
     /// Responder → initiator: chunk received, send the next.
     Ack {
         /// Session salt.
@@ -142,6 +152,7 @@ impl Message {
             Message::Done { salt }
             | Message::More { salt, .. }
             | Message::Result { salt, .. }
+            | Message::Give { salt, .. }
             | Message::Ack { salt, .. } => *salt,
         }
     }
@@ -154,6 +165,7 @@ impl Message {
             Message::Symbols(_) => "symbols",
             Message::More { .. } => "more",
             Message::Result { .. } => "result",
+            Message::Give { .. } => "give",
             Message::Ack { .. } => "ack",
         }
     }
@@ -232,6 +244,11 @@ impl Message {
                 for id in give {
                     w.extend_from_slice(id);
                 }
+            }
+            Message::Give { salt, count } => {
+                w.push(KIND_GIVE);
+                put_u64(&mut w, *salt);
+                put_var(&mut w, *count);
             }
             Message::Ack { salt, next } => {
                 w.push(KIND_ACK);
@@ -365,6 +382,10 @@ impl Message {
             KIND_ACK => Message::Ack {
                 salt: r.u64()?,
                 next: r.var()?,
+            },
+            KIND_GIVE => Message::Give {
+                salt: r.u64()?,
+                count: r.var()?,
             },
             other => return Err(ReconcileError::UnknownKind(other)),
         };
