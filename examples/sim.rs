@@ -259,17 +259,7 @@ fn fault_scenarios(n: usize, seed: u64) -> Vec<(&'static str, Scenario)> {
     let base = Scenario::stable(n, seed);
     let mut lossy = base.clone();
     lossy.net.loss = 0.05;
-    let mut mixed = base.clone();
-    // 30% XMPP-only and 10% email-only nodes, 10% bridges with all three carriers, the rest
-    // QUIC-only. Lakitu reaches across carriers only through the bridges; the baselines get an
-    // idealised network where any two nodes reach each other (at the slower end's latency).
-    mixed.net.xmpp_share = 0.3;
-    mixed.net.email_share = 0.1;
-    mixed.net.bridge_share = 0.1;
-    mixed.deadline = 3_600_000;
-    // Long enough for the email members (1–5 min a hop) to learn the whole view first, as in
-    // a network that has run for a while; the baselines need no warm-up.
-    mixed.warmup = 1_800_000;
+    let mixed = Scenario::mixed_carriers(n, seed);
     let half = Scenario {
         interested: 0.5,
         ..base.clone()

@@ -295,22 +295,10 @@ fn lakitu_runs_are_reproducible_for_a_seed() {
     assert_eq!(a.report(), b.report());
 }
 
-/// 30% XMPP-only, 10% email-only, 10% bridges with every carrier, the rest QUIC-only: a node
-/// reaches across carriers only through a bridge.
-fn mixed_carriers(n: usize, seed: u64) -> Scenario {
-    let mut s = Scenario::stable(n, seed);
-    s.net.xmpp_share = 0.3;
-    s.net.email_share = 0.1;
-    s.net.bridge_share = 0.1;
-    s.deadline = 3_600_000;
-    s.warmup = 1_800_000;
-    s
-}
-
 #[test]
 fn lakitu_bridges_every_post_across_carriers_once_and_never_talks_over_a_missing_one() {
     for seed in [1, 2] {
-        let s = mixed_carriers(100, seed);
+        let s = Scenario::mixed_carriers(100, seed);
         let sim = s.run_lakitu(&LakituConfig::default());
         let r = sim.report();
         assert_full_delivery(&r);
@@ -358,7 +346,7 @@ fn lakitu_bridges_every_post_across_carriers_once_and_never_talks_over_a_missing
 /// the duty instead of carrying it out again.
 #[test]
 fn lakitu_an_email_only_authors_post_races_bridges_without_doubling_copies() {
-    let s = mixed_carriers(100, 1);
+    let s = Scenario::mixed_carriers(100, 1);
     let carriers = s.net.carriers(s.nodes, s.seed);
     let bridges: Vec<NodeId> = (0..s.nodes as NodeId)
         .filter(|&i| carriers[i as usize] == 7)

@@ -82,6 +82,22 @@ impl Scenario {
         }
     }
 
+    /// The mixed-carrier network of `nodes`: 30% XMPP-only and 10% email-only nodes, 10%
+    /// bridges with all three carriers, the rest QUIC-only, and 10 posts. Lakitu reaches across
+    /// carriers only through the bridges; the baselines get an idealised network where any two
+    /// nodes reach each other (at the slower end's latency).
+    pub fn mixed_carriers(nodes: usize, seed: u64) -> Self {
+        let mut s = Scenario::stable(nodes, seed);
+        s.net.xmpp_share = 0.3;
+        s.net.email_share = 0.1;
+        s.net.bridge_share = 0.1;
+        s.deadline = 3_600_000;
+        // Long enough for the email members (1–5 min a hop) to learn the whole view first, as
+        // in a network that has run for a while; the baselines need no warm-up.
+        s.warmup = 1_800_000;
+        s
+    }
+
     /// The social graph of this scenario.
     pub fn graph(&self) -> Graph {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x0067_7261_7068);
