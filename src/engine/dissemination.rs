@@ -113,9 +113,10 @@ struct Pull {
 
 /// Grafts to announcers already asked, once every announcer was asked once, each waiting one
 /// answer timeout longer than the one before (about 1.5 s in all over QUIC), before the post
-/// is left to a prompt reconciliation with its last announcer. A lost answer to the only announcer's Graft used
-/// to wait out a whole anti-entropy period (12 s of the 5% loss run's 11.8 s tail); at 1,000
-/// nodes and 5% loss a push and three Grafts in a row were still lost once a run.
+/// is left to a prompt reconciliation with its last announcer. A lost answer to the only
+/// announcer's Graft used to wait out a whole anti-entropy period (12 s of the 5% loss run's
+/// 11.8 s tail); at 1,000 nodes and 5% loss a push and three Grafts in a row were still lost
+/// once a run.
 const MAX_PULL_REPEATS: u8 = 4;
 
 /// Dissemination bookkeeping.
