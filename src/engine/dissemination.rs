@@ -150,7 +150,31 @@ pub(crate) struct DissState {
     push_at: Option<u64>,
     /// Duties fanned out lately, newest last (see [`Covered`]).
     covered: VecDeque<Covered>,
+    /// Spare duties held back while the lead racer's fan-out may still reach us (see
+    /// `hold_spare`), by post, with when each is due.
+    held: HashMap<PostId, Held>,
+    held_deadlines: BTreeSet<(u64, PostId)>,
 }
+
+/// A spare copy of a raced duty, waiting to see whether the lead carries it out.
+#[derive(Debug, Clone)]
+struct Held {
+    due: u64,
+    post: Post,
+    hops: u8,
+    duty: Duty,
+    sender: PublicId,
+}
+
+/// How long a spare racer holds its duty when its copy came by mail: two mails sent at once
+/// arrive within a second or so of each other (one IMAP IDLE wake-up each), and the lead's
+/// fan-out reaches the spare over the fast carriers in milliseconds; when the lead's mail is
+/// later than that, the spare carries the duty out only this much later than it could have.
+const SPARE_HOLD_MAIL_MS: u64 = 2_000;
+/// The same over XMPP, whose copies arrive within tens of milliseconds of each other.
+const SPARE_HOLD_XMPP_MS: u64 = 500;
+/// Most spare duties held at once; beyond it a spare is carried out at once.
+const MAX_HELD: usize = 1_024;
 
 /// A duty this node fanned out lately. A member it learns of afterwards was missing from its
 /// view then, so nobody covered it (the sender's view had it, ours did not): it gets the
@@ -195,10 +219,17 @@ impl DissState {
     /// The earliest pull, lazy-flush or paced-push deadline.
     pub(crate) fn next_deadline(&self) -> Option<u64> {
         let pull = self.pull_deadlines.first().map(|(t, _)| *t);
-        [pull, self.lazy_at, self.push_at, self.acks.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        let held = self.held_deadlines.first().map(|(t, _)| *t);
+        [
+            pull,
+            self.lazy_at,
+            self.push_at,
+            self.acks.next_deadline(),
+            held,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn remember(&mut self, id: PostId, hops: u8, cap: usize) {
@@ -375,7 +406,12 @@ impl Engine {
         let limit = self.config.direct_push_limit.max(1) * if home & fast != 0 { 1 } else { 8 };
         if targets.len() <= limit {
             for &id in targets {
-                if self.members.get(&id).is_some_and(|m| m.lazy) || self.diss.silent.contains(&id) {
+                // Our own posts go straight to their few members whatever those said: a
+                // Prune stops the relayed copies a second path duplicates, but nobody else
+                // sends a member our own post, and an announcement made it wait a lazy delay
+                // and a pull timeout (2 + 10 s over XMPP) for a push that never came.
+                let lazy = hops > 0 && self.members.get(&id).is_some_and(|m| m.lazy);
+                if lazy || self.diss.silent.contains(&id) {
                     self.announce_acked(id, hops, post);
                 } else {
                     self.push_acked(id, next, Relay::None, post);
@@ -481,9 +517,22 @@ impl Engine {
             .copied()
             .filter(|id| self.members.get(id).is_some_and(|m| self.shares_carrier(m)))
             .collect();
-        let via = self
-            .pick_delegate(&own, avoid)
-            .or_else(|| self.bridge_for(home, avoid));
+        // The fastest way in: a member of the group we share a carrier with (its copy is no
+        // extra), unless a bridge on a faster carrier exists. A QUIC+email relay used to
+        // mail its posts to an XMPP+email member (2.6 s) where QUIC to a QUIC+XMPP bridge
+        // and XMPP from there took 27 ms.
+        let typical = |e: &Engine, id: &PublicId| e.class_of(id).typical();
+        let bridge = self.bridge_for(home, avoid);
+        let fastest = own.iter().map(|id| typical(self, id)).min();
+        let own: Vec<PublicId> = match (fastest, bridge) {
+            (Some(f), Some(b)) if typical(self, &b) < f => Vec::new(),
+            (Some(f), _) => own
+                .into_iter()
+                .filter(|id| typical(self, id) == f)
+                .collect(),
+            (None, _) => own,
+        };
+        let via = self.pick_delegate(&own, avoid).or(bridge);
         if let Some(b) = via {
             // Our own post over a slow carrier: the first bridge to get it decides when the
             // fast carriers do, so more bridges of the group race it with the same duty (one
@@ -506,12 +555,20 @@ impl Engine {
                 not.push(s);
                 racers.push(s);
             }
-            let spare = if racers.len() > 1 { Relay::SPARE } else { 0 };
-            for r in racers {
+            // All racers drop the duty when they already hold the post; the spares also hold
+            // it back a moment (see `hold_spare`), so that when the copies arrive together,
+            // as mails sent at once do, only the lead's fan-out runs.
+            let raced = racers.len() > 1;
+            for (i, r) in racers.into_iter().enumerate() {
+                let mark = match (raced, i) {
+                    (false, _) => 0,
+                    (true, 0) => Relay::SPARE | Relay::LEAD,
+                    (true, _) => Relay::SPARE,
+                };
                 let relay = Relay::Class {
                     lo: duty.lo.0,
                     hi: duty.hi.0,
-                    home: home | also_home | spare,
+                    home: home | also_home | mark,
                 };
                 self.push_acked(r, next, relay, post);
             }
@@ -611,6 +668,11 @@ impl Engine {
         if self.seen(&id, store) {
             self.counters.duplicates += 1;
             self.acknowledge(sender, id, hops);
+            if self.diss.held.remove(&id).is_some() {
+                // Another copy while we held a spare duty: the lead (or another spare) is
+                // carrying it out, and this copy is part of that, not a duplicate to prune.
+                return Accepted::Fine;
+            }
             if let Some(duty) = Duty::of(&relay)
                 && hops < self.config.hop_limit
                 && !relay.is_spare()
@@ -696,9 +758,59 @@ impl Engine {
             if let Some(duty) = Duty::of(&relay)
                 && hops < self.config.hop_limit
             {
-                self.fan_out(&post, hops, duty, &[sender]);
+                if relay.is_spare() && !relay.is_lead() {
+                    self.hold_spare(&post, hops, duty, sender);
+                } else {
+                    self.fan_out(&post, hops, duty, &[sender]);
+                }
             }
             self.announce(&post, hops, &[sender]);
+        }
+    }
+
+    /// A spare copy of a raced duty: carried out after a short hold unless another copy of
+    /// the post reaches us meanwhile, which means the lead (or an earlier spare) is carrying
+    /// it out and we are inside its fan-out. Without the hold, two mails that arrived
+    /// together both fanned out: every member got two copies, and the prunes the second ones
+    /// drew turned later pushes into announcements (12 s crossings over XMPP).
+    fn hold_spare(&mut self, post: &Post, hops: u8, duty: Duty, sender: PublicId) {
+        let hold = match self.class_of(&sender) {
+            lakitu_transport::LatencyClass::Minutes => SPARE_HOLD_MAIL_MS,
+            lakitu_transport::LatencyClass::Seconds => SPARE_HOLD_XMPP_MS,
+            lakitu_transport::LatencyClass::Millis => 0,
+        };
+        let id = post.id();
+        if hold == 0 || self.diss.held.len() >= MAX_HELD || self.diss.held.contains_key(&id) {
+            self.fan_out(post, hops, duty, &[sender]);
+            return;
+        }
+        let due = self.now + hold;
+        self.diss.held_deadlines.insert((due, id));
+        self.diss.held.insert(
+            id,
+            Held {
+                due,
+                post: post.clone(),
+                hops,
+                duty,
+                sender,
+            },
+        );
+    }
+
+    /// Carry out the spare duties whose hold is over.
+    fn release_held(&mut self) {
+        while let Some(&(t, id)) = self.diss.held_deadlines.first() {
+            if t > self.now {
+                break;
+            }
+            self.diss.held_deadlines.pop_first();
+            let Some(h) = self.diss.held.remove(&id) else {
+                continue;
+            };
+            if h.due == t && !self.left {
+                self.fan_out(&h.post, h.hops, h.duty, &[h.sender]);
+            }
         }
     }
 
@@ -829,6 +941,7 @@ impl Engine {
             }
             self.diss.lazy_at = self.diss.lazy.values().map(|(t, _)| *t).min();
         }
+        self.release_held();
         self.ack_tick();
     }
 
@@ -1207,5 +1320,124 @@ mod tests {
         assert_eq!(net.nodes[1].engine.stats().duplicates, 1);
         let b = net.id(1);
         assert!(net.nodes[2].engine.members.get(&b).unwrap().lazy, "pruned");
+    }
+
+    /// The six relays of the bridge benchmark (QUIC-only, XMPP-only, email-only and the three
+    /// pairs; `Mem` stands for QUIC) with its carriers' latencies, a post from every relay in
+    /// turn every 2.5 s: every post reaches every relay within its fastest path's time plus
+    /// 250 ms, with no relay pruning another and at most one copy in eight a duplicate (a
+    /// spare racer's second copy of an email-only author's post).
+    #[test]
+    fn posts_cross_carriers_within_their_fastest_path() {
+        use super::super::testnet::carrier_latency;
+        use lakitu_transport::Scheme::{Mail, Mem, Xmpp};
+        let carriers: [&[Scheme]; 6] = [
+            &[Mem],
+            &[Xmpp],
+            &[Mail],
+            &[Mem, Xmpp],
+            &[Mem, Mail],
+            &[Xmpp, Mail],
+        ];
+        let names = [
+            "QUIC",
+            "XMPP",
+            "email",
+            "QUIC+XMPP",
+            "QUIC+email",
+            "XMPP+email",
+        ];
+        for seed in [3, 7, 11] {
+            let mut net = Net::with_carriers(&carriers, seed, EngineConfig::default());
+            let mut settled = false;
+            for _ in 0..60 {
+                net.run_for(10_000);
+                settled = net.nodes.iter().all(|n| {
+                    n.engine.peers().count() == 5
+                        && n.engine.members.values().all(|m| m.reachable())
+                });
+                if settled {
+                    break;
+                }
+            }
+            let views: Vec<String> = net
+                .nodes
+                .iter()
+                .map(|n| {
+                    let r = n.engine.members.values().filter(|m| m.reachable()).count();
+                    format!("{}/{r}", n.engine.peers().count())
+                })
+                .collect();
+            assert!(
+                settled,
+                "seed {seed}: views not complete after 10 min: {views:?}"
+            );
+            // The fastest path between every two relays (Floyd-Warshall over 6 nodes).
+            let n = carriers.len();
+            let mut dist = [[u64::MAX / 4; 6]; 6];
+            for (a, row) in dist.iter_mut().enumerate() {
+                for (b, d) in row.iter_mut().enumerate() {
+                    let shared = carriers[a].iter().filter(|s| carriers[b].contains(s));
+                    *d = if a == b {
+                        0
+                    } else {
+                        shared
+                            .map(|&s| carrier_latency(s))
+                            .min()
+                            .unwrap_or(u64::MAX / 4)
+                    };
+                }
+            }
+            for k in 0..n {
+                for a in 0..n {
+                    for b in 0..n {
+                        dist[a][b] = dist[a][b].min(dist[a][k] + dist[k][b]);
+                    }
+                }
+            }
+            let prunes = |net: &Net| -> u64 {
+                net.frames
+                    .iter()
+                    .filter(|((_, _, k), _)| *k == super::super::Kind::Prune)
+                    .map(|(_, c)| c)
+                    .sum()
+            };
+            let duplicates =
+                |net: &Net| -> u64 { net.nodes.iter().map(|n| n.engine.stats().duplicates).sum() };
+            let (prunes_before, dups_before) = (prunes(&net), duplicates(&net));
+            let mut sent = Vec::new();
+            for round in 0..5 {
+                for from in 0..n {
+                    let id = net.post_from(from, &format!("{round} from {from}"), &["rust"]);
+                    sent.push((id, from, net.now));
+                    net.run_for(2_500);
+                }
+            }
+            net.run_for(60_000);
+            let mut late = Vec::new();
+            for &(id, from, at) in &sent {
+                for to in (0..n).filter(|&to| to != from) {
+                    let took = net.nodes[to].delivered_at.get(&id).map(|t| t - at);
+                    if took.is_none_or(|t| t > dist[from][to] + 250) {
+                        late.push(format!(
+                            "{} -> {}: {took:?} ms, fastest path {} ms",
+                            names[from], names[to], dist[from][to]
+                        ));
+                    }
+                }
+            }
+            assert!(late.is_empty(), "seed {seed}: {late:#?}");
+            assert_eq!(
+                prunes(&net),
+                prunes_before,
+                "seed {seed}: a relay pruned another"
+            );
+            let dups = duplicates(&net) - dups_before;
+            let deliveries = (sent.len() * (n - 1)) as u64;
+            assert!(
+                dups * 8 <= deliveries,
+                "seed {seed}: {dups} duplicates for {deliveries} deliveries"
+            );
+        }
     }
 }

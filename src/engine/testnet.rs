@@ -5,7 +5,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 
 use bytes::Bytes;
-use lakitu_transport::PeerAddr;
+use lakitu_transport::{PeerAddr, Scheme};
 
 use crate::id::{Identity, PublicId};
 use crate::post::{Post, PostId, Topic};
@@ -22,16 +22,20 @@ pub(crate) struct Node {
     pub(crate) engine: Engine,
     pub(crate) store: MemStore,
     pub(crate) addr: PeerAddr,
+    /// Every address of the node (`addr` first).
+    pub(crate) addrs: Vec<PeerAddr>,
     pub(crate) seed: [u8; 32],
     pub(crate) crashed: bool,
     pub(crate) down: bool,
     pub(crate) delivered: Vec<(PostId, u8)>,
+    /// When each delivered post arrived (virtual ms).
+    pub(crate) delivered_at: HashMap<PostId, u64>,
     /// Penalties this node gave, in order.
     pub(crate) offences: Vec<(PublicId, super::Offence)>,
 }
 
-/// A frame in flight: (arrival, sequence, to, from, bytes).
-type Queued = (u64, u64, usize, usize, Bytes);
+/// A frame in flight: (arrival, sequence, to, from, index of the sender's address, bytes).
+type Queued = (u64, u64, usize, usize, usize, Bytes);
 
 pub(crate) struct Net {
     pub(crate) nodes: Vec<Node>,
@@ -55,7 +59,22 @@ pub(crate) struct Net {
     pub(crate) lose_to: HashMap<usize, u64>,
     /// Hand the sender's id to the receiver as carrier-authenticated (as QUIC does).
     pub(crate) authenticate: bool,
+    /// One-way latency by the receiving address's carrier ([`carrier_latency`]) instead of
+    /// the fixed [`LATENCY`].
+    carrier_latency: bool,
     config: EngineConfig,
+}
+
+/// One-way latency of a frame to an address of this carrier, about what real relays on
+/// loopback measure (`benches/bridge.rs`): QUIC 2 ms, XMPP through Prosody 25 ms, a mail
+/// through Postfix and Dovecot 2.6 s. Constant, so frames sent together arrive together, as
+/// two mails sent at once to two relays do.
+pub(crate) fn carrier_latency(s: Scheme) -> u64 {
+    match s {
+        Scheme::Quic | Scheme::Mem => 2,
+        Scheme::Xmpp => 25,
+        Scheme::Mail => 2_600,
+    }
 }
 
 fn topics() -> Interests {
@@ -101,11 +120,13 @@ impl Net {
             nodes.push(Node {
                 engine,
                 store: MemStore::new(),
+                addrs: vec![addr.clone()],
                 addr,
                 seed: key,
                 crashed: false,
                 down: false,
                 delivered: Vec::new(),
+                delivered_at: HashMap::new(),
                 offences: Vec::new(),
             });
         }
@@ -123,8 +144,55 @@ impl Net {
             side: None,
             lose_to: HashMap::new(),
             authenticate: false,
+            carrier_latency: false,
             config,
         }
+    }
+
+    /// Nodes with the given carriers (node `i` has `carriers[i]`, `Mem` standing for QUIC),
+    /// one address per carrier, frames delayed by [`carrier_latency`]. Each node but the
+    /// first joins through the first other node it shares a carrier with.
+    pub(crate) fn with_carriers(carriers: &[&[Scheme]], seed: u64, config: EngineConfig) -> Self {
+        let mut net = Self::with_config(carriers.len(), seed, config);
+        net.carrier_latency = true;
+        net.by_addr.clear();
+        for (i, schemes) in carriers.iter().enumerate() {
+            let addrs: Vec<PeerAddr> = schemes
+                .iter()
+                .map(|s| {
+                    match s {
+                        Scheme::Xmpp => format!("xmpp:n{i}@test.example"),
+                        Scheme::Mail => format!("mailto:n{i}@test.example"),
+                        Scheme::Quic | Scheme::Mem => format!("mem:n{i}"),
+                    }
+                    .parse()
+                    .unwrap()
+                })
+                .collect();
+            for a in &addrs {
+                net.by_addr.insert(a.clone(), i);
+            }
+            let node = &mut net.nodes[i];
+            node.engine = Engine::new(
+                Identity::from_seed(node.seed),
+                addrs.clone(),
+                net.config.clone(),
+                topics(),
+                seed.wrapping_mul(1000).wrapping_add(i as u64),
+                T0,
+            );
+            node.addr = addrs[0].clone();
+            node.addrs = addrs;
+        }
+        for i in 1..carriers.len() {
+            let shares = |j: usize| j != i && carriers[j].iter().any(|s| carriers[i].contains(s));
+            let Some(seed) = (0..carriers.len()).find(|&j| shares(j)) else {
+                continue;
+            };
+            let (id, addrs) = (net.id(seed), net.nodes[seed].addrs.clone());
+            net.event(i, Event::AddPeer { id, addrs });
+        }
+        net
     }
 
     pub(crate) fn id(&self, i: usize) -> PublicId {
@@ -183,10 +251,26 @@ impl Net {
                         continue;
                     }
                     self.seq += 1;
+                    let latency = if self.carrier_latency {
+                        carrier_latency(addr.scheme())
+                    } else {
+                        LATENCY
+                    };
+                    // Over a carrier, the sender's address on it (what the receiver sees).
+                    let from = self.nodes[i]
+                        .addrs
+                        .iter()
+                        .position(|a| a.scheme() == addr.scheme())
+                        .unwrap_or(0);
                     self.queue
-                        .push(Reverse((self.now + LATENCY, self.seq, to, i, bytes)));
+                        .push(Reverse((self.now + latency, self.seq, to, i, from, bytes)));
                 }
-                Action::Deliver { post, hops } => self.nodes[i].delivered.push((post.id(), hops)),
+                Action::Deliver { post, hops } => {
+                    let now = self.now;
+                    let node = &mut self.nodes[i];
+                    node.delivered_at.entry(post.id()).or_insert(now);
+                    node.delivered.push((post.id(), hops));
+                }
                 Action::Reputation { id, offence, .. } => {
                     self.nodes[i].offences.push((id, offence))
                 }
@@ -215,7 +299,7 @@ impl Net {
             }
             self.now = t;
             if tq == Some(t) {
-                let Some(Reverse((_, _, to, from, bytes))) = self.queue.pop() else {
+                let Some(Reverse((_, _, to, from, via, bytes))) = self.queue.pop() else {
                     break;
                 };
                 if self.nodes[to].crashed || self.nodes[to].down {
@@ -225,7 +309,7 @@ impl Net {
                     continue;
                 }
                 let authenticated = self.authenticate.then(|| self.id(from));
-                let from = self.nodes[from].addr.clone();
+                let from = self.nodes[from].addrs[via].clone();
                 self.event(
                     to,
                     Event::Frame {
@@ -271,6 +355,7 @@ impl Net {
         );
         let node = &mut self.nodes[i];
         node.engine = engine;
+        node.addrs = vec![addr.clone()];
         node.addr = addr;
         node.crashed = false;
         node.down = false;

@@ -296,9 +296,20 @@ impl Relay {
     /// that predates the bit carries the duty out anyway (extra copies, nothing lost).
     pub const SPARE: u8 = 0x80;
 
+    /// Bit of [`Relay::Class`]'s `home`, with [`Relay::SPARE`]: this is the lead copy of a
+    /// raced duty, carried out at once; the other racers hold theirs back a moment and drop
+    /// it when the lead's fan-out reaches them first. A node that predates the bit holds
+    /// no duty back (as before it).
+    pub const LEAD: u8 = 0x40;
+
     /// Whether this is a spare copy of a duty (see [`Relay::SPARE`]).
     pub fn is_spare(&self) -> bool {
         matches!(self, Relay::Class { home, .. } if home & Relay::SPARE != 0)
+    }
+
+    /// Whether this is the lead copy of a raced duty (see [`Relay::LEAD`]).
+    pub fn is_lead(&self) -> bool {
+        matches!(self, Relay::Class { home, .. } if home & Relay::LEAD != 0)
     }
 }
 

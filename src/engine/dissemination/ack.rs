@@ -76,7 +76,7 @@ impl Engine {
 
     /// Queue an eager push and watch for its acknowledgement.
     pub(crate) fn push_acked(&mut self, to: PublicId, hops: u8, relay: Relay, post: &Post) {
-        self.queue_push(to, hops, relay.clone(), post.clone());
+        let relay = self.queue_push(to, hops, relay, post.clone());
         self.watch(to, hops, relay, post.clone(), 1, Vec::new());
     }
 
@@ -229,7 +229,7 @@ impl Engine {
             .or_else(|| self.bridge_for(duty.home, &not))
             // Nobody else: the same one again (its answer may only have been lost).
             .unwrap_or(failed);
-        self.queue_push(next, w.hops, w.relay.clone(), w.post.clone());
-        self.watch(next, w.hops, w.relay, w.post, w.tries + 1, tried);
+        let relay = self.queue_push(next, w.hops, w.relay, w.post.clone());
+        self.watch(next, w.hops, relay, w.post, w.tries + 1, tried);
     }
 }

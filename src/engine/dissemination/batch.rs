@@ -48,6 +48,34 @@ impl Outbox {
     }
 }
 
+/// How many of the newest entries of an outbox are searched for the same post: copies to
+/// merge come from one fan-out, so they are next to each other.
+const MERGE_WINDOW: usize = 8;
+
+/// One relay that asks for both `a` and `b`, when there is one: a plain push is part of any
+/// duty, and two class duties over the same range are one duty over both homes (spare or
+/// lead only when both are).
+fn merge(a: &Relay, b: &Relay) -> Option<Relay> {
+    let marks = Relay::SPARE | Relay::LEAD;
+    match (a, b) {
+        (Relay::None, other) | (other, Relay::None) => Some(other.clone()),
+        (
+            Relay::Class { lo, hi, home: h1 },
+            Relay::Class {
+                lo: lo2,
+                hi: hi2,
+                home: h2,
+            },
+        ) if lo == lo2 && hi == hi2 => Some(Relay::Class {
+            lo: *lo,
+            hi: *hi,
+            home: ((h1 | h2) & !marks) | (h1 & h2 & marks),
+        }),
+        _ if a == b => Some(a.clone()),
+        _ => None,
+    }
+}
+
 impl Engine {
     /// Posts waiting in every peer's outbox (for the node's metrics).
     pub(crate) fn outbox_posts(&self) -> u64 {
@@ -60,23 +88,48 @@ impl Engine {
 
     /// Queue a payload for a peer; it leaves at the end of this `handle` call or, when the
     /// peer's bucket is empty, with the next batch (see the module documentation).
-    pub(super) fn queue_push(&mut self, to: PublicId, hops: u8, relay: Relay, post: Post) {
-        let entry = PushEntry { hops, relay, post };
-        let len = entry.encoded_len();
-        let cap = (OUTBOX_FRAMES * self.config.max_frame_size).max(OUTBOX_MIN_BYTES);
+    ///
+    /// A post already waiting for `to` (one fan-out can reach a member both as a target and
+    /// as the bridge to a carrier it has, a QUIC+email relay from an XMPP-only author's
+    /// bridge) goes once, with the duty: the second copy was a duplicate on every such
+    /// post. Returns the relay that goes out with it.
+    pub(super) fn queue_push(&mut self, to: PublicId, hops: u8, relay: Relay, post: Post) -> Relay {
         let (now, full) = (self.now, self.bucket_cap());
         let ob = self
             .diss
             .outbox
             .entry(to)
             .or_insert_with(|| Outbox::new(full, now));
+        let id = post.id();
+        if let Some((queued, len)) = ob
+            .entries
+            .iter_mut()
+            .rev()
+            .take(MERGE_WINDOW)
+            .find(|(e, _)| e.post.id() == id)
+            && let Some(merged) = merge(&queued.relay, &relay)
+        {
+            queued.relay = merged.clone();
+            let grown = queued.encoded_len();
+            ob.bytes = ob.bytes + grown - *len;
+            *len = grown;
+            return merged;
+        }
+        let entry = PushEntry {
+            hops,
+            relay: relay.clone(),
+            post,
+        };
+        let len = entry.encoded_len();
+        let cap = (OUTBOX_FRAMES * self.config.max_frame_size).max(OUTBOX_MIN_BYTES);
         if ob.bytes + len > cap {
             self.counters.dropped_sends += 1;
-            return;
+            return relay;
         }
         ob.bytes += len;
         ob.entries.push_back((entry, len));
         self.diss.waiting.insert(to);
+        relay
     }
 
     /// A full pacing bucket, in thousandths of a frame.
