@@ -341,7 +341,8 @@ fn lakitu_bridges_every_post_across_carriers_once_and_never_talks_over_a_missing
 }
 
 /// An email-only author's post goes by mail to several bridges at once, each with the same
-/// duty marked spare: the first mail to land decides when the fast carriers get it, and the
+/// duty marked spare (one of them the lead): the first mail to land decides when the fast
+/// carriers get it (a spare holds its duty 2 s for the lead's fan-out first), and the
 /// bridges that the winner reached over QUIC before their own mail landed drop their copy of
 /// the duty instead of carrying it out again.
 #[test]
@@ -390,7 +391,8 @@ fn lakitu_an_email_only_authors_post_races_bridges_without_doubling_copies() {
         r.payload_copies <= r.delivered + bridges.len() as u64 + mail_only,
         "{r:?}"
     );
-    // The fast members got it together, within a second of the first bridge.
+    // The fast members got it together, within a second of the first bridge, or of the end of
+    // its 2 s hold when that bridge was a spare racer (the lead's mail may land later).
     let first_bridge = bridges
         .iter()
         .filter_map(|&b| sim.delivery(b, p).map(|d| d.0))
@@ -400,7 +402,7 @@ fn lakitu_an_email_only_authors_post_races_bridges_without_doubling_copies() {
         if carriers[i as usize] == 1 {
             let (at, _) = sim.delivery(i, p).expect("delivered");
             assert!(
-                at <= first_bridge + 1_000,
+                at <= first_bridge + 3_000,
                 "node {i} at {at}, first bridge {first_bridge}"
             );
         }

@@ -668,11 +668,9 @@ impl Engine {
         if self.seen(&id, store) {
             self.counters.duplicates += 1;
             self.acknowledge(sender, id, hops);
-            if self.diss.held.remove(&id).is_some() {
-                // Another copy while we held a spare duty: the lead (or another spare) is
-                // carrying it out, and this copy is part of that, not a duplicate to prune.
-                return Accepted::Fine;
-            }
+            // Another copy while we held a spare duty: the lead (or another spare) is
+            // carrying it out, and this copy is part of that, not a duplicate to prune.
+            let held = self.diss.held.remove(&id).is_some();
             if let Some(duty) = Duty::of(&relay)
                 && hops < self.config.hop_limit
                 && !relay.is_spare()
@@ -682,7 +680,7 @@ impl Engine {
                 self.fan_out(&post, hops, duty, &[sender]);
                 return Accepted::Fine;
             }
-            if self.diss.requested.contains(&id) || self.expects_from(&sender) {
+            if held || self.diss.requested.contains(&id) || self.expects_from(&sender) {
                 return Accepted::Fine;
             }
             return Accepted::Unasked;
@@ -758,11 +756,15 @@ impl Engine {
             if let Some(duty) = Duty::of(&relay)
                 && hops < self.config.hop_limit
             {
-                if relay.is_spare() && !relay.is_lead() {
-                    self.hold_spare(&post, hops, duty, sender);
-                } else {
-                    self.fan_out(&post, hops, duty, &[sender]);
+                if relay.is_spare()
+                    && !relay.is_lead()
+                    && self.hold_spare(&post, hops, duty, sender)
+                {
+                    // Its announcements wait too: members pulling it from us during the hold
+                    // spread it ahead of the lead's fan-out, which then reached them again.
+                    continue;
                 }
+                self.fan_out(&post, hops, duty, &[sender]);
             }
             self.announce(&post, hops, &[sender]);
         }
@@ -773,7 +775,8 @@ impl Engine {
     /// it out and we are inside its fan-out. Without the hold, two mails that arrived
     /// together both fanned out: every member got two copies, and the prunes the second ones
     /// drew turned later pushes into announcements (12 s crossings over XMPP).
-    fn hold_spare(&mut self, post: &Post, hops: u8, duty: Duty, sender: PublicId) {
+    /// Returns false when the duty is not held (to be carried out at once).
+    fn hold_spare(&mut self, post: &Post, hops: u8, duty: Duty, sender: PublicId) -> bool {
         let hold = match self.class_of(&sender) {
             lakitu_transport::LatencyClass::Minutes => SPARE_HOLD_MAIL_MS,
             lakitu_transport::LatencyClass::Seconds => SPARE_HOLD_XMPP_MS,
@@ -781,8 +784,7 @@ impl Engine {
         };
         let id = post.id();
         if hold == 0 || self.diss.held.len() >= MAX_HELD || self.diss.held.contains_key(&id) {
-            self.fan_out(post, hops, duty, &[sender]);
-            return;
+            return false;
         }
         let due = self.now + hold;
         self.diss.held_deadlines.insert((due, id));
@@ -796,6 +798,7 @@ impl Engine {
                 sender,
             },
         );
+        true
     }
 
     /// Carry out the spare duties whose hold is over.
@@ -810,6 +813,7 @@ impl Engine {
             };
             if h.due == t && !self.left {
                 self.fan_out(&h.post, h.hops, h.duty, &[h.sender]);
+                self.announce(&h.post, h.hops, &[h.sender]);
             }
         }
     }
