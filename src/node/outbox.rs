@@ -557,8 +557,12 @@ mod tests {
         }
     }
 
+    /// Open the outbox of `dir`, waiting for the lock of a store handle the test just dropped
+    /// (sled's threads release it a moment later: `garbage_records_are_dropped_on_open`
+    /// failed once in a full `cargo test --lib` on 2026-12-07).
     fn open(dir: &tempfile::TempDir, limits: Limits) -> Outbox {
-        Outbox::open(Store::open(dir.path()).unwrap(), limits, 0).unwrap()
+        let store = Store::reopen(dir.path(), crate::store::REOPEN_WAIT).unwrap();
+        Outbox::open(store, limits, 0).unwrap()
     }
 
     fn push(o: &mut Outbox, kind: Kind, frame: &'static [u8]) {
