@@ -234,6 +234,21 @@ fn main() {
             prunes.join(", ")
         }
     );
+    let sent: Vec<String> = r
+        .prunes_sent
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, n)| format!("{} {n}", LABELS[i]))
+        .collect();
+    println!(
+        "| Prune frames sent, per relay, all carriers (each makes the next relayed post from that peer an announcement) | {} | – |",
+        if sent.is_empty() {
+            "none".to_string()
+        } else {
+            sent.join(", ")
+        }
+    );
     let mails: Vec<String> = r.mails.iter().map(|(u, n)| format!("{u}@ {n}")).collect();
     println!(
         "| mails delivered over the run (alice@ email-only, bob@ QUIC+email, carol@ XMPP+email) | {} | – |",

@@ -134,6 +134,9 @@ pub struct Report {
     /// the whole run: a member that prunes over email is then sent only IHaves, and those
     /// wait for the email class's lazy delay (5 min).
     pub mail_prunes: [(u64, u64); 6],
+    /// Per relay, Prune frames it sent over every carrier over the whole run: each one turns
+    /// the next relayed post from that peer into an announcement and a pull timeout.
+    pub prunes_sent: [u64; 6],
     /// Mails delivered to each account (alice, bob, carol) over the run.
     pub mails: Vec<(&'static str, usize)>,
 }
@@ -599,6 +602,14 @@ impl Bridged {
                 v(r#"lakitu_frames_received_total{transport="mailto",kind="prune"}"#),
                 v(r#"lakitu_frames_sent_total{transport="mailto",kind="ihave"}"#),
             );
+            r.prunes_sent[i] = ["quic", "xmpp", "mailto"]
+                .iter()
+                .map(|t| {
+                    v(&format!(
+                        r#"lakitu_frames_sent_total{{transport="{t}",kind="prune"}}"#
+                    ))
+                })
+                .sum();
         }
         r.mails = ["alice", "bob", "carol"]
             .iter()
