@@ -68,6 +68,20 @@ fn date() -> String {
         .unwrap_or_default()
 }
 
+/// "QUIC-only 3, XMPP+email 1" from one optional figure per relay (in `LABELS` order), or
+/// "none".
+fn per_relay(figures: impl Iterator<Item = Option<String>>) -> String {
+    let parts: Vec<String> = figures
+        .zip(LABELS)
+        .filter_map(|(f, label)| f.map(|f| format!("{label} {f}")))
+        .collect();
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join(", ")
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -219,35 +233,21 @@ fn main() {
         r.sent.len() - steady_posts,
         r.untimed
     );
-    let prunes: Vec<String> = r
-        .mail_prunes
-        .iter()
-        .enumerate()
-        .filter(|(_, p)| **p != (0, 0))
-        .map(|(i, (p, h))| format!("{} {p} / {h}", LABELS[i]))
-        .collect();
-    println!(
-        "| Prune frames received over email / IHaves sent by mail, per relay (a pruned email member gets only IHaves, after the 5 min lazy delay) | {} | – |",
-        if prunes.is_empty() {
-            "none".to_string()
-        } else {
-            prunes.join(", ")
-        }
+    let prunes = per_relay(
+        r.mail_prunes
+            .iter()
+            .map(|&(p, h)| ((p, h) != (0, 0)).then(|| format!("{p} / {h}"))),
     );
-    let sent: Vec<String> = r
-        .prunes_sent
-        .iter()
-        .enumerate()
-        .filter(|(_, n)| **n > 0)
-        .map(|(i, n)| format!("{} {n}", LABELS[i]))
-        .collect();
     println!(
-        "| Prune frames sent, per relay, all carriers (each makes the next relayed post from that peer an announcement) | {} | – |",
-        if sent.is_empty() {
-            "none".to_string()
-        } else {
-            sent.join(", ")
-        }
+        "| Prune frames received over email / IHaves sent by mail, per relay (a pruned email member gets only IHaves, after the 5 min lazy delay) | {prunes} | – |"
+    );
+    let sent = per_relay(
+        r.prunes_sent
+            .iter()
+            .map(|&n| (n > 0).then(|| n.to_string())),
+    );
+    println!(
+        "| Prune frames sent, per relay, all carriers (each makes the next relayed post from that peer an announcement) | {sent} | – |"
     );
     let mails: Vec<String> = r.mails.iter().map(|(u, n)| format!("{u}@ {n}")).collect();
     println!(

@@ -322,7 +322,7 @@ fn lakitu_bridges_every_post_across_carriers_once_and_never_talks_over_a_missing
                     lakitu::engine::Route::Unreachable => panic!("seed {seed}: {p:?}"),
                 }
             }
-            // It knows every member (by mail, views are swapped whole), and every member it
+            // It knows every member (by mail, a comparison sends every leaf hash at once), and every member it
             // knows it really reaches, directly or through a bridge.
             assert_eq!(e.peers().count(), s.nodes - 1, "seed {seed}, node {i}");
             assert_eq!(
@@ -357,7 +357,8 @@ fn lakitu_an_email_only_authors_post_races_bridges_without_doubling_copies() {
         .position(|&c| c == 4)
         .expect("an email-only node") as NodeId;
     let mut sim = lakitu_sim(&s);
-    // By mail, views are swapped whole in one round trip: after the warm-up even the
+    // By mail, a comparison sends every leaf hash at once, so the differing buckets come back
+    // in one round trip: after the warm-up even the
     // email-only members know everyone, so nobody is left out of the author's duties.
     for i in 0..s.nodes as NodeId {
         assert_eq!(

@@ -1287,27 +1287,12 @@ mod tests {
             relay: Relay::None,
             post: post.clone(),
         };
-        let me = net.id(0);
-        let bytes = super::super::wire::encode(
-            &sender.public(),
-            net.now,
-            &msg,
-            Some((sender.signing_key(), &me)),
-        );
-        let from = net.nodes[1].addr.clone();
         let score = net.nodes[0]
             .engine
             .peer(&sender.public())
             .unwrap()
             .reputation;
-        net.event(
-            0,
-            Event::Frame {
-                from,
-                authenticated: None,
-                bytes: bytes.into(),
-            },
-        );
+        net.deliver_from(1, 0, &msg);
         assert!(!net.nodes[0].store.contains(&post.id()));
         let after = net.nodes[0]
             .engine
@@ -1327,8 +1312,7 @@ mod tests {
             .collect();
         net.run_for(1_000);
         // Node 1 gets the same posts again from node 2, unrequested.
-        let sender = Identity::from_seed(net.nodes[2].seed);
-        let (me, b) = (net.id(1), net.id(1));
+        let b = net.id(1);
         let before = net.payloads;
         for (n, id) in ids.iter().enumerate() {
             let msg = Message::Push {
@@ -1336,21 +1320,7 @@ mod tests {
                 relay: Relay::None,
                 post: net.nodes[1].store.get(id).unwrap(),
             };
-            let bytes = super::super::wire::encode(
-                &sender.public(),
-                net.now,
-                &msg,
-                Some((sender.signing_key(), &me)),
-            );
-            let from = net.nodes[2].addr.clone();
-            net.event(
-                1,
-                Event::Frame {
-                    from,
-                    authenticated: None,
-                    bytes: bytes.into(),
-                },
-            );
+            net.deliver_from(2, 1, &msg);
             net.run_for(100);
             // One duplicate (a retry, an outage) is not worth a Prune: the member would then
             // get the sender's next relayed post as an announcement, a pull timeout late.

@@ -369,6 +369,28 @@ impl Net {
         self.nodes[i].down = down;
     }
 
+    /// Hand node `to` a frame carrying `msg`, signed by node `from` as its engine would sign
+    /// it, at once (a frame the engine of `from` did not decide to send: a forged duplicate,
+    /// an invalid post).
+    pub(crate) fn deliver_from(&mut self, from: usize, to: usize, msg: &super::wire::Message) {
+        let sender = Identity::from_seed(self.nodes[from].seed);
+        let bytes = super::wire::encode(
+            &sender.public(),
+            self.now,
+            msg,
+            Some((sender.signing_key(), &self.id(to))),
+        );
+        let from = self.nodes[from].addr.clone();
+        self.event(
+            to,
+            Event::Frame {
+                from,
+                authenticated: None,
+                bytes: bytes.into(),
+            },
+        );
+    }
+
     /// Node `i` signs a post with its own key, stores it and hands it to its engine.
     pub(crate) fn post_from(&mut self, i: usize, body: &str, tags: &[&str]) -> PostId {
         let key = Identity::from_seed(self.nodes[i].seed);
