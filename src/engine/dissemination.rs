@@ -658,19 +658,9 @@ impl Engine {
         let prune = if !new.is_empty() {
             self.diss.dup_streak.remove(&sender);
             false
-        } else if unasked {
-            if self.diss.dup_streak.len() >= MAX_STREAKS {
-                self.diss.dup_streak.clear();
-            }
-            let streak = self.diss.dup_streak.entry(sender).or_default();
-            *streak = streak.saturating_add(1);
-            *streak >= PRUNE_AFTER
         } else {
-            false
+            unasked && self.duplicate_from(sender)
         };
-        if prune {
-            self.diss.dup_streak.remove(&sender);
-        }
         self.store_and_pass_on(sender, new, store);
         let already_lazy = self.members.get(&sender).is_none_or(|m| m.lazy);
         // Never by mail: a pruned mail member is only announced to, and announcements never
@@ -686,6 +676,22 @@ impl Engine {
             self.diss.pruned.insert(sender);
             self.send(sender, &Message::Prune);
         }
+    }
+
+    /// One more frame of unasked duplicates from `sender`: true when it is the
+    /// [`PRUNE_AFTER`]th in a row, and its streak starts afresh.
+    fn duplicate_from(&mut self, sender: PublicId) -> bool {
+        let streaks = &mut self.diss.dup_streak;
+        if streaks.len() >= MAX_STREAKS {
+            streaks.clear();
+        }
+        let streak = streaks.entry(sender).or_default();
+        *streak = streak.saturating_add(1);
+        if *streak < PRUNE_AFTER {
+            return false;
+        }
+        streaks.remove(&sender);
+        true
     }
 
     /// One pushed post.
@@ -707,7 +713,7 @@ impl Engine {
             self.acknowledge(sender, id, hops);
             // Another copy while we held a spare duty: the lead (or another spare) is
             // carrying it out, and this copy is part of that, not a duplicate to prune.
-            let held = self.diss.held.remove(&id).is_some();
+            let held = self.cancel_held(&id);
             if let Some(duty) = Duty::of(&relay)
                 && hops < self.config.hop_limit
                 && !relay.is_spare()
@@ -820,7 +826,7 @@ impl Engine {
             lakitu_transport::LatencyClass::Millis => 0,
         };
         let id = post.id();
-        if hold == 0 || self.diss.held.len() >= MAX_HELD || self.diss.held.contains_key(&id) {
+        if hold == 0 || self.diss.held.len() >= MAX_HELD {
             return false;
         }
         let due = self.now + hold;
@@ -848,11 +854,20 @@ impl Engine {
             let Some(h) = self.diss.held.remove(&id) else {
                 continue;
             };
-            if h.due == t && !self.left {
+            if !self.left {
                 self.fan_out(&h.post, h.hops, h.duty, &[h.sender]);
                 self.announce(&h.post, h.hops, &[h.sender]);
             }
         }
+    }
+
+    /// Drop the spare duty held for `id`, if any (another copy arrived); true if there was one.
+    fn cancel_held(&mut self, id: &PostId) -> bool {
+        let Some(h) = self.diss.held.remove(id) else {
+            return false;
+        };
+        self.diss.held_deadlines.remove(&(h.due, *id));
+        true
     }
 
     /// True when we asked for this post (IWant, Graft, or a reconciliation told us it comes):
