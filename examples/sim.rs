@@ -7,10 +7,10 @@
 use std::time::Instant;
 
 use lakitu::engine::reconcile::{Item, Limits, Session};
+use lakitu::sim::Report;
 use lakitu::sim::baseline::GossipConfig;
 use lakitu::sim::lakitu::LakituConfig;
-use lakitu::sim::scenario::{Churn, Partition, Scenario};
-use lakitu::sim::{Report, Time};
+use lakitu::sim::scenario::Scenario;
 
 struct Args {
     nodes: Vec<usize>,
@@ -119,7 +119,7 @@ fn main() {
         for n in [args.fault_nodes, args.lakitu_faults] {
             println!("\n## {only} at {n} nodes (seed {})\n", args.seed);
             header("scenario");
-            for (label, s) in fault_scenarios(n, args.seed) {
+            for (label, s) in Scenario::faults(n, args.seed) {
                 if label.contains(only.as_str()) {
                     for proto in PROTOS {
                         row(label, proto, &s, args.lakitu_max.min(args.lakitu_faults));
@@ -154,7 +154,7 @@ fn main() {
     for n in fault_sizes {
         println!("\n## Fault scenarios at {n} nodes (seed {})\n", args.seed);
         header("scenario");
-        for (label, s) in fault_scenarios(n, args.seed) {
+        for (label, s) in Scenario::faults(n, args.seed) {
             for proto in PROTOS {
                 row(label, proto, &s, args.lakitu_max.min(args.lakitu_faults));
             }
@@ -253,48 +253,4 @@ fn reconcile_row(n: usize, d: usize, seed: u64) {
         msgs as f64 / 2.0,
         t.elapsed().as_secs_f64()
     );
-}
-
-fn fault_scenarios(n: usize, seed: u64) -> Vec<(&'static str, Scenario)> {
-    let base = Scenario::stable(n, seed);
-    let mut lossy = base.clone();
-    lossy.net.loss = 0.05;
-    let mixed = Scenario::mixed_carriers(n, seed);
-    let half = Scenario {
-        interested: 0.5,
-        ..base.clone()
-    };
-    vec![
-        (
-            "20% crashed",
-            Scenario {
-                crashed: 0.2,
-                ..base.clone()
-            },
-        ),
-        ("5% loss", lossy),
-        (
-            "partition 30%, heals after 20 s",
-            Scenario {
-                partition: Some(Partition {
-                    share: 0.3,
-                    heal_after: 20_000,
-                }),
-                ..base.clone()
-            },
-        ),
-        (
-            "churn 1%/s, 5 s down",
-            Scenario {
-                churn: Some(Churn {
-                    step: 1_000,
-                    crash_chance: 0.01,
-                    downtime: 5_000 as Time,
-                }),
-                ..base.clone()
-            },
-        ),
-        ("half subscribed", half),
-        ("30% XMPP, 10% email", mixed),
-    ]
 }

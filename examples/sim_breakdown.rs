@@ -1,8 +1,9 @@
-//! Where Lakitu's time and bytes go in the simulator's mixed-carrier scenario ("30% XMPP, 10%
-//! email"): the frames and bytes of each kind sent while the posts spread, and how long each
-//! class of node (by its carriers) waited for them.
+//! Where Lakitu's time and bytes go in one of the simulator's fault scenarios (by default the
+//! mixed-carrier one, "30% XMPP, 10% email"): the frames and bytes of each kind sent while the
+//! posts spread, and how long each class of node (by its carriers) waited for them.
 //!
-//! `cargo run --release --example sim_breakdown -- [--nodes 100] [--seed 1]`
+//! `cargo run --release --example sim_breakdown -- [--nodes 100] [--seed 1] [--scenario email]`
+//! (`--scenario` picks the first scenario whose label contains the text).
 //!
 //! The traffic of the measured window is that of the run minus that of the same run stopped
 //! before its first post (both are the same events up to then).
@@ -14,18 +15,19 @@ use lakitu::sim::lakitu::{LakituConfig, LakituNode};
 use lakitu::sim::scenario::Scenario;
 use lakitu::sim::{Report, Sim, Time};
 
-fn parse_args() -> Result<(usize, u64), String> {
-    let (mut nodes, mut seed) = (100, 1);
+fn parse_args() -> Result<(usize, u64, String), String> {
+    let (mut nodes, mut seed, mut scenario) = (100, 1, "email".to_string());
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--nodes" => nodes = value.parse().map_err(|e| format!("--nodes: {e}"))?,
             "--seed" => seed = value.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--scenario" => scenario = value,
             other => return Err(format!("unknown flag {other}")),
         }
     }
-    Ok((nodes, seed))
+    Ok((nodes, seed, scenario))
 }
 
 /// Frames and bytes per kind over a whole run.
@@ -52,21 +54,27 @@ fn class_name(carriers: u8) -> &'static str {
 }
 
 fn main() {
-    let (nodes, seed) = match parse_args() {
+    let (nodes, seed, wanted) = match parse_args() {
         Ok(a) => a,
         Err(e) => {
             eprintln!("sim_breakdown: {e}");
             std::process::exit(2);
         }
     };
-    let s = Scenario::mixed_carriers(nodes, seed);
+    let Some((label, s)) = Scenario::faults(nodes, seed)
+        .into_iter()
+        .find(|(label, _)| label.contains(wanted.as_str()))
+    else {
+        eprintln!("sim_breakdown: no scenario label contains {wanted:?}");
+        std::process::exit(2);
+    };
     let quiet = Scenario {
         posts: 0,
         ..s.clone()
     };
     let (with_posts, sim) = traffic(&s);
     let (without, _) = traffic(&quiet);
-    println!("# Lakitu in \"30% XMPP, 10% email\", {nodes} nodes, seed {seed}\n");
+    println!("# Lakitu in \"{label}\", {nodes} nodes, seed {seed}\n");
     println!("{}", Report::header());
     println!("{}\n", sim.report());
 

@@ -2,7 +2,8 @@
 //!
 //! Every node holds every member, and a simulation holds one view per node, so an entry keeps
 //! only what the gossiped record and the hot paths need: the id, incarnation, state, the
-//! addresses as one string, the interests as a shared (interned) set, the merkle digest, the
+//! addresses packed (a QUIC address under the member's own key as its socket address alone,
+//! 7 bytes), the interests as a shared (interned) set, the merkle digest, the
 //! score and when we last heard from it. The rest of the per-peer bookkeeping (probe,
 //! suspicion, failed addresses, reply address, RTT, stats) lives in a boxed [`Local`] that
 //! exists only while this node deals with the member, and is dropped once it is idle again.
@@ -12,6 +13,7 @@
 //! and no key or index is stored twice.
 
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use lakitu_transport::{PeerAddr, Scheme};
@@ -24,57 +26,149 @@ use super::{Interests, PeerView};
 /// A record's merkle digest (see `membership::digest_of`).
 pub(crate) type Digest = [u8; 16];
 
-/// Longest address text kept inside the entry itself.
-const INLINE: usize = 22;
+/// Longest packed form kept inside the entry itself.
+const INLINE: usize = 14;
 
-/// A member's addresses: the canonical forms joined by spaces (which no address contains),
-/// inside the entry when short, else in one allocation instead of one per address.
+/// Packed item tags: a QUIC address whose key is the member's own id, stored as its socket
+/// address alone (IPv4 or IPv6), or any other address as its canonical text.
+const TAG_QUIC4: u8 = 4;
+const TAG_QUIC6: u8 = 6;
+const TAG_TEXT: u8 = 0;
+
+/// A member's addresses, packed: a QUIC address that names the member's own key (the usual
+/// case) keeps only its socket address, 7 bytes for IPv4, since the key is the member's id,
+/// which the entry already holds; any other address keeps its canonical text (`tag | len u16 |
+/// text`). Inside the entry when short, else in one allocation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Addrs(Packed);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Packed {
     Inline(u8, [u8; INLINE]),
-    Heap(Box<str>),
+    // Boxed twice so the entry holds a thin pointer: the heap form is the rare one (several
+    // carriers, IPv6, host names).
+    #[allow(clippy::box_collection)]
+    Heap(Box<Box<[u8]>>),
+}
+
+/// One stored address (see [`Addrs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored<'a> {
+    /// `quic://<this>#<the member's own key>`.
+    Quic(SocketAddr),
+    /// A canonical address text.
+    Text(&'a str),
+}
+
+impl Stored<'_> {
+    /// Its scheme.
+    pub(crate) fn scheme(self) -> Option<Scheme> {
+        match self {
+            Stored::Quic(_) => Some(Scheme::Quic),
+            Stored::Text(t) => scheme_of(t),
+        }
+    }
+
+    /// True when it is `addr`, for the member `id`.
+    pub(crate) fn is(self, id: &PublicId, addr: &PeerAddr) -> bool {
+        match self {
+            Stored::Text(t) => t == addr.as_str(),
+            Stored::Quic(sa) => addr
+                .quic_parts()
+                .is_some_and(|(hp, key)| key == id.0 && hp.parse() == Ok(sa)),
+        }
+    }
+
+    /// The full address, for the member `id`.
+    pub(crate) fn to_addr(self, id: &PublicId) -> Option<PeerAddr> {
+        match self {
+            Stored::Quic(sa) => PeerAddr::quic(&sa.to_string(), &id.0).ok(),
+            Stored::Text(t) => t.parse().ok(),
+        }
+    }
+}
+
+/// The socket address of a QUIC address of `id`'s own key, when it reads back to the same
+/// canonical text.
+fn own_quic(id: &PublicId, a: &PeerAddr) -> Option<SocketAddr> {
+    let (hostport, key) = a.quic_parts()?;
+    let sa: SocketAddr = hostport.parse().ok()?;
+    (key == id.0 && sa.to_string() == hostport).then_some(sa)
 }
 
 impl Addrs {
-    /// Pack validated addresses.
-    pub(crate) fn new(addrs: &[PeerAddr]) -> Addrs {
-        let mut s = String::with_capacity(addrs.iter().map(|a| a.as_str().len() + 1).sum());
+    /// Pack the validated addresses of member `id`.
+    pub(crate) fn new(id: &PublicId, addrs: &[PeerAddr]) -> Addrs {
+        let mut b = Vec::with_capacity(INLINE);
         for a in addrs {
-            if !s.is_empty() {
-                s.push(' ');
+            match own_quic(id, a) {
+                Some(SocketAddr::V4(v4)) => {
+                    b.push(TAG_QUIC4);
+                    b.extend_from_slice(&v4.ip().octets());
+                    b.extend_from_slice(&v4.port().to_be_bytes());
+                }
+                Some(SocketAddr::V6(v6)) => {
+                    b.push(TAG_QUIC6);
+                    b.extend_from_slice(&v6.ip().octets());
+                    b.extend_from_slice(&v6.port().to_be_bytes());
+                }
+                None => {
+                    // Addresses are at most MAX_ADDR_LEN (512) bytes.
+                    let t = a.as_str().as_bytes();
+                    b.push(TAG_TEXT);
+                    b.extend_from_slice(&(t.len() as u16).to_be_bytes());
+                    b.extend_from_slice(t);
+                }
             }
-            s.push_str(a.as_str());
         }
-        if s.len() <= INLINE {
+        if b.len() <= INLINE {
             let mut buf = [0; INLINE];
-            buf[..s.len()].copy_from_slice(s.as_bytes());
-            Addrs(Packed::Inline(s.len() as u8, buf))
+            buf[..b.len()].copy_from_slice(&b);
+            Addrs(Packed::Inline(b.len() as u8, buf))
         } else {
-            Addrs(Packed::Heap(s.into_boxed_str()))
+            Addrs(Packed::Heap(Box::new(b.into_boxed_slice())))
         }
     }
 
-    fn as_str(&self) -> &str {
+    fn bytes(&self) -> &[u8] {
         match &self.0 {
-            // Always a whole string's bytes, so always UTF-8.
-            Packed::Inline(len, buf) => {
-                std::str::from_utf8(&buf[..usize::from(*len)]).unwrap_or("")
-            }
-            Packed::Heap(s) => s,
+            Packed::Inline(len, buf) => &buf[..usize::from(*len)],
+            Packed::Heap(b) => b,
         }
     }
 
-    /// The canonical forms, in gossiped order.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> + Clone {
-        self.as_str().split(' ').filter(|s| !s.is_empty())
+    /// The stored addresses, in gossiped order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = Stored<'_>> + Clone {
+        let mut rest = self.bytes();
+        std::iter::from_fn(move || {
+            let (&tag, tail) = rest.split_first()?;
+            let (item, len) = match tag {
+                TAG_QUIC4 if tail.len() >= 6 => {
+                    let ip: [u8; 4] = tail[..4].try_into().ok()?;
+                    let port = u16::from_be_bytes([tail[4], tail[5]]);
+                    (Stored::Quic(SocketAddr::from((ip, port))), 6)
+                }
+                TAG_QUIC6 if tail.len() >= 18 => {
+                    let ip: [u8; 16] = tail[..16].try_into().ok()?;
+                    let port = u16::from_be_bytes([tail[16], tail[17]]);
+                    (Stored::Quic(SocketAddr::from((ip, port))), 18)
+                }
+                TAG_TEXT if tail.len() >= 2 => {
+                    let n = usize::from(u16::from_be_bytes([tail[0], tail[1]]));
+                    // Packed from whole strings, so always UTF-8 and in bounds.
+                    let t = std::str::from_utf8(tail.get(2..2 + n)?).ok()?;
+                    (Stored::Text(t), 2 + n)
+                }
+                _ => return None,
+            };
+            rest = &tail[len..];
+            Some(item)
+        })
     }
 
-    /// The addresses again. They were valid when packed, so none is lost.
-    pub(crate) fn to_vec(&self) -> Vec<PeerAddr> {
-        self.iter().filter_map(|a| a.parse().ok()).collect()
+    /// The addresses again, for member `id`. They were valid when packed, so none is lost.
+    pub(crate) fn to_vec(&self, id: &PublicId) -> Vec<PeerAddr> {
+        self.iter().filter_map(|a| a.to_addr(id)).collect()
     }
 }
 
@@ -191,7 +285,7 @@ impl Member {
             id: rec.id,
             incarnation: rec.incarnation,
             heard: NEVER,
-            addrs: Addrs::new(&rec.addrs),
+            addrs: Addrs::new(&rec.id, &rec.addrs),
             interests,
             digest: super::membership::digest_of(rec),
             local: None,
@@ -209,7 +303,7 @@ impl Member {
             id: self.id,
             incarnation: self.incarnation,
             state: self.state,
-            addrs: self.addrs.to_vec(),
+            addrs: self.addrs.to_vec(&self.id),
             interests: (*self.interests).clone(),
         }
     }
@@ -219,7 +313,7 @@ impl Member {
         let local = self.local();
         PeerView {
             id: self.id,
-            addrs: self.addrs.to_vec(),
+            addrs: self.addrs.to_vec(&self.id),
             state: self.state,
             incarnation: self.incarnation,
             interests: (*self.interests).clone(),
@@ -301,7 +395,7 @@ impl Member {
 
     /// Replace its addresses (a new record), keeping the carrier mask in step.
     pub(crate) fn set_addrs(&mut self, addrs: &[PeerAddr]) {
-        self.addrs = Addrs::new(addrs);
+        self.addrs = Addrs::new(&self.id, addrs);
         self.carriers = carriers_of(addrs.iter().map(PeerAddr::as_str));
     }
 
@@ -505,7 +599,7 @@ mod tests {
         assert_eq!(window, [&sorted[195..], &sorted[..5]].concat());
         assert_eq!(t.interned.len(), 1, "one shared interest set");
         // What a member costs in every view (`docs/performance.md` quotes it).
-        assert_eq!(std::mem::size_of::<Member>(), 120);
+        assert_eq!(std::mem::size_of::<Member>(), 112);
     }
 
     #[test]
@@ -527,17 +621,51 @@ mod tests {
 
     #[test]
     fn short_and_long_addresses_pack_and_unpack() {
+        let id = Identity::from_seed([9; 32]).public();
+        let other = Identity::from_seed([8; 32]).public();
+        let own4 = PeerAddr::quic("203.0.113.77:4433", &id.0).unwrap();
+        let own6 = PeerAddr::quic("[2001:db8::1]:4433", &id.0).unwrap();
+        let named = PeerAddr::quic("relay.example.org:4433", &id.0).unwrap();
+        let foreign = PeerAddr::quic("203.0.113.77:4433", &other.0).unwrap();
         let short = vec![PeerAddr::mem("n1").unwrap()];
         let long = vec![
             PeerAddr::mem("n1").unwrap(),
             "xmpp:somebody@far.example.org".parse().unwrap(),
         ];
-        assert!(matches!(Addrs::new(&short).0, Packed::Inline(..)));
-        assert!(matches!(Addrs::new(&long).0, Packed::Heap(_)));
-        assert_eq!(Addrs::new(&short).to_vec(), short);
-        assert_eq!(Addrs::new(&long).to_vec(), long);
-        assert_eq!(Addrs::new(&[]).to_vec(), vec![]);
-        assert_eq!(std::mem::size_of::<Addrs>(), 24);
+        assert!(matches!(Addrs::new(&id, &short).0, Packed::Inline(..)));
+        assert!(matches!(Addrs::new(&id, &long).0, Packed::Heap(_)));
+        // The usual QUIC address costs 7 bytes inside the entry, the key being the id.
+        let packed = Addrs::new(&id, std::slice::from_ref(&own4));
+        assert!(matches!(packed.0, Packed::Inline(7, _)), "{packed:?}");
+        assert_eq!(
+            packed.iter().collect::<Vec<_>>(),
+            vec![Stored::Quic("203.0.113.77:4433".parse().unwrap())]
+        );
+        for addrs in [
+            short,
+            long,
+            vec![],
+            vec![own4.clone()],
+            vec![own6.clone(), own4.clone()],
+            vec![named.clone(), foreign.clone(), own4.clone()],
+        ] {
+            let packed = Addrs::new(&id, &addrs);
+            assert_eq!(packed.to_vec(&id), addrs);
+            for (stored, addr) in packed.iter().zip(&addrs) {
+                assert!(stored.is(&id, addr), "{stored:?} is {addr}");
+                assert_eq!(stored.scheme(), Some(addr.scheme()));
+            }
+        }
+        // A key that is not the member's own stays in the text; one that is matches only it.
+        assert!(
+            Addrs::new(&id, std::slice::from_ref(&foreign))
+                .iter()
+                .all(|s| matches!(s, Stored::Text(_)))
+        );
+        let mine = Addrs::new(&id, std::slice::from_ref(&own4));
+        assert!(!mine.iter().any(|s| s.is(&id, &foreign)));
+        assert!(!mine.iter().any(|s| s.is(&other, &own4)));
+        assert_eq!(std::mem::size_of::<Addrs>(), 16);
     }
 
     #[test]

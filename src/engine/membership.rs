@@ -235,7 +235,7 @@ impl Engine {
             }
             // Where we would reply anyway needs no bookkeeping.
             let usual = m.local().reply_addr.is_none()
-                && super::best_addr_text(up, m) == Some(from.as_str());
+                && super::best_stored(up, m).is_some_and(|s| s.is(id, &from));
             if !usual {
                 m.local_mut().reply_addr = Some(from);
             }

@@ -72,7 +72,7 @@ pub use reputation::Offence;
 pub use stats::{EngineStats, Summary, WorldStats};
 pub use wire::{Kind, NodeStats, PeerState, Scope};
 
-use members::{Member, Members, home_of};
+use members::{Member, Members, Stored, home_of};
 
 /// What a node wants to receive.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
@@ -343,21 +343,21 @@ pub fn latency_of(scheme: Scheme) -> LatencyClass {
     }
 }
 
-/// The address to reach a member by over the transports that are `up`, as text (without
+/// The address to reach a member by over the transports that are `up`, as stored (without
 /// allocating, for the per-member checks of the failure detector): the one its last
 /// carrier-authenticated frame came from (what actually works, even before its new record
 /// arrives), else the fastest recorded one that has not failed recently.
-fn best_addr_text(up: u8, m: &Member) -> Option<&str> {
+fn best_stored(up: u8, m: &Member) -> Option<Stored<'_>> {
     let local = m.local();
-    let failed = |a: &str| local.failed_addrs.iter().any(|f| f.as_str() == a);
+    let failed = |a: &Stored| local.failed_addrs.iter().any(|f| a.is(&m.id, f));
     let is_up = |s: Scheme| up & members::carrier_bit(s) != 0;
-    let usable = |a: &&str| members::scheme_of(a).is_some_and(is_up);
-    let rank = |a: &&str| members::scheme_of(a).map_or(u8::MAX, scheme_rank);
+    let usable = |a: &Stored| a.scheme().is_some_and(is_up);
+    let rank = |a: &Stored| a.scheme().map_or(u8::MAX, scheme_rank);
     if let Some(a) = &local.reply_addr
         && is_up(a.scheme())
-        && !failed(a.as_str())
+        && !local.failed_addrs.contains(a)
     {
-        return Some(a.as_str());
+        return Some(Stored::Text(a.as_str()));
     }
     m.addrs
         .iter()
@@ -370,8 +370,8 @@ fn best_addr_text(up: u8, m: &Member) -> Option<&str> {
 
 /// The latency class of the address a member is reached through.
 fn member_class(up: u8, m: &Member) -> LatencyClass {
-    best_addr_text(up, m)
-        .and_then(members::scheme_of)
+    best_stored(up, m)
+        .and_then(Stored::scheme)
         .map_or(LatencyClass::Millis, latency_of)
 }
 
@@ -543,13 +543,13 @@ impl Engine {
     /// (alive first, then the fastest carrier to us).
     fn route_of(&self, m: &Member) -> Route {
         if self.shares_carrier(m) {
-            let addr = best_addr_text(self.up, m)
+            let addr = best_stored(self.up, m)
                 .or_else(|| {
                     m.addrs
                         .iter()
-                        .find(|a| members::scheme_of(a).is_some_and(|s| self.has_carrier(s)))
+                        .find(|a| a.scheme().is_some_and(|s| self.has_carrier(s)))
                 })
-                .and_then(|a| a.parse().ok());
+                .and_then(|a| a.to_addr(&m.id));
             return addr.map_or(Route::Unreachable, Route::Direct);
         }
         self.bridge_for(m.carriers, &[])
@@ -660,9 +660,9 @@ impl Engine {
     fn best_addr(&self, id: &PublicId) -> Option<PeerAddr> {
         let m = self.members.get(id)?;
         let reply = &m.local().reply_addr;
-        match best_addr_text(self.up, m)? {
-            text if reply.as_ref().is_some_and(|a| a.as_str() == text) => reply.clone(),
-            text => text.parse().ok(),
+        match best_stored(self.up, m)? {
+            Stored::Text(t) if reply.as_ref().is_some_and(|a| a.as_str() == t) => reply.clone(),
+            stored => stored.to_addr(id),
         }
     }
 

@@ -98,6 +98,51 @@ impl Scenario {
         s
     }
 
+    /// The fault scenarios the simulator's tables report, by their row labels.
+    pub fn faults(n: usize, seed: u64) -> Vec<(&'static str, Scenario)> {
+        let base = Self::stable(n, seed);
+        let mut lossy = base.clone();
+        lossy.net.loss = 0.05;
+        let mixed = Self::mixed_carriers(n, seed);
+        let half = Scenario {
+            interested: 0.5,
+            ..base.clone()
+        };
+        vec![
+            (
+                "20% crashed",
+                Scenario {
+                    crashed: 0.2,
+                    ..base.clone()
+                },
+            ),
+            ("5% loss", lossy),
+            (
+                "partition 30%, heals after 20 s",
+                Scenario {
+                    partition: Some(Partition {
+                        share: 0.3,
+                        heal_after: 20_000,
+                    }),
+                    ..base.clone()
+                },
+            ),
+            (
+                "churn 1%/s, 5 s down",
+                Scenario {
+                    churn: Some(Churn {
+                        step: 1_000,
+                        crash_chance: 0.01,
+                        downtime: 5_000 as Time,
+                    }),
+                    ..base.clone()
+                },
+            ),
+            ("half subscribed", half),
+            ("30% XMPP, 10% email", mixed),
+        ]
+    }
+
     /// The social graph of this scenario.
     pub fn graph(&self) -> Graph {
         let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x0067_7261_7068);
