@@ -6,7 +6,7 @@ BENCH_QUICK=1 for a small run (minutes) that checks the machinery; BENCH_INGEST_
 BENCH_STORE_N, BENCH_MEMBERS, BENCH_SIM_NODES, BENCH_SIM_LAKITU_MAX, BENCH_CLUSTER_POSTS,
 BENCH_RECONCILE_SEEDS, BENCH_BRIDGE_MINUTES, BENCH_BRIDGE_POSTS, BENCH_CATCHUP_N override single
 sizes.
-BENCH_SKIP=a,b skips sections (ingest, reconcile, sim, cluster, catchup, bridge, store,
+BENCH_SKIP=a,b skips sections (ingest, reconcile, sim, cluster, catchup, catchup_xmpp, bridge, store,
 membership). Heavy
 work runs under `nice`.
 """
@@ -41,6 +41,9 @@ RECONCILE_SEEDS = size("BENCH_RECONCILE_SEEDS", 1, 3)
 BRIDGE_MINUTES = size("BENCH_BRIDGE_MINUTES", 1, 5)
 BRIDGE_POSTS = size("BENCH_BRIDGE_POSTS", 4, 20)
 CATCHUP_N = os.environ.get("BENCH_CATCHUP_N", "5000" if QUICK else "20000,100000")
+CATCHUP_XMPP_LIMITED = os.environ.get("BENCH_CATCHUP_XMPP_LIMITED", "300" if QUICK else "2000")
+CATCHUP_XMPP_OPEN = os.environ.get("BENCH_CATCHUP_XMPP_OPEN",
+                                   "2000" if QUICK else "20000,100000")
 TOPICS = 16
 NICE = ["nice", "-n", "10"]
 
@@ -325,6 +328,22 @@ def section_catchup():
             "new relay received.\n\n" + out.strip() + "\n")
 
 
+def section_catchup_xmpp():
+    # A cargo bench, like the bridge's: it starts Prosody through tests/servers.
+    out = run(["cargo", "bench", "--locked", "--bench", "catchup_xmpp", "--", "--limited",
+               CATCHUP_XMPP_LIMITED, "--open", CATCHUP_XMPP_OPEN], cwd=ROOT)
+    return ("## Catching up over XMPP (separate processes, real Prosody)\n\n"
+            f"`benches/catchup_xmpp.rs --limited {CATCHUP_XMPP_LIMITED} --open "
+            f"{CATCHUP_XMPP_OPEN}`: as over QUIC, one relay holds N posts of its own spread over "
+            "a year; a new relay on the same Prosody, reached only over XMPP, follows its author "
+            "(`lakitu follow`, which shows a progress bar) and fetches them with a history sync. "
+            "Seconds are the sync's own start to end; bytes are frame bytes (a stanza carries "
+            "them in base64, 4/3 as many). With Prosody's stock client limit the relays pace "
+            "what they write at their default 8,000 bytes/s, so the server never throttles "
+            "them; without a limit, and with pacing off, it shows what the relay itself does.\n\n"
+            + out.strip() + "\n")
+
+
 def section_bridge():
     # A cargo bench (harness = false): it starts Prosody and Postfix + Dovecot through
     # tests/servers like the tests do, and runs the lakitu binary of the bench profile.
@@ -378,6 +397,7 @@ def main():
                          ("sim", section_sim),
                          ("cluster", section_cluster),
                          ("catchup", section_catchup),
+                         ("catchup_xmpp", section_catchup_xmpp),
                          ("bridge", section_bridge),
                          ("store", section_store),
                          ("membership", section_membership)]:
@@ -408,7 +428,7 @@ def main():
         + (" (quick sizes)" if QUICK else ""),
         f"- sizes: ingest {INGEST_N:,} posts, store {STORE_N:,} posts, membership {MEMBERS:,}, "
         f"simulator {SIM_NODES} nodes (Lakitu up to {SIM_LAKITU_MAX}), QUIC cluster "
-        f"{CLUSTER_POSTS} posts, catch-up {CATCHUP_N} posts, bridge {BRIDGE_MINUTES} min with "
+        f"{CLUSTER_POSTS} posts, catch-up {CATCHUP_N} posts (over XMPP {CATCHUP_XMPP_LIMITED} limited, {CATCHUP_XMPP_OPEN} open), bridge {BRIDGE_MINUTES} min with "
         f"{BRIDGE_POSTS} posts a relay\n",
     ]
     notes = open(os.path.join(ROOT, "bench", "notes.md")).read()
