@@ -144,12 +144,25 @@ impl Topic {
         &self.0
     }
 
+    /// A tag already in normal form (as every decoded post and record must carry it), taken
+    /// as it is: the same tags as [`Topic::new`] gives, without its copies.
+    pub fn from_normal(s: &str) -> Result<Self, PostError> {
+        Self::check(s)?;
+        Ok(Topic(s.to_string()))
+    }
+
+    // Without allocating: decoders call it for every tag of every record and post.
     fn check(s: &str) -> Result<(), PostError> {
         if s.len() > MAX_TOPIC_LEN {
             return Err(PostError::TopicTooLong(s.len()));
         }
         let ok_char = |c: char| c.is_lowercase() || c.is_numeric() || c == '-' || c == '_';
-        if s.is_empty() || !s.chars().all(ok_char) || s.to_lowercase() != s {
+        // Its own lowercase: one char, itself (what `s.to_lowercase() == s` asks, per char).
+        let lower = |c: char| {
+            let mut l = c.to_lowercase();
+            l.next() == Some(c) && l.next().is_none()
+        };
+        if s.is_empty() || !s.chars().all(|c| ok_char(c) && lower(c)) {
             return Err(PostError::BadTopic(s.to_string()));
         }
         Ok(())
@@ -480,6 +493,33 @@ mod tests {
 
     fn key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
+    }
+
+    #[test]
+    fn a_tag_in_normal_form_is_taken_as_new_would_give_it() {
+        let long = "a".repeat(MAX_TOPIC_LEN + 1);
+        for s in [
+            "rust",
+            "r2-d2_x",
+            "日本",
+            "ñandú",
+            "ß",
+            "Rust",
+            "#rust",
+            " rust",
+            "ⅻ",
+            "Ⅻ",
+            "Σ",
+            "ς",
+            "a b",
+            "",
+            long.as_str(),
+            "İ",
+            "ǅ",
+        ] {
+            let normal = Topic::new(s).is_ok_and(|t| t.as_str() == s);
+            assert_eq!(Topic::from_normal(s).is_ok(), normal, "{s:?}");
+        }
     }
 
     fn topics(tags: &[&str]) -> Vec<Topic> {

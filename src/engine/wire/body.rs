@@ -445,12 +445,8 @@ fn read_topic(r: &mut Reader<'_>) -> Result<Topic, WireError> {
         return Err(WireError::Bounds("topic"));
     }
     let raw = std::str::from_utf8(r.take(len)?).map_err(|_| WireError::Malformed("topic"))?;
-    let t = Topic::new(raw).map_err(|_| WireError::Malformed("topic"))?;
     // Only the normalised form is canonical; anything else would hash differently.
-    if t.as_str() != raw {
-        return Err(WireError::Malformed("topic"));
-    }
-    Ok(t)
+    Topic::from_normal(raw).map_err(|_| WireError::Malformed("topic"))
 }
 
 fn read_scope(r: &mut Reader<'_>) -> Result<Scope, WireError> {
