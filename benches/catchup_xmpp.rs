@@ -11,9 +11,10 @@
 //! hour, so the benchmark prints what the measured rate makes of them instead)
 //!
 //! Printed, per N and server: the seconds from the sync's start to its end (the relay's own
-//! `started_ms`/`finished_ms`), posts fetched per second, the XMPP bytes each relay sent and
-//! received per post (`lakitu_{sent,received}_bytes_total{transport="xmpp"}`), and the XMPP
-//! sessions the server cut.
+//! `started_ms`/`finished_ms`), posts fetched per second, per post the frame bytes the peer
+//! sent (`lakitu_sent_bytes_total{transport="xmpp"}`) and the stanza bytes it wrote to the
+//! server (`lakitu_xmpp_budget_bytes_used`: base64, deflated where that is smaller, with the
+//! stanza's envelope), posts per stanza, and the XMPP sessions the server cut.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -63,9 +64,19 @@ struct Row {
     server: &'static str,
     fetched: u64,
     secs: f64,
-    sent_by_peer: f64,
-    received: f64,
+    frame_bytes: f64,
+    stanza_bytes: f64,
+    stanzas: f64,
     cut: usize,
+}
+
+/// The peer's frame bytes, stanza bytes and stanzas sent over XMPP so far.
+fn sent(node: &Node) -> (f64, f64, f64) {
+    (
+        xmpp_bytes(node, "sent"),
+        node.metric("lakitu_xmpp_budget_bytes_used"),
+        node.metric("lakitu_xmpp_budget_stanzas_used"),
+    )
 }
 
 fn run(n: u64, server: &'static str, rate: &str, pacing: &str) -> Row {
@@ -84,7 +95,7 @@ fn run(n: u64, server: &'static str, rate: &str, pacing: &str) -> Row {
     wait_until(60, "bob sees alice alive over XMPP", || {
         bob.status()["peers_alive"].as_u64() == Some(1)
     });
-    let (sent0, got0) = (xmpp_bytes(&alice, "sent"), xmpp_bytes(&bob, "received"));
+    let before = sent(&alice);
     let t = Instant::now();
     let out = bob.cli(&["follow", "alice"]);
     let wall = t.elapsed();
@@ -108,8 +119,9 @@ fn run(n: u64, server: &'static str, rate: &str, pacing: &str) -> Row {
         server,
         fetched: h["fetched"].as_u64().unwrap_or(0),
         secs: (finished - started) as f64 / 1000.0,
-        sent_by_peer: xmpp_bytes(&alice, "sent") - sent0,
-        received: xmpp_bytes(&bob, "received") - got0,
+        frame_bytes: sent(&alice).0 - before.0,
+        stanza_bytes: sent(&alice).1 - before.1,
+        stanzas: sent(&alice).2 - before.2,
         cut: (alice.log() + &bob.log()).matches("session lost").count(),
     };
     eprintln!(
@@ -161,20 +173,21 @@ fn main() {
         }
     }
     println!(
-        "| Prosody | posts held by the peer | fetched | seconds | posts/s | XMPP bytes sent by the peer per post | XMPP bytes received per post | sessions cut |"
+        "| Prosody | posts held by the peer | fetched | seconds | posts/s | frame bytes sent by the peer per post | stanza bytes per post | posts per stanza | sessions cut |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for r in &rows {
         let per = |b: f64| b / r.fetched.max(1) as f64;
         println!(
-            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {:.2} | {:.0} | {:.0} | {:.0} | {:.1} | {} |",
             r.server,
             r.n,
             r.fetched,
             r.secs,
             r.fetched as f64 / r.secs.max(0.001),
-            per(r.sent_by_peer),
-            per(r.received),
+            per(r.frame_bytes),
+            per(r.stanza_bytes),
+            r.fetched as f64 / r.stanzas.max(1.0),
             r.cut
         );
     }

@@ -6,6 +6,13 @@
 //! `<body>`, which people's clients would show). Chunks hold at most [`CHUNK_BYTES`] bytes, so a
 //! stanza stays near 8 KiB, far under Prosody's default `c2s_stanza_size_limit` of 256 KiB.
 //!
+//! A frame may travel deflated (raw DEFLATE, RFC 1951), marked `z='deflate'` on each of its
+//! chunks, when that makes it smaller: a server's rate limit (Prosody's stock 10 kB/s) bounds
+//! what a relay can move, and a batch of posts shrinks by a third or more. Only a peer that said
+//! it reads them gets such frames: a sender says so with `accept='deflate'` on the first chunk
+//! of its frames (an older node ignores both attributes, never sees a deflated frame, and so
+//! never mistakes one for a broken frame).
+//!
 //! Receiving is hostile ground: anyone with an account can send us chunks. Every number read
 //! from a chunk is checked before it sizes anything; partial frames are bounded per sender (count
 //! and bytes) and in senders, and expire; duplicates of chunks and of recently completed frames
@@ -24,6 +31,14 @@ pub const ELEMENT: &str = "lakitu";
 pub const CHUNK_BYTES: usize = 6 << 10;
 /// Largest `max_frame` a config may set (bounds `of` to 10 923 chunks).
 pub const MAX_FRAME_LIMIT: usize = 64 << 20;
+/// Attribute marking a deflated frame's chunks, and its value.
+pub const ATTR_DEFLATED: &str = "z";
+/// Attribute by which a sender says which encodings it reads (`deflate`).
+pub const ATTR_ACCEPT: &str = "accept";
+/// The one encoding there is.
+pub const DEFLATE: &str = "deflate";
+/// Compression level: batches of posts gain little beyond it, and it is cheap.
+const DEFLATE_LEVEL: u8 = 6;
 /// Completed frame ids remembered per sender to drop resent duplicates.
 const RECENT_IDS: usize = 256;
 
@@ -62,6 +77,22 @@ pub enum ChunkError {
     /// Too many senders have partial frames.
     #[error("too many senders")]
     Senders,
+    /// A deflated frame does not inflate, or inflates beyond the largest frame.
+    #[error("deflated frame does not inflate within the frame limit")]
+    Inflate,
+}
+
+/// `frame` deflated, when that makes it smaller.
+pub fn deflate(frame: &[u8]) -> Option<Vec<u8>> {
+    let z = miniz_oxide::deflate::compress_to_vec(frame, DEFLATE_LEVEL);
+    (z.len() < frame.len()).then_some(z)
+}
+
+/// A deflated frame inflated, refused past `max_frame` bytes (a small frame can claim to
+/// inflate to gigabytes).
+pub fn inflate(data: &[u8], max_frame: usize) -> Result<Vec<u8>, ChunkError> {
+    miniz_oxide::inflate::decompress_to_vec_with_limit(data, max_frame)
+        .map_err(|_| ChunkError::Inflate)
 }
 
 /// Number of chunks a frame of `len` bytes needs.
@@ -332,6 +363,29 @@ impl Reassembler {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn frames_deflate_only_when_smaller_and_inflate_within_the_limit() {
+        let batch: Vec<u8> = (0..200u32)
+            .flat_map(|i| format!("post {i} about #rust and gossip, ").into_bytes())
+            .collect();
+        let z = deflate(&batch).expect("a batch of posts shrinks");
+        assert!(z.len() < batch.len() / 2, "{} of {}", z.len(), batch.len());
+        assert_eq!(inflate(&z, batch.len()).unwrap(), batch);
+        // What would not shrink (a lone signed frame is mostly keys and signatures) goes as is.
+        let random: Vec<u8> = (0..300u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert_eq!(deflate(&random), None);
+        // A bomb: 8 MiB of zeros deflate to a few kB; refused past the frame limit.
+        let bomb = deflate(&vec![0u8; 8 << 20]).unwrap();
+        assert!(bomb.len() < 16 << 10);
+        assert_eq!(inflate(&bomb, 1 << 20), Err(ChunkError::Inflate));
+        assert_eq!(
+            inflate(b"not deflate at all", 1 << 20),
+            Err(ChunkError::Inflate)
+        );
+    }
 
     fn limits() -> Limits {
         Limits {

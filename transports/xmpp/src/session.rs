@@ -3,7 +3,7 @@
 //! tokio-xmpp's tokens (acknowledged, lost with its session, refused), resends what a lost
 //! session took with it, and turns what arrives into events (reassembling frames).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -32,6 +32,11 @@ use crate::{Counters, Job, Shared};
 
 /// Bytes a stanza adds around its payload (envelope, addresses, ids), for pacing.
 const STANZA_OVERHEAD: usize = 200;
+/// How often a peer is told again that we read deflated frames (it forgets when it restarts).
+const ADVERTISE_EVERY: Duration = Duration::from_secs(600);
+/// Peers remembered as reading deflated frames, and as told that we do: bounds what any
+/// number of senders can make us hold.
+const MAX_DEFLATE_PEERS: usize = 4096;
 /// Sends taken from the queue ahead of the one being chunked; the rest stay in the bounded
 /// queue so `QueueFull` keeps meaning something.
 const LOOKAHEAD: usize = 4;
@@ -49,6 +54,8 @@ struct SendState {
     /// Stanzas built and not yet acknowledged.
     unacked: u32,
     failed: bool,
+    /// The frame's bytes are deflated (see `chunk`).
+    deflated: bool,
 }
 
 /// A stanza handed to the stream, kept until acknowledged so it can be resent.
@@ -126,6 +133,10 @@ pub(crate) struct Session {
     budget: DayBudget,
     /// The spent day budget was logged (once per exhaustion).
     budget_warned: bool,
+    /// Bare JIDs that said they read deflated frames.
+    deflate_peers: HashSet<String>,
+    /// When each bare JID was last told that we read them.
+    advertised: HashMap<String, Instant>,
 }
 
 impl Session {
@@ -167,6 +178,8 @@ impl Session {
             pace_until: None,
             budget,
             budget_warned: false,
+            deflate_peers: HashSet::new(),
+            advertised: HashMap::new(),
         }
     }
 
@@ -269,7 +282,16 @@ impl Session {
     }
 
     fn accept(&mut self, job: Job) {
-        let total = match &job.what {
+        let mut what = job.what;
+        let mut deflated = false;
+        if let Outgoing::Frame(payload) = &what
+            && self.deflate_peers.contains(&job.jid.to_string())
+            && let Some(z) = chunk::deflate(payload)
+        {
+            what = Outgoing::Frame(Bytes::from(z));
+            deflated = true;
+        }
+        let total = match &what {
             Outgoing::Frame(payload) => chunk::chunk_count(payload.len()),
             Outgoing::Human { .. } => 1,
         };
@@ -281,12 +303,13 @@ impl Session {
                 id: job.id,
                 to: job.to,
                 jid: job.jid.into(),
-                what: job.what,
+                what,
                 frame_id: self.frame_seed.wrapping_add(key),
                 built: 0,
                 total,
                 unacked: 0,
                 failed: false,
+                deflated,
             },
         );
         self.order.push_back(key);
@@ -318,8 +341,27 @@ impl Session {
             message.id = Some(Id(stanza_id.clone()));
             match &send.what {
                 Outgoing::Frame(payload) => {
+                    let mut extra = String::new();
+                    if send.deflated {
+                        extra = format!(" {}='{}'", chunk::ATTR_DEFLATED, chunk::DEFLATE);
+                    }
+                    if seq == 0 {
+                        let jid = send.jid.to_string();
+                        let now = Instant::now();
+                        let due = self
+                            .advertised
+                            .get(&jid)
+                            .is_none_or(|t| now.duration_since(*t) >= ADVERTISE_EVERY);
+                        if due {
+                            if self.advertised.len() >= MAX_DEFLATE_PEERS {
+                                self.advertised.clear();
+                            }
+                            self.advertised.insert(jid, now);
+                            extra += &format!(" {}='{}'", chunk::ATTR_ACCEPT, chunk::DEFLATE);
+                        }
+                    }
                     let element = format!(
-                        "<{el} xmlns='{ns}' id='{id:x}' seq='{seq}' of='{of}'>{data}</{el}>",
+                        "<{el} xmlns='{ns}' id='{id:x}' seq='{seq}' of='{of}'{extra}>{data}</{el}>",
                         el = chunk::ELEMENT,
                         ns = chunk::NS,
                         id = send.frame_id,
@@ -602,6 +644,12 @@ impl Session {
             .iter()
             .find(|e| e.is(chunk::ELEMENT, chunk::NS));
         if let Some(element) = frame {
+            if element.attr(chunk::ATTR_ACCEPT) == Some(chunk::DEFLATE)
+                && self.deflate_peers.len() < MAX_DEFLATE_PEERS
+            {
+                self.deflate_peers.insert(from_jid.to_string());
+            }
+            let deflated = element.attr(chunk::ATTR_DEFLATED) == Some(chunk::DEFLATE);
             let text: String = element.texts().collect();
             let parsed = chunk::parse_chunk(
                 element.attr("id"),
@@ -611,10 +659,18 @@ impl Session {
                 self.shared.config.max_frame,
             );
             let counters = &self.shared.counters;
-            let outcome = parsed.and_then(|c| {
-                self.reassembler
-                    .push(from.as_str(), c, std::time::Instant::now())
-            });
+            let max_frame = self.shared.config.max_frame;
+            let outcome = parsed
+                .and_then(|c| {
+                    self.reassembler
+                        .push(from.as_str(), c, std::time::Instant::now())
+                })
+                .and_then(|o| match o {
+                    Outcome::Complete(z) if deflated => {
+                        chunk::inflate(&z, max_frame).map(Outcome::Complete)
+                    }
+                    o => Ok(o),
+                });
             match outcome {
                 Ok(Outcome::Complete(payload)) => {
                     Counters::bump(&counters.frames_received);

@@ -14,12 +14,28 @@ fn addr(user: &str) -> PeerAddr {
     format!("xmpp:{user}@localhost").parse().expect("address")
 }
 
+/// Bytes that do not deflate (so a frame of them travels in as many chunks as its size says).
 fn pattern(len: usize, salt: u8) -> Bytes {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ u64::from(salt);
     Bytes::from(
         (0..len)
-            .map(|i| (i % 251) as u8 ^ salt)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
             .collect::<Vec<u8>>(),
     )
+}
+
+/// Bytes that deflate well, as a batch of posts does.
+fn posts_like(len: usize) -> Bytes {
+    let text: Vec<u8> = (0..)
+        .flat_map(|i: u32| format!("post {i} about #rust, gossip and relays; ").into_bytes())
+        .take(len)
+        .collect();
+    Bytes::from(text)
 }
 
 async fn endpoint(h: &mut XmppHarness, user: &str) -> Endpoint<lakitu_xmpp::XmppTransport> {
@@ -108,6 +124,41 @@ async fn frames_and_human_messages_flow_both_ways_with_chunking() {
     // Frames never surface as human messages and vice versa.
     assert_eq!(bob.transport.stats().humans_received, 1);
     assert_eq!(bob.transport.stats().frames_received, 2);
+    alice.transport.shutdown().await;
+    bob.transport.shutdown().await;
+}
+
+/// A frame goes deflated only to a peer that said it reads deflated frames (an older node
+/// never says so, so it never gets one); it arrives as it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_travel_deflated_only_to_a_peer_that_reads_them() {
+    let mut h = XmppHarness::new();
+    let mut alice = endpoint(&mut h, "alice").await;
+    let mut bob = endpoint(&mut h, "bob").await;
+    let big = posts_like(200_000);
+    // Alice has heard nothing from bob: 33 chunks, as the bytes are.
+    alice.send_frame(SendId(1), &addr("bob"), big.clone()).await;
+    assert_eq!(bob.frame(&big).await.0, addr("alice"));
+    alice.sent(SendId(1)).await;
+    assert_eq!(alice.transport.stats().stanzas_sent, 34 - 1);
+    // Bob's first frame says he reads them: the same bytes now take one stanza.
+    bob.send_frame(SendId(2), &addr("alice"), Bytes::from_static(b"hi"))
+        .await;
+    assert_eq!(alice.frame(b"hi").await.0, addr("bob"));
+    bob.sent(SendId(2)).await;
+    alice.send_frame(SendId(3), &addr("bob"), big.clone()).await;
+    assert_eq!(bob.frame(&big).await.0, addr("alice"), "inflated as sent");
+    alice.sent(SendId(3)).await;
+    let deflated = alice.transport.stats().stanzas_sent - 33;
+    assert!(deflated <= 3, "{deflated} stanzas for 200 kB of text");
+    // What does not shrink goes as it is, deflate or not.
+    let noise = pattern(20_000, 3);
+    alice
+        .send_frame(SendId(4), &addr("bob"), noise.clone())
+        .await;
+    assert_eq!(bob.frame(&noise).await.0, addr("alice"));
+    alice.sent(SendId(4)).await;
+    assert_eq!(alice.transport.stats().stanzas_sent, 33 + deflated + 4);
     alice.transport.shutdown().await;
     bob.transport.shutdown().await;
 }
