@@ -47,7 +47,6 @@ enum Packed {
     Inline(u8, [u8; INLINE]),
     // Boxed twice so the entry holds a thin pointer: the heap form is the rare one (several
     // carriers, IPv6, host names).
-    #[allow(clippy::box_collection)]
     Heap(Box<Box<[u8]>>),
 }
 
