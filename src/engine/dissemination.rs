@@ -728,7 +728,13 @@ impl Engine {
             }
             return Accepted::Unasked;
         }
-        if let Err(e) = post.verify(self.now, self.config.max_clock_skew_ms) {
+        let skew = self.config.max_clock_skew_ms;
+        let checked = if store.signature_checked(&id) {
+            post.check_clock(self.now, skew)
+        } else {
+            post.verify(self.now, skew)
+        };
+        if let Err(e) = checked {
             tracing::debug!(peer = %sender, error = %e, "invalid post refused");
             self.counters.invalid_posts += 1;
             self.penalise(&sender, Offence::InvalidPost);

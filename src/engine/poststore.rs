@@ -28,6 +28,12 @@ pub trait PostStore {
     }
     /// How many posts are stored.
     fn count(&self) -> u64;
+    /// True when the node already checked this post's signature (off the engine's thread, so
+    /// a history sync's checking and storing overlap), in which case the engine checks only
+    /// its clock. Asked once per arriving post; the default leaves every check to the engine.
+    fn signature_checked(&mut self, _id: &PostId) -> bool {
+        false
+    }
     /// `(timestamp, id)` of stored posts in `scope` with `from ≤ timestamp < to`, sorted
     /// ascending by (timestamp, id), at most `limit` of them (the newest when over the limit).
     fn items(&self, scope: &Scope, from: u64, to: u64, limit: usize) -> Vec<(u64, PostId)>;

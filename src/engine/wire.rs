@@ -602,41 +602,16 @@ pub fn decode(
     max_len: usize,
     require_signature: bool,
 ) -> Result<Frame, WireError> {
-    if bytes.len() > max_len {
-        return Err(WireError::TooLarge {
-            len: bytes.len(),
-            max: max_len,
-        });
+    let Parts {
+        kind,
+        sender,
+        timestamp,
+        signed,
+        body_end,
+    } = parts(bytes, max_len)?;
+    if !signed && require_signature {
+        return Err(WireError::Unsigned);
     }
-    if bytes.len() < HEADER_LEN {
-        return Err(WireError::Truncated);
-    }
-    if bytes[..2] != MAGIC {
-        return Err(WireError::BadMagic);
-    }
-    let kind = kind_for(bytes[2], bytes[3])?;
-    let flags = bytes[4];
-    if flags & !FLAG_SIGNED != 0 {
-        return Err(WireError::Malformed("flags"));
-    }
-    let mut sender = [0u8; 32];
-    sender.copy_from_slice(&bytes[5..37]);
-    let sender = PublicId(sender);
-    let mut ts = [0u8; 8];
-    ts.copy_from_slice(&bytes[37..45]);
-    let timestamp = u64::from_be_bytes(ts);
-    let signed = flags & FLAG_SIGNED != 0;
-    let body_end = if signed {
-        if bytes.len() < HEADER_LEN + SIGNATURE_LEN {
-            return Err(WireError::Truncated);
-        }
-        bytes.len() - SIGNATURE_LEN
-    } else {
-        if require_signature {
-            return Err(WireError::Unsigned);
-        }
-        bytes.len()
-    };
     if signed {
         let key = VerifyingKey::from_bytes(&sender.0).map_err(|_| WireError::BadSignature)?;
         let mut sig = [0u8; 64];
@@ -660,6 +635,75 @@ pub fn decode(
         signed,
         message,
     })
+}
+
+/// What a frame's header says, checked, and where its body ends.
+struct Parts {
+    kind: Kind,
+    sender: PublicId,
+    timestamp: u64,
+    signed: bool,
+    body_end: usize,
+}
+
+fn parts(bytes: &[u8], max_len: usize) -> Result<Parts, WireError> {
+    if bytes.len() > max_len {
+        return Err(WireError::TooLarge {
+            len: bytes.len(),
+            max: max_len,
+        });
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(WireError::Truncated);
+    }
+    if bytes[..2] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    let kind = kind_for(bytes[2], bytes[3])?;
+    let flags = bytes[4];
+    if flags & !FLAG_SIGNED != 0 {
+        return Err(WireError::Malformed("flags"));
+    }
+    let mut sender = [0u8; 32];
+    sender.copy_from_slice(&bytes[5..37]);
+    let mut ts = [0u8; 8];
+    ts.copy_from_slice(&bytes[37..45]);
+    let signed = flags & FLAG_SIGNED != 0;
+    let body_end = if signed {
+        if bytes.len() < HEADER_LEN + SIGNATURE_LEN {
+            return Err(WireError::Truncated);
+        }
+        bytes.len() - SIGNATURE_LEN
+    } else {
+        bytes.len()
+    };
+    Ok(Parts {
+        kind,
+        sender: PublicId(sender),
+        timestamp: u64::from_be_bytes(ts),
+        signed,
+        body_end,
+    })
+}
+
+/// The posts a Push or PushBatch frame carries, read without checking the frame's own
+/// signature (the engine does when it decodes the frame): the node checks their signatures
+/// ahead of the engine. Empty for any other frame, or one that does not decode.
+pub fn posts_of(bytes: &[u8], max_len: usize) -> Vec<Post> {
+    let Ok(p) = parts(bytes, max_len) else {
+        return Vec::new();
+    };
+    if !matches!(p.kind, Kind::Push | Kind::PushBatch) {
+        return Vec::new();
+    }
+    let mut r = Reader {
+        buf: &bytes[HEADER_LEN..p.body_end],
+    };
+    match read_body(&mut r, p.kind) {
+        Ok(Message::Push { post, .. }) => vec![post],
+        Ok(Message::PushBatch(entries)) => entries.into_iter().map(|e| e.post).collect(),
+        _ => Vec::new(),
+    }
 }
 
 /// The kind of a frame of `version`: a kind newer than the frame's version is unknown to it.

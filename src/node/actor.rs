@@ -502,6 +502,7 @@ impl Actor {
             oversize: &mut self.oversize_posts,
             access: &self.shared.access,
             me: self.shared.identity.public(),
+            checked: &self.shared.checked,
             unknown: &mut self.unknown_authors,
             unknown_refused: &mut self.unknown_refused,
             refused: &mut self.refused,

@@ -9,6 +9,7 @@ mod commit;
 pub(crate) mod metrics;
 mod outbox;
 mod posts;
+mod precheck;
 mod transports;
 
 use std::path::{Path, PathBuf};
@@ -166,6 +167,8 @@ pub(crate) struct Shared {
     pub access: Arc<access::Access>,
     /// Group commit of local posts.
     committer: commit::Committer,
+    /// Posts whose signatures were checked before their frame reached the engine.
+    pub checked: Arc<precheck::Checked>,
 }
 
 impl Shared {
@@ -283,9 +286,18 @@ pub async fn run(
         metrics: Arc::new(metrics::Metrics::new()),
         access: access.clone(),
         committer: commit::Committer::start(store.clone()),
+        checked: Arc::new(precheck::Checked::default()),
     };
 
-    let (events_tx, events_rx) = mpsc::channel(4096);
+    // Transports → signature checks ahead of the engine → the actor.
+    let (events_tx, checking_rx) = mpsc::channel(4096);
+    let (checked_tx, events_rx) = mpsc::channel(4096);
+    tokio::spawn(precheck::run(
+        checking_rx,
+        checked_tx,
+        shared.checked.clone(),
+        config.limits.max_frame_bytes,
+    ));
     let admit: lakitu_quic::Admit = {
         let access = access.clone();
         Arc::new(move |key: &[u8; 32]| {

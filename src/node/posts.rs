@@ -26,6 +26,8 @@ pub(crate) struct EnginePosts<'a> {
     pub access: &'a super::access::Access,
     /// This node's id: its own posts are always known.
     pub me: crate::id::PublicId,
+    /// Posts whose signatures were checked ahead of the engine.
+    pub checked: &'a super::precheck::Checked,
     /// The budget every unknown author shares.
     pub unknown: &'a mut super::access::UnknownAuthors,
     /// Posts by unknown authors refused over that budget, for the metrics.
@@ -77,6 +79,10 @@ impl EnginePosts<'_> {
 }
 
 impl PostStore for EnginePosts<'_> {
+    fn signature_checked(&mut self, id: &PostId) -> bool {
+        self.checked.take(id)
+    }
+
     fn contains(&self, id: &PostId) -> bool {
         if self.muted.contains(id) {
             return true;

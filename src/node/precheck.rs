@@ -1,0 +1,198 @@
+//! Post signatures checked ahead of the engine, on other cores.
+//!
+//! The engine verifies every arriving post on the actor's thread, which also stores them: in a
+//! history sync (thousands of posts a second in PushBatch frames) ed25519 took about half of
+//! that thread while the other core had room. Frames carrying several posts now pass through
+//! this stage first: it checks their posts' signatures on blocking threads, several frames at
+//! once, notes the ids of the good ones in [`Checked`], and hands the frames on in the order
+//! they came, so the actor stores one frame while the next ones are checked. The engine then
+//! checks only those posts' clocks ([`crate::engine::PostStore::signature_checked`]); a post
+//! whose signature fails here is simply not noted, and the engine refuses it (and penalises its
+//! sender) as before.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use lakitu_transport::TransportEvent;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::engine::wire;
+use crate::post::PostId;
+
+/// Frames with fewer posts go straight on: a lone push is checked faster than it is handed
+/// to another thread.
+const MIN_POSTS: usize = 4;
+/// Checks running at once: enough to keep every core busy while the actor stores.
+const IN_FLIGHT: usize = 4;
+/// Ids noted and not yet taken: bounds what frames the engine then drops undecoded (too
+/// large, refused sender) can leave behind. When full, nothing more is noted and the engine
+/// checks for itself.
+const MAX_CHECKED: usize = 1 << 16;
+
+/// Ids of posts whose signatures this stage checked, each taken once by the engine.
+#[derive(Debug, Default)]
+pub(crate) struct Checked(Mutex<HashSet<PostId>>);
+
+impl Checked {
+    fn note(&self, ids: impl IntoIterator<Item = PostId>) {
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        for id in ids {
+            if set.len() >= MAX_CHECKED {
+                return;
+            }
+            set.insert(id);
+        }
+    }
+
+    /// True (once) when this stage checked the signature of post `id`.
+    pub(crate) fn take(&self, id: &PostId) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).remove(id)
+    }
+}
+
+fn carries_posts(ev: &TransportEvent) -> bool {
+    matches!(ev, TransportEvent::Frame { payload, .. } if wire::peek_post_count(payload) >= MIN_POSTS)
+}
+
+/// Pass transport events from `from` to `to`, checking the post signatures of frames with
+/// several posts on the way. Those frames go on in the order they came, each once its check
+/// is done; every other event goes on at once (a history page's ids should not wait behind the
+/// posts of the pages before it; the engine takes frames in any order, as QUIC's streams
+/// deliver them). Ends when either side closes.
+pub(crate) async fn run(
+    mut from: mpsc::Receiver<TransportEvent>,
+    to: mpsc::Sender<TransportEvent>,
+    checked: Arc<Checked>,
+    max_frame: usize,
+) {
+    let mut checking: VecDeque<(JoinHandle<()>, TransportEvent)> = VecDeque::new();
+    loop {
+        tokio::select! {
+            // A check failing (it cannot panic on any input) only means the engine checks.
+            _ = async {
+                match checking.front_mut() {
+                    Some((check, _)) => check.await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some((_, ev)) = checking.pop_front()
+                    && to.send(ev).await.is_err()
+                {
+                    return;
+                }
+            }
+            ev = from.recv(), if checking.len() < IN_FLIGHT => {
+                let Some(ev) = ev else { break };
+                if let TransportEvent::Frame { payload, .. } = &ev
+                    && carries_posts(&ev)
+                {
+                    let (payload, checked) = (payload.clone(), checked.clone());
+                    let check = tokio::task::spawn_blocking(move || {
+                        let good = wire::posts_of(&payload, max_frame)
+                            .into_iter()
+                            .filter(|p| p.verify_signature().is_ok())
+                            .map(|p| p.id());
+                        checked.note(good);
+                    });
+                    checking.push_back((check, ev));
+                } else if to.send(ev).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    for (check, ev) in checking {
+        let _ = check.await;
+        if to.send(ev).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::wire::{Message, PushEntry, Relay};
+    use crate::id::Identity;
+    use crate::post::Post;
+    use bytes::Bytes;
+
+    fn entries(posts: &[Post]) -> Vec<PushEntry> {
+        posts
+            .iter()
+            .map(|p| PushEntry {
+                hops: 1,
+                relay: Relay::None,
+                post: p.clone(),
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn good_signatures_are_noted_bad_ones_left_to_the_engine_and_batches_keep_their_order() {
+        let author = Identity::from_seed([3; 32]);
+        let sign = |ts: u64, body: &str| {
+            let rust = crate::post::Topic::new("rust").expect("tag");
+            Post::sign(author.signing_key(), ts, [rust], body).expect("post")
+        };
+        let mut first: Vec<Post> = (0..6).map(|i| sign(1_000 + i, "hello")).collect();
+        // A forged post: one byte of its author changed, so its signature does not hold.
+        let mut forged = first[0].encode();
+        forged[1] ^= 1;
+        first.push(Post::decode(&forged).expect("well-formed"));
+        let second: Vec<Post> = (0..5).map(|i| sign(2_000 + i, "more")).collect();
+        let sender = Identity::from_seed([4; 32]).public();
+        let batch1 = wire::encode(&sender, 5, &Message::PushBatch(entries(&first)), None);
+        let batch2 = wire::encode(&sender, 6, &Message::PushBatch(entries(&second)), None);
+        let lone = wire::encode(
+            &sender,
+            7,
+            &Message::Push {
+                hops: 1,
+                relay: Relay::None,
+                post: sign(9, "lone"),
+            },
+            None,
+        );
+        let frame = |b: &Vec<u8>| TransportEvent::Frame {
+            from: "mem:a".parse().expect("addr"),
+            authenticated: None,
+            payload: Bytes::from(b.clone()),
+        };
+        let (in_tx, in_rx) = mpsc::channel(8);
+        let (out_tx, mut out_rx) = mpsc::channel(8);
+        let checked = Arc::new(Checked::default());
+        tokio::spawn(run(in_rx, out_tx, checked.clone(), 1 << 20));
+        for b in [&batch1, &lone, &batch2] {
+            in_tx.send(frame(b)).await.expect("stage running");
+        }
+        drop(in_tx);
+        let mut out = Vec::new();
+        while let Some(ev) = out_rx.recv().await {
+            match ev {
+                TransportEvent::Frame { payload, .. } => out.push(payload.to_vec()),
+                other => panic!("only frames went in, got {other:?}"),
+            }
+        }
+        assert_eq!(
+            out.len(),
+            3,
+            "every frame comes out, and it ends with its input"
+        );
+        let at = |b: &Vec<u8>| out.iter().position(|o| o == b).expect("frame came out");
+        assert!(
+            at(&batch1) < at(&batch2),
+            "frames with posts keep their order"
+        );
+        at(&lone);
+        for p in first[..6].iter().chain(&second) {
+            assert!(checked.take(&p.id()), "a good post is noted");
+            assert!(!checked.take(&p.id()), "and taken once");
+        }
+        assert!(
+            !checked.take(&first[6].id()),
+            "a forged one is left to the engine"
+        );
+    }
+}
