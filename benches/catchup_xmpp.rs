@@ -21,39 +21,9 @@ mod support;
 
 use std::time::Instant;
 
-use support::{Node, Prosody, wait_until};
+use support::{Node, Prosody, relay_with_history, wait_until};
 
-const DAY_MS: u64 = 86_400_000;
 const PINGS: &str = "[gossip]\nping_secs = 1\n";
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_millis() as u64
-}
-
-/// A stopped relay of config `rest` holding `n` of its own posts, the newest 8 days old.
-fn relay_with_history(n: u64, rest: &str) -> Node {
-    let alice = Node::init_with(rest);
-    let file = alice.file("history.jsonl");
-    lakitu::demo::write_history(
-        &alice.file("node.key"),
-        &file,
-        n,
-        now_ms() - 8 * DAY_MS,
-        (365 * DAY_MS / n.max(1)).max(1),
-        &["rust", "life"],
-    )
-    .expect("history file");
-    let out = alice.cli(&["import", file.to_str().expect("utf-8 path")]);
-    assert!(
-        out.status.success(),
-        "import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    alice
-}
 
 fn xmpp_bytes(node: &Node, way: &str) -> f64 {
     node.metric(&format!("lakitu_{way}_bytes_total{{transport=\"xmpp\"}}"))

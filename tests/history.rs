@@ -5,7 +5,7 @@
 
 mod support;
 
-use support::{Node, peer_entry, wait_until};
+use support::{Node, peer_entry, relay_with_history, wait_until};
 
 const PINGS: &str = "[gossip]\nping_secs = 1\n";
 const DAY_MS: u64 = 86_400_000;
@@ -15,30 +15,6 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as u64
-}
-
-/// A stopped relay of config `rest` holding `n` of its own posts, the newest 8 days old,
-/// spread over a year.
-fn relay_with_history(n: u64, rest: &str) -> Node {
-    let alice = Node::init_with(rest);
-    let file = alice.file("history.jsonl");
-    let gap = 365 * DAY_MS / n;
-    lakitu::demo::write_history(
-        &alice.file("node.key"),
-        &file,
-        n,
-        now_ms() - 8 * DAY_MS,
-        gap,
-        &["rust", "life"],
-    )
-    .expect("history file");
-    let out = alice.cli(&["import", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    alice
 }
 
 fn posts(node: &Node) -> u64 {

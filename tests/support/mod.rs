@@ -813,3 +813,32 @@ pub fn expect_line(rx: &std::sync::mpsc::Receiver<String>, prefix: &str) -> Stri
         }
     }
 }
+
+/// A stopped relay of config `rest` holding `n` of its own posts (#rust and #life), the newest
+/// 8 days old and the rest spread over the year before: all older than the repair window, so
+/// only a history sync brings them to another relay.
+pub fn relay_with_history(n: u64, rest: &str) -> Node {
+    const DAY_MS: u64 = 86_400_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    let alice = Node::init_with(rest);
+    let file = alice.file("history.jsonl");
+    lakitu::demo::write_history(
+        &alice.file("node.key"),
+        &file,
+        n,
+        now - 8 * DAY_MS,
+        (365 * DAY_MS / n.max(1)).max(1),
+        &["rust", "life"],
+    )
+    .expect("history file");
+    let out = alice.cli(&["import", file.to_str().expect("utf-8 path")]);
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    alice
+}
