@@ -87,6 +87,12 @@ impl MerkleCache {
         self.syncing.insert(peer, now);
     }
 
+    /// The hashes of the leaves under inner node `i` (< [`MERKLE_FANOUT`]).
+    fn leaves_under(&self, i: usize) -> &[[u8; 32]] {
+        let start = i * MERKLE_FANOUT;
+        &self.leaves[start..start + MERKLE_FANOUT]
+    }
+
     /// The last bucket of the outstanding WorldReq to `peer`.
     pub(crate) fn pending_to_bucket(&self, peer: &PublicId) -> Option<u8> {
         self.pending.get(peer).copied()
@@ -142,8 +148,7 @@ impl Engine {
             inner_dirty.insert(b as usize / MERKLE_FANOUT);
         }
         for i in inner_dirty {
-            let start = i * MERKLE_FANOUT;
-            self.merkle.inner[i] = hash_children(&self.merkle.leaves[start..start + MERKLE_FANOUT]);
+            self.merkle.inner[i] = hash_children(self.merkle.leaves_under(i));
         }
         let root = hash_children(&self.merkle.inner);
         if root != self.merkle.root {
@@ -232,8 +237,7 @@ impl Engine {
             // both sides' full views per comparison: 36% of the bytes of the 1,000-node mixed
             // run (13.4 MB while the posts spread) for a few changed records.
             for i in 0..MERKLE_FANOUT {
-                let start = i * MERKLE_FANOUT;
-                let hashes = self.merkle.leaves[start..start + MERKLE_FANOUT].to_vec();
+                let hashes = self.merkle.leaves_under(i).to_vec();
                 let msg = Message::WorldHash {
                     level: 1,
                     index: i as u8,
@@ -257,10 +261,7 @@ impl Engine {
         self.merkle.mark_syncing(sender, self.now);
         let hashes = match (level, index as usize) {
             (0, 0) => self.merkle.inner.clone(),
-            (1, i) if i < MERKLE_FANOUT => {
-                let start = i * MERKLE_FANOUT;
-                self.merkle.leaves[start..start + MERKLE_FANOUT].to_vec()
-            }
+            (1, i) if i < MERKLE_FANOUT => self.merkle.leaves_under(i).to_vec(),
             _ => {
                 self.penalise(&sender, super::Offence::Malformed);
                 return;
