@@ -25,9 +25,10 @@ use crate::post::PostId;
 const MIN_POSTS: usize = 4;
 /// Checks running at once: enough to keep every core busy while the actor stores.
 const IN_FLIGHT: usize = 4;
-/// Ids noted and not yet taken: bounds what frames the engine then drops undecoded (too
-/// large, refused sender) can leave behind. When full, nothing more is noted and the engine
-/// checks for itself.
+/// Ids noted and not yet taken, at most. Frames the actor then drops before the engine takes
+/// their posts (a sender that is not a peer, one the access policy refuses, a frame that does
+/// not decode) leave their ids behind, so when full the set starts afresh: the posts noted
+/// and not yet taken are then simply checked again by the engine.
 const MAX_CHECKED: usize = 1 << 16;
 
 /// Ids of posts whose signatures this stage checked, each taken once by the engine.
@@ -39,7 +40,7 @@ impl Checked {
         let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
         for id in ids {
             if set.len() >= MAX_CHECKED {
-                return;
+                set.clear();
             }
             set.insert(id);
         }
@@ -117,6 +118,24 @@ mod tests {
     use crate::id::Identity;
     use crate::post::Post;
     use bytes::Bytes;
+
+    #[test]
+    fn ids_left_behind_never_stop_new_ones_being_noted() {
+        let checked = Checked::default();
+        let id = |i: u32| {
+            let mut b = [0u8; 32];
+            b[..4].copy_from_slice(&i.to_be_bytes());
+            PostId(b)
+        };
+        // A full set of ids nobody takes (their frames were dropped before the engine).
+        checked.note((0..MAX_CHECKED as u32).map(id));
+        checked.note([id(u32::MAX)]);
+        assert!(
+            checked.take(&id(u32::MAX)),
+            "a new id is still noted when full"
+        );
+        assert!(!checked.take(&id(0)), "the stale ones went");
+    }
 
     fn entries(posts: &[Post]) -> Vec<PushEntry> {
         posts
