@@ -52,10 +52,6 @@ impl Checked {
     }
 }
 
-fn carries_posts(ev: &TransportEvent) -> bool {
-    matches!(ev, TransportEvent::Frame { payload, .. } if wire::peek_post_count(payload) >= MIN_POSTS)
-}
-
 /// Pass transport events from `from` to `to`, checking the post signatures of frames with
 /// several posts on the way. Those frames go on in the order they came, each once its check
 /// is done; every other event goes on at once (a history page's ids should not wait behind the
@@ -86,7 +82,7 @@ pub(crate) async fn run(
             ev = from.recv(), if checking.len() < IN_FLIGHT => {
                 let Some(ev) = ev else { break };
                 if let TransportEvent::Frame { payload, .. } = &ev
-                    && carries_posts(&ev)
+                    && wire::peek_post_count(payload) >= MIN_POSTS
                 {
                     let (payload, checked) = (payload.clone(), checked.clone());
                     let check = tokio::task::spawn_blocking(move || {
