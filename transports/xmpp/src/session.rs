@@ -651,15 +651,15 @@ impl Session {
             }
             let deflated = element.attr(chunk::ATTR_DEFLATED) == Some(chunk::DEFLATE);
             let text: String = element.texts().collect();
+            let max_frame = self.shared.config.max_frame;
             let parsed = chunk::parse_chunk(
                 element.attr("id"),
                 element.attr("seq"),
                 element.attr("of"),
                 &text,
-                self.shared.config.max_frame,
+                max_frame,
             );
             let counters = &self.shared.counters;
-            let max_frame = self.shared.config.max_frame;
             let outcome = parsed
                 .and_then(|c| {
                     self.reassembler
