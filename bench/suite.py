@@ -4,8 +4,8 @@
 Run through bench/run.sh (which builds first). Sizes come from the environment:
 BENCH_QUICK=1 for a small run (minutes) that checks the machinery; BENCH_INGEST_N,
 BENCH_STORE_N, BENCH_MEMBERS, BENCH_SIM_NODES, BENCH_SIM_LAKITU_MAX, BENCH_CLUSTER_POSTS,
-BENCH_RECONCILE_SEEDS, BENCH_BRIDGE_MINUTES, BENCH_BRIDGE_POSTS, BENCH_CATCHUP_N override single
-sizes.
+BENCH_RECONCILE_SEEDS, BENCH_BRIDGE_MINUTES, BENCH_BRIDGE_POSTS, BENCH_CATCHUP_N,
+BENCH_CATCHUP_XMPP_LIMITED, BENCH_CATCHUP_XMPP_OPEN override single sizes.
 BENCH_SKIP=a,b skips sections (ingest, reconcile, sim, cluster, catchup, catchup_xmpp, bridge, store,
 membership). Heavy
 work runs under `nice`.
