@@ -162,9 +162,16 @@ impl Outbox {
         Some(resume)
     }
 
-    /// Frames waiting in batches (for the stats).
-    fn count_held(&self) {
-        let held: usize = self.batches.values().map(|b| b.frames.len()).sum();
+    /// Frames the spent budget holds back (for the stats): every batch's while it is spent,
+    /// none otherwise. Frames waiting out their batch window are not held: counted as held,
+    /// they made the node think the budget spent whenever two peers' batches overlapped,
+    /// park its control frames and tell its owners so.
+    fn count_held(&self, spent: bool) {
+        let held: usize = if spent {
+            self.batches.values().map(|b| b.frames.len()).sum()
+        } else {
+            0
+        };
         self.shared
             .counters
             .frames_held
@@ -249,13 +256,13 @@ impl Outbox {
             if let Some(b) = self.batches.get_mut(to) {
                 b.due = b.due.max(resume);
             }
-            self.count_held();
+            self.count_held(true);
             return;
         }
         let Some(batch) = self.batches.remove(to) else {
             return;
         };
-        self.count_held();
+        self.count_held(false);
         let from = &self.shared.config.address;
         match mime::frames_mail(from, to.rest(), &batch.frames) {
             Ok(message) => self.submit(Outmail {

@@ -116,6 +116,39 @@ async fn fifty_frames_to_one_peer_share_a_few_mails() {
     bob.transport.shutdown().await;
 }
 
+/// Frames waiting out their batch window are not held by the budget: with no budget set,
+/// the held count stays 0 while one peer's batch goes out and another's still waits (it read
+/// 1 then, and the node took the budget for spent and told its owners so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_waiting_for_their_batch_window_are_not_counted_as_held_by_the_budget() {
+    let servers = MailServers::start();
+    let mut config = servers.config("alice");
+    config.batch_window = Duration::from_secs(2);
+    config.max_mails_per_day = 0;
+    let mut alice = Node::up(config).await;
+    let mut bob = Node::up(servers.config("bob")).await;
+    alice
+        .transport
+        .send(SendId(1), &addr("bob"), Outgoing::Frame(frame(1)))
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    alice
+        .transport
+        .send(SendId(2), &addr("carol"), Outgoing::Frame(frame(2)))
+        .unwrap();
+    // Bob's batch leaves while carol's waits about another second.
+    take_sent(&mut alice, [1]).await;
+    assert_eq!(alice.transport.stats().frames_held, 0, "nothing is held");
+    take_sent(&mut alice, [2]).await;
+    assert_eq!(alice.transport.stats().frames_held, 0);
+    assert_eq!(
+        take_frames(&mut bob, 1).await,
+        vec![(addr("alice"), frame(1))]
+    );
+    alice.transport.shutdown().await;
+    bob.transport.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn person_mail_is_human_and_machine_mail_is_marked_auto_generated() {
     let servers = MailServers::start();
