@@ -76,6 +76,7 @@ impl Engine {
 
     /// Queue an eager push and watch for its acknowledgement.
     pub(crate) fn push_acked(&mut self, to: PublicId, hops: u8, relay: Relay, post: &Post) {
+        tracing::trace!(post = ?post.id(), peer = ?to, hops, ?relay, "push");
         let relay = self.queue_push(to, hops, relay, post.clone());
         self.watch(to, hops, relay, post.clone(), 1, Vec::new());
     }
@@ -83,6 +84,7 @@ impl Engine {
     /// Announce a post to a member that pruned us (it pulls what it lacks), and watch that
     /// announcement like a push: a lost one is announced again.
     pub(crate) fn announce_acked(&mut self, to: PublicId, hops: u8, post: &Post) {
+        tracing::trace!(post = ?post.id(), peer = ?to, hops, "announce instead of push");
         self.queue_ihave(to, post.id(), hops);
         self.watch(to, hops, Relay::None, post.clone(), 1, Vec::new());
     }
