@@ -75,13 +75,17 @@ impl Engine {
             // The operator names this peer: whatever it did before (or a RemovePeer), talk again.
             m.reputation = m.reputation.max(0);
         } else {
-            // Incarnation 0 loses against any record the seed publishes about itself.
+            // Incarnation 0 loses against any record the seed publishes about itself. Until
+            // that record arrives, which by mail takes a delivery, the seed is taken to want
+            // everything: this placeholder travels in World pages like any record, and when
+            // it wanted nothing, relays that learned an email-only seed this way left it out
+            // of their fan-outs for half a minute (a relay's default is to keep everything).
             let rec = MemberRecord {
                 id,
                 incarnation: 0,
                 state: PeerState::Alive,
                 addrs: addrs.into_iter().take(MAX_ADDRS).collect(),
-                interests: Interests::default(),
+                interests: Interests::everything(),
             };
             self.members.add(&rec);
             self.merkle.touch(&id);
@@ -559,8 +563,29 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
+    use super::super::Event;
     use super::super::testnet::Net;
     use super::*;
+
+    /// A configured peer whose own record has not arrived yet gets posts: its placeholder
+    /// record wants everything, as a relay does by default.
+    #[test]
+    fn a_seed_not_heard_from_yet_is_pushed_posts() {
+        let mut net = Net::new(2, 71);
+        net.set_down(1, true);
+        let (id, addrs) = (net.id(1), net.nodes[1].addrs.clone());
+        net.event(0, Event::AddPeer { id, addrs });
+        let rec = net.nodes[0].engine.members.get(&id).expect("seed").record();
+        assert_eq!(rec.incarnation, 0);
+        assert!(rec.interests.all, "{:?}", rec.interests);
+        net.post_from(0, "before the seed answers", &["rust"]);
+        net.run_for(100);
+        assert_eq!(
+            net.frames.get(&(0, 1, super::super::Kind::Push)).copied(),
+            Some(1),
+            "one push to the seed"
+        );
+    }
 
     #[test]
     fn replies_go_where_the_peer_last_wrote_from_and_the_usual_address_costs_nothing() {
