@@ -1477,6 +1477,16 @@ mod tests {
         assert!(!lazy, "the Graft made node 2 push to node 1 again");
     }
 
+    /// The carriers of the bridge benchmark's six relays (`Mem` stands for QUIC).
+    const BRIDGE_CARRIERS: [&[Scheme]; 6] = [
+        &[Scheme::Mem],
+        &[Scheme::Xmpp],
+        &[Scheme::Mail],
+        &[Scheme::Mem, Scheme::Xmpp],
+        &[Scheme::Mem, Scheme::Mail],
+        &[Scheme::Xmpp, Scheme::Mail],
+    ];
+
     /// The six relays of the bridge benchmark (QUIC-only, XMPP-only, email-only and the three
     /// pairs; `Mem` stands for QUIC) with its carriers' latencies, a post from every relay in
     /// turn every 2.5 s: every post reaches every relay within its fastest path's time plus
@@ -1485,15 +1495,7 @@ mod tests {
     #[test]
     fn posts_cross_carriers_within_their_fastest_path() {
         use super::super::testnet::carrier_latency;
-        use lakitu_transport::Scheme::{Mail, Mem, Xmpp};
-        let carriers: [&[Scheme]; 6] = [
-            &[Mem],
-            &[Xmpp],
-            &[Mail],
-            &[Mem, Xmpp],
-            &[Mem, Mail],
-            &[Xmpp, Mail],
-        ];
+        let carriers = BRIDGE_CARRIERS;
         let names = [
             "QUIC",
             "XMPP",
@@ -1605,15 +1607,7 @@ mod tests {
     /// the benchmark's occasional 29–32 s warm-up crossings).
     #[test]
     fn posts_made_as_soon_as_views_list_everyone_cross_every_carrier_promptly() {
-        use lakitu_transport::Scheme::{Mail, Mem, Xmpp};
-        let carriers: [&[Scheme]; 6] = [
-            &[Mem],
-            &[Xmpp],
-            &[Mail],
-            &[Mem, Xmpp],
-            &[Mem, Mail],
-            &[Xmpp, Mail],
-        ];
+        let carriers = BRIDGE_CARRIERS;
         // (relay, configured peer), as tests/support/bridge.rs writes the configs.
         let links = [
             (1, 3),
