@@ -252,6 +252,7 @@ impl Engine {
             m.state == super::PeerState::Alive
                 && m.on_any(carriers)
                 && m.trusted(threshold)
+                && !m.placeholder()
                 && mine.overlaps(&m.interests)
         };
         let posts = store.count();

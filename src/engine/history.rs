@@ -209,21 +209,27 @@ impl Engine {
 
     /// A partner for `scope` not tried yet: a live member reached directly over QUIC or XMPP
     /// whose interests hold the scope (the author itself first), fastest carrier and best
-    /// reputation first.
+    /// reputation first. A configured peer not heard of yet holds its own posts; what else it
+    /// keeps its placeholder only guesses (a relay asked on that guess, which dropped the
+    /// frames of a peer it did not know yet, held up a follow's sync behind it for 80 s).
     fn history_partner(&self, scope: &Scope, tried: &[PublicId]) -> Option<PublicId> {
         self.members
             .values()
             .filter(|m| {
+                let known = !m.placeholder();
                 m.state == PeerState::Alive
                     && !tried.contains(&m.id)
                     && !self.is_ignored(&m.id)
                     && self.shares_carrier(m)
                     && self.class_of_member(m) != LatencyClass::Minutes
                     && match scope {
-                        Scope::All => m.interests.all,
-                        Scope::Topic(t) => m.interests.all || m.interests.topics.contains(t),
+                        Scope::All => known && m.interests.all,
+                        Scope::Topic(t) => {
+                            known && (m.interests.all || m.interests.topics.contains(t))
+                        }
                         Scope::Author(a) => {
-                            m.id == *a || m.interests.all || m.interests.authors.contains(a)
+                            m.id == *a
+                                || known && (m.interests.all || m.interests.authors.contains(a))
                         }
                     }
             })
@@ -676,6 +682,52 @@ mod tests {
         );
         net.run_for(PARTNER_WAIT_MS);
         assert_eq!(view(&net, 1).state, HistoryState::NoPeer);
+    }
+
+    /// A configured peer not heard of yet is asked for its own posts only, and is not
+    /// reconciled with: its placeholder record's interests are a guess.
+    #[test]
+    fn a_peer_known_only_from_config_is_asked_only_for_its_own_posts() {
+        let kinds = |net: &Net, kind| net.frames.get(&(1, 0, kind)).copied().unwrap_or(0);
+        let placeholder_of_0 = || {
+            let mut net = Net::new(2, 92);
+            net.set_down(0, true);
+            let (id, addrs) = (net.id(0), net.nodes[0].addrs.clone());
+            net.event(1, Event::AddPeer { id, addrs });
+            (net, id)
+        };
+        let (mut net, _) = placeholder_of_0();
+        let rust = Scope::Topic(Topic::new("rust").unwrap());
+        net.event(
+            1,
+            Event::Sync {
+                scope: rust,
+                max: 100,
+            },
+        );
+        net.run_for(PARTNER_WAIT_MS + 40_000);
+        assert_eq!(view(&net, 1).state, HistoryState::NoPeer);
+        assert_eq!(kinds(&net, super::super::Kind::HistoryReq), 0);
+        assert_eq!(
+            kinds(&net, super::super::Kind::Reconcile),
+            0,
+            "no reconciliation"
+        );
+
+        let (mut net, id) = placeholder_of_0();
+        net.event(
+            1,
+            Event::Sync {
+                scope: Scope::Author(id),
+                max: 100,
+            },
+        );
+        net.run_for(1_000);
+        assert_eq!(
+            kinds(&net, super::super::Kind::HistoryReq),
+            1,
+            "its own posts"
+        );
     }
 
     #[test]

@@ -398,6 +398,13 @@ impl Member {
         self.carriers = carriers_of(addrs.iter().map(PeerAddr::as_str));
     }
 
+    /// A configured peer not heard of yet in its own words (incarnation 0: a node starts at
+    /// its clock): its interests are a guess, good for sending it posts, not for choosing it
+    /// to reconcile or to fetch history from.
+    pub(crate) fn placeholder(&self) -> bool {
+        self.incarnation == 0
+    }
+
     /// Alive or suspect: worth sending to.
     pub(crate) fn reachable(&self) -> bool {
         matches!(self.state, PeerState::Alive | PeerState::Suspect)
