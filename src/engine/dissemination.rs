@@ -1630,8 +1630,7 @@ mod tests {
         for seed in 0..40 {
             let mut net = Net::with_carriers(&carriers, seed, EngineConfig::default());
             for (a, b) in links {
-                let (id, addrs) = (net.id(b), net.nodes[b].addrs.clone());
-                net.event(a, Event::AddPeer { id, addrs });
+                net.configure(a, b);
             }
             for _ in 0..6_000 {
                 net.run_for(100);

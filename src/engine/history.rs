@@ -692,8 +692,8 @@ mod tests {
         let placeholder_of_0 = || {
             let mut net = Net::new(2, 92);
             net.set_down(0, true);
-            let (id, addrs) = (net.id(0), net.nodes[0].addrs.clone());
-            net.event(1, Event::AddPeer { id, addrs });
+            net.configure(1, 0);
+            let id = net.id(0);
             (net, id)
         };
         let (mut net, _) = placeholder_of_0();

@@ -563,7 +563,6 @@ impl Engine {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Event;
     use super::super::testnet::Net;
     use super::*;
 
@@ -573,8 +572,8 @@ mod tests {
     fn a_seed_not_heard_from_yet_is_pushed_posts() {
         let mut net = Net::new(2, 71);
         net.set_down(1, true);
-        let (id, addrs) = (net.id(1), net.nodes[1].addrs.clone());
-        net.event(0, Event::AddPeer { id, addrs });
+        net.configure(0, 1);
+        let id = net.id(1);
         let rec = net.nodes[0].engine.members.get(&id).expect("seed").record();
         assert_eq!(rec.incarnation, 0);
         assert!(rec.interests.all, "{:?}", rec.interests);

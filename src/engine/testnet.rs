@@ -189,8 +189,7 @@ impl Net {
             let Some(seed) = (0..carriers.len()).find(|&j| shares(j)) else {
                 continue;
             };
-            let (id, addrs) = (net.id(seed), net.nodes[seed].addrs.clone());
-            net.event(i, Event::AddPeer { id, addrs });
+            net.configure(i, seed);
         }
         net
     }
@@ -201,19 +200,17 @@ impl Net {
 
     /// Every node learns `seed` as a peer.
     pub(crate) fn join_all_to(&mut self, seed: usize) {
-        let id = self.id(seed);
-        let addrs = vec![self.nodes[seed].addr.clone()];
         for i in 0..self.nodes.len() {
             if i != seed {
-                self.event(
-                    i,
-                    Event::AddPeer {
-                        id,
-                        addrs: addrs.clone(),
-                    },
-                );
+                self.configure(i, seed);
             }
         }
+    }
+
+    /// Node `i` is told of node `peer` at all its addresses, as a relay's config names a peer.
+    pub(crate) fn configure(&mut self, i: usize, peer: usize) {
+        let (id, addrs) = (self.id(peer), self.nodes[peer].addrs.clone());
+        self.event(i, Event::AddPeer { id, addrs });
     }
 
     pub(crate) fn event(&mut self, i: usize, ev: Event) {
@@ -359,10 +356,7 @@ impl Net {
         node.addr = addr;
         node.crashed = false;
         node.down = false;
-        let seed = if i == 0 { 1 } else { 0 };
-        let id = self.id(seed);
-        let addrs = vec![self.nodes[seed].addr.clone()];
-        self.event(i, Event::AddPeer { id, addrs });
+        self.configure(i, if i == 0 { 1 } else { 0 });
     }
 
     pub(crate) fn set_down(&mut self, i: usize, down: bool) {
