@@ -473,28 +473,20 @@ impl Engine {
         // if that delegate's view has it. With ranges from a chunk's first member to its
         // last, a member whose join had not reached the origin waited for anti-entropy or
         // for the origin to learn of it (3.3 s in the 100-node 5% loss run, seed 2).
-        let mut lo = duty.lo;
+        let mut next_lo = duty.lo;
         for (i, chunk) in targets.chunks(per).enumerate() {
             let Some(last) = chunk.last() else {
                 continue;
             };
-            let hi = if i + 1 == chunks { duty.hi } else { *last };
-            let range = (lo, hi);
-            lo = successor(last);
+            let PublicId(hi) = if i + 1 == chunks { duty.hi } else { *last };
+            let PublicId(lo) = std::mem::replace(&mut next_lo, successor(last));
             let Some(delegate) = self.pick_delegate(chunk, &[]) else {
                 continue;
             };
             let relay = if mixed {
-                Relay::Class {
-                    lo: range.0.0,
-                    hi: range.1.0,
-                    home,
-                }
+                Relay::Class { lo, hi, home }
             } else {
-                Relay::Range {
-                    lo: range.0.0,
-                    hi: range.1.0,
-                }
+                Relay::Range { lo, hi }
             };
             self.push_acked(delegate, next, relay, post);
         }
