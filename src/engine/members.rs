@@ -249,6 +249,10 @@ const QUIET_MS: u64 = 60_000;
 /// `last_heard` of a member never heard from directly.
 const NEVER: u64 = u64::MAX;
 
+/// The incarnation of the record a node makes for a configured peer until the peer's own
+/// arrives; a node's own records start above it (at its clock), so any of them replaces it.
+pub(crate) const PLACEHOLDER_INCARNATION: u64 = 0;
+
 /// One member: its gossiped record and the little state every member needs.
 #[derive(Debug, Clone)]
 pub(crate) struct Member {
@@ -398,11 +402,11 @@ impl Member {
         self.carriers = carriers_of(addrs.iter().map(PeerAddr::as_str));
     }
 
-    /// A configured peer not heard of yet in its own words (incarnation 0: a node starts at
-    /// its clock): its interests are a guess, good for sending it posts, not for choosing it
-    /// to reconcile or to fetch history from.
+    /// A configured peer not heard of yet in its own words (see [`PLACEHOLDER_INCARNATION`]):
+    /// its interests are a guess, good for sending it posts, not for choosing it to reconcile
+    /// or to fetch history from.
     pub(crate) fn placeholder(&self) -> bool {
-        self.incarnation == 0
+        self.incarnation == PLACEHOLDER_INCARNATION
     }
 
     /// Alive or suspect: worth sending to.

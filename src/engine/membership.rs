@@ -75,14 +75,14 @@ impl Engine {
             // The operator names this peer: whatever it did before (or a RemovePeer), talk again.
             m.reputation = m.reputation.max(0);
         } else {
-            // Incarnation 0 loses against any record the seed publishes about itself. Until
+            // The placeholder loses against any record the seed publishes about itself. Until
             // that record arrives, which by mail takes a delivery, the seed is taken to want
             // everything: this placeholder travels in World pages like any record, and when
             // it wanted nothing, relays that learned an email-only seed this way left it out
             // of their fan-outs for half a minute (a relay's default is to keep everything).
             let rec = MemberRecord {
                 id,
-                incarnation: 0,
+                incarnation: super::members::PLACEHOLDER_INCARNATION,
                 state: PeerState::Alive,
                 addrs: addrs.into_iter().take(MAX_ADDRS).collect(),
                 interests: Interests::everything(),

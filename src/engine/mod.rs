@@ -423,9 +423,9 @@ impl Engine {
             config,
             interests,
             // Unix ms as the first incarnation: a restarted node outranks its old records
-            // without having to remember its last incarnation. At least 1, so it outranks the
-            // incarnation-0 placeholder others hold for a seed.
-            incarnation: now.max(1),
+            // without having to remember its last incarnation. Above the placeholder others
+            // hold for a seed, so it replaces it.
+            incarnation: now.max(members::PLACEHOLDER_INCARNATION + 1),
             left: false,
             rng,
             started: now,
