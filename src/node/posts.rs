@@ -121,7 +121,7 @@ impl PostStore for EnginePosts<'_> {
         }
         // One write for the frame's posts: sled commits them in few transactions instead of
         // one per post (catching up receives them by the thousand).
-        let mut stored = match self.store.insert_batch(&todo) {
+        let mut stored = match self.store.insert_unseen(&todo) {
             Ok(new) => new.into_iter(),
             Err(e) => {
                 warn!(error = %e, posts = todo.len(), "store write failed");

@@ -33,6 +33,9 @@ pub enum Deleted {
 impl Store {
     /// The author and deletion of `id`, if it was deleted.
     pub fn tombstone(&self, id: &PostId) -> Result<Option<(PublicId, PostId)>, StoreError> {
+        if !self.any_tombstone.load(Ordering::Acquire) {
+            return Ok(None);
+        }
         let Some(v) = self.tombstones.get(id.0)? else {
             return Ok(None);
         };
@@ -76,6 +79,8 @@ impl Store {
         if tombs.contains_key(id.0)? {
             return Ok(Deleted::Already);
         }
+        // Before the tombstone is written: a reader that finds it must not skip the tree.
+        self.any_tombstone.store(true, Ordering::Release);
         let mut stone = Vec::with_capacity(64);
         stone.extend_from_slice(&author.0);
         stone.extend_from_slice(&by.0);
@@ -180,5 +185,34 @@ mod tests {
             Deleted::Tombstoned
         );
         assert!(!s.is_deleted(&later).unwrap());
+    }
+
+    /// Tombstones are skipped while a store has none: one made through another handle, or
+    /// before a restart, must still be found.
+    #[test]
+    fn a_tombstone_is_found_through_every_handle_and_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let me = Identity::from_seed([1; 32]);
+        let post = Post::sign(me.signing_key(), 1000, vec![], "gone soon").unwrap();
+        let by = PostId([9; 32]);
+        {
+            let s = Store::open(dir.path()).unwrap();
+            let other_handle = s.clone();
+            assert!(!s.is_deleted(&post).unwrap());
+            other_handle
+                .delete_post(&post.id(), &me.public(), &by)
+                .unwrap();
+            assert!(
+                s.is_deleted(&post).unwrap(),
+                "seen through the first handle"
+            );
+            s.flush().unwrap();
+        }
+        let s = Store::reopen(dir.path(), std::time::Duration::from_secs(10)).unwrap();
+        assert!(
+            s.is_deleted(&post).unwrap(),
+            "and after the store is reopened"
+        );
+        assert_eq!(s.tombstone(&post.id()).unwrap(), Some((me.public(), by)));
     }
 }
