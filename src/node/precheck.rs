@@ -29,9 +29,10 @@ use crate::post::PostId;
 const MIN_POSTS: usize = 4;
 /// Checks queued or running at once: enough to keep every core busy while the actor stores.
 const IN_FLIGHT: usize = 4;
-/// Nice value of the checking threads: below the actor and the transports, above nothing.
+/// How much nicer the checking threads are than the thread that starts them: relative, so a
+/// relay started under `nice` keeps the actor ahead of its checks too.
 #[cfg(target_os = "linux")]
-const NICE: libc::c_int = 10;
+const NICER: libc::c_int = 10;
 /// Ids noted and not yet taken, at most. Frames the actor then drops before the engine takes
 /// their posts (a sender that is not a peer, one the access policy refuses, a frame that does
 /// not decode) leave their ids behind, so when full the set starts afresh: the posts noted
@@ -94,15 +95,33 @@ fn start_checkers(checked: Arc<Checked>, max_frame: usize) -> std_mpsc::SyncSend
     tx
 }
 
-/// Lower this thread's priority (on Linux `setpriority` with `who = 0` acts on the calling
-/// thread alone; elsewhere it would act on the whole process, so it is left alone there).
+/// Lower this thread's priority by [`NICER`] (at most to 19). On Linux `getpriority` and
+/// `setpriority` with `who = 0` act on the calling thread alone; elsewhere they would act on
+/// the whole process, so it is left alone there.
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
-        // SAFETY: setpriority takes plain integers and touches no memory of ours.
-        let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICE) };
-        if r != 0 {
-            tracing::debug!(error = %std::io::Error::last_os_error(), "checking thread keeps its priority");
+        // getpriority's -1 is also a nice value: it is an error only when errno says so, and
+        // a thread keeps a new thread's nice value (its creator's) when either call fails.
+        // SAFETY: plain integers in and out; errno is this thread's own.
+        let now = unsafe {
+            *libc::__errno_location() = 0;
+            libc::getpriority(libc::PRIO_PROCESS, 0)
+        };
+        let read = std::io::Error::last_os_error();
+        let set = if read.raw_os_error().unwrap_or(0) != 0 {
+            Err(read)
+        } else {
+            // SAFETY: as above.
+            let r = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, (now + NICER).min(19)) };
+            if r == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        };
+        if let Err(e) = set {
+            tracing::debug!(error = %e, "checking thread keeps its priority");
         }
     }
 }
