@@ -325,7 +325,23 @@ def section_catchup():
             "with an empty store starts, joins it over QUIC on loopback and fetches them all "
             "with a history sync (ids in pages of 1,024, posts by IWant, pipelined). Seconds "
             "run from the new relay's start to its last post; bytes are every frame byte the "
-            "new relay received.\n\n" + out.strip() + "\n")
+            "new relay received.\n\n" + out.strip() + "\n" + catchup_verdict(out))
+
+
+def catchup_verdict(out):
+    """Issue 19's target for a catch-up over QUIC, from the table's rows (N, fetched, s, posts/s)."""
+    rows = []
+    for line in out.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) >= 4 and cells[0].isdigit():
+            rows.append((int(cells[0]), int(cells[1]), float(cells[2]), float(cells[3])))
+    if not rows:
+        return "\n**Target ≥ 20,000 posts/s, 100,000 posts in ≤ 5 s: no figures.**\n"
+    short = [f"{n:,} posts at {rate:,.0f} posts/s ({20000 / rate:.2f}× short)"
+             for n, got, _, rate in rows if rate < 20000 or got < n]
+    slow = [f"100,000 posts in {secs:.2f} s" for n, _, secs, _ in rows if n == 100000 and secs > 5]
+    verdict = "met" if not short and not slow else "not met: " + "; ".join(short + slow)
+    return f"\n**Target ≥ 20,000 posts/s, 100,000 posts in ≤ 5 s: {verdict}.**\n"
 
 
 def section_catchup_xmpp():
