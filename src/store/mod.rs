@@ -162,8 +162,7 @@ pub struct Store {
     /// Deleted posts' tombstones (see `tombstones.rs`).
     tombstones: sled::Tree,
     /// False until the first tombstone: most stores never hold one, and every post that
-    /// arrives is looked up there two or three times (catching up, about 10% of the time
-    /// that stores a post).
+    /// arrives is looked up there two or three times.
     any_tombstone: Arc<AtomicBool>,
     /// Number of posts, mirrored from `meta` so `post_count` needs no I/O.
     count: Arc<AtomicU64>,
@@ -212,6 +211,7 @@ impl Store {
             }
             Err(e) => return Err(e.into()),
         };
+        let tombstones = db.open_tree(tombstones::TOMBSTONES)?;
         let store = Store {
             posts: db.open_tree(POSTS)?,
             by_topic: db.open_tree(BY_TOPIC)?,
@@ -220,13 +220,11 @@ impl Store {
             peers: db.open_tree(keys::PEERS)?,
             outbox: db.open_tree(keys::OUTBOX)?,
             meta: db.open_tree(META)?,
-            tombstones: db.open_tree(tombstones::TOMBSTONES)?,
-            any_tombstone: Arc::new(AtomicBool::new(false)),
+            any_tombstone: Arc::new(AtomicBool::new(!tombstones.is_empty())),
+            tombstones,
             db,
             count: Arc::new(AtomicU64::new(0)),
         };
-        let any = !store.tombstones.is_empty();
-        store.any_tombstone.store(any, Ordering::Relaxed);
         match store.meta.get(META_SCHEMA)? {
             None => {
                 store.meta.insert(META_SCHEMA, &SCHEMA.to_be_bytes())?;
