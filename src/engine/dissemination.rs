@@ -1435,6 +1435,15 @@ mod tests {
         assert!(T0 < net.now);
     }
 
+    /// An unasked push of post `id`, which node `to` already holds.
+    fn push_again(net: &Net, to: usize, id: &PostId) -> Message {
+        Message::Push {
+            hops: 2,
+            relay: Relay::None,
+            post: net.nodes[to].store.get(id).unwrap(),
+        }
+    }
+
     #[test]
     fn duplicates_in_a_row_are_answered_with_prune_and_never_echoed() {
         let mut net = settled(3, 46, EngineConfig::default());
@@ -1446,11 +1455,7 @@ mod tests {
         let b = net.id(1);
         let before = net.payloads;
         for (n, id) in ids.iter().enumerate() {
-            let msg = Message::Push {
-                hops: 2,
-                relay: Relay::None,
-                post: net.nodes[1].store.get(id).unwrap(),
-            };
+            let msg = push_again(&net, 1, id);
             net.deliver_from(2, 1, &msg);
             net.run_for(400);
             // One duplicate (a retry, an outage) is not worth a Prune: the member would then
@@ -1493,13 +1498,8 @@ mod tests {
             .collect();
         net.run_for(1_000);
         let b = net.id(1);
-        let push = |net: &Net, id: &PostId| Message::Push {
-            hops: 2,
-            relay: Relay::None,
-            post: net.nodes[1].store.get(id).unwrap(),
-        };
         for id in &ids {
-            let msg = push(&net, id);
+            let msg = push_again(&net, 1, id);
             net.deliver_from(2, 1, &msg);
             net.run_for(5);
         }
